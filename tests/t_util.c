@@ -1,0 +1,136 @@
+/* t_util.c - see t_util.h. */
+#include "t_util.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cx/clock.h"
+
+double t_timeout_scale(void) {
+    const char *s = getenv("CX_TEST_TIMEOUT_SCALE");
+    if (s && *s) {
+        double v = strtod(s, NULL);
+        if (v > 0) return v;
+    }
+#ifdef CX_SANITIZED
+    return 10.0;
+#else
+    return 1.0;
+#endif
+}
+
+uint64_t t_deadline_ms(int64_t ms) {
+    return cx_deadline_after_ms((int64_t)((double)ms * t_timeout_scale()));
+}
+
+char *t_tmpdir(const char *tag) {
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || *base == '\0') base = "/tmp";
+    size_t n = strlen(base) + strlen(tag) + 32;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/cxt-%s-XXXXXX", base, tag);
+    assert_non_null(mkdtemp(p));
+    return p;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+void t_rmrf(const char *path) {
+    if (path) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *t_path(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* ---- counting allocator: a 16-byte header keeps blocks aligned and marks ours ---- */
+
+static atomic_long g_count, g_live, g_fail_at;
+#define T_MAGIC 0x7a11c0deUL
+
+static void *t_malloc(size_t n, void *ctx) {
+    (void)ctx;
+    long i = atomic_fetch_add(&g_count, 1) + 1;
+    long f = atomic_load(&g_fail_at);
+    if (f > 0 && i >= f) return NULL;
+    unsigned long *h = malloc(n + 16);
+    if (h == NULL) return NULL;
+    h[0] = T_MAGIC;
+    atomic_fetch_add(&g_live, 1);
+    return (char *)h + 16;
+}
+
+static void t_free(void *p, void *ctx) {
+    (void)ctx;
+    if (p == NULL) return;
+    unsigned long *h = (unsigned long *)((char *)p - 16);
+    if (h[0] != T_MAGIC) {
+        fprintf(stderr, "t_free: block not from the test allocator\n");
+        abort();
+    }
+    h[0] = 0;
+    atomic_fetch_sub(&g_live, 1);
+    free(h);
+}
+
+static void *t_realloc(void *p, size_t n, void *ctx) {
+    if (p == NULL) return t_malloc(n, ctx);
+    long i = atomic_fetch_add(&g_count, 1) + 1;
+    long f = atomic_load(&g_fail_at);
+    if (f > 0 && i >= f) return NULL;
+    unsigned long *h = (unsigned long *)((char *)p - 16);
+    if (h[0] != T_MAGIC) {
+        fprintf(stderr, "t_realloc: block not from the test allocator\n");
+        abort();
+    }
+    unsigned long *nh = realloc(h, n + 16);
+    if (nh == NULL) return NULL;
+    return (char *)nh + 16;
+}
+
+void t_alloc_install(long fail_at) {
+    atomic_store(&g_count, 0);
+    atomic_store(&g_live, 0);
+    atomic_store(&g_fail_at, fail_at);
+    struct cx_allocator a = {t_malloc, t_realloc, t_free, NULL};
+    cx_set_allocator(&a);
+}
+
+void t_alloc_uninstall(void) { cx_set_allocator(NULL); }
+long t_alloc_count(void) { return atomic_load(&g_count); }
+long t_alloc_live(void) { return atomic_load(&g_live); }
+
+long t_torture(int (*scenario)(void *ctx), void *ctx) {
+    t_alloc_install(0);
+    int rc = scenario(ctx);
+    long n = t_alloc_count();
+    long live = t_alloc_live();
+    t_alloc_uninstall();
+    assert_int_equal(rc, 0);
+    assert_int_equal(live, 0);
+    for (long i = 1; i <= n; i++) {
+        t_alloc_install(i);
+        rc = scenario(ctx);
+        live = t_alloc_live();
+        t_alloc_uninstall();
+        if (rc != 0 && rc != CX_ENOMEM) {
+            fail_msg("torture: failing allocation %ld of %ld gave %s, want CX_ENOMEM", i, n,
+                     cx_err_name(rc));
+        }
+        if (live != 0) fail_msg("torture: failing allocation %ld of %ld leaked %ld blocks", i, n, live);
+    }
+    return n;
+}
