@@ -62,6 +62,15 @@ enum cx_errno {
     CX_OK = 0
 };
 
+/*
+ * Execution modes: they change scheduling only, never results.
+ *   CX_MODE_SERIAL: one task at a time (the "before" column of every table);
+ *   CX_MODE_GIL:    an emulated global interpreter lock held for every CPU section and released
+ *                   around blocking I/O, with a switch interval (CPython's 5 ms);
+ *   CX_MODE_FREE:   no global lock ("free-threaded").
+ */
+enum cx_exec_mode { CX_MODE_SERIAL = 0, CX_MODE_GIL = 1, CX_MODE_FREE = 2 };
+
 /* Message for a CX_E* code ("unknown error" for anything else). Threads: any thread. */
 CX_API const char *cx_strerror(int err);
 /* Name of a CX_E* code, e.g. "CX_ETIMEDOUT" ("CX_UNKNOWN" otherwise). Threads: any thread. */
