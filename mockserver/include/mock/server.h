@@ -1,0 +1,233 @@
+/*
+ * mock/server.h - the configurable-latency mock LLM server (libmicrohttpd), as a library that
+ * tests, stress programs, benchmarks and the CLI start in-process, and behind the `cx-mock`
+ * executable.
+ *
+ * It speaks the OpenAI and Anthropic wire formats closely enough that the official SDKs work
+ * against it with only their base URL changed. Replies are deterministic: the same request body
+ * and seed give the same reply text, the same token counts and the same sampled latency.
+ *
+ * ROUTES
+ *   POST /v1/chat/completions   OpenAI (also Kimi K2, Ollama, vLLM style clients). Non-streaming
+ *                               and "stream": true (SSE "data: {chunk}" lines, a usage chunk when
+ *                               "stream_options": {"include_usage": true}, then "data: [DONE]").
+ *   POST /v1/messages           Anthropic. Non-streaming and "stream": true (event: message_start,
+ *                               content_block_start, ping, content_block_delta..., content_block_stop,
+ *                               message_delta (with usage), message_stop).
+ *   GET  /v1/models             OpenAI-style model list ({"object":"list","data":[...]}), which the
+ *                               Anthropic SDK also accepts (it carries "type":"model" entries too).
+ *   GET  /health                {"status":"ok"}.
+ *   GET  /metrics               Prometheus text format (counters, gauges, histograms in seconds).
+ *   GET  /stats                 JSON statistics (shape below).
+ *   GET  /admin/config          The current settings as JSON (keys as for POST /admin/config).
+ *   POST /admin/config          Change settings while running: a JSON object whose keys are the
+ *                               config keys below ({"latency": "150ms", "dist": "normal",
+ *                               "stddev": "20ms", "fault.429": 0.1, "chat.ttft": "50ms"}); values
+ *                               are strings or numbers. All-or-nothing: on any bad key or value
+ *                               nothing changes and the answer is 400 naming the key.
+ *   POST /admin/reset           Zero the statistics (and the per-body attempt counters that drive
+ *                               probabilistic faults). Settings and scripted faults are kept.
+ *   POST /admin/faults          Script faults: {"script": "next 3 429; next 1 ok; next 2 reset"}
+ *                               or {"next": 3, "fault": "429"} (appends), {"clear": true}
+ *                               (drops every scripted fault). GET /admin/faults lists the queue.
+ *   Unknown routes answer 404, known routes with the wrong method 405, both in the OpenAI error
+ *   shape (or the Anthropic one under /v1/messages*). Bodies past max_body answer 413. Bad JSON
+ *   or missing/mistyped fields answer 400 with each API's error object
+ *   (OpenAI {"error":{"message","type":"invalid_request_error","param","code"}},
+ *    Anthropic {"type":"error","error":{"type":"invalid_request_error","message"}}).
+ *
+ * AUTH
+ *   Any key (or none) is accepted unless required_key is set; then OpenAI routes need
+ *   "Authorization: Bearer <key>" and Anthropic routes need "x-api-key: <key>" (or the Bearer
+ *   form); otherwise 401 in each API's error shape (type "invalid_request_error"/code
+ *   "invalid_api_key" for OpenAI, "authentication_error" for Anthropic). /health, /metrics,
+ *   /stats and /admin/* never need a key.
+ *
+ * CONFIG KEYS (the config file, mock_options.config_text, POST /admin/config and the long
+ * command-line flags all use these; in a file: `key = value` lines, '#' starts a comment;
+ * on the command line: --key VALUE, dots allowed, e.g. --chat.ttft 20ms)
+ *   Durations are a number with an optional unit: "0", "150ms", "2s", "500us", "1.5s", "1m";
+ *   a bare number means milliseconds. Probabilities are numbers in [0, 1].
+ *   Timing (global; prefix "chat.", "messages." or "models." to override one route):
+ *     latency D          base latency of a reply (non-streaming: time to the whole reply;
+ *                        streaming: time to the first token when ttft is unset). Default 0.
+ *     dist NAME          fixed | uniform | normal | lognormal (default fixed).
+ *     latency_max D      uniform: the upper bound (latency is the lower bound).
+ *     stddev D           normal: the standard deviation (latency is the mean).
+ *     sigma F            lognormal: the shape (latency is the median). Default 0.5.
+ *     ttft D             streaming: time to first token (same dist as latency; unset = latency).
+ *     itl D              streaming: inter-token latency (fixed, scaled; default 0).
+ *     itl_jitter F       streaming: each gap is itl * (1 +- itl_jitter), deterministic. Default 0.
+ *   Samples are clamped to >= 0 and to at most 10 x the configured centre (and max_latency).
+ *     max_latency D      hard cap on any sampled delay before scaling (default 600s).
+ *   Global only:
+ *     time_scale F       multiply every delay by F (0.01 turns 2s into 20ms). Default 1.
+ *     seed N             seed of every deterministic choice. Default 0.
+ *     max_running N      at most N API requests "running" at once (0 = no cap, the default);
+ *                        the rest wait in a FIFO queue (time queued counts in the histograms).
+ *     max_queue N        past N waiting, answer 503 (OpenAI) / 529 (Anthropic). 0 = unbounded.
+ *     load_factor F      a request's latency is stretched by (1 + F * (running - 1)) where
+ *                        running counts it and the others running when it starts. Default 0.
+ *     rate_rps F         server-side rate limit (token bucket, requests/s; 0 = off) answering
+ *     rate_burst N       429 with Retry-After when exceeded. Burst default = max(1, rate_rps).
+ *     max_body N         bytes; larger request bodies get 413 (default 1048576). Start only.
+ *     pad_to N           pad every reply text to at least N bytes (0 = off).
+ *     model NAME         model name echoed when the request has none (default "mock-1").
+ *     required_key K     the one accepted API key (empty = any). Start only.
+ *     stall D            how long a "stall" fault holds the request (default 600s, NOT
+ *                        scaled; a closed client connection ends it early).
+ *     cut_after N        "cut" fault: close the stream after N content tokens (default 3).
+ *     disconnect_after D "disconnect" fault: close after D (scaled, default 50ms).
+ *     retry_after D      Retry-After of 429/503/529 faults (default 1s; header in whole
+ *                        seconds rounded up, retry-after-ms exact). Not scaled.
+ *   Fault probabilities (each 0..1; checked in the order listed, first hit wins):
+ *     fault.429 fault.500 fault.502 fault.503 fault.529 fault.reset fault.stall
+ *     fault.malformed fault.cut fault.disconnect fault.corrupt fault.duplicate
+ *     fault.truncate fault.dangerous
+ *
+ * FAULT NAMES (probabilities above, scripts, mock_server_script_faults)
+ *   ok          no fault (a scripted "ok" lets one request through untouched).
+ *   429         rate limited: Retry-After, retry-after-ms and x-ratelimit-* (OpenAI) or
+ *               anthropic-ratelimit-* (Anthropic) headers, each API's rate_limit_error body.
+ *   500 502 503 server errors in each API's error shape ("api_error" for Anthropic).
+ *   529         Anthropic "overloaded_error" (OpenAI routes get 503 instead).
+ *   reset       headers and half the body, then the TCP connection is reset (SO_LINGER 0).
+ *   stall       nothing is sent for `stall`; the client's timeout should fire first.
+ *   malformed   200 with a body that is not valid JSON (streams: a non-JSON data line).
+ *   cut         stream: end the stream after cut_after tokens with no final events
+ *               (non-streaming: like reset).
+ *   disconnect  close the connection after disconnect_after, mid-stream or before any reply.
+ *   corrupt     stream: one SSE frame carries broken JSON (non-streaming: like malformed).
+ *   duplicate   stream: one content frame is sent twice (non-streaming: no effect).
+ *   truncate    stream: the final event is cut short and the connection closed
+ *               (non-streaming: the body is truncated, then the connection closed).
+ *   dangerous   the install plan in the reply contains one dangerous command.
+ *   Faults apply to the two API routes only. Scripted faults run first, in order, one per API
+ *   request; probabilistic ones are drawn per request from (seed, body hash, how many times
+ *   this body was seen), so a run with the same seed and the same requests faults the same
+ *   ones, and a retried identical body gets a fresh draw.
+ *
+ * STATS JSON (GET /stats, mock_server_stats_json); times in milliseconds:
+ *   {"uptime_s": F, "requests": N, "in_flight": N, "in_flight_max": N, "running": N,
+ *    "queued": N, "queued_max": N,
+ *    "routes": {"chat": {"requests": N, "status": {"200": N, "429": N, ...}}, "messages": {..},
+ *               "models": {..}, "health": {..}, "metrics": {..}, "stats": {..},
+ *               "admin": {..}, "other": {..}},
+ *    "faults": {"429": N, "reset": N, ...}            (only injected faults, by name)
+ *    "rate_limited": N,                               (429s from the rate limit)
+ *    "histograms": {"configured": H, "delivered": H, "error": H, "queued": H, "ttft": H,
+ *                   "itl": H, "e2e": H}}
+ *   where H = {"count": N, "mean": F, "min": F, "max": F, "p50": F, "p90": F, "p99": F,
+ *              "p999": F}.
+ *   configured: the scaled delay chosen for each reply (ttft for streams); delivered: the
+ *   delay actually observed from the request's arrival to its first byte being queued to the
+ *   socket (includes queueing); error: |delivered - configured - queued|; queued: time waiting
+ *   for a max_running slot; ttft: arrival to first token (streams); itl: gap between tokens;
+ *   e2e: arrival to the last byte handed to the socket. Histograms are log-bucketed
+ *   (about 3% relative resolution).
+ *
+ * THREADS
+ *   libmicrohttpd runs an epoll thread pool (`threads`, default 2) and one timer thread wakes
+ *   suspended connections; a delayed reply never holds a thread. All functions below are safe
+ *   from any thread unless stated.
+ */
+#ifndef MOCK_SERVER_H
+#define MOCK_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct mock_server;
+
+/* Options for mock_server_start. Call mock_options_init first, then change what you need. */
+struct mock_options {
+    const char *host;         /* listen address (IPv4 literal); default "127.0.0.1" */
+    int port;                 /* 0 = pick a free port (default) */
+    const char *port_file;    /* when set, the chosen port is written here (tmp + rename) once
+                                 listening; NULL = none */
+    unsigned threads;         /* libmicrohttpd worker threads (epoll); default 2 */
+    unsigned connection_limit; /* default 20000 (raised open-files soft limit permitting) */
+    unsigned connection_timeout_s; /* idle keep-alive connections closed after this; default 60 */
+    int quiet;                /* 0: log errors to stderr; 1: silent (default 1) */
+    /* Config text with `key = value` lines (keys above), applied first; then the fields
+       below override it when they are not at their "unset" values. May be NULL. Borrowed. */
+    const char *config_text;
+    uint64_t seed;            /* default 0 */
+    double time_scale;        /* default 1.0; must be >= 0 */
+    double latency_ms;        /* fixed base latency in ms; < 0 = unset (default -1) */
+    const char *required_key; /* NULL or "" = any key (default) */
+    size_t max_body;          /* 0 = default 1 MiB */
+};
+
+/* Fills o with the defaults above. Threads: any thread. */
+void mock_options_init(struct mock_options *o);
+
+/* Starts a server. On success *out is a running server (listening, port file written) and the
+ * result is 0; on failure the result is -1, *out is NULL and err (when errlen > 0) holds a
+ * message naming what was wrong (a bad config key, the port in use, ...).
+ * o and its strings are borrowed (copied). Threads: any thread. */
+int mock_server_start(const struct mock_options *o, struct mock_server **out, char *err,
+                      size_t errlen);
+
+/* The bound TCP port. Threads: any thread. */
+int mock_server_port(const struct mock_server *s);
+
+/* "http://HOST:PORT" (no trailing slash). Owned by the server; valid until mock_server_stop.
+ * OpenAI SDKs take base_url = url + "/v1"; Anthropic SDKs take base_url = url.
+ * Threads: any thread. */
+const char *mock_server_url(const struct mock_server *s);
+
+/* Applies settings while running, exactly as POST /admin/config does. text is either a JSON
+ * object ({"latency": "100ms", ...}) or config-file text (`latency = 100ms` lines); detected by
+ * a leading '{'. All-or-nothing. Returns 0, or -1 with err naming the bad key or value.
+ * Threads: any thread. */
+int mock_server_configure(struct mock_server *s, const char *text, char *err, size_t errlen);
+
+/* Appends scripted faults, same syntax as {"script": ...}: statements separated by ';' or
+ * newlines, each "next N FAULT" (N >= 1) or "clear". Example: "next 3 429; next 1 ok; next 1
+ * reset". All-or-nothing. Returns 0, or -1 with err naming the bad statement.
+ * Threads: any thread. */
+int mock_server_script_faults(struct mock_server *s, const char *script, char *err,
+                              size_t errlen);
+
+/* Number of scripted faults still waiting. Threads: any thread. */
+unsigned mock_server_scripted_pending(const struct mock_server *s);
+
+/* The stats JSON (shape above), returned: the caller frees it with free(). NULL on out of
+ * memory. Threads: any thread. */
+char *mock_server_stats_json(struct mock_server *s);
+
+/* A few counters for tests without parsing JSON. Threads: any thread. */
+struct mock_counts {
+    uint64_t requests;        /* every request answered or closed, all routes */
+    uint64_t api_requests;    /* chat + messages */
+    uint64_t faults;          /* injected faults (scripted or drawn), excluding "ok" */
+    uint64_t rate_limited;    /* 429s from the server-side rate limit */
+    unsigned in_flight;       /* requests received and not yet finished */
+    unsigned in_flight_max;
+    uint64_t status_2xx, status_4xx, status_5xx;
+};
+void mock_server_counts(struct mock_server *s, struct mock_counts *out);
+
+/* Zeroes the statistics like POST /admin/reset. Threads: any thread. */
+void mock_server_reset_stats(struct mock_server *s);
+
+/* Stops listening, answers or closes every request in flight (suspended ones are resumed and
+ * closed), joins every thread and frees everything. Accepts NULL.
+ * Threads: any thread but not twice for one server, and not from inside a request. */
+void mock_server_stop(struct mock_server *s);
+
+/* Runs the cx-mock command line (argv as given to main). Used by main.c so the flag parser can
+ * be tested in-process. Returns the process exit status. Blocks until SIGINT/SIGTERM.
+ * Threads: main thread (installs signal handling). */
+int mock_main(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOCK_SERVER_H */
