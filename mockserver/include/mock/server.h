@@ -41,7 +41,7 @@
  *   "Authorization: Bearer <key>" and Anthropic routes need "x-api-key: <key>" (or the Bearer
  *   form); otherwise 401 in each API's error shape (type "invalid_request_error"/code
  *   "invalid_api_key" for OpenAI, "authentication_error" for Anthropic). /health, /metrics,
- *   /stats and /admin/* never need a key.
+ *   /stats and the /admin/ routes never need a key.
  *
  * CONFIG KEYS (the config file, mock_options.config_text, POST /admin/config and the long
  * command-line flags all use these; in a file: `key = value` lines, '#' starts a comment;
