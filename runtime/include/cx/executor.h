@@ -109,7 +109,8 @@ CX_API int cx_executor_new(const struct cx_executor_options *o, struct cx_execut
  * are suspended ones (whoever holds their handles must still resume them, or this waits
  * forever); then every thread is joined. Batches may be freed before or after, but not
  * concurrently with this call. Accepts NULL.
- * Threads: any thread except a worker of ex; not concurrently with other calls on ex.
+ * Threads: any thread except a worker of ex, and not one holding ex's GIL; not concurrently
+ * with other calls on ex.
  */
 CX_API void cx_executor_free(struct cx_executor *ex);
 
@@ -131,8 +132,8 @@ CX_API void cx_executor_stats(struct cx_executor *ex, struct cx_executor_stats *
 /*
  * Submits n tasks (the array is copied; args are not) and returns at once. Tasks are spread
  * round-robin over the workers' deques. *out is returned: free it with cx_batch_free.
- * n == 0 gives a batch that is already complete. Returns 0; CX_EINVAL (a NULL fn: ei-less, so
- * nothing is queued), CX_ENOMEM (nothing queued), CX_ECLOSED (executor shutting down).
+ * n == 0 gives a batch that is already complete. Returns 0; CX_EINVAL (ex, out or a task's fn
+ * is NULL), CX_ENOMEM or CX_ECLOSED (executor shutting down); on failure nothing is queued.
  * Threads: any thread; several batches may be in flight at once from different threads.
  */
 CX_API int cx_executor_submit(struct cx_executor *ex, const struct cx_task *tasks, size_t n,
