@@ -74,6 +74,8 @@ void cx__free(void *p) {
     if (p) g_alloc.free_fn(p, g_alloc.ctx);
 }
 
+void cx_free(void *p) { cx__free(p); }
+
 char *cx__strndup(const char *s, size_t n) {
     if (s == NULL) return NULL;
     size_t len = strnlen(s, n);

@@ -101,6 +101,9 @@ struct cx_allocator {
     void *ctx;
 };
 CX_API void cx_set_allocator(const struct cx_allocator *a);
+/* Frees memory that a cx function returned to the caller ("returned: free with cx_free"),
+ * through the allocator above. Accepts NULL. Threads: any thread. */
+CX_API void cx_free(void *p);
 
 /* Library version string, e.g. "0.1.0". Threads: any thread. */
 CX_API const char *cx_version(void);
