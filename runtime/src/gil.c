@@ -170,7 +170,7 @@ void cx_cpu_work_ns(uint64_t ns) {
     static _Atomic uint64_t sink;
     uint64_t x = (uint64_t)(uintptr_t)&x | 1;
     for (;;) {
-        for (int i = 0; i < 256; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        for (int i = 0; i < 4096; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
         uint64_t now = thread_cpu_ns();
         if (now - start >= ns) break;
         if (now >= next_check) {

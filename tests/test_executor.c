@@ -1,0 +1,982 @@
+/*
+ * test_executor.c - the worker pool: every task runs exactly once under stealing, failures are
+ * reported with their error and affect no other task, completion order, the progress callback,
+ * statistics, cancellation, shutdown with live batches, suspension/resumption (hybrid I/O), and
+ * the three modes (serial order and non-overlap, no overlapping CPU sections under the GIL,
+ * real parallelism in free mode, identical results in every mode).
+ *
+ * Tasks synchronise with the test through latches with deadlines; nothing sleeps to wait for
+ * something to happen.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "t_util.h"
+
+#include "cx/clock.h"
+#include "cx/executor.h"
+#include "cx/gil.h"
+
+/* ---- a latch: wait until a counter reaches a value, with a deadline ---- */
+struct latch {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int count;
+};
+
+static void latch_init(struct latch *l) {
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cond, &a);
+    pthread_condattr_destroy(&a);
+    l->count = 0;
+}
+
+static void latch_destroy(struct latch *l) {
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->mu);
+}
+
+static void latch_add(struct latch *l) {
+    pthread_mutex_lock(&l->mu);
+    l->count++;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int latch_wait(struct latch *l, int want, uint64_t deadline) {
+    struct timespec ts = cx_deadline_to_timespec(deadline);
+    pthread_mutex_lock(&l->mu);
+    while (l->count < want)
+        if (pthread_cond_timedwait(&l->cond, &l->mu, &ts) != 0 && l->count < want) break;
+    int ok = l->count >= want;
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+
+static struct cx_executor *make(enum cx_exec_mode mode, int threads) {
+    struct cx_executor_options o;
+    cx_executor_options_init(&o);
+    o.mode = mode;
+    o.threads = threads;
+    struct cx_executor *ex = NULL;
+    struct cx_errinfo ei;
+    assert_int_equal(cx_executor_new(&o, &ex, &ei), 0);
+    assert_non_null(ex);
+    return ex;
+}
+
+/* ---- options and construction ---- */
+
+static void test_options(void **state) {
+    (void)state;
+    struct cx_executor_options o;
+    cx_executor_options_init(&o);
+    assert_int_equal(o.threads, 10);
+    assert_int_equal(o.mode, CX_MODE_FREE);
+    assert_int_equal(o.switch_interval_ns, 5 * CX_NSEC_PER_MSEC);
+    assert_string_equal(cx_executor_mode_name(CX_MODE_GIL), "gil");
+    assert_string_equal(cx_executor_mode_name(CX_MODE_SERIAL), "serial");
+    assert_string_equal(cx_executor_mode_name(CX_MODE_FREE), "free");
+
+    struct cx_executor *ex = NULL;
+    struct cx_errinfo ei = {0};
+    o.threads = 0;
+    assert_int_equal(cx_executor_new(&o, &ex, &ei), CX_EINVAL);
+    assert_null(ex);
+    assert_non_null(strstr(ei.msg, "threads"));
+    o.threads = 100000;
+    assert_int_equal(cx_executor_new(&o, &ex, &ei), CX_EINVAL);
+    o.threads = 2;
+    o.mode = (enum cx_exec_mode)7;
+    assert_int_equal(cx_executor_new(&o, &ex, &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "mode"));
+    assert_int_equal(cx_executor_new(&o, NULL, &ei), CX_EINVAL);
+
+    /* Serial ignores threads (one worker); GIL mode owns a GIL; free has none. */
+    o.threads = 0;
+    o.mode = CX_MODE_SERIAL;
+    assert_int_equal(cx_executor_new(&o, &ex, NULL), 0);
+    assert_int_equal(cx_executor_threads(ex), 1);
+    assert_int_equal(cx_executor_mode(ex), CX_MODE_SERIAL);
+    assert_null(cx_executor_gil(ex));
+    cx_executor_free(ex);
+    ex = make(CX_MODE_GIL, 3);
+    assert_int_equal(cx_executor_threads(ex), 3);
+    assert_non_null(cx_executor_gil(ex));
+    cx_executor_free(ex);
+    assert_int_equal(cx_executor_new(NULL, &ex, NULL), 0); /* defaults */
+    assert_int_equal(cx_executor_threads(ex), 10);
+    cx_executor_free(ex);
+    cx_executor_free(NULL);
+    cx_batch_free(NULL);
+}
+
+static int noop_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx, (void)arg, (void)res;
+    return 0;
+}
+
+static void test_submit_errors(void **state) {
+    (void)state;
+    struct cx_executor *ex = make(CX_MODE_FREE, 2);
+    struct cx_batch *b = NULL;
+    struct cx_task t[2] = {{noop_task, NULL}, {NULL, NULL}};
+    assert_int_equal(cx_executor_submit(ex, t, 2, &b), CX_EINVAL);
+    assert_null(b);
+    assert_int_equal(cx_executor_submit(ex, NULL, 1, &b), CX_EINVAL);
+    assert_int_equal(cx_executor_submit(NULL, t, 1, &b), CX_EINVAL);
+    assert_int_equal(cx_executor_submit(ex, t, 1, NULL), CX_EINVAL);
+    /* An empty batch is complete at once; progress is never called. */
+    int calls = 0;
+    assert_int_equal(cx_executor_submit(ex, NULL, 0, &b), 0);
+    assert_true(cx_batch_done(b));
+    struct cx_task_result *r;
+    assert_int_equal(cx_batch_next(b, 0, &r), CX_ENOENT);
+    assert_int_equal(cx_batch_wait(b, 0, NULL, &calls), 0);
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.total, 0);
+    cx_batch_free(b);
+    cx_executor_free(ex);
+}
+
+/* ---- every task exactly once, under stealing ---- */
+
+struct once {
+    int n;
+    _Atomic int *runs;
+    _Atomic int others_done;
+    _Atomic int blocker_timed_out;
+    struct latch others;
+};
+
+struct once_arg {
+    struct once *o;
+    int i;
+};
+
+static int once_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    struct once_arg *a = arg;
+    struct once *o = a->o;
+    atomic_fetch_add(&o->runs[a->i], 1);
+    res->value = arg;
+    res->tokens = 1;
+    if (a->i == 0) {
+        /* Block this worker until every other task ran: the tasks queued behind us on our
+         * deque can only run if someone steals them. */
+        if (!latch_wait(&o->others, o->n - 1, t_deadline_ms(10000)))
+            atomic_store(&o->blocker_timed_out, 1);
+    } else {
+        latch_add(&o->others);
+    }
+    /* No cmocka asserts on worker threads: report through the status instead. */
+    if (cx_task_worker(ctx) < 0 || cx_task_worker(ctx) >= 4) return CX_ERANGE;
+    if (cx_task_index(ctx) != (size_t)a->i) return CX_ERANGE;
+    return 0;
+}
+
+static void test_exactly_once_with_stealing(void **state) {
+    (void)state;
+    enum { N = 2000 };
+    struct once o = {.n = N};
+    o.runs = calloc(N, sizeof(*o.runs));
+    latch_init(&o.others);
+    struct once_arg *args = calloc(N, sizeof(*args));
+    struct cx_task *tasks = calloc(N, sizeof(*tasks));
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct once_arg){&o, i};
+        tasks[i] = (struct cx_task){once_task, &args[i]};
+    }
+    struct cx_executor *ex = make(CX_MODE_FREE, 4);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
+    assert_int_equal(atomic_load(&o.blocker_timed_out), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&o.runs[i]), 1);
+    struct cx_task_result *res = cx_batch_results(b);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(res[i].index, (size_t)i);
+        assert_ptr_equal(res[i].value, &args[i]);
+        assert_int_equal(res[i].status, 0);
+        assert_true(res[i].start_ns > 0 && res[i].end_ns >= res[i].start_ns);
+    }
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.total, N);
+    assert_int_equal(st.successful, N);
+    assert_int_equal(st.failed, 0);
+    assert_int_equal(st.tokens, N);
+    struct cx_executor_stats es;
+    cx_executor_stats(ex, &es);
+    assert_int_equal(es.tasks_run, N);
+    assert_true(es.steals >= 1); /* see once_task */
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    latch_destroy(&o.others);
+    free(o.runs);
+    free(args);
+    free(tasks);
+}
+
+/* ---- failures are reported and isolated ---- */
+
+static int maybe_fail(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    size_t i = (size_t)(uintptr_t)arg;
+    res->tokens = 10;
+    res->cost = 0.5;
+    if (i % 3 == 1) {
+        cx_task_set_error(ctx, "first message %zu", i);
+        cx_task_set_error(ctx, "query %zu failed: upstream said no", i); /* replaces */
+        return CX_EIO;
+    }
+    res->value = (void *)(uintptr_t)(i * 7);
+    return 0;
+}
+
+static void test_failures_isolated(void **state) {
+    (void)state;
+    enum { N = 30 };
+    struct cx_task tasks[N];
+    for (size_t i = 0; i < N; i++) tasks[i] = (struct cx_task){maybe_fail, (void *)(uintptr_t)i};
+    struct cx_executor *ex = make(CX_MODE_FREE, 3);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
+    struct cx_task_result *res = cx_batch_results(b);
+    size_t failed = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (i % 3 == 1) {
+            failed++;
+            assert_int_equal(res[i].status, CX_EIO);
+            char want[64];
+            snprintf(want, sizeof want, "query %zu failed: upstream said no", i);
+            assert_non_null(res[i].error);
+            assert_string_equal(res[i].error, want);
+        } else {
+            assert_int_equal(res[i].status, 0);
+            assert_null(res[i].error);
+            assert_int_equal((uintptr_t)res[i].value, i * 7);
+        }
+    }
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.failed, failed);
+    assert_int_equal(st.successful, N - failed);
+    assert_int_equal(st.cancelled, 0);
+    assert_int_equal(st.tokens, 10 * N);
+    assert_true(st.cost > 0.5 * N - 1e-9 && st.cost < 0.5 * N + 1e-9);
+    assert_true(st.max_latency_s >= st.mean_latency_s);
+    assert_true(st.total_time_s >= st.max_latency_s);
+    cx_batch_free(b);
+    cx_executor_free(ex);
+}
+
+/* ---- completion order and the progress callback ---- */
+
+struct order {
+    struct latch main_saw_fast;
+};
+
+static int slow_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx, (void)res;
+    struct order *o = arg;
+    return latch_wait(&o->main_saw_fast, 1, t_deadline_ms(10000)) ? 0 : CX_ETIMEDOUT;
+}
+
+static void test_completion_order(void **state) {
+    (void)state;
+    struct order o;
+    latch_init(&o.main_saw_fast);
+    struct cx_task tasks[2] = {{slow_task, &o}, {noop_task, NULL}};
+    struct cx_executor *ex = make(CX_MODE_FREE, 2);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_submit(ex, tasks, 2, &b), 0);
+    struct cx_task_result *r;
+    assert_int_equal(cx_batch_next(b, t_deadline_ms(10000), &r), 0);
+    assert_int_equal(r->index, 1); /* the fast one first: completion order */
+    assert_int_equal(cx_batch_next(b, 0, &r), CX_ETIMEDOUT); /* slow one still blocked */
+    assert_false(cx_batch_done(b));
+    latch_add(&o.main_saw_fast);
+    assert_int_equal(cx_batch_next(b, t_deadline_ms(10000), &r), 0);
+    assert_int_equal(r->index, 0);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(cx_batch_next(b, t_deadline_ms(10000), &r), CX_ENOENT);
+    assert_true(cx_batch_done(b));
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    latch_destroy(&o.main_saw_fast);
+}
+
+struct prog {
+    pthread_t caller;
+    size_t calls, last_done, total;
+    _Atomic int inside;
+    int bad;
+};
+
+static void on_progress(size_t done, size_t total, void *ud) {
+    struct prog *p = ud;
+    if (atomic_fetch_add(&p->inside, 1) != 0) p->bad++; /* concurrent with itself */
+    if (!pthread_equal(pthread_self(), p->caller)) p->bad++;
+    if (done != p->last_done + 1) p->bad++;
+    p->last_done = done;
+    p->total = total;
+    p->calls++;
+    atomic_fetch_sub(&p->inside, 1);
+}
+
+static int tiny_work(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx, (void)arg;
+    cx_cpu_work_ns(20 * CX_NSEC_PER_USEC);
+    res->tokens = 3;
+    return 0;
+}
+
+static void test_progress(void **state) {
+    (void)state;
+    enum { N = 200 };
+    struct cx_task tasks[N];
+    for (int i = 0; i < N; i++) tasks[i] = (struct cx_task){tiny_work, NULL};
+    struct cx_executor *ex = make(CX_MODE_FREE, 4);
+    struct prog p = {.caller = pthread_self()};
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
+    /* Mix next and wait: wait's count includes what next returned. */
+    struct cx_task_result *r;
+    assert_int_equal(cx_batch_next(b, t_deadline_ms(10000), &r), 0);
+    p.last_done = 1;
+    assert_int_equal(cx_batch_wait(b, t_deadline_ms(20000), on_progress, &p), 0);
+    assert_int_equal(p.bad, 0);
+    assert_int_equal(p.calls, N - 1);
+    assert_int_equal(p.last_done, N);
+    assert_int_equal(p.total, N);
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.tokens, 3 * N);
+    cx_batch_free(b);
+    cx_executor_free(ex);
+}
+
+/* ---- cancellation ---- */
+
+struct gate {
+    struct latch started, go;
+    _Atomic int saw_cancel;
+};
+
+static int gated_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct gate *g = arg;
+    latch_add(&g->started);
+    if (!latch_wait(&g->go, 1, t_deadline_ms(10000))) return CX_ETIMEDOUT;
+    if (cx_task_cancelled(ctx)) {
+        atomic_store(&g->saw_cancel, 1);
+        return CX_ECANCELED;
+    }
+    return 0;
+}
+
+static void test_cancel(void **state) {
+    (void)state;
+    enum { N = 10 };
+    struct gate g = {0};
+    latch_init(&g.started);
+    latch_init(&g.go);
+    struct cx_task tasks[N];
+    tasks[0] = (struct cx_task){gated_task, &g};
+    for (int i = 1; i < N; i++) tasks[i] = (struct cx_task){noop_task, NULL};
+    struct cx_executor *ex = make(CX_MODE_SERIAL, 1); /* task 0 blocks the only worker */
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
+    assert_true(latch_wait(&g.started, 1, t_deadline_ms(10000)));
+    cx_batch_cancel(b);
+    cx_batch_cancel(b); /* idempotent */
+    /* The queued ones complete at once, without running, while task 0 still runs. */
+    for (int i = 1; i < N; i++) {
+        struct cx_task_result *r;
+        assert_int_equal(cx_batch_next(b, t_deadline_ms(10000), &r), 0);
+        assert_int_not_equal(r->index, 0);
+        assert_int_equal(r->status, CX_ECANCELED);
+        assert_int_equal(r->start_ns, 0);
+    }
+    assert_false(cx_batch_done(b));
+    latch_add(&g.go);
+    assert_int_equal(cx_batch_wait(b, t_deadline_ms(10000), NULL, NULL), 0);
+    assert_int_equal(atomic_load(&g.saw_cancel), 1);
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.cancelled, N);
+    assert_int_equal(st.failed, N);
+    assert_int_equal(st.successful, 0);
+    cx_batch_free(b);
+    /* The executor still works after a cancelled batch. */
+    assert_int_equal(cx_executor_run(ex, &tasks[1], 3, NULL, NULL, &b), 0);
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.successful, 3);
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    latch_destroy(&g.started);
+    latch_destroy(&g.go);
+}
+
+/* cx_batch_free on a running batch cancels it and waits; cx_executor_free with a live batch
+ * cancels the queued tasks, waits for the running one, and leaves a batch that can still be
+ * drained and freed afterwards. */
+static int wait_cancel_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct gate *g = arg;
+    latch_add(&g->started);
+    uint64_t deadline = t_deadline_ms(10000);
+    while (!cx_task_cancelled(ctx)) {
+        if (cx_deadline_expired(deadline)) return CX_ETIMEDOUT;
+        cx_sleep_ns(100 * CX_NSEC_PER_USEC); /* a long-running task that polls its flag */
+    }
+    atomic_store(&g->saw_cancel, 1);
+    return CX_ECANCELED;
+}
+
+static void test_free_while_running(void **state) {
+    (void)state;
+    enum { N = 50 };
+    struct cx_task tasks[N];
+    struct gate g = {0};
+    latch_init(&g.started);
+    latch_init(&g.go);
+    tasks[0] = (struct cx_task){wait_cancel_task, &g};
+    for (int i = 1; i < N; i++) tasks[i] = (struct cx_task){noop_task, NULL};
+
+    struct cx_executor *ex = make(CX_MODE_SERIAL, 1);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
+    assert_true(latch_wait(&g.started, 1, t_deadline_ms(10000)));
+    cx_batch_free(b); /* cancels, waits for task 0 */
+    assert_int_equal(atomic_load(&g.saw_cancel), 1);
+
+    atomic_store(&g.saw_cancel, 0);
+    assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
+    assert_true(latch_wait(&g.started, 2, t_deadline_ms(10000)));
+    cx_executor_free(ex);
+    assert_int_equal(atomic_load(&g.saw_cancel), 1);
+    assert_true(cx_batch_done(b));
+    assert_int_equal(cx_batch_wait(b, 0, NULL, NULL), 0);
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.cancelled, N);
+    cx_batch_free(b);
+    latch_destroy(&g.started);
+    latch_destroy(&g.go);
+}
+
+/* ---- suspension (hybrid I/O) ---- */
+
+/* A stand-in for the curl-multi I/O thread: takes (handle, request) pairs and resumes them. */
+struct io_item {
+    struct cx_task_handle *h;
+    void *arg;
+};
+
+struct io_loop {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct io_item q[8192]; /* guarded by mu */
+    int head, tail;         /* guarded by mu */
+    int stop;               /* guarded by mu */
+    pthread_t th;
+    _Atomic int resumed;
+};
+
+struct io_req {
+    struct io_loop *loop;
+    int rounds_left; /* suspensions still to do */
+    int self_resume; /* resume from inside the task, before it returns (the early path) */
+    int started;
+    _Atomic int *inflight;
+    _Atomic int *max_inflight;
+    int *start_order;
+    _Atomic int *next_start;
+    int index;
+};
+
+static void io_submit(struct io_loop *l, struct cx_task_handle *h, void *arg) {
+    pthread_mutex_lock(&l->mu);
+    l->q[l->tail++ % 8192] = (struct io_item){h, arg};
+    pthread_cond_signal(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int io_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res);
+
+static int io_cont(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    struct io_req *r = arg;
+    res->tokens++;
+    if (r->rounds_left > 0) return io_task(ctx, arg, res); /* suspend again */
+    res->value = arg;
+    if (r->inflight) atomic_fetch_sub(r->inflight, 1);
+    return 0;
+}
+
+static int io_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct io_req *r = arg;
+    if (!r->started) {
+        r->started = 1;
+        if (r->inflight) {
+            int now = atomic_fetch_add(r->inflight, 1) + 1;
+            int m = atomic_load(r->max_inflight);
+            while (now > m && !atomic_compare_exchange_weak(r->max_inflight, &m, now)) {
+            }
+            r->start_order[atomic_fetch_add(r->next_start, 1)] = r->index;
+        }
+    }
+    r->rounds_left--;
+    struct cx_task_handle *h = cx_task_suspend(ctx);
+    if (r->self_resume) {
+        if (cx_task_resume(h, io_cont, r) != 0) abort();
+    } else {
+        io_submit(r->loop, h, r);
+    }
+    return CX_EAGAIN;
+}
+
+static void *io_loop_main(void *p) {
+    struct io_loop *l = p;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (l->head == l->tail && !l->stop) pthread_cond_wait(&l->cond, &l->mu);
+        if (l->head == l->tail) break;
+        struct io_item it = l->q[l->head++ % 8192];
+        pthread_mutex_unlock(&l->mu);
+        atomic_fetch_add(&l->resumed, 1);
+        if (cx_task_resume(it.h, io_cont, it.arg) != 0) abort();
+        pthread_mutex_lock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void io_loop_start(struct io_loop *l) {
+    memset(l, 0, sizeof(*l));
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cond, NULL);
+    assert_int_equal(pthread_create(&l->th, NULL, io_loop_main, l), 0);
+}
+
+static void io_loop_stop(struct io_loop *l) {
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_signal(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->th, NULL);
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->mu);
+}
+
+static void run_suspending(enum cx_exec_mode mode, int threads, int n) {
+    struct io_loop loop;
+    io_loop_start(&loop);
+    struct io_req *reqs = calloc((size_t)n, sizeof(*reqs));
+    struct cx_task *tasks = calloc((size_t)n, sizeof(*tasks));
+    int *order = calloc((size_t)n, sizeof(int));
+    _Atomic int inflight = 0, max_inflight = 0, next_start = 0;
+    int want_resumes = 0;
+    for (int i = 0; i < n; i++) {
+        reqs[i] = (struct io_req){.loop = &loop, .rounds_left = 1 + i % 3,
+                                  .self_resume = (i % 5 == 4), .index = i,
+                                  .inflight = &inflight, .max_inflight = &max_inflight,
+                                  .start_order = order, .next_start = &next_start};
+        if (!reqs[i].self_resume) want_resumes += reqs[i].rounds_left;
+        tasks[i] = (struct cx_task){io_task, &reqs[i]};
+    }
+    struct cx_executor *ex = make(mode, threads);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_submit(ex, tasks, (size_t)n, &b), 0);
+    assert_int_equal(cx_batch_wait(b, t_deadline_ms(30000), NULL, NULL), 0);
+    struct cx_task_result *res = cx_batch_results(b);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(res[i].status, 0);
+        assert_ptr_equal(res[i].value, &reqs[i]);
+        assert_int_equal(res[i].tokens, (uint64_t)(1 + i % 3)); /* one per continuation */
+    }
+    assert_int_equal(atomic_load(&loop.resumed), want_resumes);
+    if (mode == CX_MODE_SERIAL) {
+        /* Serial: a suspended task's I/O never overlaps another task, in submission order. */
+        assert_int_equal(atomic_load(&max_inflight), 1);
+        for (int i = 0; i < n; i++) assert_int_equal(order[i], i);
+    }
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    io_loop_stop(&loop);
+    free(reqs);
+    free(tasks);
+    free(order);
+}
+
+static void test_suspend_free(void **state) {
+    (void)state;
+    run_suspending(CX_MODE_FREE, 4, 500);
+}
+
+static void test_suspend_gil(void **state) {
+    (void)state;
+    run_suspending(CX_MODE_GIL, 3, 200);
+}
+
+static void test_suspend_serial(void **state) {
+    (void)state;
+    run_suspending(CX_MODE_SERIAL, 1, 60);
+}
+
+/* A suspended task of a cancelled batch still runs its continuation and sees the flag. */
+struct susp_cancel {
+    struct latch suspended;
+    struct cx_task_handle *h;
+    _Atomic int saw_cancel;
+};
+
+static int sc_cont(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct susp_cancel *s = arg;
+    atomic_store(&s->saw_cancel, cx_task_cancelled(ctx));
+    return 0;
+}
+
+static int sc_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct susp_cancel *s = arg;
+    s->h = cx_task_suspend(ctx);
+    latch_add(&s->suspended);
+    return CX_EAGAIN;
+}
+
+static void test_suspended_then_cancelled(void **state) {
+    (void)state;
+    struct susp_cancel s = {0};
+    latch_init(&s.suspended);
+    struct cx_task t[3] = {{sc_task, &s}, {noop_task, NULL}, {noop_task, NULL}};
+    struct cx_executor *ex = make(CX_MODE_SERIAL, 1);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_submit(ex, t, 3, &b), 0);
+    assert_true(latch_wait(&s.suspended, 1, t_deadline_ms(10000)));
+    cx_batch_cancel(b);
+    /* In serial mode tasks 1 and 2 cannot have started while task 0 is suspended. */
+    for (int i = 0; i < 2; i++) {
+        struct cx_task_result *r;
+        assert_int_equal(cx_batch_next(b, t_deadline_ms(10000), &r), 0);
+        assert_int_equal(r->status, CX_ECANCELED);
+    }
+    assert_false(cx_batch_done(b));
+    assert_int_equal(cx_task_resume(NULL, sc_cont, &s), CX_EINVAL);
+    assert_int_equal(cx_task_resume(s.h, NULL, &s), CX_EINVAL);
+    assert_int_equal(cx_task_resume(s.h, sc_cont, &s), 0);
+    assert_int_equal(cx_batch_wait(b, t_deadline_ms(10000), NULL, NULL), 0);
+    assert_int_equal(atomic_load(&s.saw_cancel), 1);
+    assert_int_equal(cx_batch_results(b)[0].status, 0);
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    latch_destroy(&s.suspended);
+}
+
+/* ---- modes ---- */
+
+/* Serial: one at a time, in submission order, across two batches. */
+struct serial_rec {
+    _Atomic int inside, max_inside, next;
+    int order[64];
+};
+
+struct serial_arg {
+    struct serial_rec *s;
+    int id;
+};
+
+static int serial_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx;
+    struct serial_rec *s = ((struct serial_arg *)arg)->s;
+    int id = ((struct serial_arg *)arg)->id;
+    int now = atomic_fetch_add(&s->inside, 1) + 1;
+    int m = atomic_load(&s->max_inside);
+    while (now > m && !atomic_compare_exchange_weak(&s->max_inside, &m, now)) {
+    }
+    cx_cpu_work_ns(10 * CX_NSEC_PER_USEC);
+    s->order[atomic_fetch_add(&s->next, 1)] = id;
+    atomic_fetch_sub(&s->inside, 1);
+    res->tokens = (uint64_t)id;
+    return 0;
+}
+
+static void test_serial_order(void **state) {
+    (void)state;
+    struct serial_rec s = {0};
+    struct serial_arg args[40];
+    struct cx_task tasks[40];
+    for (int i = 0; i < 40; i++) {
+        args[i].s = &s;
+        args[i].id = i;
+        tasks[i] = (struct cx_task){serial_task, &args[i]};
+    }
+    struct cx_executor *ex = make(CX_MODE_SERIAL, 8);
+    struct cx_batch *b1, *b2;
+    assert_int_equal(cx_executor_submit(ex, tasks, 20, &b1), 0);
+    assert_int_equal(cx_executor_submit(ex, tasks + 20, 20, &b2), 0);
+    assert_int_equal(cx_batch_wait(b2, t_deadline_ms(10000), NULL, NULL), 0);
+    assert_int_equal(cx_batch_wait(b1, t_deadline_ms(10000), NULL, NULL), 0);
+    assert_int_equal(atomic_load(&s.max_inside), 1);
+    for (int i = 0; i < 40; i++) assert_int_equal(s.order[i], i);
+    cx_batch_free(b1);
+    cx_batch_free(b2);
+    cx_executor_free(ex);
+}
+
+/* GIL: CPU sections of tasks never overlap (our own counter), I/O sections may. */
+struct gil_rec {
+    _Atomic int cpu_inside, cpu_max, violations;
+    _Atomic int io_inside, io_max;
+    struct latch io_meet; /* two tasks meet inside their I/O sections */
+};
+
+static void rec_max(_Atomic int *maxp, int now) {
+    int m = atomic_load(maxp);
+    while (now > m && !atomic_compare_exchange_weak(maxp, &m, now)) {
+    }
+}
+
+static void cpu_piece(struct gil_rec *g) {
+    int now = atomic_fetch_add(&g->cpu_inside, 1) + 1;
+    if (now > 1) atomic_fetch_add(&g->violations, 1);
+    rec_max(&g->cpu_max, now);
+    /* Pure CPU without a checkpoint: the GIL cannot move during this piece. */
+    volatile uint64_t x = 1;
+    for (int i = 0; i < 20000; i++) x = x * 3 + 1;
+    atomic_fetch_sub(&g->cpu_inside, 1);
+}
+
+static int gil_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    struct gil_rec *g = arg;
+    if (!cx_gil_held()) return CX_EPERM; /* a gil-mode worker runs tasks holding the GIL */
+    cpu_piece(g);
+    cx_gil_checkpoint();
+    cpu_piece(g);
+    cx_gil_io_begin();
+    int now = atomic_fetch_add(&g->io_inside, 1) + 1;
+    rec_max(&g->io_max, now);
+    if (cx_task_index(ctx) < 2) {
+        /* Tasks 0 and 1 wait for each other inside I/O: only possible if I/O drops the GIL. */
+        latch_add(&g->io_meet);
+        if (!latch_wait(&g->io_meet, 2, t_deadline_ms(10000))) return CX_ETIMEDOUT;
+    }
+    atomic_fetch_sub(&g->io_inside, 1);
+    cx_gil_io_end();
+    cpu_piece(g);
+    cx_cpu_work_ns(30 * CX_NSEC_PER_USEC);
+    cpu_piece(g);
+    res->tokens = 1;
+    return 0;
+}
+
+static void test_gil_mode(void **state) {
+    (void)state;
+    enum { N = 300 };
+    struct gil_rec g = {0};
+    latch_init(&g.io_meet);
+    struct cx_task tasks[N];
+    for (int i = 0; i < N; i++) tasks[i] = (struct cx_task){gil_task, &g};
+    struct cx_executor_options o;
+    cx_executor_options_init(&o);
+    o.mode = CX_MODE_GIL;
+    o.threads = 6;
+    o.switch_interval_ns = 200 * CX_NSEC_PER_USEC;
+    struct cx_executor *ex;
+    assert_int_equal(cx_executor_new(&o, &ex, NULL), 0);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.successful, N);
+    assert_int_equal(atomic_load(&g.violations), 0);
+    assert_int_equal(atomic_load(&g.cpu_max), 1);
+    assert_true(atomic_load(&g.io_max) >= 2);
+    struct cx_gil_stats gs;
+    cx_gil_stats(cx_executor_gil(ex), &gs);
+    assert_int_equal(gs.overlaps, 0);
+    assert_true(gs.acquisitions >= 2 * N);
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    latch_destroy(&g.io_meet);
+}
+
+/* Free mode: two CPU sections can overlap (they meet at a latch without any I/O bracket). */
+static int meet_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx, (void)res;
+    struct latch *l = arg;
+    latch_add(l);
+    return latch_wait(l, 2, t_deadline_ms(10000)) ? 0 : CX_ETIMEDOUT;
+}
+
+static void test_free_mode_parallel(void **state) {
+    (void)state;
+    struct latch l;
+    latch_init(&l);
+    struct cx_task tasks[2] = {{meet_task, &l}, {meet_task, &l}};
+    struct cx_executor *ex = make(CX_MODE_FREE, 2);
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_run(ex, tasks, 2, NULL, NULL, &b), 0);
+    struct cx_batch_stats st;
+    cx_batch_stats(b, &st);
+    assert_int_equal(st.successful, 2);
+    assert_null(cx_executor_gil(ex));
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    latch_destroy(&l);
+}
+
+/* A mode changes scheduling, never results. */
+static int pure_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    uint64_t v = (uint64_t)(uintptr_t)arg;
+    cx_gil_io_begin();
+    cx_gil_io_end();
+    cx_cpu_work_ns(5 * CX_NSEC_PER_USEC);
+    res->tokens = v * v;
+    res->cost = (double)v / 4;
+    res->value = (void *)(uintptr_t)(v ^ 0x5a5a);
+    if (v % 7 == 3) {
+        cx_task_set_error(ctx, "bad input %llu", (unsigned long long)v);
+        return CX_EPARSE;
+    }
+    return 0;
+}
+
+static void test_modes_same_results(void **state) {
+    (void)state;
+    enum { N = 64 };
+    struct cx_task tasks[N];
+    for (int i = 0; i < N; i++) tasks[i] = (struct cx_task){pure_task, (void *)(uintptr_t)i};
+    enum cx_exec_mode modes[3] = {CX_MODE_SERIAL, CX_MODE_GIL, CX_MODE_FREE};
+    struct cx_task_result ref[N];
+    for (int m = 0; m < 3; m++) {
+        struct cx_executor *ex = make(modes[m], 4);
+        struct cx_batch *b;
+        assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
+        struct cx_task_result *res = cx_batch_results(b);
+        for (int i = 0; i < N; i++) {
+            if (m == 0) {
+                ref[i] = res[i];
+                ref[i].error = res[i].error ? strdup(res[i].error) : NULL;
+                continue;
+            }
+            assert_int_equal(res[i].status, ref[i].status);
+            assert_int_equal(res[i].tokens, ref[i].tokens);
+            assert_ptr_equal(res[i].value, ref[i].value);
+            assert_true(res[i].cost == ref[i].cost);
+            if (ref[i].error) assert_string_equal(res[i].error, ref[i].error);
+            else assert_null(res[i].error);
+        }
+        cx_batch_free(b);
+        cx_executor_free(ex);
+    }
+    for (int i = 0; i < N; i++) free(ref[i].error);
+}
+
+/* Several batches in flight from different threads at once. */
+struct sub_arg {
+    struct cx_executor *ex;
+    int ok;
+};
+
+static int count_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx;
+    res->tokens = (uint64_t)(uintptr_t)arg;
+    return 0;
+}
+
+static void *submitter(void *p) {
+    struct sub_arg *s = p;
+    enum { N = 300 };
+    struct cx_task tasks[N];
+    for (int i = 0; i < N; i++) tasks[i] = (struct cx_task){count_task, (void *)(uintptr_t)(i + 1)};
+    s->ok = 1;
+    for (int round = 0; round < 5; round++) {
+        struct cx_batch *b;
+        if (cx_executor_submit(s->ex, tasks, N, &b) != 0) { s->ok = 0; break; }
+        if (cx_batch_wait(b, t_deadline_ms(20000), NULL, NULL) != 0) s->ok = 0;
+        struct cx_batch_stats st;
+        cx_batch_stats(b, &st);
+        if (st.successful != N || st.tokens != (uint64_t)N * (N + 1) / 2) s->ok = 0;
+        cx_batch_free(b);
+    }
+    return NULL;
+}
+
+static void test_concurrent_batches(void **state) {
+    (void)state;
+    struct cx_executor *ex = make(CX_MODE_FREE, 3);
+    enum { T = 4 };
+    pthread_t th[T];
+    struct sub_arg a[T];
+    for (int i = 0; i < T; i++) {
+        a[i] = (struct sub_arg){ex, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, submitter, &a[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].ok, 1);
+    }
+    cx_executor_free(ex);
+}
+
+/* ---- allocation torture ---- */
+
+static int torture_scenario(void *ctx) {
+    (void)ctx;
+    struct cx_executor *ex;
+    struct cx_executor_options o;
+    cx_executor_options_init(&o);
+    o.threads = 2;
+    o.mode = CX_MODE_GIL;
+    int rc = cx_executor_new(&o, &ex, NULL);
+    if (rc < 0) return rc;
+    struct cx_task tasks[4];
+    for (int i = 0; i < 4; i++) tasks[i] = (struct cx_task){maybe_fail, (void *)(uintptr_t)i};
+    struct cx_batch *b;
+    rc = cx_executor_run(ex, tasks, 4, NULL, NULL, &b);
+    if (rc == 0) {
+        /* Task 1 fails by design; its message is optional (dropped when memory runs out). */
+        struct cx_task_result *res = cx_batch_results(b);
+        if (res[1].status != CX_EIO || res[0].status != 0) rc = CX_EINVAL;
+        cx_batch_free(b);
+    }
+    cx_executor_free(ex);
+    return rc;
+}
+
+static void test_alloc_torture(void **state) {
+    (void)state;
+    assert_true(t_torture(torture_scenario, NULL) >= 4);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_submit_errors),
+        cmocka_unit_test(test_exactly_once_with_stealing),
+        cmocka_unit_test(test_failures_isolated),
+        cmocka_unit_test(test_completion_order),
+        cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_free_while_running),
+        cmocka_unit_test(test_suspend_free),
+        cmocka_unit_test(test_suspend_gil),
+        cmocka_unit_test(test_suspend_serial),
+        cmocka_unit_test(test_suspended_then_cancelled),
+        cmocka_unit_test(test_serial_order),
+        cmocka_unit_test(test_gil_mode),
+        cmocka_unit_test(test_free_mode_parallel),
+        cmocka_unit_test(test_modes_same_results),
+        cmocka_unit_test(test_concurrent_batches),
+        cmocka_unit_test(test_alloc_torture),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
