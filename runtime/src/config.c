@@ -250,8 +250,8 @@ static int load_exec_mode(struct loader *ld, struct cx_config *c) {
             mode = free_threading ? CX_MODE_FREE : CX_MODE_GIL;
         } else if ((mode == CX_MODE_FREE) != (free_threading == 1)) {
             return cx__err(ld->ei, CX_ECONFIG,
-                           "CORTEX_EXEC_MODE='%s' and CORTEX_USE_FREE_THREADING='%s' disagree",
-                           cx_exec_mode_name(mode), free_threading ? "1" : "0");
+                           "CORTEX_EXEC_MODE='%s' and CORTEX_USE_FREE_THREADING='%.*s' disagree",
+                           cx_exec_mode_name(mode), QUOTE_MAX, ld->val);
         }
     }
     c->exec_mode = mode;
