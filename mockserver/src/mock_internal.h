@@ -1,0 +1,171 @@
+/*
+ * mock_internal.h - pieces shared by the mock server's files and not part of its public API:
+ * settings (parsed from config text, flags and admin JSON), deterministic randomness, fault
+ * names, statistics with log-bucket histograms, the timer thread and the protocol encoders.
+ */
+#ifndef MOCK_INTERNAL_H
+#define MOCK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mock/server.h"
+
+/* ---- small helpers (util.c) ---- */
+uint64_t mock__now_ns(void);                     /* CLOCK_MONOTONIC */
+uint64_t mock__fnv1a64(const void *p, size_t n);
+uint64_t mock__mix64(uint64_t x);                /* splitmix64 finaliser */
+double mock__unit(uint64_t x);                   /* mix64(x) as a double in [0, 1) */
+double mock__normal(uint64_t x);                 /* standard normal (Box-Muller) from x */
+/* snprintf into err (when errlen > 0); returns -1 so `return mock__err(...)` works. */
+int mock__err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Parses a duration ("150ms", "2s", "500us", "1m", bare number = ms) into ms. 0 or -1. */
+int mock__parse_duration(const char *s, double *ms);
+int mock__parse_double(const char *s, double *out);
+int mock__parse_u64(const char *s, uint64_t *out);
+
+/* A growable byte buffer (plain malloc; the mock is not part of the runtime's allocator). */
+struct mock_buf {
+    char *p;
+    size_t len, cap;
+    int oom;                                     /* sticky: an append failed */
+};
+void mock__buf_add(struct mock_buf *b, const void *p, size_t n);
+void mock__buf_str(struct mock_buf *b, const char *s);
+void mock__buf_fmt(struct mock_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mock__buf_json_str(struct mock_buf *b, const char *s, size_t n); /* "escaped" */
+void mock__buf_free(struct mock_buf *b);
+
+/* ---- settings (settings.c) ---- */
+enum mock_dist { MOCK_DIST_FIXED, MOCK_DIST_UNIFORM, MOCK_DIST_NORMAL, MOCK_DIST_LOGNORMAL };
+
+enum mock_route {
+    MOCK_ROUTE_CHAT, MOCK_ROUTE_MESSAGES, MOCK_ROUTE_MODELS, MOCK_ROUTE_HEALTH,
+    MOCK_ROUTE_METRICS, MOCK_ROUTE_STATS, MOCK_ROUTE_ADMIN, MOCK_ROUTE_OTHER, MOCK_ROUTE_COUNT
+};
+#define MOCK_TIMED_ROUTES 3 /* chat, messages, models have per-route timing */
+extern const char *const mock__route_names[MOCK_ROUTE_COUNT];
+
+enum mock_fault {
+    MOCK_FAULT_NONE, MOCK_FAULT_429, MOCK_FAULT_500, MOCK_FAULT_502, MOCK_FAULT_503,
+    MOCK_FAULT_529, MOCK_FAULT_RESET, MOCK_FAULT_STALL, MOCK_FAULT_MALFORMED, MOCK_FAULT_CUT,
+    MOCK_FAULT_DISCONNECT, MOCK_FAULT_CORRUPT, MOCK_FAULT_DUPLICATE, MOCK_FAULT_TRUNCATE,
+    MOCK_FAULT_DANGEROUS, MOCK_FAULT_COUNT
+};
+extern const char *const mock__fault_names[MOCK_FAULT_COUNT]; /* "ok", "429", ... */
+int mock__fault_from_name(const char *name);                   /* -1 when unknown */
+
+/* Timing of one route; the *_set flags say which fields override the global timing. */
+struct mock_timing {
+    int dist;                 /* enum mock_dist */
+    double latency_ms, latency_max_ms, stddev_ms, sigma;
+    double ttft_ms;           /* < 0: unset (use latency) */
+    double itl_ms, itl_jitter;
+    unsigned set;             /* bit per field (TIMING_* in settings.c); global: all set */
+};
+
+struct mock_settings {
+    struct mock_timing global, route[MOCK_TIMED_ROUTES];
+    double max_latency_ms, time_scale;
+    uint64_t seed;
+    unsigned max_running, max_queue;
+    double load_factor, rate_rps, rate_burst;
+    size_t max_body, pad_to;
+    char model[128];
+    char required_key[256];
+    double stall_ms, disconnect_ms, retry_after_ms;
+    unsigned cut_after;
+    double fault_prob[MOCK_FAULT_COUNT];
+};
+
+void mock__settings_init(struct mock_settings *s);
+/* Sets one key (see server.h). 0, or -1 with err naming the key/value; s unchanged then. */
+int mock__settings_set(struct mock_settings *s, const char *key, const char *value, char *err,
+                       size_t errlen);
+/* Applies `key = value` lines or a JSON object (leading '{'), all-or-nothing. */
+int mock__settings_apply_text(struct mock_settings *s, const char *text, char *err, size_t errlen);
+/* The settings as a JSON object (keys as accepted by mock__settings_set). malloc'd or NULL. */
+char *mock__settings_json(const struct mock_settings *s);
+/* The effective timing of a route (route < MOCK_TIMED_ROUTES, else the global one). */
+void mock__settings_timing(const struct mock_settings *s, int route, struct mock_timing *out);
+/* One sampled delay in ms before scaling: dist around `centre`, from the seed x. */
+double mock__sample_ms(const struct mock_timing *t, double centre_ms, double max_ms, uint64_t x);
+
+/* ---- statistics (stats.c) ---- */
+#define MOCK_HIST_SUB_BITS 5
+#define MOCK_HIST_BUCKETS (32 + 36 * 32)
+#define MOCK_PROM_BOUNDS 16
+struct mock_hist {
+    _Atomic uint64_t b[MOCK_HIST_BUCKETS];
+    _Atomic uint64_t prom[MOCK_PROM_BOUNDS + 1];
+    _Atomic uint64_t count, sum_us, min_us, max_us;
+};
+enum mock_hist_id { MOCK_H_CONFIGURED, MOCK_H_DELIVERED, MOCK_H_ERROR, MOCK_H_QUEUED,
+                    MOCK_H_TTFT, MOCK_H_ITL, MOCK_H_E2E, MOCK_H_COUNT };
+extern const char *const mock__hist_names[MOCK_H_COUNT];
+
+#define MOCK_STATUS_SLOTS 16
+struct mock_stats {
+    uint64_t start_ns;
+    _Atomic uint64_t route_requests[MOCK_ROUTE_COUNT];
+    _Atomic uint64_t route_status[MOCK_ROUTE_COUNT][MOCK_STATUS_SLOTS];
+    _Atomic uint64_t faults[MOCK_FAULT_COUNT];
+    _Atomic uint64_t rate_limited;
+    _Atomic unsigned in_flight, in_flight_max, queued_max;
+    struct mock_hist h[MOCK_H_COUNT];
+};
+void mock__stats_init(struct mock_stats *st);
+void mock__stats_reset(struct mock_stats *st);
+void mock__hist_add_ns(struct mock_hist *h, uint64_t ns);
+void mock__stats_status(struct mock_stats *st, int route, unsigned status);
+void mock__stats_in_flight_inc(struct mock_stats *st);
+/* JSON / Prometheus text; running and queued are passed in (they live in the server). */
+char *mock__stats_json(struct mock_stats *st, unsigned running, unsigned queued);
+char *mock__stats_prometheus(struct mock_stats *st, unsigned running, unsigned queued);
+void mock__stats_counts(struct mock_stats *st, struct mock_counts *out);
+
+/* ---- timer thread (timer.c): resumes suspended connections when due ---- */
+struct mock_timer;
+typedef void (*mock_timer_fn)(void *arg);
+int mock__timer_new(struct mock_timer **out);
+/* Runs fn(arg) on the timer thread at deadline_ns (monotonic). 0, or -1 (out of memory, or
+ * the timer is stopping: the caller then runs fn itself). */
+int mock__timer_add(struct mock_timer *t, uint64_t deadline_ns, mock_timer_fn fn, void *arg);
+/* Runs every pending entry now (stop path), and from then on mock__timer_add fails. */
+void mock__timer_flush_and_close(struct mock_timer *t);
+void mock__timer_free(struct mock_timer *t); /* joins the thread; call after flush_and_close */
+size_t mock__timer_pending(struct mock_timer *t);
+
+/* ---- wire formats (proto.c) ---- */
+enum mock_api { MOCK_API_OPENAI, MOCK_API_ANTHROPIC };
+
+/* What one reply says; every pointer is borrowed. */
+struct mock_reply {
+    int api;                  /* enum mock_api */
+    char id[40];              /* "chatcmpl-..." or "msg_..." */
+    const char *model;
+    const char *text;         /* the reply text, already cut to ntok pieces */
+    size_t text_len;
+    const size_t *starts;     /* piece offsets into text (ntok of them) */
+    unsigned ntok;            /* pieces = completion tokens */
+    unsigned prompt_tokens;
+    int hit_max_tokens;       /* finish "length" / stop "max_tokens" */
+    int include_usage;        /* OpenAI stream_options.include_usage */
+    long long created;        /* unix seconds */
+};
+
+/* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */
+char *mock__proto_body(const struct mock_reply *r, size_t *len);
+/* An error body in the API's shape. type: OpenAI "type"/Anthropic error.type; param and code
+ * may be NULL (OpenAI only). malloc'd or NULL. */
+char *mock__proto_error(int api, const char *type, const char *message, const char *param,
+                        const char *code, size_t *len);
+/* Streams: the frames are head frames, one per piece, then tail frames. */
+size_t mock__proto_frame_count(const struct mock_reply *r);
+size_t mock__proto_head_frames(const struct mock_reply *r);
+/* Appends frame k (SSE text, ending in a blank line). corrupt: break its JSON. */
+void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt);
+
+#endif
