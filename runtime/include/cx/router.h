@@ -1,0 +1,251 @@
+/*
+ * cx/router.h - the LLM router (Cortex's llm_router, made thread-safe as in the seed's section 4.1):
+ * task type -> provider, a forced provider, fallback to the next configured provider, retries with
+ * backoff, rate limits that hold under concurrency, the response cache, single flight, and
+ * per-provider statistics kept with atomics.
+ *
+ * Providers and defaults (base URLs include the API version, see cx/http.h):
+ *   CX_PROVIDER_CLAUDE   Anthropic Messages, https://api.anthropic.com/v1, "claude-sonnet-4-20250514",
+ *                        $3 / $15 per 1M input / output tokens
+ *   CX_PROVIDER_KIMI_K2  OpenAI-compatible, https://api.moonshot.ai/v1, "kimi-k2-instruct", $1 / $5
+ *   CX_PROVIDER_OPENAI   OpenAI, https://api.openai.com/v1, "gpt-4o", $2.50 / $10
+ *   CX_PROVIDER_OLLAMA   OpenAI-compatible, http://localhost:11434/v1, "llama3.2", free
+ * Routing: USER_CHAT and REQUIREMENT_PARSING -> CLAUDE; every other task type -> KIMI_K2. A
+ * provider is "configured" when it has a key, or (Ollama) an explicit base URL or `enabled`, or
+ * when the router-wide base_url override is set (then every provider talks to that one server,
+ * e.g. the mock: "http://127.0.0.1:PORT/v1"). If the preferred provider is not configured, or
+ * fails after its attempts (or with a non-retryable error such as 401), the next configured
+ * provider in the order CLAUDE, KIMI_K2, OPENAI, OLLAMA (cyclic, after the preferred one) is
+ * tried, unless fallback is off.
+ *
+ * One query, in order:
+ *   1. cache lookup (when a cache is given), under each candidate provider's (name, model): a hit
+ *      answers with from_cache = 1, no cost, no limiter token;
+ *   2. single flight: an identical query (task type + system + prompt) already in flight is not
+ *      sent again; this one waits for that answer and shares it (shared = 1, no cost);
+ *   3. attempts: before each, one token from the shared request limiter and an estimated token
+ *      charge from the router's tokens-per-minute bucket (corrected to the answer's real usage
+ *      afterwards, refunded when the attempt produced none); a 429 with Retry-After pauses both
+ *      limiters for every worker; 429, 5xx, 529, timeouts, resets and malformed/truncated bodies
+ *      are retried with exponential backoff and full jitter (never sooner than Retry-After),
+ *      within max_attempts per provider and the query's deadline; other 4xx are not retried;
+ *   4. the validate callback (if any) sees the content: the answer is cached only if it accepts;
+ *      a rejection ends the query with its error (CX_EREJECTED) without retry or fallback.
+ * When every attempt failed, the error message lists each one, e.g.
+ * "3 attempts failed: #1 claude 429 rate limited (retry after 0.05 s); #2 claude 503 server
+ * error; #3 kimi_k2 timed out"; ei->code is the last attempt's code (CX_ETIMEDOUT when the
+ * deadline ended it) and ei->detail its HTTP status.
+ *
+ * I/O designs: CX_IO_THREAD_LOCAL performs each attempt on the calling thread's curl handle
+ * (cx_http_client); CX_IO_HYBRID hands it to the I/O loop (cx/ioloop.h). cx_router_complete works
+ * with both (with hybrid it waits for the loop); cx_router_complete_async needs the loop. Both
+ * give identical results. API keys are never logged, never put in an error message, never cached.
+ */
+#ifndef CX_ROUTER_H
+#define CX_ROUTER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cx/common.h"
+#include "cx/config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct cx_cache;
+struct cx_limiter;
+struct cx_ioloop;
+
+/* The seed's TaskType. */
+enum cx_task_type {
+    CX_TASK_USER_CHAT = 0,
+    CX_TASK_REQUIREMENT_PARSING,
+    CX_TASK_SYSTEM_OPERATION,
+    CX_TASK_ERROR_DEBUGGING,
+    CX_TASK_CODE_GENERATION,
+    CX_TASK_DEPENDENCY_RESOLUTION,
+    CX_TASK_CONFIGURATION,
+    CX_TASK_TOOL_EXECUTION,
+    CX_TASK_COUNT
+};
+
+/* The seed's LLMProvider. */
+enum cx_provider {
+    CX_PROVIDER_AUTO = -1, /* in a query: route by task type */
+    CX_PROVIDER_CLAUDE = 0,
+    CX_PROVIDER_KIMI_K2,
+    CX_PROVIDER_OPENAI,
+    CX_PROVIDER_OLLAMA,
+    CX_PROVIDER_COUNT
+};
+
+/* "user_chat", "requirement_parsing", ... ("unknown" otherwise). Threads: any thread. */
+CX_API const char *cx_task_type_name(enum cx_task_type t);
+/* "claude", "kimi_k2", "openai", "ollama" ("auto" for CX_PROVIDER_AUTO, "unknown" otherwise).
+ * Threads: any thread. */
+CX_API const char *cx_provider_name(enum cx_provider p);
+/* Parses those names (case-insensitive; "kimi" and "anthropic" accepted too). Returns 0 or
+ * CX_EINVAL leaving *out unchanged. Threads: any thread. */
+CX_API int cx_provider_parse(const char *s, enum cx_provider *out);
+/* The provider a task type routes to (CLAUDE or KIMI_K2). Threads: any thread. */
+CX_API enum cx_provider cx_router_route(enum cx_task_type t);
+
+/* Per-provider settings. Strings are borrowed by cx_router_new (copied). */
+struct cx_provider_config {
+    const char *api_key;      /* NULL: not configured (except Ollama / a base URL override) */
+    const char *base_url;     /* NULL: the default above (or the router-wide override) */
+    const char *model;        /* NULL: the default above */
+    double usd_per_mtok_in;   /* < 0: the default above */
+    double usd_per_mtok_out;
+    int enabled;              /* Ollama: 1 makes it configured without a base URL */
+};
+
+/* Runs fn(arg) on a CPU thread soon (the hybrid design's parsing/validation step). Returns 0,
+ * or < 0 when it cannot (the router then runs fn on the calling I/O thread). */
+typedef int (*cx_router_post_fn)(void (*fn)(void *arg), void *arg, void *ctx);
+
+struct cx_llm_query;
+
+/* Accepts (0) or refuses (a negative CX_E*, usually CX_EREJECTED, with ei saying why) an answer
+ * before it is cached. content is borrowed. Runs on the thread that parsed the answer. */
+typedef int (*cx_router_validate_fn)(const struct cx_llm_query *q, const char *content, void *ud,
+                                     struct cx_errinfo *ei);
+
+struct cx_router_options {
+    struct cx_provider_config providers[CX_PROVIDER_COUNT];
+    const char *base_url;         /* override for every provider (the mock), NULL: none */
+    int fallback;                 /* 1 (default): try the next configured provider */
+    struct cx_cache *cache;       /* borrowed, NULL: no caching */
+    struct cx_limiter *limiter;   /* borrowed shared request bucket, NULL: none */
+    double tokens_per_minute;     /* > 0: the router's own token bucket (rate tpm/60, burst tpm) */
+    int expected_output_tokens;   /* output part of the pre-call estimate (default 256, capped
+                                     by the query's max_tokens) */
+    int max_attempts;             /* per provider, >= 1 (default 3) */
+    uint64_t backoff_base_ns;     /* default 500 ms: attempt i waits rand[0, min(cap, base*2^i)] */
+    uint64_t backoff_cap_ns;      /* default 30 s */
+    uint64_t seed;                /* jitter PRNG seed (deterministic tests); default 1 */
+    long connect_timeout_ms;      /* default 10,000 */
+    uint64_t attempt_timeout_ns;  /* one attempt's limit (also bounded by the deadline); 60 s */
+    int single_flight;            /* 1 (default): share identical in-flight queries */
+    enum cx_io_design io;         /* THREAD_LOCAL (default) or HYBRID; AUTO acts as HYBRID when
+                                     a loop is given, else THREAD_LOCAL */
+    struct cx_ioloop *loop;       /* borrowed, required for HYBRID and the async API */
+    cx_router_validate_fn validate;
+    void *validate_ud;
+    cx_router_post_fn post;       /* hybrid: where parsing + validation run (NULL: I/O thread) */
+    void *post_ctx;
+};
+
+/* Fills defaults (no provider configured). Threads: any thread. */
+CX_API void cx_router_options_init(struct cx_router_options *o);
+
+/*
+ * Fills o->providers[] and o->base_url from a loaded configuration (keys, base URLs), borrowing
+ * c's strings: c must outlive cx_router_new. Threads: any thread.
+ */
+CX_API void cx_router_options_from_config(struct cx_router_options *o, const struct cx_config *c);
+
+/* One query. Strings are borrowed for the duration of the call (the async form copies them). */
+struct cx_llm_query {
+    enum cx_task_type task;
+    enum cx_provider force;       /* CX_PROVIDER_AUTO (default): route by task */
+    const char *system;           /* NULL: none */
+    const char *prompt;           /* required */
+    int max_tokens;               /* default 4096 */
+    double temperature;           /* default 0.7 */
+    int stream;                   /* ask for SSE */
+    uint64_t deadline;            /* absolute (cx/clock.h), CX_DEADLINE_NONE: none */
+    const atomic_int *cancel;     /* optional; must outlive the call. Set it (and, for hybrid,
+                                     call cx_ioloop_kick) to stop with CX_ECANCELED */
+    const char *extra_header;     /* one extra HTTP header, NULL: none (tests) */
+};
+/* Threads: any thread. */
+CX_API void cx_llm_query_init(struct cx_llm_query *q);
+
+/* The answer. Owned strings are freed by cx_llm_response_clear. */
+struct cx_llm_response {
+    char *content;                /* owned */
+    char *model;                  /* owned: as reported by the server (or the configured one) */
+    enum cx_provider provider;    /* who answered (for a cache hit: whose entry it was) */
+    int64_t prompt_tokens;        /* what this call billed: 0 for cache hits and shared answers */
+    int64_t completion_tokens;
+    double cost;                  /* USD billed by this call */
+    int from_cache;
+    int shared;                   /* answered by an identical in-flight query (single flight) */
+    int attempts;                 /* HTTP attempts this call made */
+    double latency_s;             /* wall time of the call */
+};
+/* Threads: any thread. */
+CX_API void cx_llm_response_init(struct cx_llm_response *r);
+CX_API void cx_llm_response_clear(struct cx_llm_response *r);
+
+struct cx_router;
+
+/*
+ * Creates a router. o is borrowed (strings copied). Returns 0, CX_EINVAL (bad option, named),
+ * CX_ENOPROVIDER (no provider configured), CX_ENOMEM, CX_EIO (curl).
+ * Threads: any thread.
+ */
+CX_API int cx_router_new(const struct cx_router_options *o, struct cx_router **out,
+                         struct cx_errinfo *ei);
+
+/* Frees the router (wiping its copies of the keys). No call may be in flight on it; free it
+ * before the loop, the cache and the limiter it borrows. Accepts NULL. Threads: any thread. */
+CX_API void cx_router_free(struct cx_router *r);
+
+/* 1 when provider p is configured. Threads: any thread. */
+CX_API int cx_router_configured(const struct cx_router *r, enum cx_provider p);
+
+/*
+ * Answers q, blocking (releasing the emulated GIL around every wait). On success fills *out (the
+ * caller clears it). Returns 0 or a CX_E*: CX_EINVAL, CX_ENOPROVIDER, CX_EREJECTED (validator),
+ * CX_ECANCELED, CX_ETIMEDOUT (deadline), or the last attempt's error (see the top of the file).
+ * Threads: any thread, many at once; not the I/O thread.
+ */
+CX_API int cx_router_complete(struct cx_router *r, const struct cx_llm_query *q,
+                              struct cx_llm_response *out, struct cx_errinfo *ei);
+
+/* Called once per async query: rc, the response (NULL when rc < 0; the struct is borrowed for the
+ * call, its strings are taken: the callee must cx_llm_response_clear it, or a copy of it) and the
+ * error detail (borrowed; NULL when rc == 0). */
+typedef void (*cx_router_done_fn)(int rc, struct cx_llm_response *resp,
+                                  const struct cx_errinfo *ei, void *ud);
+
+/*
+ * Answers q without blocking a thread (hybrid design): waits (limiter, backoff) are I/O-loop
+ * timers, transfers go through the loop, parsing and validation run through options.post (or on
+ * the I/O thread). done runs exactly once if this returns 0 -- on the calling thread for a cache
+ * hit, else on the I/O thread or a post thread; never if it returns < 0 (CX_EINVAL: no loop or bad
+ * query; CX_ENOMEM; CX_ECLOSED).
+ * Threads: any thread, including the I/O thread.
+ */
+CX_API int cx_router_complete_async(struct cx_router *r, const struct cx_llm_query *q,
+                                    cx_router_done_fn done, void *ud, struct cx_errinfo *ei);
+
+struct cx_provider_stats {
+    uint64_t requests;            /* HTTP attempts sent */
+    uint64_t successes;
+    uint64_t failures;            /* attempts that failed */
+    uint64_t prompt_tokens;
+    uint64_t completion_tokens;
+    double cost;                  /* USD */
+};
+struct cx_router_stats {
+    struct cx_provider_stats providers[CX_PROVIDER_COUNT];
+    uint64_t queries;             /* cx_router_complete(_async) calls accepted */
+    uint64_t cache_hits;
+    uint64_t shared;              /* answered by single flight */
+    uint64_t retries;             /* attempts after the first on one provider */
+    uint64_t fallbacks;           /* switches to another provider */
+    uint64_t rate_limit_pauses;   /* Retry-After pauses applied to the limiters */
+};
+/* A snapshot; counters are read one by one. Threads: any thread. */
+CX_API void cx_router_stats(struct cx_router *r, struct cx_router_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CX_ROUTER_H */
