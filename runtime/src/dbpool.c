@@ -292,11 +292,18 @@ static void *writer_main(void *arg) {
 
         run_batch(p, batch);
 
+        /* Counters first, so a waiter woken below sees its own write counted. */
         size_t failed = 0;
+        for (struct witem *f = batch; f; f = f->next)
+            if (f->rc < 0) failed++;
+        cx__mutex_lock(&p->mu);
+        p->st.writes += n;
+        p->st.failed_writes += failed;
+        p->st.transactions++;
+        cx__mutex_unlock(&p->mu);
         struct witem *it = batch;
         while (it) {
             struct witem *next = it->next;
-            if (it->rc < 0) failed++;
             if (it->sync) {
                 cx__mutex_lock(&p->mu);
                 it->finished = 1;
@@ -310,9 +317,6 @@ static void *writer_main(void *arg) {
             it = next;
         }
         cx__mutex_lock(&p->mu);
-        p->st.writes += n;
-        p->st.failed_writes += failed;
-        p->st.transactions++;
     }
     cx__mutex_unlock(&p->mu);
     return NULL;
