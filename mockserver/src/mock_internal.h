@@ -94,8 +94,9 @@ void mock__settings_timing(const struct mock_settings *s, int route, struct mock
 double mock__sample_ms(const struct mock_timing *t, double centre_ms, double max_ms, uint64_t x);
 
 /* ---- statistics (stats.c) ---- */
-#define MOCK_HIST_SUB_BITS 5
-#define MOCK_HIST_BUCKETS (32 + 36 * 32)
+#define MOCK_HIST_SUB_BITS 8 /* 256 sub-buckets per power of two: 0.4% resolution */
+#define MOCK_HIST_SUB (1u << MOCK_HIST_SUB_BITS)
+#define MOCK_HIST_BUCKETS ((42 - MOCK_HIST_SUB_BITS) * MOCK_HIST_SUB) /* up to 2^41 us */
 #define MOCK_PROM_BOUNDS 16
 struct mock_hist {
     _Atomic uint64_t b[MOCK_HIST_BUCKETS];

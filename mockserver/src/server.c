@@ -256,6 +256,29 @@ static void set_linger0(struct req *r)
     }
 }
 
+/* Ends the connection from inside a content reader, just before it returns
+ * MHD_CONTENT_READER_END_WITH_ERROR. MHD 0.9.75 then marks the connection closed but, in epoll
+ * mode, only releases the socket on its next event; so we make one: rst sends a TCP reset now
+ * (connect(AF_UNSPEC) disconnects a Linux TCP socket with RST), otherwise shutdown() sends FIN
+ * and makes the socket readable. Either way the client sees the body end early. */
+static void end_socket(struct req *r, int rst)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    if (rst) {
+        struct linger lg = {1, 0};
+        struct sockaddr sa;
+        setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        memset(&sa, 0, sizeof sa);
+        sa.sa_family = AF_UNSPEC;
+        if (connect(ci->connect_fd, &sa, sizeof sa) == 0)
+            return;
+    }
+    shutdown(ci->connect_fd, SHUT_RDWR);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* replies                                                                                     */
 
@@ -288,8 +311,7 @@ static ssize_t partial_reader(void *cls, uint64_t pos, char *buf, size_t max)
         memcpy(buf, r->pbody + pos, n);
         return (ssize_t)n;
     }
-    if (r->rst)
-        set_linger0(r);
+    end_socket(r, r->rst);
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
@@ -325,8 +347,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (r->end_now) {
             if (w)
                 return (ssize_t)w;
-            if (r->rst)
-                set_linger0(r);
+            end_socket(r, r->rst);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (r->frame >= r->nframes)

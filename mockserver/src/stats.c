@@ -60,21 +60,22 @@ void mock__stats_init(struct mock_stats *st)
 
 static size_t bucket_of(uint64_t v)
 {
-    if (v < 32)
+    if (v < MOCK_HIST_SUB)
         return (size_t)v;
     int e = 63 - __builtin_clzll(v);
     if (e > 40)
         return MOCK_HIST_BUCKETS - 1;
-    return 32 + (size_t)(e - 5) * 32 + (size_t)((v >> (e - 5)) & 31);
+    int sh = e - MOCK_HIST_SUB_BITS;
+    return MOCK_HIST_SUB + (size_t)sh * MOCK_HIST_SUB + (size_t)((v >> sh) & (MOCK_HIST_SUB - 1));
 }
 
 static double bucket_mid_us(size_t i)
 {
-    if (i < 32)
+    if (i < MOCK_HIST_SUB)
         return (double)i;
-    size_t row = (i - 32) / 32, sub = (i - 32) % 32;
+    size_t row = (i - MOCK_HIST_SUB) / MOCK_HIST_SUB, sub = (i - MOCK_HIST_SUB) % MOCK_HIST_SUB;
     double width = ldexp(1.0, (int)row);
-    return (double)(32 + sub) * width + width / 2;
+    return (double)(MOCK_HIST_SUB + sub) * width + width / 2;
 }
 
 void mock__hist_add_ns(struct mock_hist *h, uint64_t ns)
@@ -137,16 +138,20 @@ static double pct(const uint64_t *b, uint64_t count, double q)
 
 static void snap(struct mock_hist *h, struct hsnap *s)
 {
-    static _Thread_local uint64_t b[MOCK_HIST_BUCKETS];
+    uint64_t *b = malloc(MOCK_HIST_BUCKETS * sizeof *b);
+    memset(s, 0, sizeof *s);
+    if (!b)
+        return;
     uint64_t total = 0;
     for (size_t i = 0; i < MOCK_HIST_BUCKETS; i++) {
         b[i] = atomic_load_explicit(&h->b[i], RLX);
         total += b[i];
     }
-    memset(s, 0, sizeof *s);
     s->count = total;
-    if (!total)
+    if (!total) {
+        free(b);
         return;
+    }
     uint64_t sum = atomic_load_explicit(&h->sum_us, RLX);
     uint64_t mn = atomic_load_explicit(&h->min_us, RLX), mx = atomic_load_explicit(&h->max_us, RLX);
     s->sum_s = (double)sum / 1e6;
@@ -157,6 +162,7 @@ static void snap(struct mock_hist *h, struct hsnap *s)
     s->p90 = pct(b, total, 0.90);
     s->p99 = pct(b, total, 0.99);
     s->p999 = pct(b, total, 0.999);
+    free(b);
     /* Bucket midpoints can step outside the observed range; keep them inside. */
     double *ps[] = {&s->p50, &s->p90, &s->p99, &s->p999};
     for (int i = 0; i < 4; i++) {

@@ -14,6 +14,8 @@
  *   POST /v1/messages           Anthropic. Non-streaming and "stream": true (event: message_start,
  *                               content_block_start, ping, content_block_delta..., content_block_stop,
  *                               message_delta (with usage), message_stop).
+ *   POST /v1/messages/count_tokens  Anthropic token count ({"input_tokens": N}), no delay.
+ *   GET  /v1/models/{id}        One model object.
  *   GET  /v1/models             OpenAI-style model list ({"object":"list","data":[...]}), which the
  *                               Anthropic SDK also accepts (it carries "type":"model" entries too).
  *   GET  /health                {"status":"ok"}.
@@ -48,7 +50,8 @@
  * on the command line: --key VALUE, dots allowed, e.g. --chat.ttft 20ms)
  *   Durations are a number with an optional unit: "0", "150ms", "2s", "500us", "1.5s", "1m";
  *   a bare number means milliseconds. Probabilities are numbers in [0, 1].
- *   Timing (global; prefix "chat.", "messages." or "models." to override one route):
+ *   Timing (global; prefix "chat.", "messages." or "models." to override one route;
+ *   GET /v1/models has no delay unless models.latency is set):
  *     latency D          base latency of a reply (non-streaming: time to the whole reply;
  *                        streaming: time to the first token when ttft is unset). Default 0.
  *     dist NAME          fixed | uniform | normal | lognormal (default fixed).
@@ -70,12 +73,12 @@
  *                        running counts it and the others running when it starts. Default 0.
  *     rate_rps F         server-side rate limit (token bucket, requests/s; 0 = off) answering
  *     rate_burst N       429 with Retry-After when exceeded. Burst default = max(1, rate_rps).
- *     max_body N         bytes; larger request bodies get 413 (default 1048576). Start only.
+ *     max_body N         bytes; larger request bodies get 413 (default 1048576).
  *     pad_to N           pad every reply text to at least N bytes (0 = off).
  *     model NAME         model name echoed when the request has none (default "mock-1").
- *     required_key K     the one accepted API key (empty = any). Start only.
- *     stall D            how long a "stall" fault holds the request (default 600s, NOT
- *                        scaled; a closed client connection ends it early).
+ *     required_key K     the one accepted API key (empty = any).
+ *     stall D            how long a "stall" fault holds the request before closing the
+ *                        connection (default 600s, NOT scaled).
  *     cut_after N        "cut" fault: close the stream after N content tokens (default 3).
  *     disconnect_after D "disconnect" fault: close after D (scaled, default 50ms).
  *     retry_after D      Retry-After of 429/503/529 faults (default 1s; header in whole
@@ -102,7 +105,8 @@
  *   truncate    stream: the final event is cut short and the connection closed
  *               (non-streaming: the body is truncated, then the connection closed).
  *   dangerous   the install plan in the reply contains one dangerous command.
- *   Faults apply to the two API routes only. Scripted faults run first, in order, one per API
+ *   Status faults (429, 5xx) and the rate limit answer at once, without latency. Faults apply
+ *   to the two API routes only. Scripted faults run first, in order, one per API
  *   request; probabilistic ones are drawn per request from (seed, body hash, how many times
  *   this body was seen), so a run with the same seed and the same requests faults the same
  *   ones, and a retried identical body gets a fresh draw.
@@ -124,7 +128,7 @@
  *   socket (includes queueing); error: |delivered - configured - queued|; queued: time waiting
  *   for a max_running slot; ttft: arrival to first token (streams); itl: gap between tokens;
  *   e2e: arrival to the last byte handed to the socket. Histograms are log-bucketed
- *   (about 3% relative resolution).
+ *   (about 0.4% relative resolution).
  *
  * THREADS
  *   libmicrohttpd runs an epoll thread pool (`threads`, default 2) and one timer thread wakes
