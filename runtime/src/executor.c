@@ -311,9 +311,14 @@ static void run_item(struct worker *w, struct cx_task_ctx *t) {
     }
 }
 
+/* The executor whose worker this thread is (NULL elsewhere): catches a worker calling
+ * cx_executor_free or cx_executor_run on its own pool, which would wait for itself. */
+static _Thread_local struct cx_executor *tls_worker_of;
+
 static void *worker_main(void *p) {
     struct worker *w = p;
     struct cx_executor *ex = w->ex;
+    tls_worker_of = ex;
     for (;;) {
         struct cx_task_ctx *t = find_work(w);
         if (t != NULL) {
@@ -418,6 +423,7 @@ fail_noerr:
 
 void cx_executor_free(struct cx_executor *ex) {
     if (ex == NULL) return;
+    CX_ASSERT(tls_worker_of != ex); /* a worker cannot join itself */
     cx__mutex_lock(&ex->mu);
     atomic_store(&ex->shutting, 1);
     cx__mutex_unlock(&ex->mu);
@@ -674,6 +680,7 @@ int cx_executor_run(struct cx_executor *ex, const struct cx_task *tasks, size_t 
                     void (*progress)(size_t done, size_t total, void *ud), void *ud,
                     struct cx_batch **out) {
     if (out == NULL) return CX_EINVAL;
+    CX_ASSERT(ex == NULL || tls_worker_of != ex); /* would wait on its own pool */
     struct cx_batch *b;
     int rc = cx_executor_submit(ex, tasks, n, &b);
     if (rc < 0) return rc;

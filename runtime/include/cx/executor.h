@@ -24,6 +24,9 @@
  *     cx_batch_stats(batch, &st); res = cx_batch_results(batch);  // res[i] for tasks[i]
  *     cx_batch_free(batch); cx_executor_free(ex);
  * or asynchronously: cx_executor_submit, then cx_batch_next in a loop (completion order).
+ *
+ * From C++, name the stats types with `struct` (struct cx_batch_stats st;): the functions of the
+ * same name hide them, as with POSIX stat.
  */
 #ifndef CX_EXECUTOR_H
 #define CX_EXECUTOR_H
