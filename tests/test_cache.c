@@ -1,0 +1,412 @@
+/* test_cache.c - the semantic cache: exact, similar and missed lookups, eviction order (also
+ * after a reopen), counters, bad input, two caches on one file, threads, allocation failures. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cx/cache.h"
+#include "cx/clock.h"
+#include "cx/dbpool.h"
+#include "cx/embed.h"
+#include "cx_internal.h"
+#include "t_util.h"
+
+static char *g_dir;
+
+static int setup(void **state) {
+    (void)state;
+    g_dir = t_tmpdir("cache");
+    return g_dir ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    t_rmrf(g_dir);
+    free(g_dir);
+    return 0;
+}
+
+struct fx {
+    struct cx_pool *pool;
+    struct cx_cache *cache;
+};
+
+static void fx_open(struct fx *f, const char *name, size_t max_entries, int refresh_ms) {
+    char *path = t_path(g_dir, name);
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = path;
+    po.readers = 3;
+    struct cx_errinfo ei;
+    int rc = cx_pool_open(&po, &f->pool, &ei);
+    if (rc < 0) fprintf(stderr, "%s\n", ei.msg);
+    assert_int_equal(rc, 0);
+    struct cx_cache_options co;
+    cx_cache_options_init(&co);
+    co.max_entries = max_entries;
+    co.refresh_interval_ms = refresh_ms;
+    rc = cx_cache_new(f->pool, &co, &f->cache, &ei);
+    if (rc < 0) fprintf(stderr, "%s\n", ei.msg);
+    assert_int_equal(rc, 0);
+    free(path);
+}
+
+static void fx_close(struct fx *f) {
+    cx_cache_free(f->cache);
+    cx_pool_close(f->pool);
+    f->cache = NULL;
+    f->pool = NULL;
+}
+
+static struct cx_cache_key key(const char *prompt) {
+    struct cx_cache_key k = {"openai", "gpt-4o", "You are a Linux package assistant.", prompt};
+    return k;
+}
+
+static void put(struct cx_cache *c, const char *prompt, const char *json) {
+    struct cx_cache_key k = key(prompt);
+    struct cx_errinfo ei;
+    int rc = cx_cache_put(c, &k, json, &ei);
+    if (rc < 0) fprintf(stderr, "put: %s\n", ei.msg);
+    assert_int_equal(rc, 0);
+}
+
+/* Returns 0 miss, 1 exact, 2 similar; checks the value when expected != NULL. */
+static int get(struct cx_cache *c, const char *prompt, const char *expected) {
+    struct cx_cache_key k = key(prompt);
+    char *json = (char *)"junk";
+    int similar = -1;
+    struct cx_errinfo ei;
+    int rc = cx_cache_get(c, &k, &json, &similar, &ei);
+    if (rc == CX_ENOENT) {
+        assert_null(json);
+        return 0;
+    }
+    assert_int_equal(rc, 0);
+    if (expected) assert_string_equal(json, expected);
+    cx_free(json);
+    return similar ? 2 : 1;
+}
+
+static const char *P_NGINX = "install nginx and configure it as a reverse proxy for my web app";
+static const char *P_NGINX2 = "please install nginx and configure it as a reverse proxy for my web app";
+static const char *P_PG = "set up a postgresql database server with streaming replication";
+
+static void test_exact_similar_miss(void **state) {
+    (void)state;
+    struct fx f;
+    fx_open(&f, "basic.db", 500, 5);
+    assert_int_equal(get(f.cache, P_NGINX, NULL), 0);
+    put(f.cache, P_NGINX, "[\"apt-get install -y nginx\"]");
+    assert_int_equal(get(f.cache, P_NGINX, "[\"apt-get install -y nginx\"]"), 1);
+    assert_int_equal(get(f.cache, P_NGINX2, "[\"apt-get install -y nginx\"]"), 2);
+    assert_int_equal(get(f.cache, P_PG, NULL), 0);
+    /* Another provider, model or system prompt never matches, not even similarly. */
+    struct cx_cache_key k = key(P_NGINX);
+    k.model = "gpt-4o-mini";
+    char *json = NULL;
+    assert_int_equal(cx_cache_get(f.cache, &k, &json, NULL, NULL), CX_ENOENT);
+    k = key(P_NGINX);
+    k.system_prompt = "";
+    assert_int_equal(cx_cache_get(f.cache, &k, &json, NULL, NULL), CX_ENOENT);
+    k = key(P_NGINX);
+    k.provider = "claude";
+    assert_int_equal(cx_cache_get(f.cache, &k, &json, NULL, NULL), CX_ENOENT);
+    /* Replacing keeps one row with the new value. */
+    put(f.cache, P_NGINX, "[\"apt install nginx\"]");
+    assert_int_equal(get(f.cache, P_NGINX, "[\"apt install nginx\"]"), 1);
+    struct cx_cache_stats st;
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.exact_hits, 2);
+    assert_int_equal(st.similar_hits, 1);
+    assert_int_equal(st.local_misses, 5);
+    assert_int_equal(st.hits, 3);
+    assert_int_equal(st.misses, 5);
+    fx_close(&f);
+
+    /* Persisted: entries and counters survive a reopen; counters keep adding up. */
+    fx_open(&f, "basic.db", 500, 5);
+    assert_int_equal(get(f.cache, P_NGINX, "[\"apt install nginx\"]"), 1);
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_int_equal(st.hits, 4);
+    assert_int_equal(st.misses, 5);
+    assert_int_equal(st.exact_hits, 1);
+    assert_int_equal(st.entries, 1);
+    fx_close(&f);
+}
+
+static void test_threshold(void **state) {
+    (void)state;
+    char *path = t_path(g_dir, "thr.db");
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = path;
+    struct cx_pool *p;
+    assert_int_equal(cx_pool_open(&po, &p, NULL), 0);
+    struct cx_cache_options co;
+    cx_cache_options_init(&co);
+    assert_int_equal(co.max_entries, 500);
+    assert_float_equal(co.similarity_threshold, 0.86, 1e-12);
+    float a[CX_EMBED_DIM], b[CX_EMBED_DIM];
+    cx_embed(P_NGINX, a);
+    cx_embed(P_NGINX2, b);
+    double cos = cx_embed_cosine(a, b);
+    co.similarity_threshold = cos + 1e-4; /* just above: a miss */
+    struct cx_cache *c;
+    assert_int_equal(cx_cache_new(p, &co, &c, NULL), 0);
+    put(c, P_NGINX, "[1]");
+    assert_int_equal(get(c, P_NGINX2, NULL), 0);
+    cx_cache_free(c);
+    co.similarity_threshold = cos - 1e-4; /* just below: a similar hit */
+    assert_int_equal(cx_cache_new(p, &co, &c, NULL), 0);
+    assert_int_equal(get(c, P_NGINX2, "[1]"), 2);
+    cx_cache_free(c);
+    cx_pool_close(p);
+    free(path);
+}
+
+static void test_eviction_order(void **state) {
+    (void)state;
+    struct fx f;
+    fx_open(&f, "lru.db", 3, 5);
+    put(f.cache, "alpha apple", "[\"a\"]");
+    put(f.cache, "bravo banana", "[\"b\"]");
+    put(f.cache, "charlie cherry", "[\"c\"]");
+    assert_int_equal(get(f.cache, "alpha apple", "[\"a\"]"), 1); /* a is now the most recent */
+    put(f.cache, "delta date", "[\"d\"]");                      /* evicts b, the LRU */
+    assert_int_equal(get(f.cache, "bravo banana", NULL), 0);
+    /* LRU order now: c, a, d. Touch c: a, d, c. */
+    assert_int_equal(get(f.cache, "charlie cherry", "[\"c\"]"), 1);
+    put(f.cache, "echo elderberry", "[\"e\"]"); /* evicts a */
+    assert_int_equal(get(f.cache, "alpha apple", NULL), 0);
+    struct cx_cache_stats st;
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_int_equal(st.entries, 3);
+    fx_close(&f);
+
+    /* The order survives a reopen: d, c, e. Touch d: c, e, d. */
+    fx_open(&f, "lru.db", 3, 5);
+    assert_int_equal(get(f.cache, "delta date", "[\"d\"]"), 1);
+    put(f.cache, "foxtrot fig", "[\"f\"]"); /* evicts c */
+    assert_int_equal(get(f.cache, "charlie cherry", NULL), 0);
+    assert_int_equal(get(f.cache, "echo elderberry", "[\"e\"]"), 1);
+    assert_int_equal(get(f.cache, "delta date", "[\"d\"]"), 1);
+    assert_int_equal(get(f.cache, "foxtrot fig", "[\"f\"]"), 1);
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_int_equal(st.entries, 3);
+    /* hit_count was written back lazily: d was hit twice (one per session). */
+    sqlite3 *db;
+    assert_int_equal(cx_pool_checkout(f.pool, CX_DEADLINE_NONE, &db, NULL), 0);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT hit_count FROM llm_cache_entries WHERE "
+                                            "prompt = 'delta date'", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 2);
+    sqlite3_finalize(s);
+    cx_pool_checkin(f.pool, db);
+    assert_int_equal(cx_cache_clear(f.cache, NULL), 0);
+    assert_int_equal(get(f.cache, "delta date", NULL), 0);
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_int_equal(st.entries, 0);
+    fx_close(&f);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    struct fx f;
+    fx_open(&f, "bad.db", 10, 5);
+    struct cx_errinfo ei;
+    char *json = NULL;
+    struct cx_cache_key k = key("x");
+    assert_int_equal(cx_cache_get(NULL, &k, &json, NULL, &ei), CX_EINVAL);
+    assert_int_equal(cx_cache_get(f.cache, NULL, &json, NULL, &ei), CX_EINVAL);
+    assert_int_equal(cx_cache_get(f.cache, &k, NULL, NULL, &ei), CX_EINVAL);
+    k.prompt = "";
+    assert_int_equal(cx_cache_get(f.cache, &k, &json, NULL, &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "key.prompt is empty"));
+    k = key("x");
+    k.provider = NULL;
+    assert_int_equal(cx_cache_put(f.cache, &k, "[]", &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "key.provider is NULL"));
+    k = key("x");
+    k.system_prompt = NULL;
+    assert_int_equal(cx_cache_put(f.cache, &k, "[]", &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "key.system_prompt is NULL"));
+    k = key("x");
+    assert_int_equal(cx_cache_put(f.cache, &k, NULL, &ei), CX_EINVAL);
+    assert_int_equal(cx_cache_put(f.cache, &k, "", &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "commands_json is empty"));
+    char *big = malloc((1u << 20) + 2);
+    memset(big, 'x', (1u << 20) + 1);
+    big[(1u << 20) + 1] = '\0';
+    assert_int_equal(cx_cache_put(f.cache, &k, big, &ei), CX_ETOOBIG);
+    free(big);
+    assert_int_equal(cx_cache_put(NULL, &k, "[]", &ei), CX_EINVAL);
+    assert_int_equal(cx_cache_stats(f.cache, NULL, &ei), CX_EINVAL);
+    assert_int_equal(cx_cache_clear(NULL, &ei), CX_EINVAL);
+    /* Nothing above was written. */
+    struct cx_cache_stats st;
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_int_equal(st.entries, 0);
+    struct cx_cache_options co;
+    cx_cache_options_init(&co);
+    co.max_entries = 0;
+    struct cx_cache *c = NULL;
+    assert_int_equal(cx_cache_new(f.pool, &co, &c, &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "max_entries"));
+    cx_cache_options_init(&co);
+    co.similarity_threshold = 0;
+    assert_int_equal(cx_cache_new(f.pool, &co, &c, &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "similarity_threshold"));
+    assert_int_equal(cx_cache_new(NULL, &co, &c, &ei), CX_EINVAL);
+    assert_null(c);
+    cx_cache_free(NULL);
+    fx_close(&f);
+}
+
+/* Two pools and caches on one file, as two processes would have. */
+static void test_two_caches_one_file(void **state) {
+    (void)state;
+    struct fx a, b;
+    fx_open(&a, "shared.db", 4, 0); /* refresh interval 0: check the generation at every get */
+    fx_open(&b, "shared.db", 4, 0);
+    put(a.cache, "one uno", "[1]");
+    assert_int_equal(get(b.cache, "one uno", "[1]"), 1);
+    put(b.cache, "two dos", "[2]");
+    assert_int_equal(get(a.cache, "two dos", "[2]"), 1);
+    /* b replaces a's entry: a sees the new value. */
+    put(b.cache, "one uno", "[11]");
+    assert_int_equal(get(a.cache, "one uno", "[11]"), 1);
+    /* a's put after b's writes still lands in a's index (reload path). */
+    put(a.cache, "three tres", "[3]");
+    assert_int_equal(get(a.cache, "three tres", "[3]"), 1);
+    put(a.cache, "four cuatro", "[4]");
+    /* Now 4 entries; a hit in b is flushed before b's eviction decision. */
+    assert_int_equal(get(b.cache, "one uno", "[11]"), 1);
+    put(b.cache, "five cinco", "[5]"); /* evicts the LRU: "two dos" */
+    assert_int_equal(get(a.cache, "two dos", NULL), 0);
+    assert_int_equal(get(a.cache, "one uno", "[11]"), 1);
+    assert_int_equal(get(a.cache, "five cinco", "[5]"), 1);
+    assert_int_equal(cx_cache_clear(b.cache, NULL), 0);
+    assert_int_equal(get(a.cache, "five cinco", NULL), 0);
+    fx_close(&a);
+    fx_close(&b);
+}
+
+/* ---- threads: readers always see either a miss or the right value ---- */
+
+#define T_READERS 8
+#define T_KEYS 64
+
+struct mt {
+    struct cx_cache *c;
+    _Atomic int stop;
+    _Atomic long bad, hits;
+    pthread_barrier_t start;
+};
+
+static void *mt_reader(void *arg) {
+    struct mt *m = arg;
+    pthread_barrier_wait(&m->start);
+    char prompt[64], want[64];
+    long i = 0;
+    while (!atomic_load(&m->stop)) {
+        int k = (int)(i++ % T_KEYS);
+        snprintf(prompt, sizeof prompt, "key%d token%d word%d", k, k, k);
+        snprintf(want, sizeof want, "[\"v%d\"]", k);
+        struct cx_cache_key ck = key(prompt);
+        char *json = NULL;
+        int sim = 0;
+        int rc = cx_cache_get(m->c, &ck, &json, &sim, NULL);
+        if (rc == 0) {
+            if (sim || strcmp(json, want) != 0) atomic_fetch_add(&m->bad, 1);
+            atomic_fetch_add(&m->hits, 1);
+            cx_free(json);
+        } else if (rc != CX_ENOENT) {
+            atomic_fetch_add(&m->bad, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    struct fx f;
+    fx_open(&f, "mt.db", 32, 1);
+    static struct mt m;
+    memset(&m, 0, sizeof m);
+    m.c = f.cache;
+    pthread_barrier_init(&m.start, NULL, T_READERS + 1);
+    pthread_t th[T_READERS];
+    for (int i = 0; i < T_READERS; i++) assert_int_equal(pthread_create(&th[i], NULL, mt_reader, &m), 0);
+    pthread_barrier_wait(&m.start);
+    char prompt[64], val[64];
+    for (int r = 0; r < 3; r++)
+        for (int k = 0; k < T_KEYS; k++) {
+            snprintf(prompt, sizeof prompt, "key%d token%d word%d", k, k, k);
+            snprintf(val, sizeof val, "[\"v%d\"]", k);
+            put(f.cache, prompt, val);
+            /* Own puts are visible as soon as put returns. */
+            assert_int_equal(get(f.cache, prompt, val), 1);
+        }
+    atomic_store(&m.stop, 1);
+    for (int i = 0; i < T_READERS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&m.start);
+    assert_int_equal(atomic_load(&m.bad), 0);
+    struct cx_cache_stats st;
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_int_equal(st.entries, 32);
+    assert_int_equal(st.hits + st.misses, st.exact_hits + st.similar_hits + st.local_misses);
+    fx_close(&f);
+}
+
+/* ---- allocation failures: every failure is CX_ENOMEM (or recovered), no leak ---- */
+
+static int cache_scenario(void *ctx) {
+    struct fx *f = ctx;
+    struct cx_cache *c = NULL;
+    struct cx_cache_options co;
+    cx_cache_options_init(&co);
+    co.max_entries = 2;
+    int rc = cx_cache_new(f->pool, &co, &c, NULL);
+    if (rc < 0) return rc;
+    struct cx_cache_key k = key("torture one");
+    rc = cx_cache_put(c, &k, "[1]", NULL);
+    char *json = NULL;
+    if (rc == 0) rc = cx_cache_get(c, &k, &json, NULL, NULL);
+    cx_free(json);
+    struct cx_cache_key k2 = key("torture two");
+    struct cx_cache_key k3 = key("torture three");
+    if (rc == 0) rc = cx_cache_put(c, &k2, "[2]", NULL);
+    if (rc == 0) rc = cx_cache_put(c, &k3, "[3]", NULL);
+    struct cx_cache_stats st;
+    if (rc == 0) rc = cx_cache_stats(c, &st, NULL);
+    cx_cache_free(c);
+    return rc;
+}
+
+static void test_alloc_torture(void **state) {
+    (void)state;
+    struct fx f;
+    fx_open(&f, "torture.db", 2, 5);
+    cx_cache_free(f.cache);
+    f.cache = NULL;
+    assert_true(t_torture(cache_scenario, &f) > 5);
+    cx_pool_close(f.pool);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_similar_miss),
+        cmocka_unit_test(test_threshold),
+        cmocka_unit_test(test_eviction_order),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_two_caches_one_file),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_alloc_torture),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
