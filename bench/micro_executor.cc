@@ -6,6 +6,8 @@
 //     1e9 / items_per_second is the executor's overhead per task in ns.
 //   BM_SuspendResume/<threads>: the same with tasks that suspend and resume themselves
 //     (the hybrid-I/O continuation path).
+//   BM_ResumeFromThread/<threads>: tasks suspend and a separate "I/O" thread resumes them (the
+//     real hybrid path: 1000 suspended at once, continuations queued from a foreign thread).
 //   BM_CompletionQueue/<lockfree|mutex>/<producers>: N producer threads push 200,000 nodes
 //     each into one queue while one consumer pops them all; items/s is the queue's throughput.
 //     The mutex variant is there to show the choice of the lock-free one is measured.
@@ -13,7 +15,11 @@
 // Run: build/<dir>/bench/micro_executor --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "cx/executor.h"
@@ -34,7 +40,50 @@ int SelfResumeTask(cx_task_ctx *ctx, void *, cx_task_result *) {
     return CX_EAGAIN;
 }
 
-void RunBatches(benchmark::State &state, cx_exec_mode mode, int threads, cx_task_fn fn) {
+// A stand-in for the curl-multi thread: resumes every handle it is given.
+struct IoThread {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<cx_task_handle *> q;
+    bool stop = false;
+    std::thread th;
+    IoThread() : th([this] { Loop(); }) {}
+    ~IoThread() {
+        {
+            std::lock_guard<std::mutex> g(mu);
+            stop = true;
+        }
+        cv.notify_one();
+        th.join();
+    }
+    void Push(cx_task_handle *h) {
+        {
+            std::lock_guard<std::mutex> g(mu);
+            q.push_back(h);
+        }
+        cv.notify_one();
+    }
+    void Loop() {
+        std::unique_lock<std::mutex> lk(mu);
+        for (;;) {
+            cv.wait(lk, [this] { return stop || !q.empty(); });
+            if (q.empty()) return;
+            cx_task_handle *h = q.front();
+            q.pop_front();
+            lk.unlock();
+            cx_task_resume(h, SelfResumeCont, nullptr);
+            lk.lock();
+        }
+    }
+};
+
+int IoTask(cx_task_ctx *ctx, void *arg, cx_task_result *) {
+    static_cast<IoThread *>(arg)->Push(cx_task_suspend(ctx));
+    return CX_EAGAIN;
+}
+
+void RunBatches(benchmark::State &state, cx_exec_mode mode, int threads, cx_task_fn fn,
+                void *arg = nullptr) {
     cx_executor_options o;
     cx_executor_options_init(&o);
     o.mode = mode;
@@ -44,7 +93,7 @@ void RunBatches(benchmark::State &state, cx_exec_mode mode, int threads, cx_task
         state.SkipWithError("cx_executor_new failed");
         return;
     }
-    std::vector<cx_task> tasks(kBatch, cx_task{fn, nullptr});
+    std::vector<cx_task> tasks(kBatch, cx_task{fn, arg});
     for (auto _ : state) {
         cx_batch *b = nullptr;
         if (cx_executor_run(ex, tasks.data(), tasks.size(), nullptr, nullptr, &b) != 0) {
@@ -71,6 +120,11 @@ void BM_TaskOverhead(benchmark::State &state) {
 
 void BM_SuspendResume(benchmark::State &state) {
     RunBatches(state, CX_MODE_FREE, static_cast<int>(state.range(0)), SelfResumeTask);
+}
+
+void BM_ResumeFromThread(benchmark::State &state) {
+    IoThread io;
+    RunBatches(state, CX_MODE_FREE, static_cast<int>(state.range(0)), IoTask, &io);
 }
 
 void BM_CompletionQueue(benchmark::State &state) {
@@ -104,6 +158,8 @@ BENCHMARK(BM_TaskOverhead)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SuspendResume)->ArgName("threads")->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(
+    benchmark::kMicrosecond);
+BENCHMARK(BM_ResumeFromThread)->ArgName("threads")->Arg(1)->Arg(2)->Arg(4)->UseRealTime()->Unit(
     benchmark::kMicrosecond);
 BENCHMARK(BM_CompletionQueue)
     ->ArgNames({"lock", "producers"})
