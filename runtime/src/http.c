@@ -531,6 +531,15 @@ static int anthropic_event(struct parse_ctx *p, const cJSON *root) {
     return 0;
 }
 
+/* cJSON answers NULL both for bad JSON and for a failed allocation. Tell them apart: if a block
+ * larger than anything the parser asks for cannot be had either, memory ran out. */
+static int json_fail_code(size_t len) {
+    void *probe = cx__malloc(len + 256);
+    if (probe == NULL) return CX_ENOMEM;
+    cx__free(probe);
+    return CX_EPARSE;
+}
+
 /* Dispatches one SSE event's data. */
 static int sse_event(enum cx_api api, struct parse_ctx *p, const char *data, size_t n) {
     if (n == 0 || p->done || p->err) return 0;
@@ -539,7 +548,7 @@ static int sse_event(enum cx_api api, struct parse_ctx *p, const char *data, siz
         return 0;
     }
     cJSON *root = cJSON_ParseWithLength(data, n);
-    if (root == NULL) return CX_EPARSE;
+    if (root == NULL) return json_fail_code(n);
     int rc = api == CX_API_OPENAI ? openai_chunk(p, root) : anthropic_event(p, root);
     cJSON_Delete(root);
     return rc;
@@ -574,7 +583,7 @@ static int parse_sse(enum cx_api api, const char *body, size_t len, struct parse
 
 static int parse_plain(enum cx_api api, const char *body, size_t len, struct parse_ctx *p) {
     cJSON *root = cJSON_ParseWithLength(body, len);
-    if (root == NULL) return CX_EPARSE;
+    if (root == NULL) return json_fail_code(len);
     int rc = 0;
     if (cJSON_GetObjectItemCaseSensitive(root, "error") ||
         (jstr(root, "type") && strcmp(jstr(root, "type"), "error") == 0)) {
