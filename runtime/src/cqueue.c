@@ -51,7 +51,9 @@ void cx__cqueue_push(struct cx__cqueue *q, struct cx__cq_node *n) {
     }
 }
 
-struct cx__cq_node *cx__cqueue_trypop(struct cx__cqueue *q) {
+/* *busy is set when the queue is not empty but its oldest node is not linked yet. */
+static struct cx__cq_node *pop_inner(struct cx__cqueue *q, int *busy) {
+    *busy = 0;
     struct cx__cq_node *tail = q->tail;
     struct cx__cq_node *next = atomic_load_explicit(&tail->next, memory_order_seq_cst);
     if (tail == &q->stub) {
@@ -65,20 +67,38 @@ struct cx__cq_node *cx__cqueue_trypop(struct cx__cqueue *q) {
         return tail;
     }
     struct cx__cq_node *head = atomic_load_explicit(&q->head, memory_order_acquire);
-    if (tail != head) return NULL; /* a producer is between its exchange and its link */
+    if (tail != head) { /* a producer is between its exchange and its link */
+        *busy = 1;
+        return NULL;
+    }
     link_node(q, &q->stub);
     next = atomic_load_explicit(&tail->next, memory_order_seq_cst);
     if (next != NULL) {
         q->tail = next;
         return tail;
     }
+    *busy = 1; /* someone pushed after the stub */
     return NULL;
 }
 
+struct cx__cq_node *cx__cqueue_trypop(struct cx__cqueue *q) {
+    int busy;
+    return pop_inner(q, &busy);
+}
+
 struct cx__cq_node *cx__cqueue_pop(struct cx__cqueue *q, uint64_t deadline) {
+    int spins = 0;
     for (;;) {
-        struct cx__cq_node *n = cx__cqueue_trypop(q);
+        int busy;
+        struct cx__cq_node *n = pop_inner(q, &busy);
         if (n != NULL) return n;
+        /* A producer preempted half-way through its push: yield to it a few times rather
+         * than sleep, which would make every other producer take mu to wake us. */
+        if (busy && spins++ < 64) {
+            sched_yield();
+            continue;
+        }
+        spins = 0;
         int rc = 0;
         cx__mutex_lock(&q->mu);
         atomic_store_explicit(&q->waiting, 1, memory_order_seq_cst);
