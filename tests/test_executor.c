@@ -19,6 +19,7 @@
 #include "cx/clock.h"
 #include "cx/executor.h"
 #include "cx/gil.h"
+#include "cqueue.h" /* internal: the completion queues themselves */
 
 /* ---- a latch: wait until a counter reaches a value, with a deadline ---- */
 struct latch {
@@ -927,6 +928,69 @@ static void test_concurrent_batches(void **state) {
     cx_executor_free(ex);
 }
 
+/* ---- the completion queues on their own ---- */
+
+struct cq_item {
+    struct cx__cq_node node;
+    int producer, seq;
+};
+
+struct cq_prod {
+    void *q;
+    int lock;
+    struct cq_item *items;
+    int count;
+};
+
+static void *cq_producer(void *p) {
+    struct cq_prod *pp = p;
+    for (int i = 0; i < pp->count; i++) {
+        if (pp->lock) cx__lqueue_push(pp->q, &pp->items[i].node);
+        else cx__cqueue_push(pp->q, &pp->items[i].node);
+    }
+    return NULL;
+}
+
+static void cq_check(int lock) {
+    enum { P = 4, PER = 20000 };
+    struct cx__cqueue cq;
+    struct cx__lqueue lq;
+    void *q = lock ? (void *)&lq : (void *)&cq;
+    assert_int_equal(lock ? cx__lqueue_init(&lq) : cx__cqueue_init(&cq), 0);
+    /* Empty: a poll and a short deadline both come back empty-handed. */
+    assert_null(lock ? cx__lqueue_pop(&lq, 0) : cx__cqueue_pop(&cq, 0));
+    assert_null(lock ? cx__lqueue_pop(&lq, cx_deadline_after_ns(CX_NSEC_PER_MSEC))
+                     : cx__cqueue_pop(&cq, cx_deadline_after_ns(CX_NSEC_PER_MSEC)));
+    struct cq_item *items = calloc(P * PER, sizeof(*items));
+    struct cq_prod prods[P];
+    pthread_t th[P];
+    for (int p = 0; p < P; p++) {
+        for (int i = 0; i < PER; i++) items[p * PER + i] = (struct cq_item){.producer = p, .seq = i};
+        prods[p] = (struct cq_prod){q, lock, items + p * PER, PER};
+        assert_int_equal(pthread_create(&th[p], NULL, cq_producer, &prods[p]), 0);
+    }
+    int next_seq[P] = {0};
+    for (int got = 0; got < P * PER; got++) {
+        struct cx__cq_node *n = lock ? cx__lqueue_pop(&lq, t_deadline_ms(10000))
+                                     : cx__cqueue_pop(&cq, t_deadline_ms(10000));
+        assert_non_null(n);
+        struct cq_item *it = (struct cq_item *)n;
+        /* Each producer's nodes come out once each, in the order it pushed them. */
+        assert_int_equal(it->seq, next_seq[it->producer]);
+        next_seq[it->producer]++;
+    }
+    for (int p = 0; p < P; p++) pthread_join(th[p], NULL);
+    assert_null(lock ? cx__lqueue_pop(&lq, 0) : cx__cqueue_pop(&cq, 0));
+    if (lock) cx__lqueue_destroy(&lq); else cx__cqueue_destroy(&cq);
+    free(items);
+}
+
+static void test_completion_queues(void **state) {
+    (void)state;
+    cq_check(0);
+    cq_check(1);
+}
+
 /* ---- allocation torture ---- */
 
 static int torture_scenario(void *ctx) {
@@ -976,6 +1040,7 @@ int main(void) {
         cmocka_unit_test(test_free_mode_parallel),
         cmocka_unit_test(test_modes_same_results),
         cmocka_unit_test(test_concurrent_batches),
+        cmocka_unit_test(test_completion_queues),
         cmocka_unit_test(test_alloc_torture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
