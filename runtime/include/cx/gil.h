@@ -92,7 +92,8 @@ CX_API int cx_gil_held(void);
 /*
  * Instrumentation. acquisitions: times the GIL was taken (including re-takes after I/O and
  * after forced switches); forced_switches: times a holder dropped it at a checkpoint because a
- * waiter asked; overlaps: times a thread entered its CPU section while another was inside its
+ * waiter asked; drop_requests: times a waiter, after a whole interval without a switch, asked
+ * the holder to drop it; overlaps: times a thread entered its CPU section while another was inside its
  * own, as seen by an in-section counter independent of the lock itself (must stay 0).
  * Threads: any thread (a snapshot; counters are read one by one).
  */
