@@ -1,0 +1,699 @@
+/* test_mock_server.c - the mock LLM server through a real libcurl client: every route, both
+ * APIs' streaming framing, usage consistent with the text, determinism across requests and
+ * restarts, auth, bad input (400/404/405/413) and the admin/stats/metrics endpoints. Faults,
+ * timing and concurrency live in test_mock_faults.c and test_mock_timing.c. */
+#include "t_mock_http.h"
+
+#include "../mockserver/src/content.h"
+
+static const char *const OPENAI_PROMPT = "Install package: nginx";
+static const char *const MSG_HDRS[] = {"anthropic-version: 2023-06-01", NULL};
+
+/* Non-streaming OpenAI reply: shape and usage; returns the content (malloc'd). */
+static char *check_chat_reply(const struct t_resp *r, const char *model) {
+    assert_int_equal(r->cc, CURLE_OK);
+    assert_int_equal(r->status, 200);
+    char ct[128];
+    assert_true(t_header(r, "content-type", ct, sizeof ct));
+    assert_non_null(strstr(ct, "application/json"));
+    cJSON *j = t_json(r);
+    assert_string_equal(t_jstr(j, "object"), "chat.completion");
+    assert_true(strncmp(t_jstr(j, "id"), "chatcmpl-", 9) == 0);
+    assert_true(t_jnum(j, "created") > 1.6e9);
+    assert_string_equal(t_jstr(j, "model"), model);
+    assert_int_equal((int)t_jnum(j, "choices.0.index"), 0);
+    assert_string_equal(t_jstr(j, "choices.0.message.role"), "assistant");
+    assert_string_equal(t_jstr(j, "choices.0.finish_reason"), "stop");
+    const char *content = t_jstr(j, "choices.0.message.content");
+    unsigned ct_tokens = mock_count_tokens(content, strlen(content));
+    assert_int_equal((unsigned)t_jnum(j, "usage.completion_tokens"), ct_tokens);
+    assert_true(t_jnum(j, "usage.prompt_tokens") > 0);
+    assert_int_equal((unsigned)t_jnum(j, "usage.total_tokens"),
+                     (unsigned)t_jnum(j, "usage.prompt_tokens") + ct_tokens);
+    char *out = strdup(content);
+    cJSON_Delete(j);
+    return out;
+}
+
+/* The commands array of the ```json block in text, printed compactly (cJSON_free). */
+static char *fenced_commands(const char *text) {
+    const char *o = strstr(text, "```json\n");
+    assert_non_null(o);
+    o += 8;
+    const char *c = strstr(o, "\n```");
+    assert_non_null(c);
+    cJSON *j = cJSON_ParseWithLength(o, (size_t)(c - o));
+    assert_non_null(j);
+    char *s = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "commands"));
+    cJSON_Delete(j);
+    assert_non_null(s);
+    return s;
+}
+
+static void test_chat_completions(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    char *body = t_chat_body("gpt-4o-mini", OPENAI_PROMPT, 0, 0);
+    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
+    char *content = check_chat_reply(&r, "gpt-4o-mini");
+    assert_non_null(strstr(content, "sudo apt-get install -y nginx"));
+    t_resp_free(&r);
+    cJSON_free(body);
+    free(content);
+
+    /* Plain chat: no JSON block. */
+    body = t_chat_body("m", "hello there", 0, 0);
+    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
+    content = check_chat_reply(&r, "m");
+    assert_null(strstr(content, "```"));
+    t_resp_free(&r);
+    cJSON_free(body);
+    free(content);
+
+    /* As the real API: a request without a model is refused, naming the parameter. */
+    t_http(url, "/v1/chat/completions", "POST",
+           "{\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    cJSON *err = t_json(&r);
+    assert_string_equal(t_jstr(err, "error.type"), "invalid_request_error");
+    assert_non_null(strstr(t_jstr(err, "error.message"), "model"));
+    cJSON_Delete(err);
+    t_resp_free(&r);
+
+    /* Content given as an array of parts (newer OpenAI clients) is understood too. */
+    t_http(url, "/v1/chat/completions", "POST",
+           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+           "\"text\":\"Install package: redis\"}]}]}",
+           NULL, 0, &r);
+    content = check_chat_reply(&r, "m");
+    assert_non_null(strstr(content, "redis-server"));
+    t_resp_free(&r);
+    free(content);
+    mock_server_stop(s);
+}
+
+/* Parses an OpenAI stream; returns the concatenated content; *pieces = frames with content. */
+static char *check_chat_stream(const struct t_resp *r, int include_usage, unsigned *pieces,
+                               unsigned *usage_completion) {
+    assert_int_equal(r->cc, CURLE_OK);
+    assert_int_equal(r->status, 200);
+    char ct[128];
+    assert_true(t_header(r, "content-type", ct, sizeof ct));
+    assert_non_null(strstr(ct, "text/event-stream"));
+    struct t_sse sse;
+    t_sse_parse(r->body.p, r->body.len, &sse);
+    assert_true(sse.clean_end);
+    assert_true(sse.n >= 3);
+    assert_string_equal(sse.ev[sse.n - 1].data, "[DONE]");
+    char *text = calloc(1, 1);
+    char id[128] = "";
+    int saw_role = 0, saw_finish = 0, saw_usage = 0;
+    *pieces = 0;
+    *usage_completion = 0;
+    for (size_t i = 0; i + 1 < sse.n; i++) {
+        cJSON *c = cJSON_Parse(sse.ev[i].data);
+        if (c == NULL) fail_msg("frame %zu is not JSON: %s", i, sse.ev[i].data);
+        assert_string_equal(t_jstr(c, "object"), "chat.completion.chunk");
+        if (i == 0) snprintf(id, sizeof id, "%s", t_jstr(c, "id"));
+        assert_string_equal(t_jstr(c, "id"), id); /* one id for the whole stream */
+        cJSON *choices = t_jget(c, "choices");
+        assert_true(cJSON_IsArray(choices));
+        if (cJSON_GetArraySize(choices) == 0) {
+            /* The usage chunk: last before [DONE], only with include_usage. */
+            assert_true(include_usage);
+            assert_int_equal(i, sse.n - 2);
+            *usage_completion = (unsigned)t_jnum(c, "usage.completion_tokens");
+            assert_int_equal((unsigned)t_jnum(c, "usage.total_tokens"),
+                             (unsigned)t_jnum(c, "usage.prompt_tokens") + *usage_completion);
+            saw_usage = 1;
+        } else {
+            assert_false(saw_finish); /* nothing but usage after the finish chunk */
+            cJSON *role = t_jget(c, "choices.0.delta.role");
+            if (cJSON_IsString(role)) {
+                assert_string_equal(role->valuestring, "assistant");
+                saw_role = 1;
+            }
+            cJSON *piece = t_jget(c, "choices.0.delta.content");
+            if (cJSON_IsString(piece) && piece->valuestring[0] != '\0') {
+                assert_true(saw_role);
+                size_t a = strlen(text), b = strlen(piece->valuestring);
+                text = realloc(text, a + b + 1);
+                memcpy(text + a, piece->valuestring, b + 1);
+                (*pieces)++;
+            }
+            cJSON *fin = t_jget(c, "choices.0.finish_reason");
+            if (cJSON_IsString(fin)) {
+                assert_string_equal(fin->valuestring, "stop");
+                saw_finish = 1;
+            }
+        }
+        cJSON_Delete(c);
+    }
+    assert_true(saw_role && saw_finish);
+    assert_int_equal(saw_usage, include_usage);
+    t_sse_free(&sse);
+    return text;
+}
+
+static void test_chat_stream(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    const char *url = mock_server_url(s);
+    for (int usage = 0; usage <= 1; usage++) {
+        struct t_resp r;
+        unsigned pieces, uc;
+        char *body = t_chat_body("gpt-4o", OPENAI_PROMPT, 1, usage);
+        t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
+        char *text = check_chat_stream(&r, usage, &pieces, &uc);
+        assert_non_null(strstr(text, "sudo apt-get install -y nginx"));
+        assert_int_equal(pieces, mock_count_tokens(text, strlen(text)));
+        if (usage) assert_int_equal(uc, pieces);
+        /* The streamed text is the reply a non-streaming request gets. */
+        cJSON_free(body);
+        body = t_chat_body("gpt-4o", OPENAI_PROMPT, 0, 0);
+        struct t_resp r2;
+        t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r2);
+        char *plain = check_chat_reply(&r2, "gpt-4o");
+        char *c1 = fenced_commands(text), *c2 = fenced_commands(plain);
+        assert_string_equal(c1, c2);
+        cJSON_free(c1);
+        cJSON_free(c2);
+        free(plain);
+        free(text);
+        cJSON_free(body);
+        t_resp_free(&r);
+        t_resp_free(&r2);
+    }
+    mock_server_stop(s);
+}
+
+static char *check_messages_reply(const struct t_resp *r, const char *model) {
+    assert_int_equal(r->cc, CURLE_OK);
+    assert_int_equal(r->status, 200);
+    cJSON *j = t_json(r);
+    assert_string_equal(t_jstr(j, "type"), "message");
+    assert_true(strncmp(t_jstr(j, "id"), "msg_", 4) == 0);
+    assert_string_equal(t_jstr(j, "role"), "assistant");
+    assert_string_equal(t_jstr(j, "model"), model);
+    assert_string_equal(t_jstr(j, "stop_reason"), "end_turn");
+    assert_string_equal(t_jstr(j, "content.0.type"), "text");
+    const char *text = t_jstr(j, "content.0.text");
+    assert_int_equal((unsigned)t_jnum(j, "usage.output_tokens"), mock_count_tokens(text, strlen(text)));
+    assert_true(t_jnum(j, "usage.input_tokens") > 0);
+    char *out = strdup(text);
+    cJSON_Delete(j);
+    return out;
+}
+
+static void test_messages(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    char *body = t_messages_body("claude-3-5-haiku-latest", "Diagnose error: No space left on device", 0);
+    t_http(url, "/v1/messages", "POST", body, MSG_HDRS, 0, &r);
+    char *text = check_messages_reply(&r, "claude-3-5-haiku-latest");
+    assert_non_null(strstr(text, "\"cause\""));
+    assert_non_null(strstr(text, "df -h"));
+    free(text);
+    t_resp_free(&r);
+    /* As the real API: the anthropic-version header is required. */
+    t_http(url, "/v1/messages", "POST", body, NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    cJSON *err = t_json(&r);
+    assert_string_equal(t_jstr(err, "type"), "error");
+    assert_string_equal(t_jstr(err, "error.type"), "invalid_request_error");
+    assert_non_null(strstr(t_jstr(err, "error.message"), "anthropic-version"));
+    cJSON_Delete(err);
+    t_resp_free(&r);
+    cJSON_free(body);
+    mock_server_stop(s);
+}
+
+static void test_messages_stream(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 2);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    char *body = t_messages_body("claude-x", "Hardware check: gpu RTX 4090", 1);
+    t_http(url, "/v1/messages", "POST", body, MSG_HDRS, 0, &r);
+    cJSON_free(body);
+    assert_int_equal(r.cc, CURLE_OK);
+    assert_int_equal(r.status, 200);
+    char ct[128];
+    assert_true(t_header(&r, "content-type", ct, sizeof ct));
+    assert_non_null(strstr(ct, "text/event-stream"));
+    struct t_sse sse;
+    t_sse_parse(r.body.p, r.body.len, &sse);
+    assert_true(sse.clean_end);
+    /* Expected order with pings allowed anywhere after message_start. */
+    static const char *const order[] = {"message_start", "content_block_start",
+                                        "content_block_delta", "content_block_stop",
+                                        "message_delta", "message_stop"};
+    size_t stage = 0, deltas = 0, pings = 0;
+    char *text = calloc(1, 1);
+    unsigned input_tokens = 0, output_tokens = 0;
+    for (size_t i = 0; i < sse.n; i++) {
+        const char *ev = sse.ev[i].event;
+        cJSON *d = cJSON_Parse(sse.ev[i].data);
+        if (d == NULL) fail_msg("event %s: data is not JSON: %s", ev, sse.ev[i].data);
+        assert_string_equal(t_jstr(d, "type"), ev); /* event name == data.type */
+        if (strcmp(ev, "ping") == 0) {
+            assert_true(stage >= 1);
+            pings++;
+            cJSON_Delete(d);
+            continue;
+        }
+        while (stage < 6 && strcmp(order[stage], ev) != 0) {
+            /* Moving forward is allowed only past a stage that happened (deltas may repeat). */
+            stage++;
+        }
+        if (stage == 6) fail_msg("event %s out of order at frame %zu", ev, i);
+        if (stage == 0) {
+            assert_int_equal(i, 0);
+            assert_true(strncmp(t_jstr(d, "message.id"), "msg_", 4) == 0);
+            assert_string_equal(t_jstr(d, "message.role"), "assistant");
+            assert_string_equal(t_jstr(d, "message.model"), "claude-x");
+            assert_true(cJSON_IsArray(t_jget(d, "message.content")));
+            input_tokens = (unsigned)t_jnum(d, "message.usage.input_tokens");
+        } else if (stage == 1) {
+            assert_int_equal((int)t_jnum(d, "index"), 0);
+            assert_string_equal(t_jstr(d, "content_block.type"), "text");
+        } else if (stage == 2) {
+            assert_string_equal(t_jstr(d, "delta.type"), "text_delta");
+            const char *p = t_jstr(d, "delta.text");
+            size_t a = strlen(text), b = strlen(p);
+            text = realloc(text, a + b + 1);
+            memcpy(text + a, p, b + 1);
+            deltas++;
+        } else if (stage == 4) {
+            assert_string_equal(t_jstr(d, "delta.stop_reason"), "end_turn");
+            output_tokens = (unsigned)t_jnum(d, "usage.output_tokens");
+        } else if (stage == 5) {
+            assert_int_equal(i, sse.n - 1);
+        }
+        if (stage != 2) stage++; /* each non-delta event once */
+        cJSON_Delete(d);
+    }
+    assert_int_equal(stage, 6);
+    assert_true(pings >= 1);
+    assert_true(input_tokens > 0);
+    assert_int_equal(output_tokens, deltas);
+    assert_int_equal(deltas, mock_count_tokens(text, strlen(text)));
+    assert_non_null(strstr(text, "nvidia-smi"));
+    free(text);
+    t_sse_free(&sse);
+    t_resp_free(&r);
+    mock_server_stop(s);
+}
+
+static void test_models_health_metrics_stats(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    assert_int_equal(t_http(url, "/v1/models", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *j = t_json(&r);
+    assert_string_equal(t_jstr(j, "object"), "list");
+    assert_true(cJSON_GetArraySize(t_jget(j, "data")) >= 1);
+    assert_true(strlen(t_jstr(j, "data.0.id")) > 0);
+    cJSON_Delete(j);
+    t_resp_free(&r);
+
+    assert_int_equal(t_http(url, "/health", "GET", NULL, NULL, 0, &r), 200);
+    j = t_json(&r);
+    assert_string_equal(t_jstr(j, "status"), "ok");
+    cJSON_Delete(j);
+    t_resp_free(&r);
+
+    /* One API request so the counters have something to show. */
+    char *body = t_chat_body("m", "hi", 0, 0);
+    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 200);
+    cJSON_free(body);
+    t_resp_free(&r);
+
+    assert_int_equal(t_http(url, "/metrics", "GET", NULL, NULL, 0, &r), 200);
+    char ct[128];
+    assert_true(t_header(&r, "content-type", ct, sizeof ct));
+    assert_non_null(strstr(ct, "text/plain"));
+    assert_non_null(strstr(r.body.p, "# TYPE "));
+    assert_non_null(strstr(r.body.p, "_bucket{"));
+    assert_non_null(strstr(r.body.p, "le=\"+Inf\""));
+    t_resp_free(&r);
+
+    assert_int_equal(t_http(url, "/stats", "GET", NULL, NULL, 0, &r), 200);
+    j = t_json(&r);
+    assert_true(t_jnum(j, "requests") >= 4);
+    assert_int_equal((int)t_jnum(j, "routes.chat.requests"), 1);
+    assert_int_equal((int)t_jnum(j, "routes.chat.status.200"), 1);
+    assert_int_equal((int)t_jnum(j, "routes.models.requests"), 1);
+    assert_int_equal((int)t_jnum(j, "histograms.delivered.count"), 1);
+    assert_true(t_jnum(j, "in_flight_max") >= 1);
+    for (const char *h = "configured\0delivered\0error\0queued\0ttft\0itl\0e2e\0"; *h;
+         h += strlen(h) + 1) {
+        char path[64];
+        snprintf(path, sizeof path, "histograms.%s.p99", h);
+        assert_non_null(t_jget(j, path));
+    }
+    cJSON_Delete(j);
+    t_resp_free(&r);
+
+    /* The library call returns the same shape. */
+    char *sj = mock_server_stats_json(s);
+    assert_non_null(sj);
+    j = cJSON_Parse(sj);
+    assert_non_null(j);
+    assert_int_equal((int)t_jnum(j, "routes.chat.requests"), 1);
+    cJSON_Delete(j);
+    free(sj);
+    struct mock_counts mc;
+    mock_server_counts(s, &mc);
+    assert_int_equal(mc.api_requests, 1);
+    assert_true(mc.status_2xx >= 4);
+    mock_server_stop(s);
+}
+
+static void check_openai_error(const struct t_resp *r, long status, const char *type) {
+    assert_int_equal(r->cc, CURLE_OK);
+    assert_int_equal(r->status, status);
+    cJSON *j = t_json(r);
+    assert_true(cJSON_IsObject(t_jget(j, "error")));
+    assert_true(strlen(t_jstr(j, "error.message")) > 0);
+    if (type != NULL) assert_string_equal(t_jstr(j, "error.type"), type);
+    cJSON_Delete(j);
+}
+
+static void check_anthropic_error(const struct t_resp *r, long status, const char *type) {
+    assert_int_equal(r->cc, CURLE_OK);
+    assert_int_equal(r->status, status);
+    cJSON *j = t_json(r);
+    assert_string_equal(t_jstr(j, "type"), "error");
+    assert_true(strlen(t_jstr(j, "error.message")) > 0);
+    if (type != NULL) assert_string_equal(t_jstr(j, "error.type"), type);
+    cJSON_Delete(j);
+}
+
+static void test_auth(void **state) {
+    (void)state;
+    struct mock_options o;
+    struct mock_server *s = NULL;
+    char err[256];
+    mock_options_init(&o);
+    o.quiet = 1;
+    o.required_key = "sk-test-123";
+    assert_int_equal(mock_server_start(&o, &s, err, sizeof err), 0);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    char *chat = t_chat_body("m", "hi", 0, 0), *msg = t_messages_body("m", "hi", 0);
+
+    t_http(url, "/v1/chat/completions", "POST", chat, NULL, 0, &r);
+    check_openai_error(&r, 401, "invalid_request_error");
+    t_resp_free(&r);
+    const char *wrong[] = {"Authorization: Bearer sk-wrong", NULL};
+    t_http(url, "/v1/chat/completions", "POST", chat, wrong, 0, &r);
+    check_openai_error(&r, 401, "invalid_request_error");
+    cJSON *j = t_json(&r);
+    assert_string_equal(t_jstr(j, "error.code"), "invalid_api_key");
+    cJSON_Delete(j);
+    t_resp_free(&r);
+    const char *good[] = {"Authorization: Bearer sk-test-123", NULL};
+    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", chat, good, 0, &r), 200);
+    t_resp_free(&r);
+
+    t_http(url, "/v1/messages", "POST", msg, MSG_HDRS, 0, &r);
+    check_anthropic_error(&r, 401, "authentication_error");
+    t_resp_free(&r);
+    const char *xkey[] = {"x-api-key: sk-test-123", "anthropic-version: 2023-06-01", NULL};
+    assert_int_equal(t_http(url, "/v1/messages", "POST", msg, xkey, 0, &r), 200);
+    t_resp_free(&r);
+    const char *bearer[] = {"Authorization: Bearer sk-test-123", "anthropic-version: 2023-06-01",
+                            NULL};
+    assert_int_equal(t_http(url, "/v1/messages", "POST", msg, bearer, 0, &r), 200);
+    t_resp_free(&r);
+
+    /* Operational routes never need the key. */
+    assert_int_equal(t_http(url, "/health", "GET", NULL, NULL, 0, &r), 200);
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/stats", "GET", NULL, NULL, 0, &r), 200);
+    t_resp_free(&r);
+    cJSON_free(chat);
+    cJSON_free(msg);
+    mock_server_stop(s);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    struct mock_options o;
+    struct mock_server *s = NULL;
+    char err[256];
+    mock_options_init(&o);
+    o.quiet = 1;
+    o.max_body = 4096;
+    assert_int_equal(mock_server_start(&o, &s, err, sizeof err), 0);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+
+    t_http(url, "/v1/chat/completions", "POST", "{\"messages\": [", NULL, 0, &r);
+    check_openai_error(&r, 400, "invalid_request_error");
+    t_resp_free(&r);
+    t_http(url, "/v1/messages", "POST", "not json at all", MSG_HDRS, 0, &r);
+    check_anthropic_error(&r, 400, "invalid_request_error");
+    t_resp_free(&r);
+    /* Valid JSON with the wrong shape: messages missing or not an array. */
+    t_http(url, "/v1/chat/completions", "POST", "{\"model\":\"m\"}", NULL, 0, &r);
+    check_openai_error(&r, 400, "invalid_request_error");
+    t_resp_free(&r);
+    t_http(url, "/v1/messages", "POST", "{\"model\":\"m\",\"max_tokens\":5,\"messages\":7}",
+           MSG_HDRS, 0, &r);
+    check_anthropic_error(&r, 400, "invalid_request_error");
+    t_resp_free(&r);
+
+    t_http(url, "/v1/nothing-here", "GET", NULL, NULL, 0, &r);
+    check_openai_error(&r, 404, NULL);
+    t_resp_free(&r);
+    t_http(url, "/v1/chat/completions", "GET", NULL, NULL, 0, &r);
+    check_openai_error(&r, 405, NULL);
+    t_resp_free(&r);
+    t_http(url, "/v1/messages", "GET", NULL, NULL, 0, &r);
+    check_anthropic_error(&r, 405, NULL);
+    t_resp_free(&r);
+    t_http(url, "/health", "DELETE", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 405);
+    t_resp_free(&r);
+
+    /* Over max_body: 413, and the server keeps serving. */
+    size_t big = 10000;
+    char *body = malloc(big + 64);
+    assert_non_null(body);
+    int n = snprintf(body, 64, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+    memset(body + n, 'x', big);
+    strcpy(body + n + big, "\"}]}");
+    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
+    assert_int_equal(r.status, 413);
+    t_resp_free(&r);
+    free(body);
+    char *ok = t_chat_body("m", "hi", 0, 0);
+    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", ok, NULL, 0, &r), 200);
+    t_resp_free(&r);
+    cJSON_free(ok);
+
+    struct mock_counts mc;
+    mock_server_counts(s, &mc);
+    assert_true(mc.status_4xx >= 8);
+    mock_server_stop(s);
+}
+
+static void test_determinism(void **state) {
+    (void)state;
+    const char *prompts[] = {"Install package: docker", "Diagnose error: segfault in package x",
+                             "Hardware check: memory 8GB", "tell me a joke"};
+    char *first[4];
+    struct mock_server *s = t_mock_start(NULL, 77);
+    for (int i = 0; i < 4; i++) {
+        struct t_resp r;
+        char *body = t_chat_body("m", prompts[i], 0, 0);
+        t_http(mock_server_url(s), "/v1/chat/completions", "POST", body, NULL, 0, &r);
+        first[i] = check_chat_reply(&r, "m");
+        t_resp_free(&r);
+        /* Again on the same server: the same text. */
+        t_http(mock_server_url(s), "/v1/chat/completions", "POST", body, NULL, 0, &r);
+        char *again = check_chat_reply(&r, "m");
+        assert_string_equal(again, first[i]);
+        free(again);
+        t_resp_free(&r);
+        cJSON_free(body);
+    }
+    mock_server_stop(s);
+
+    /* A restarted server with the same seed repeats itself; another seed keeps the commands. */
+    for (uint64_t seed = 77; seed <= 78; seed++) {
+        s = t_mock_start(NULL, seed);
+        for (int i = 0; i < 4; i++) {
+            struct t_resp r;
+            char *body = t_chat_body("m", prompts[i], 0, 0);
+            t_http(mock_server_url(s), "/v1/chat/completions", "POST", body, NULL, 0, &r);
+            char *text = check_chat_reply(&r, "m");
+            if (seed == 77) assert_string_equal(text, first[i]);
+            if (i < 3) {
+                char *a = fenced_commands(text), *b = fenced_commands(first[i]);
+                assert_string_equal(a, b);
+                cJSON_free(a);
+                cJSON_free(b);
+            }
+            free(text);
+            t_resp_free(&r);
+            cJSON_free(body);
+        }
+        mock_server_stop(s);
+    }
+    for (int i = 0; i < 4; i++) free(first[i]);
+}
+
+static void test_admin(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 3);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *before = t_json(&r);
+    assert_non_null(t_jget(before, "time_scale"));
+    assert_non_null(t_jget(before, "seed"));
+    t_resp_free(&r);
+
+    /* All-or-nothing: a bad value names its key and changes nothing. */
+    t_http(url, "/admin/config", "POST", "{\"seed\": 99, \"latency\": \"soon\"}", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body.p, "latency"));
+    t_resp_free(&r);
+    t_http(url, "/admin/config", "POST", "{\"no_such_key\": 1}", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body.p, "no_such_key"));
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *same = t_json(&r);
+    assert_true(cJSON_Compare(before, same, 1));
+    cJSON_Delete(same);
+    t_resp_free(&r);
+
+    /* A good change shows in GET and in behaviour (pad_to makes replies big). */
+    assert_int_equal(t_http(url, "/admin/config", "POST", "{\"seed\": 99, \"pad_to\": 5000}",
+                            NULL, 0, &r), 200);
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *after = t_json(&r);
+    assert_false(cJSON_Compare(before, after, 1));
+    cJSON_Delete(after);
+    t_resp_free(&r);
+    char *body = t_chat_body("m", "Install package: nginx", 0, 0);
+    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
+    char *text = check_chat_reply(&r, "m");
+    assert_true(strlen(text) >= 5000);
+    free(text);
+    t_resp_free(&r);
+    /* The library call accepts config-file text too. */
+    char err[256];
+    assert_int_equal(mock_server_configure(s, "pad_to = 0\n# comment\n", err, sizeof err), 0);
+    assert_int_equal(mock_server_configure(s, "pad_to = lots", err, sizeof err), -1);
+    assert_non_null(strstr(err, "pad_to"));
+
+    /* Scripted faults through the admin API. */
+    assert_int_equal(t_http(url, "/admin/faults", "POST", "{\"script\": \"next 2 500; next 1 ok\"}",
+                            NULL, 0, &r), 200);
+    t_resp_free(&r);
+    assert_int_equal(mock_server_scripted_pending(s), 3);
+    assert_int_equal(t_http(url, "/admin/faults", "GET", NULL, NULL, 0, &r), 200);
+    assert_non_null(strstr(r.body.p, "500"));
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 500);
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/admin/faults", "POST", "{\"next\": 1, \"fault\": \"502\"}",
+                            NULL, 0, &r), 200);
+    t_resp_free(&r);
+    assert_int_equal(mock_server_scripted_pending(s), 3);
+    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 500);
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 200);
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 502);
+    t_resp_free(&r);
+    assert_int_equal(mock_server_scripted_pending(s), 0);
+    t_http(url, "/admin/faults", "POST", "{\"script\": \"next 0 500\"}", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    t_resp_free(&r);
+    t_http(url, "/admin/faults", "POST", "{\"script\": \"next 2 explode\"}", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/admin/faults", "POST", "{\"script\": \"next 5 503\"}", NULL,
+                            0, &r), 200);
+    t_resp_free(&r);
+    assert_int_equal(t_http(url, "/admin/faults", "POST", "{\"clear\": true}", NULL, 0, &r), 200);
+    t_resp_free(&r);
+    assert_int_equal(mock_server_scripted_pending(s), 0);
+
+    /* Reset zeroes the statistics. */
+    struct mock_counts mc;
+    mock_server_counts(s, &mc);
+    assert_true(mc.api_requests >= 4);
+    assert_true(mc.faults >= 3);
+    assert_int_equal(t_http(url, "/admin/reset", "POST", "{}", NULL, 0, &r), 200);
+    t_resp_free(&r);
+    mock_server_counts(s, &mc);
+    assert_int_equal(mc.api_requests, 0);
+    assert_int_equal(mc.faults, 0);
+    cJSON_free(body);
+    cJSON_Delete(before);
+    mock_server_stop(s);
+}
+
+static void test_start_errors(void **state) {
+    (void)state;
+    struct mock_options o;
+    struct mock_server *s = (struct mock_server *)&o; /* must be set to NULL on failure */
+    char err[256] = "";
+    mock_options_init(&o);
+    o.quiet = 1;
+    o.config_text = "latency = 10ms\nbogus_key = 1\n";
+    assert_int_equal(mock_server_start(&o, &s, err, sizeof err), -1);
+    assert_null(s);
+    assert_non_null(strstr(err, "bogus_key"));
+    /* The port in use. */
+    struct mock_server *a = t_mock_start(NULL, 0);
+    mock_options_init(&o);
+    o.quiet = 1;
+    o.port = mock_server_port(a);
+    err[0] = '\0';
+    assert_int_equal(mock_server_start(&o, &s, err, sizeof err), -1);
+    assert_null(s);
+    assert_true(strlen(err) > 0);
+    mock_server_stop(a);
+    mock_server_stop(NULL);
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat_completions),
+        cmocka_unit_test(test_chat_stream),
+        cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_messages_stream),
+        cmocka_unit_test(test_models_health_metrics_stats),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_admin),
+        cmocka_unit_test(test_start_errors),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
