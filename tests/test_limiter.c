@@ -87,7 +87,11 @@ static void test_bad_input(void **state) {
     assert_true(cx_limiter_tokens(l) == 3.0);
     assert_true(cx_limiter_rate(l) == 5.0);
     assert_true(cx_limiter_burst(l) == 3.0);
-    /* n == burst is fine. */
+    /* n == 0 on a full bucket is granted and takes nothing; n == burst is fine. */
+    assert_int_equal(cx_limiter_try_acquire(l, 0), 0);
+    assert_int_equal(cx_limiter_reserve(l, 0, &w), 0);
+    assert_int_equal(w, 0);
+    assert_true(cx_limiter_tokens(l) == 3.0);
     assert_int_equal(cx_limiter_try_acquire(l, 3), 0);
     cx_limiter_free(l);
 
@@ -319,8 +323,10 @@ static void test_reserve_waits(void **state) {
             fail_msg("reservation %d waits %llu ns, expected in [%.0f, %.0f]", i,
                      (unsigned long long)w, lo, hi);
     }
-    /* Tokens are owed: the balance is negative. */
+    /* Tokens are owed: the balance is negative, and even n == 0 must wait its turn. */
     assert_true(cx_limiter_tokens(b.l) < -2.0);
+    assert_int_equal(cx_limiter_try_acquire(b.l, 0), CX_EAGAIN);
+    assert_int_equal(cx_limiter_acquire_until(b.l, 0, 0), CX_ETIMEDOUT);
     /* A cancelled reservation gives its tokens back. */
     double before = cx_limiter_tokens(b.l);
     assert_int_equal(cx_limiter_adjust(b.l, -1), 0);

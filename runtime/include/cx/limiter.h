@@ -11,15 +11,18 @@
  * refill brings it back to zero. So the balance may be negative, and later takers queue behind
  * the debt: each one's grant time is decided when it asks, which gives first-come, first-served
  * order by the time of the reservation (FIFO-ish: threads that ask at the same instant race
- * for the lock). Over any window starting at creation, the grants never exceed
- * burst + rate * elapsed + (net tokens added by cx_limiter_adjust refunds), and a steady stream
- * of takers gets exactly that, to within one token.
+ * for the lock). A full bucket does not fill further, so idle time earns nothing beyond burst.
+ * Over any window that starts with the bucket full (at creation, say), the grants never exceed
+ * burst + rate * elapsed + refunds (cx_limiter_adjust with delta < 0); a charge (delta > 0)
+ * counts like a grant against later takers. Takers that keep the bucket busy get exactly that
+ * to within one token (tested). A pause takes its length out of `elapsed`.
  *
  * Pauses. cx_limiter_pause_until(l, P) (a server's Retry-After) stops the limiter's clock from
  * now until P: no token is granted before P, tokens do not accrue during the pause, and every
- * reservation not yet granted (waiters asleep inside cx_limiter_acquire / _acquire_until and
- * every later caller) moves later by the length of the pause, keeping its order and spacing,
- * so the waiters do not all rush out at P. Pauses do not shorten: a pause ending before the
+ * grant not yet made (waiters asleep inside cx_limiter_acquire / _acquire_until, and every
+ * later caller) moves later by the length of the pause, and to no earlier than P, keeping its
+ * order and spacing, so the waiters do not all rush out at P. (A cx_limiter_reserve caller
+ * sleeps on its own and is not reached.) Pauses do not shorten: a pause ending before the
  * current one is ignored; one ending later extends it.
  *
  * Numbers: rate and burst are doubles and n may be fractional. Internally the limiter keeps
@@ -60,8 +63,10 @@ CX_API void cx_limiter_free(struct cx_limiter *l);
 
 /*
  * Takes n tokens, sleeping (without holding any lock) until they are granted, including past
- * any pause. n must be >= 0, finite and <= burst, else CX_EINVAL and nothing is taken.
- * n == 0 takes nothing but still waits its turn: until the balance is >= 0 and no pause holds.
+ * any pause. n must be >= 0, finite and <= burst, else CX_EINVAL and nothing is taken (a
+ * caller with an estimate above burst takes burst and charges the rest with
+ * cx_limiter_adjust). n == 0 takes nothing but still waits its turn: until the balance is >= 0
+ * and no pause holds. There is no cancellation: use cx_limiter_acquire_until to bound the wait.
  * Returns 0 once granted.
  * Threads: any thread; blocks.
  */
