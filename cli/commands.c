@@ -1,0 +1,726 @@
+/*
+ * cli/commands.c - the cx commands: install, diagnose, hwcheck, cache stats|clear, history.
+ *
+ * Each command loads the configuration (the one place the environment is read), prepares the
+ * data directory, starts the embedded mock LLM server when no key and no base URL are set, runs
+ * the pipeline (runtime/src/pipeline.c) and prints the result: text for people, or exactly one
+ * JSON object on `out` under --json. Progress goes to `err`, only when it is a terminal.
+ * This file does no LLM, SQL or validation work of its own.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cx/cache.h"
+#include "cx/clock.h"
+#include "cx/config.h"
+#include "cx/dbpool.h"
+#include "cx/pipeline.h"
+#include "mock/server.h"
+
+/* Largest file `cx diagnose` reads (the pipeline sends at most 4,000 bytes of it). */
+#define MAX_DIAG_FILE (1024 * 1024)
+
+/* Everything one invocation holds; released by ctx_clear. */
+struct ctx {
+    struct cx_cli_args a;
+    FILE *out, *err;
+    int err_tty;
+    struct cx_config cfg;
+    int cfg_loaded;
+    char db_path[PATH_MAX];
+    struct mock_server *mock;
+    char base_url[512];
+    struct cx_pipeline *p;
+    uint64_t start_ns;
+};
+
+static void note(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct ctx *c, const char *fmt, ...)
+{
+    if (c->a.quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cx: ", c->err);
+    vfprintf(c->err, fmt, ap);
+    fputc('\n', c->err);
+    va_end(ap);
+}
+
+static int fail(struct ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct ctx *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cx: ", c->err);
+    vfprintf(c->err, fmt, ap);
+    fputc('\n', c->err);
+    va_end(ap);
+    return code;
+}
+
+/* ---- set-up: configuration, data directory, the LLM endpoint ---- */
+
+static int load_config(struct ctx *c)
+{
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    if (cx_config_load_env(&c->cfg, &ei) < 0)
+        return fail(c, CX_EXIT_ERROR, "configuration: %s", ei.msg);
+    c->cfg_loaded = 1;
+    return 0;
+}
+
+static int prepare_data_dir(struct ctx *c)
+{
+    const char *dir = c->a.data_dir ? c->a.data_dir : c->cfg.data_dir;
+    if (dir == NULL)
+        return fail(c, CX_EXIT_ERROR,
+                    "no data directory: set CORTEX_DATA_DIR, XDG_DATA_HOME or HOME, or pass "
+                    "--data-dir");
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    if (cx_data_dir_prepare(dir, &ei) < 0)
+        return fail(c, CX_EXIT_ERROR, "%s", ei.msg);
+    int n = snprintf(c->db_path, sizeof c->db_path, "%s/%s", dir, CX_DB_FILE);
+    if (n < 0 || (size_t)n >= sizeof c->db_path)
+        return fail(c, CX_EXIT_ERROR, "data directory path '%s' is too long", dir);
+    return 0;
+}
+
+static int have_key(const struct cx_config *cfg)
+{
+    return (cfg->anthropic_api_key && *cfg->anthropic_api_key) ||
+           (cfg->openai_api_key && *cfg->openai_api_key) ||
+           (cfg->kimi_api_key && *cfg->kimi_api_key) ||
+           (cfg->ollama_base_url && *cfg->ollama_base_url);
+}
+
+/* With no key and no base URL, starts the embedded mock server and points at it. */
+static int prepare_llm(struct ctx *c)
+{
+    const char *url = c->a.base_url ? c->a.base_url : c->cfg.base_url;
+    if (url != NULL || have_key(&c->cfg)) {
+        if (url != NULL)
+            snprintf(c->base_url, sizeof c->base_url, "%s", url);
+        return 0;
+    }
+    struct mock_options mo;
+    mock_options_init(&mo);
+    mo.port = 0;
+    mo.quiet = 1;
+    if (c->a.mock_latency_ms >= 0)
+        mo.latency_ms = c->a.mock_latency_ms;
+    if (c->a.time_scale >= 0)
+        mo.time_scale = c->a.time_scale;
+    char err[256] = "";
+    if (mock_server_start(&mo, &c->mock, err, sizeof err) < 0)
+        return fail(c, CX_EXIT_ERROR, "cannot start the embedded mock LLM server: %s", err);
+    snprintf(c->base_url, sizeof c->base_url, "%s/v1", mock_server_url(c->mock));
+    note(c, "no API key set; using the embedded mock LLM server at %s", mock_server_url(c->mock));
+    return 0;
+}
+
+static int open_pipeline(struct ctx *c)
+{
+    struct cx_pipeline_options po;
+    cx_pipeline_options_init(&po);
+    po.config = &c->cfg;
+    po.base_url = c->base_url[0] ? c->base_url : NULL;
+    po.api = c->a.api;
+    po.model = c->a.model;
+    po.db_path = c->db_path;
+    po.use_cache = !c->a.no_cache;
+    if (c->a.have_mode) {
+        po.have_mode = 1;
+        po.mode = c->a.mode;
+    }
+    if (c->a.have_io) {
+        po.have_io = 1;
+        po.io = c->a.io;
+    }
+    po.threads = c->a.threads;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    int rc = cx_pipeline_new(&po, &c->p, &ei);
+    if (rc < 0)
+        return fail(c, CX_EXIT_ERROR, "%s", ei.msg[0] ? ei.msg : cx_strerror(rc));
+    return 0;
+}
+
+/* ---- output helpers ---- */
+
+static void progress(size_t done, size_t total, void *ud)
+{
+    struct ctx *c = ud;
+    fprintf(c->err, "\r[%zu/%zu] %.1f s", done, total, cx_elapsed_s(c->start_ns, cx_now_ns()));
+    if (done == total)
+        fputc('\n', c->err);
+    fflush(c->err);
+}
+
+static void run_options(struct ctx *c, struct cx_run_options *ro)
+{
+    cx_run_options_init(ro);
+    ro->cpu_work_ns = c->a.cpu_work_ns;
+    if (c->err_tty && !c->a.quiet && !c->a.json) {
+        ro->progress = progress;
+        ro->progress_ud = c;
+    }
+}
+
+static void print_timings(struct ctx *c, const struct cx_timings *t, int install)
+{
+    if (install)
+        fprintf(c->out,
+                "timings: parse %.3f s, llm %.3f s, merge %.3f s, apt %.3f s, total %.3f s\n",
+                t->parse_s, t->llm_s, t->merge_s, t->apt_s, t->total_s);
+    else
+        fprintf(c->out, "timings: inputs %.3f s, llm %.3f s, total %.3f s\n", t->parse_s,
+                t->llm_s, t->total_s);
+}
+
+static cJSON *json_strv(char *const *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a != NULL && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(v[i]));
+    return a;
+}
+
+static cJSON *json_timings(const struct cx_timings *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "parse_s", t->parse_s);
+    cJSON_AddNumberToObject(o, "llm_s", t->llm_s);
+    cJSON_AddNumberToObject(o, "merge_s", t->merge_s);
+    cJSON_AddNumberToObject(o, "apt_s", t->apt_s);
+    cJSON_AddNumberToObject(o, "total_s", t->total_s);
+    return o;
+}
+
+static const char *item_status(const struct cx_item *it)
+{
+    return it->status == 0 ? "ok" : it->status == CX_EREJECTED ? "rejected" : "failed";
+}
+
+/* Prints the one JSON object; returns code, or CX_EXIT_ERROR when it could not be built. */
+static int emit_json(struct ctx *c, cJSON *o, int code)
+{
+    if (o == NULL)
+        return fail(c, CX_EXIT_ERROR, "out of memory building the JSON output");
+    cJSON_AddNumberToObject(o, "exit_code", code);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (s == NULL)
+        return fail(c, CX_EXIT_ERROR, "out of memory building the JSON output");
+    fputs(s, c->out);
+    fputc('\n', c->out);
+    cJSON_free(s);
+    return code;
+}
+
+/* ---- install ---- */
+
+static int confirm_tty(const struct cx_plan *plan, void *ud)
+{
+    struct ctx *c = ud;
+    if (c->a.yes)
+        return 1;
+    fprintf(c->err, "Run %zu commands? [y/N] ", plan->n);
+    fflush(c->err);
+    char line[32];
+    if (fgets(line, sizeof line, stdin) == NULL)
+        return 0;
+    return strcasecmp(line, "y\n") == 0 || strcasecmp(line, "yes\n") == 0 ||
+           strcasecmp(line, "y") == 0;
+}
+
+static int install_exit_code(int rc)
+{
+    if (rc == 0)
+        return CX_EXIT_OK;
+    if (rc == CX_EREJECTED)
+        return CX_EXIT_REFUSED;
+    if (rc == CX_EFAILED)
+        return CX_EXIT_PARTIAL;
+    return CX_EXIT_ERROR;
+}
+
+static int install_json(struct ctx *c, const struct cx_install_report *r, int code)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return emit_json(c, NULL, code);
+    cJSON_AddStringToObject(o, "request", r->request);
+    cJSON *pk = cJSON_AddArrayToObject(o, "packages");
+    cJSON *rej = cJSON_AddArrayToObject(o, "rejected");
+    cJSON *fl = cJSON_AddArrayToObject(o, "failed");
+    for (size_t i = 0; i < r->n_items; i++) {
+        const struct cx_item *it = &r->items[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", it->subject);
+        cJSON_AddStringToObject(e, "status", item_status(it));
+        cJSON_AddBoolToObject(e, "from_cache", it->from_cache);
+        cJSON_AddItemToObject(e, "commands", json_strv(it->commands, it->n_commands));
+        if (it->text)
+            cJSON_AddStringToObject(e, "explanation", it->text);
+        if (it->error)
+            cJSON_AddStringToObject(e, "error", it->error);
+        cJSON_AddNumberToObject(e, "latency_s", it->latency_s);
+        cJSON_AddItemToArray(pk, e);
+        if (it->status == CX_EREJECTED) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "package", it->subject);
+            cJSON_AddItemToObject(x, "reasons", json_strv(it->reasons, it->n_reasons));
+            cJSON_AddItemToArray(rej, x);
+        } else if (it->status < 0) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "package", it->subject);
+            cJSON_AddStringToObject(x, "error", it->error ? it->error : "");
+            cJSON_AddItemToArray(fl, x);
+        }
+    }
+    cJSON *plan = cJSON_AddObjectToObject(o, "plan");
+    cJSON_AddItemToObject(plan, "commands", json_strv(r->plan.commands, r->plan.n));
+    cJSON_AddNumberToObject(o, "cache_hits", (double)r->cache_hits);
+    cJSON_AddBoolToObject(o, "refused", r->refused);
+    if (r->refused_reason)
+        cJSON_AddStringToObject(o, "refused_reason", r->refused_reason);
+    cJSON *apt = cJSON_AddObjectToObject(o, "apt");
+    cJSON_AddStringToObject(apt, "mode", cx_apt_mode_name(r->apt_mode));
+    cJSON_AddNumberToObject(apt, "ran", (double)r->ran);
+    cJSON_AddNumberToObject(apt, "exit_status", r->exec_status);
+    cJSON_AddItemToObject(o, "timings", json_timings(&r->timings));
+    cJSON_AddStringToObject(o, "mode", cx_exec_mode_name(r->mode));
+    cJSON_AddStringToObject(o, "io_design", cx_io_design_name(r->io));
+    cJSON_AddNumberToObject(o, "threads", r->threads);
+    if (r->history_id >= 0)
+        cJSON_AddNumberToObject(o, "history_id", (double)r->history_id);
+    else
+        cJSON_AddNullToObject(o, "history_id");
+    if (r->history_error)
+        cJSON_AddStringToObject(o, "history_error", r->history_error);
+    return emit_json(c, o, code);
+}
+
+static int install_text(struct ctx *c, const struct cx_install_report *r, int code)
+{
+    FILE *f = c->out;
+    for (size_t i = 0; i < r->n_items; i++) {
+        const struct cx_item *it = &r->items[i];
+        if (it->status == CX_EREJECTED) {
+            fprintf(f, "%s: plan REJECTED by the validator:\n", it->subject);
+            for (size_t k = 0; k < it->n_reasons; k++)
+                fprintf(f, "    %s\n", it->reasons[k]);
+        } else if (it->status < 0) {
+            fprintf(f, "%s: query failed: %s\n", it->subject, it->error ? it->error : "");
+        }
+    }
+    fprintf(f, "Plan for %zu package%s (%zu from cache, %s, %s I/O, %d thread%s):\n",
+            r->n_items, r->n_items == 1 ? "" : "s", r->cache_hits, cx_exec_mode_name(r->mode),
+            cx_io_design_name(r->io), r->threads, r->threads == 1 ? "" : "s");
+    for (size_t i = 0; i < r->plan.n; i++)
+        fprintf(f, "  %2zu. %s\n", i + 1, r->plan.commands[i]);
+    if (r->refused)
+        fprintf(f, "Refused: %s; nothing was run.\n", r->refused_reason);
+    else if (r->apt_mode == CX_APT_DRY_RUN)
+        fprintf(f, "Dry run: nothing was run (use --execute to run the plan).\n");
+    else if (r->apt_mode == CX_APT_SIMULATE)
+        fprintf(f, "Simulated apt: nothing was run.\n");
+    else if (r->exec_status != 0)
+        fprintf(f, "Command %zu failed with status %d; stopped.\n", r->ran, r->exec_status);
+    else
+        fprintf(f, "Ran %zu commands.\n", r->ran);
+    if (r->history_id >= 0)
+        fprintf(f, "Recorded as history entry %lld.\n", (long long)r->history_id);
+    else if (r->history_error)
+        fprintf(c->err, "cx: warning: the run was not recorded in the history: %s\n",
+                r->history_error);
+    print_timings(c, &r->timings, 1);
+    return code;
+}
+
+static int cmd_install(struct ctx *c)
+{
+    if (c->a.execute && !c->a.yes && !isatty(STDIN_FILENO))
+        return fail(c, CX_EXIT_REFUSED,
+                    "--execute asks for confirmation on a terminal; stdin is not one (pass "
+                    "--yes to run without asking)");
+    /* The request is the package arguments joined, as a user would type it. */
+    size_t len = 8;
+    for (int i = 0; i < c->a.npos; i++)
+        len += strlen(c->a.pos[i]) + 1;
+    char *req = malloc(len + 1);
+    if (req == NULL)
+        return fail(c, CX_EXIT_ERROR, "out of memory");
+    strcpy(req, "install");
+    for (int i = 0; i < c->a.npos; i++) {
+        strcat(req, " ");
+        strcat(req, c->a.pos[i]);
+    }
+    /* Bad package names are reported before anything starts. */
+    char **pk = NULL;
+    size_t npk = 0;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    if (cx_pipeline_parse_request(req, &pk, &npk, &ei) < 0) {
+        free(req);
+        return fail(c, CX_EXIT_USAGE, "%s", ei.msg);
+    }
+    cx_free(pk);
+    int rc = prepare_data_dir(c);
+    if (rc == 0)
+        rc = prepare_llm(c);
+    if (rc == 0)
+        rc = open_pipeline(c);
+    if (rc != 0) {
+        free(req);
+        return rc;
+    }
+    struct cx_run_options ro;
+    run_options(c, &ro);
+    if (c->a.simulate) {
+        ro.apt_mode = CX_APT_SIMULATE;
+        ro.apt_sim_ns = c->a.simulate_ns;
+    } else if (c->a.execute) {
+        ro.apt_mode = CX_APT_EXECUTE;
+        ro.confirm = confirm_tty;
+        ro.confirm_ud = c;
+    }
+    struct cx_install_report *r = NULL;
+    memset(&ei, 0, sizeof ei);
+    rc = cx_pipeline_install(c->p, req, &ro, &r, &ei);
+    free(req);
+    if (r == NULL)
+        return fail(c, rc == CX_EINVAL ? CX_EXIT_USAGE : CX_EXIT_ERROR, "install: %s",
+                    ei.msg[0] ? ei.msg : cx_strerror(rc));
+    int code = install_exit_code(rc);
+    code = c->a.json ? install_json(c, r, code) : install_text(c, r, code);
+    cx_install_report_free(r);
+    return code;
+}
+
+/* ---- diagnose and hwcheck ---- */
+
+static int fanout_json(struct ctx *c, const struct cx_fanout_report *r, const char *key,
+                       int code)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return emit_json(c, NULL, code);
+    cJSON *arr = cJSON_AddArrayToObject(o, "items");
+    for (size_t i = 0; i < r->n_items; i++) {
+        const struct cx_item *it = &r->items[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, key, it->subject);
+        cJSON_AddStringToObject(e, "status", item_status(it));
+        cJSON_AddBoolToObject(e, "from_cache", it->from_cache);
+        if (it->details)
+            cJSON_AddStringToObject(e, "details", it->details);
+        if (it->text)
+            cJSON_AddStringToObject(e, "cause", it->text);
+        if (it->n_advice)
+            cJSON_AddItemToObject(e, "recommendations", json_strv(it->advice, it->n_advice));
+        cJSON_AddItemToObject(e, "commands", json_strv(it->commands, it->n_commands));
+        if (it->error)
+            cJSON_AddStringToObject(e, "error", it->error);
+        if (it->n_reasons)
+            cJSON_AddItemToObject(e, "reasons", json_strv(it->reasons, it->n_reasons));
+        cJSON_AddNumberToObject(e, "latency_s", it->latency_s);
+        cJSON_AddItemToArray(arr, e);
+    }
+    cJSON_AddNumberToObject(o, "cache_hits", (double)r->cache_hits);
+    cJSON_AddNumberToObject(o, "failed", (double)r->failed);
+    cJSON_AddItemToObject(o, "timings", json_timings(&r->timings));
+    cJSON_AddStringToObject(o, "mode", cx_exec_mode_name(r->mode));
+    cJSON_AddStringToObject(o, "io_design", cx_io_design_name(r->io));
+    cJSON_AddNumberToObject(o, "threads", r->threads);
+    return emit_json(c, o, code);
+}
+
+static void fanout_text(struct ctx *c, const struct cx_fanout_report *r, int diag)
+{
+    FILE *f = c->out;
+    for (size_t i = 0; i < r->n_items; i++) {
+        const struct cx_item *it = &r->items[i];
+        fprintf(f, "== %s%s ==\n", it->subject, it->from_cache ? " (cached)" : "");
+        if (it->details && *it->details)
+            fprintf(f, "found: %s\n", it->details);
+        if (it->status == CX_EREJECTED) {
+            fprintf(f, "answer REJECTED by the validator:\n");
+            for (size_t k = 0; k < it->n_reasons; k++)
+                fprintf(f, "    %s\n", it->reasons[k]);
+            continue;
+        }
+        if (it->status < 0) {
+            fprintf(f, "failed: %s\n", it->error ? it->error : "");
+            continue;
+        }
+        if (diag && it->text)
+            fprintf(f, "cause: %s\n", it->text);
+        for (size_t k = 0; k < it->n_advice; k++)
+            fprintf(f, "  - %s\n", it->advice[k]);
+        if (it->n_commands)
+            fprintf(f, "%s:\n", diag ? "fix" : "commands");
+        for (size_t k = 0; k < it->n_commands; k++)
+            fprintf(f, "    %s\n", it->commands[k]);
+    }
+    print_timings(c, &r->timings, 0);
+}
+
+/* Reads a whole file into a malloc'd string; names the path on failure. */
+static int read_file(struct ctx *c, const char *path, char **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return fail(c, CX_EXIT_ERROR, "cannot read '%s': %s", path, strerror(errno));
+    char *buf = malloc(MAX_DIAG_FILE + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return fail(c, CX_EXIT_ERROR, "out of memory");
+    }
+    size_t n = fread(buf, 1, MAX_DIAG_FILE, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return fail(c, CX_EXIT_ERROR, "cannot read '%s': read error", path);
+    }
+    buf[n] = '\0';
+    int binary = strlen(buf) != n;
+    if (binary || strspn(buf, " \t\r\n") == n) {
+        free(buf);
+        return fail(c, CX_EXIT_ERROR, "'%s' %s", path,
+                    binary ? "is not a text file" : "holds no error message (it is empty)");
+    }
+    *out = buf;
+    return 0;
+}
+
+static int cmd_diagnose(struct ctx *c)
+{
+    int n = c->a.npos;
+    char **texts = calloc((size_t)n, sizeof *texts);
+    if (texts == NULL)
+        return fail(c, CX_EXIT_ERROR, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = read_file(c, c->a.pos[i], &texts[i]);
+    if (rc == 0)
+        rc = prepare_data_dir(c);
+    if (rc == 0)
+        rc = prepare_llm(c);
+    if (rc == 0)
+        rc = open_pipeline(c);
+    if (rc == 0) {
+        struct cx_run_options ro;
+        run_options(c, &ro);
+        struct cx_fanout_report *r = NULL;
+        struct cx_errinfo ei;
+        memset(&ei, 0, sizeof ei);
+        int prc = cx_pipeline_diagnose(c->p, (const char *const *)texts,
+                                       (const char *const *)c->a.pos, (size_t)n, &ro, &r, &ei);
+        if (r == NULL) {
+            rc = fail(c, CX_EXIT_ERROR, "diagnose: %s", ei.msg[0] ? ei.msg : cx_strerror(prc));
+        } else {
+            rc = prc == 0 ? CX_EXIT_OK : CX_EXIT_PARTIAL;
+            if (c->a.json)
+                rc = fanout_json(c, r, "file", rc);
+            else
+                fanout_text(c, r, 1);
+            cx_fanout_report_free(r);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    return rc;
+}
+
+static int cmd_hwcheck(struct ctx *c)
+{
+    int rc = prepare_data_dir(c);
+    if (rc == 0)
+        rc = prepare_llm(c);
+    if (rc == 0)
+        rc = open_pipeline(c);
+    if (rc != 0)
+        return rc;
+    struct cx_run_options ro;
+    run_options(c, &ro);
+    struct cx_fanout_report *r = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    int prc = cx_pipeline_hwcheck(c->p, c->a.data_dir ? c->a.data_dir : c->cfg.data_dir, &ro, &r,
+                                  &ei);
+    if (r == NULL)
+        return fail(c, CX_EXIT_ERROR, "hwcheck: %s", ei.msg[0] ? ei.msg : cx_strerror(prc));
+    rc = prc == 0 ? CX_EXIT_OK : CX_EXIT_PARTIAL;
+    if (c->a.json)
+        rc = fanout_json(c, r, "component", rc);
+    else
+        fanout_text(c, r, 0);
+    cx_fanout_report_free(r);
+    return rc;
+}
+
+/* ---- cache and history: the database only, no LLM ---- */
+
+static int open_db(struct ctx *c, struct cx_pool **pool, struct cx_cache **cache)
+{
+    int rc = prepare_data_dir(c);
+    if (rc != 0)
+        return rc;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = c->db_path;
+    po.readers = c->cfg.db_pool_size > 0 ? c->cfg.db_pool_size : 1;
+    if (cx_pool_open(&po, pool, &ei) < 0)
+        return fail(c, CX_EXIT_ERROR, "%s", ei.msg);
+    if (cache != NULL) {
+        struct cx_cache_options co;
+        cx_cache_options_init(&co);
+        if (cx_cache_new(*pool, &co, cache, &ei) < 0) {
+            cx_pool_close(*pool);
+            *pool = NULL;
+            return fail(c, CX_EXIT_ERROR, "cache in '%s': %s", c->db_path, ei.msg);
+        }
+    }
+    return 0;
+}
+
+static int cmd_cache(struct ctx *c)
+{
+    struct cx_pool *pool = NULL;
+    struct cx_cache *cache = NULL;
+    int rc = open_db(c, &pool, &cache);
+    if (rc != 0)
+        return rc;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    struct cx_cache_stats st;
+    if (cx_cache_stats(cache, &st, &ei) < 0) {
+        rc = fail(c, CX_EXIT_ERROR, "cache stats: %s", ei.msg);
+        goto out;
+    }
+    if (strcmp(c->a.pos[0], "clear") == 0) {
+        if (cx_cache_clear(cache, &ei) < 0) {
+            rc = fail(c, CX_EXIT_ERROR, "cache clear: %s", ei.msg);
+            goto out;
+        }
+        if (c->a.json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "cleared", (double)st.entries);
+            cJSON_AddStringToObject(o, "database", c->db_path);
+            rc = emit_json(c, o, CX_EXIT_OK);
+        } else {
+            fprintf(c->out, "Cleared %zu cached answer%s from %s.\n", st.entries,
+                    st.entries == 1 ? "" : "s", c->db_path);
+        }
+        goto out;
+    }
+    uint64_t total = st.hits + st.misses;
+    double rate = total ? (double)st.hits / (double)total : 0.0;
+    if (c->a.json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "entries", (double)st.entries);
+        cJSON_AddNumberToObject(o, "hits", (double)st.hits);
+        cJSON_AddNumberToObject(o, "misses", (double)st.misses);
+        cJSON_AddNumberToObject(o, "hit_rate", rate);
+        cJSON_AddStringToObject(o, "database", c->db_path);
+        rc = emit_json(c, o, CX_EXIT_OK);
+    } else {
+        fprintf(c->out, "database: %s\nentries:  %zu\nhits:     %llu\nmisses:   %llu\n"
+                        "hit rate: %.1f%%\n",
+                c->db_path, st.entries, (unsigned long long)st.hits,
+                (unsigned long long)st.misses, rate * 100.0);
+    }
+out:
+    cx_cache_free(cache);
+    cx_pool_close(pool);
+    return rc;
+}
+
+/* TEMPORARY until cx/history.h lands. */
+static int cx__cli_history_list(FILE *out, FILE *err, struct cx_pool *pool, int limit, int json)
+{
+    (void)out;
+    (void)pool;
+    (void)limit;
+    (void)json;
+    fprintf(err, "cx: history is not available yet\n");
+    return CX_EXIT_ERROR;
+}
+
+static int cmd_history(struct ctx *c)
+{
+    struct cx_pool *pool = NULL;
+    int rc = open_db(c, &pool, NULL);
+    if (rc != 0)
+        return rc;
+    rc = cx__cli_history_list(c->out, c->err, pool, c->a.limit, c->a.json);
+    cx_pool_close(pool);
+    return rc;
+}
+
+/* ---- entry point ---- */
+
+int cx_cli_main(int argc, char **argv, FILE *out, FILE *err)
+{
+    struct ctx c;
+    memset(&c, 0, sizeof c);
+    c.out = out;
+    c.err = err;
+    c.err_tty = isatty(fileno(err));
+    c.start_ns = cx_now_ns();
+    char msg[256];
+    int rc = cx_cli_parse_args(argc, argv, &c.a, msg, sizeof msg);
+    if (rc != 0) {
+        fprintf(err, "cx: %s\nTry 'cx --help'.\n", msg);
+        cx_cli_args_clear(&c.a);
+        return CX_EXIT_USAGE;
+    }
+    const char *cmd = c.a.command;
+    if (c.a.help || cmd == NULL || strcmp(cmd, "help") == 0) {
+        cx_cli_usage(out);
+        cx_cli_args_clear(&c.a);
+        return CX_EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0) {
+        fprintf(out, "cx %s\n", cx_version());
+        cx_cli_args_clear(&c.a);
+        return CX_EXIT_OK;
+    }
+    rc = load_config(&c);
+    if (rc == 0) {
+        if (strcmp(cmd, "install") == 0)
+            rc = cmd_install(&c);
+        else if (strcmp(cmd, "diagnose") == 0)
+            rc = cmd_diagnose(&c);
+        else if (strcmp(cmd, "hwcheck") == 0)
+            rc = cmd_hwcheck(&c);
+        else if (strcmp(cmd, "cache") == 0)
+            rc = cmd_cache(&c);
+        else
+            rc = cmd_history(&c);
+    }
+    cx_pipeline_free(c.p);
+    mock_server_stop(c.mock);
+    if (c.cfg_loaded)
+        cx_config_clear(&c.cfg);
+    cx_cli_args_clear(&c.a);
+    fflush(out);
+    return rc;
+}

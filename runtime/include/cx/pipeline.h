@@ -1,0 +1,249 @@
+/*
+ * cx/pipeline.h - the seed's end-to-end use case: "install nginx redis postgresql docker nodejs".
+ *
+ *   parse the request -> one LLM query per package, in parallel (executor + router) -> parse and
+ *   validate each answer -> merge the plans (cx/plan.h: one apt-get update, order kept,
+ *   duplicates removed) -> the apt step (dry run by default; a simulated apt of configurable
+ *   duration for deterministic benchmarks; real execution only when asked for and confirmed)
+ *   -> one row in the installation history (request, plan, validation, what ran, timings).
+ *
+ * A plan in which the validator rejected any command is refused as a whole: nothing runs, the
+ * report lists the validator's reasons per package. Rejected answers are never cached (the
+ * router's validate hook refuses them before its cache write).
+ *
+ * The seed's two other fan-outs run through the same machinery: diagnosing several error
+ * messages at once, and hardware checks (CPU, memory, disk, GPU probed concurrently, then one
+ * query per component).
+ *
+ * Two I/O designs give identical results (only scheduling differs):
+ *   CX_IO_THREAD_LOCAL  each query is an executor task that blocks in cx_router_complete (the
+ *                       emulated GIL is released around the I/O), then parses and validates;
+ *   CX_IO_HYBRID        each task suspends (cx_task_suspend), hands the query to the router's
+ *                       I/O loop (cx_router_complete_async) and frees its worker; the router's
+ *                       callback resumes it with a continuation that parses and validates;
+ *   CX_IO_AUTO          cx_io_choose() picks one per run from the batch size and the CPU share
+ *                       measured on earlier runs.
+ *
+ * Typical use:
+ *     struct cx_pipeline_options o; cx_pipeline_options_init(&o);
+ *     o.config = &cfg; o.db_path = "/home/me/.local/share/cortex/cortex.db";
+ *     cx_pipeline_new(&o, &p, &ei);
+ *     struct cx_run_options ro; cx_run_options_init(&ro);
+ *     rc = cx_pipeline_install(p, "install nginx redis", &ro, &rep, &ei);
+ *     ... rep->plan.commands, rep->rejected ...; cx_install_report_free(rep);
+ *     cx_pipeline_free(p);
+ */
+#ifndef CX_PIPELINE_H
+#define CX_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cx/common.h"
+#include "cx/config.h"
+#include "cx/plan.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Longest accepted request text and most packages per request. */
+#define CX_PIPELINE_MAX_REQUEST 65536
+#define CX_PIPELINE_MAX_PACKAGES 1024
+
+/* What the apt step does with a merged plan. */
+enum cx_apt_mode {
+    CX_APT_DRY_RUN = 0,  /* print the plan, run nothing (the default) */
+    CX_APT_SIMULATE = 1, /* pretend: sleep apt_sim_ns (released GIL), run nothing */
+    CX_APT_EXECUTE = 2   /* run each command with /bin/sh -c, in order, stop at the first failure;
+                            only after run_options.confirm said yes */
+};
+/* "dry-run", "simulate", "execute" ("unknown" otherwise). Threads: any thread. */
+CX_API const char *cx_apt_mode_name(enum cx_apt_mode m);
+
+struct cx_pipeline_options {
+    const struct cx_config *config; /* borrowed for cx_pipeline_new only: keys, base URLs, rate
+                                       limits, pool sizes, timeouts, the cache threshold. NULL:
+                                       cx_config_init defaults (no provider: set base_url) */
+    const char *base_url;      /* overrides config->base_url (e.g. the mock's URL + "/v1") */
+    const char *api;           /* "openai" or "anthropic": the wire format spoken to base_url
+                                  (NULL: openai); ignored without a base URL */
+    const char *model;         /* NULL: the provider's default */
+    const char *db_path;       /* SQLite file holding the cache and the history; NULL: neither
+                                  (nothing is cached, nothing recorded) */
+    int use_cache;             /* 1 (default): cache answers in db_path */
+    enum cx_exec_mode mode;    /* default: config->exec_mode (free) */
+    int have_mode;             /* 1: use `mode`, 0: take it from config */
+    int threads;               /* worker threads; 0 (default): chosen per run (cx_io_choose),
+                                  capped by config->thread_pool_size */
+    enum cx_io_design io;      /* default: config->io_design (auto) */
+    int have_io;               /* 1: use `io`, 0: take it from config */
+    double rate_limit_rps;     /* > 0 overrides config->rate_limit_rps (benchmarks: large) */
+    int max_attempts;          /* per provider; 0: the router's default (3) */
+    uint64_t backoff_base_ns;  /* 0: the router's default */
+    uint64_t seed;             /* router jitter seed; 0: the router's default */
+};
+/* Fills defaults. Threads: any thread. */
+CX_API void cx_pipeline_options_init(struct cx_pipeline_options *o);
+
+/* Per-run settings. */
+struct cx_run_options {
+    enum cx_apt_mode apt_mode; /* default CX_APT_DRY_RUN */
+    uint64_t apt_sim_ns;       /* CX_APT_SIMULATE: how long the pretend apt takes */
+    uint64_t cpu_work_ns;      /* CPU cost charged per answer (cx_cpu_work_ns), standing for
+                                  Python's parsing cost in benchmarks; default 0 */
+    /* Called on the calling thread after each query completes (never concurrently). */
+    void (*progress)(size_t done, size_t total, void *ud);
+    void *progress_ud;
+    /* CX_APT_EXECUTE only: asked once with the merged plan; return 1 to run it. NULL: refuse. */
+    int (*confirm)(const struct cx_plan *plan, void *ud);
+    void *confirm_ud;
+    uint64_t deadline;         /* for every query (cx/clock.h); default CX_DEADLINE_NONE */
+    const char *extra_header;  /* one extra HTTP header on every query (tests); NULL: none */
+};
+/* Threads: any thread. */
+CX_API void cx_run_options_init(struct cx_run_options *o);
+
+/* Per-phase wall times of one run, seconds. */
+struct cx_timings {
+    double parse_s;  /* parsing the request */
+    double llm_s;    /* the fan-out: first query submitted to last answer validated */
+    double merge_s;  /* merging the plans */
+    double apt_s;    /* the apt step (0 for a dry run or a refused plan) */
+    double total_s;
+};
+
+/* One query's outcome (one package, one error message or one hardware component). */
+struct cx_item {
+    char *subject;       /* the package, the file's label, or the component */
+    int status;          /* 0; CX_EREJECTED (validator); or the query's error */
+    char *error;         /* message when status < 0 (for CX_EREJECTED: the reasons joined) */
+    char **reasons;      /* CX_EREJECTED: the validator's reasons, one per rejected command */
+    size_t n_reasons;
+    int from_cache;      /* answered from the response cache */
+    char **commands;     /* the answer's commands (install plan, fix, advice) */
+    size_t n_commands;
+    char *text;          /* explanation (install), cause (diagnose); NULL when absent */
+    char **advice;       /* hwcheck: the recommendations */
+    size_t n_advice;
+    char *details;       /* hwcheck: what the probe found ("8 cores, ..."); NULL otherwise */
+    double latency_s;    /* the query's wall time */
+};
+
+struct cx_install_report {
+    char *request;
+    struct cx_item *items;     /* one per package, in request order */
+    size_t n_items;
+    struct cx_plan plan;       /* the merged plan (empty when every query failed) */
+    size_t cache_hits;         /* packages answered from the cache */
+    size_t failed;             /* queries that failed (not counting rejected ones) */
+    size_t rejected;           /* packages whose plan the validator rejected */
+    int refused;               /* 1: nothing ran because a command was rejected, or --execute
+                                  was not confirmed (see refused_reason) */
+    const char *refused_reason;/* static text, NULL when not refused */
+    enum cx_apt_mode apt_mode;
+    size_t ran;                /* commands executed (CX_APT_EXECUTE) */
+    int exec_status;           /* exit status of the first failing command, 0 otherwise */
+    enum cx_exec_mode mode;    /* what the run used */
+    enum cx_io_design io;      /* the resolved design (never AUTO) */
+    int threads;               /* worker threads used */
+    struct cx_timings timings;
+    int64_t history_id;        /* the history row, -1 when not recorded */
+    char *history_error;       /* why recording failed (the run's result stands), else NULL */
+};
+/* Frees a report. Accepts NULL. Threads: any thread. */
+CX_API void cx_install_report_free(struct cx_install_report *r);
+
+/* diagnose and hwcheck. */
+struct cx_fanout_report {
+    struct cx_item *items;
+    size_t n_items;
+    size_t cache_hits;
+    size_t failed;             /* including rejected ones */
+    enum cx_exec_mode mode;
+    enum cx_io_design io;
+    int threads;
+    struct cx_timings timings; /* parse_s: reading inputs / probing hardware; merge_s, apt_s 0 */
+};
+CX_API void cx_fanout_report_free(struct cx_fanout_report *r);
+
+struct cx_pipeline;
+
+/*
+ * Opens the database (when db_path is set; its directory must exist: see cx_data_dir_prepare),
+ * the cache, the rate limiter, the I/O loop and the router. Nothing is sent yet.
+ * o: borrowed. *out: returned, free with cx_pipeline_free.
+ * Errors: CX_EINVAL (bad option, named), CX_ENOPROVIDER (no key, no base URL), the pool's errors
+ * naming the database path (CX_EPERM, CX_ECORRUPT...), CX_ENOMEM, CX_EIO.
+ * Threads: any thread.
+ */
+CX_API int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **out,
+                           struct cx_errinfo *ei);
+
+/* Frees everything. No run may be in progress. Accepts NULL. Threads: any thread, once. */
+CX_API void cx_pipeline_free(struct cx_pipeline *p);
+
+/*
+ * Splits a request into package names: words separated by blanks or commas, a leading
+ * "install" and the word "and" skipped, duplicates dropped (first kept). Each name must pass
+ * cx_validate_package_name. *pkgs is returned (n strings, one allocation: free with cx_free).
+ * Errors: CX_EINVAL ("no package named in request", "package 'a;b': package name contains shell
+ * metacharacter ';'"), CX_ETOOBIG (request or package count over the limits), CX_ENOMEM.
+ * Threads: any thread.
+ */
+CX_API int cx_pipeline_parse_request(const char *request, char ***pkgs, size_t *n,
+                                     struct cx_errinfo *ei);
+
+/*
+ * Runs the install pipeline for `request`. On return 0, CX_EREJECTED (plan refused: a command
+ * was rejected, or execution not confirmed), CX_EFAILED (some queries failed; the plan merges
+ * the others and a dry run / simulation still happens; execution is refused) or CX_EIO (an
+ * executed command failed), *out holds the report (free with cx_install_report_free) and the
+ * run is recorded in the history. Other errors (CX_EINVAL bad request, CX_ENOMEM, CX_ECLOSED)
+ * leave *out NULL and record nothing.
+ * Threads: any thread; several runs may share one pipeline concurrently.
+ */
+CX_API int cx_pipeline_install(struct cx_pipeline *p, const char *request,
+                               const struct cx_run_options *ro, struct cx_install_report **out,
+                               struct cx_errinfo *ei);
+
+/*
+ * Diagnoses n error messages at once (one query each, "Diagnose error: <text>"). labels[i] names
+ * item i (a file name; NULL: "error i+1"). Returns 0 or CX_EFAILED (some failed) with *out set,
+ * else an error with *out NULL. Threads: any thread.
+ */
+CX_API int cx_pipeline_diagnose(struct cx_pipeline *p, const char *const *errors,
+                                const char *const *labels, size_t n,
+                                const struct cx_run_options *ro, struct cx_fanout_report **out,
+                                struct cx_errinfo *ei);
+
+/*
+ * Probes CPU, memory, disk (of `disk_path`, NULL: "/") and GPU concurrently, then asks one query
+ * per component ("Hardware check: <component> <details>"). Returns as cx_pipeline_diagnose.
+ * Threads: any thread.
+ */
+CX_API int cx_pipeline_hwcheck(struct cx_pipeline *p, const char *disk_path,
+                               const struct cx_run_options *ro, struct cx_fanout_report **out,
+                               struct cx_errinfo *ei);
+
+/* The pipeline's cache and pool (NULL without a database / without caching): for `cx cache`
+ * and `cx history`. Borrowed: valid until cx_pipeline_free. Threads: any thread. */
+CX_API struct cx_cache *cx_pipeline_cache(struct cx_pipeline *p);
+CX_API struct cx_pool *cx_pipeline_pool(struct cx_pipeline *p);
+
+/*
+ * Makes sure `dir` exists (mkdir -p, mode 0700 for what it creates) and is a writable directory.
+ * Errors name the path: CX_EPERM ("cannot create data directory '/x/y': Permission denied",
+ * "data directory '/x' is not writable"), CX_EINVAL (NULL/empty, or "'/x' is not a directory"),
+ * CX_ETOOBIG (path too long), CX_EIO.
+ * Threads: any thread.
+ */
+CX_API int cx_data_dir_prepare(const char *dir, struct cx_errinfo *ei);
+
+/* The database file name inside the data directory. */
+#define CX_DB_FILE "cortex.db"
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CX_PIPELINE_H */

@@ -1,0 +1,450 @@
+/*
+ * test_pipeline.c - the end-to-end install pipeline (and diagnose / hwcheck) against the
+ * in-process mock LLM server: the seed's five packages, one apt-get update, cache hits on the
+ * second run, a dangerous plan refused (and not cached), partial failures, history rows, the
+ * data directory, and identical results from both I/O designs and all three execution modes.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cx/clock.h"
+#include "cx/config.h"
+#include "cx/pipeline.h"
+#include "mock/server.h"
+#include "t_util.h"
+
+#define SEED_REQUEST "install nginx redis postgresql docker nodejs"
+
+struct fx {
+    struct mock_server *mock;
+    char url[256];
+    char *dir;
+    char *db;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    struct mock_options mo;
+    mock_options_init(&mo);
+    mo.latency_ms = 20;
+    mo.time_scale = 0.1; /* 2 ms per reply: the replies still overlap, the test stays quick */
+    char err[256];
+    assert_int_equal(mock_server_start(&mo, &f->mock, err, sizeof err), 0);
+    snprintf(f->url, sizeof f->url, "%s/v1", mock_server_url(f->mock));
+    f->dir = t_tmpdir("pipeline");
+    f->db = t_path(f->dir, CX_DB_FILE);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    mock_server_stop(f->mock);
+    t_rmrf(f->dir);
+    free(f->dir);
+    free(f->db);
+    free(f);
+    return 0;
+}
+
+static struct cx_pipeline *open_p(struct fx *f, const char *db, enum cx_io_design io,
+                                  enum cx_exec_mode mode)
+{
+    struct cx_pipeline_options o;
+    cx_pipeline_options_init(&o);
+    o.base_url = f->url;
+    o.db_path = db;
+    o.have_io = 1;
+    o.io = io;
+    o.have_mode = 1;
+    o.mode = mode;
+    o.rate_limit_rps = 100000;
+    o.max_attempts = 1;
+    struct cx_pipeline *p = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    int rc = cx_pipeline_new(&o, &p, &ei);
+    if (rc < 0)
+        fail_msg("cx_pipeline_new: %s (%s)", ei.msg, cx_err_name(rc));
+    return p;
+}
+
+static size_t find_cmd(const struct cx_plan *pl, const char *cmd)
+{
+    for (size_t i = 0; i < pl->n; i++)
+        if (strcmp(pl->commands[i], cmd) == 0)
+            return i;
+    return (size_t)-1;
+}
+
+static void progress_count(size_t done, size_t total, void *ud)
+{
+    size_t *calls = ud;
+    assert_true(done >= 1 && done <= total);
+    assert_int_equal(done, calls[0] + 1); /* in order, never concurrently */
+    calls[0] = done;
+    calls[1] = total;
+}
+
+/* The seed's case: five answers merged into one plan with one apt-get update, in order. */
+static void test_install_seed_case(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_AUTO, CX_MODE_FREE);
+    struct cx_run_options ro;
+    cx_run_options_init(&ro);
+    size_t calls[2] = {0, 0};
+    ro.progress = progress_count;
+    ro.progress_ud = calls;
+    struct cx_install_report *r = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    int rc = cx_pipeline_install(p, SEED_REQUEST, &ro, &r, &ei);
+    if (rc != 0)
+        fail_msg("install: %s", ei.msg);
+    assert_non_null(r);
+    assert_int_equal(calls[0], 5);
+    assert_int_equal(calls[1], 5);
+    assert_int_equal(r->n_items, 5);
+    const char *names[] = {"nginx", "redis", "postgresql", "docker", "nodejs"};
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal(r->items[i].subject, names[i]);
+        assert_int_equal(r->items[i].status, 0);
+        assert_false(r->items[i].from_cache);
+        assert_true(r->items[i].n_commands >= 2);
+    }
+    assert_int_equal(r->cache_hits, 0);
+    assert_int_equal(r->failed, 0);
+    assert_int_equal(r->rejected, 0);
+    assert_false(r->refused);
+    /* One update, first; no duplicates; the packages' installs in request order. */
+    assert_true(r->plan.n >= 6);
+    assert_string_equal(r->plan.commands[0], "sudo apt-get update");
+    for (size_t i = 0; i < r->plan.n; i++) {
+        if (i > 0)
+            assert_false(cx_plan_is_update(r->plan.commands[i]));
+        for (size_t j = i + 1; j < r->plan.n; j++)
+            assert_string_not_equal(r->plan.commands[i], r->plan.commands[j]);
+    }
+    size_t a = find_cmd(&r->plan, "sudo apt-get install -y nginx");
+    size_t b = find_cmd(&r->plan, "sudo apt-get install -y redis-server");
+    size_t c = find_cmd(&r->plan, "sudo apt-get install -y postgresql");
+    assert_true(a != (size_t)-1 && b != (size_t)-1 && c != (size_t)-1);
+    assert_true(a < b && b < c);
+    /* Every package's own commands appear in the merged plan. */
+    for (size_t i = 0; i < 5; i++)
+        for (size_t k = 0; k < r->items[i].n_commands; k++)
+            assert_true(find_cmd(&r->plan, r->items[i].commands[k]) != (size_t)-1 ||
+                        cx_plan_is_update(r->items[i].commands[k]));
+    assert_true(r->timings.llm_s > 0);
+    assert_true(r->timings.total_s >= r->timings.llm_s);
+    assert_int_equal(r->apt_mode, CX_APT_DRY_RUN);
+    assert_int_equal(r->ran, 0);
+    assert_true(r->io == CX_IO_THREAD_LOCAL || r->io == CX_IO_HYBRID);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+}
+
+/* A second run answers every package from the cache, with the same plan; reopening the
+ * database (a new process) keeps the entries. */
+static void test_cache_hit_second_run(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
+    struct cx_install_report *r1 = NULL, *r2 = NULL, *r3 = NULL;
+    assert_int_equal(cx_pipeline_install(p, SEED_REQUEST, NULL, &r1, NULL), 0);
+    assert_int_equal(r1->cache_hits, 0);
+    struct mock_counts mc0, mc1;
+    mock_server_counts(f->mock, &mc0);
+    assert_int_equal(cx_pipeline_install(p, SEED_REQUEST, NULL, &r2, NULL), 0);
+    mock_server_counts(f->mock, &mc1);
+    assert_int_equal(r2->cache_hits, 5);
+    assert_int_equal(mc1.api_requests, mc0.api_requests); /* nothing was sent */
+    for (size_t i = 0; i < 5; i++)
+        assert_true(r2->items[i].from_cache);
+    assert_int_equal(r1->plan.n, r2->plan.n);
+    for (size_t i = 0; i < r1->plan.n; i++)
+        assert_string_equal(r1->plan.commands[i], r2->plan.commands[i]);
+    cx_pipeline_free(p);
+    p = open_p(f, f->db, CX_IO_HYBRID, CX_MODE_FREE);
+    assert_int_equal(cx_pipeline_install(p, "install redis nginx", NULL, &r3, NULL), 0);
+    assert_int_equal(r3->cache_hits, 2);
+    assert_string_equal(r3->items[0].subject, "redis");
+    assert_non_null(r3->items[0].commands);
+    cx_install_report_free(r1);
+    cx_install_report_free(r2);
+    cx_install_report_free(r3);
+    cx_pipeline_free(p);
+}
+
+/* The mock's dangerous fault: the plan is refused with the validator's reasons, nothing runs,
+ * and the dangerous answer is not cached (the next run asks again and succeeds). */
+static void test_dangerous_plan_refused(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
+    char err[256];
+    assert_int_equal(mock_server_script_faults(f->mock, "next 1 dangerous", err, sizeof err), 0);
+    struct cx_run_options ro;
+    cx_run_options_init(&ro);
+    ro.apt_mode = CX_APT_SIMULATE;
+    ro.apt_sim_ns = 1000000;
+    struct cx_install_report *r = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, &ei), CX_EREJECTED);
+    assert_non_null(r);
+    assert_true(r->refused);
+    assert_int_equal(r->rejected, 1);
+    assert_int_equal(r->items[0].status, CX_EREJECTED);
+    assert_true(r->items[0].n_reasons >= 1);
+    assert_non_null(strstr(r->items[0].reasons[0], "commands["));
+    assert_int_equal(r->ran, 0);
+    assert_true(r->timings.apt_s == 0.0); /* the simulated apt never started */
+    cx_install_report_free(r);
+    /* Not cached: asked again, now without the fault. */
+    assert_int_equal(cx_pipeline_install(p, "install nginx", NULL, &r, &ei), 0);
+    assert_int_equal(r->cache_hits, 0);
+    assert_false(r->refused);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+}
+
+/* Some queries fail (the mock answers 500, one attempt allowed): the rest are merged. */
+static void test_partial_failure(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, NULL, CX_IO_THREAD_LOCAL, CX_MODE_SERIAL);
+    char err[256];
+    assert_int_equal(mock_server_script_faults(f->mock, "next 1 500", err, sizeof err), 0);
+    struct cx_install_report *r = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    /* Serial: the first package gets the fault. */
+    assert_int_equal(cx_pipeline_install(p, "install nginx redis", NULL, &r, &ei), CX_EFAILED);
+    assert_int_equal(r->failed, 1);
+    assert_int_equal(r->items[0].status < 0, 1);
+    assert_non_null(r->items[0].error);
+    assert_int_equal(r->items[1].status, 0);
+    assert_true(find_cmd(&r->plan, "sudo apt-get install -y redis-server") != (size_t)-1);
+    assert_true(find_cmd(&r->plan, "sudo apt-get install -y nginx") == (size_t)-1);
+    assert_int_equal(r->history_id, -1); /* no database: nothing recorded */
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+}
+
+static void plans_equal(const struct cx_install_report *a, const struct cx_install_report *b)
+{
+    assert_int_equal(a->plan.n, b->plan.n);
+    for (size_t i = 0; i < a->plan.n; i++)
+        assert_string_equal(a->plan.commands[i], b->plan.commands[i]);
+    assert_int_equal(a->n_items, b->n_items);
+    for (size_t i = 0; i < a->n_items; i++) {
+        assert_int_equal(a->items[i].status, b->items[i].status);
+        assert_int_equal(a->items[i].n_commands, b->items[i].n_commands);
+        for (size_t k = 0; k < a->items[i].n_commands; k++)
+            assert_string_equal(a->items[i].commands[k], b->items[i].commands[k]);
+    }
+}
+
+/* Both I/O designs and all three execution modes give the same results. */
+static void test_designs_and_modes_identical(void **state)
+{
+    struct fx *f = *state;
+    struct cx_install_report *ref = NULL;
+    struct {
+        enum cx_io_design io;
+        enum cx_exec_mode mode;
+    } combos[] = {{CX_IO_THREAD_LOCAL, CX_MODE_FREE}, {CX_IO_HYBRID, CX_MODE_FREE},
+                  {CX_IO_THREAD_LOCAL, CX_MODE_GIL},  {CX_IO_HYBRID, CX_MODE_GIL},
+                  {CX_IO_THREAD_LOCAL, CX_MODE_SERIAL}, {CX_IO_HYBRID, CX_MODE_SERIAL}};
+    for (size_t k = 0; k < sizeof combos / sizeof combos[0]; k++) {
+        /* No database: every run really asks the server. */
+        struct cx_pipeline *p = open_p(f, NULL, combos[k].io, combos[k].mode);
+        struct cx_run_options ro;
+        cx_run_options_init(&ro);
+        ro.cpu_work_ns = 200000;
+        struct cx_install_report *r = NULL;
+        struct cx_errinfo ei;
+        memset(&ei, 0, sizeof ei);
+        int rc = cx_pipeline_install(p, SEED_REQUEST, &ro, &r, &ei);
+        if (rc != 0)
+            fail_msg("combo %zu: %s", k, ei.msg);
+        assert_int_equal(r->io, combos[k].io);
+        assert_int_equal(r->mode, combos[k].mode);
+        assert_int_equal(r->cache_hits, 0);
+        if (ref == NULL)
+            ref = r;
+        else {
+            plans_equal(ref, r);
+            cx_install_report_free(r);
+        }
+        cx_pipeline_free(p);
+    }
+    cx_install_report_free(ref);
+}
+
+/* Bad input names what was wrong and records nothing. */
+static void test_bad_request(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
+    struct cx_install_report *r = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    assert_int_equal(cx_pipeline_install(p, "install nginx ngi;nx", NULL, &r, &ei), CX_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(ei.msg, "ngi;nx"));
+    assert_int_equal(cx_pipeline_install(p, "install", NULL, &r, &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "no package"));
+    cx_pipeline_free(p);
+
+    char **v = NULL;
+    size_t n = 0;
+    assert_int_equal(cx_pipeline_parse_request("Install nginx, redis and nginx", &v, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0], "nginx");
+    assert_string_equal(v[1], "redis");
+    cx_free(v);
+}
+
+/* The simulated apt step takes its configured time; a refused --execute runs nothing. */
+static int say_no(const struct cx_plan *plan, void *ud)
+{
+    (void)plan;
+    int *asked = ud;
+    (*asked)++;
+    return 0;
+}
+
+static void test_apt_modes(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
+    struct cx_run_options ro;
+    cx_run_options_init(&ro);
+    ro.apt_mode = CX_APT_SIMULATE;
+    ro.apt_sim_ns = 30 * CX_NSEC_PER_MSEC;
+    struct cx_install_report *r = NULL;
+    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, NULL), 0);
+    assert_true(r->timings.apt_s >= 0.030);
+    assert_int_equal(r->apt_mode, CX_APT_SIMULATE);
+    cx_install_report_free(r);
+
+    int asked = 0;
+    ro.apt_mode = CX_APT_EXECUTE;
+    ro.confirm = say_no;
+    ro.confirm_ud = &asked;
+    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, NULL), CX_EREJECTED);
+    assert_int_equal(asked, 1);
+    assert_true(r->refused);
+    assert_int_equal(r->ran, 0);
+    cx_install_report_free(r);
+    /* Without a confirm callback execution is refused too. */
+    ro.confirm = NULL;
+    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, NULL), CX_EREJECTED);
+    assert_int_equal(r->ran, 0);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+}
+
+static void test_diagnose_and_hwcheck(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_HYBRID, CX_MODE_FREE);
+    const char *errs[] = {"write /var/log/x: No space left on device",
+                          "E: Unable to locate package foobarbaz",
+                          "curl: (6) Could not resolve host: example.invalid"};
+    const char *labels[] = {"a.log", "b.log", NULL};
+    struct cx_fanout_report *r = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    int rc = cx_pipeline_diagnose(p, errs, labels, 3, NULL, &r, &ei);
+    if (rc != 0)
+        fail_msg("diagnose: %s", ei.msg);
+    assert_int_equal(r->n_items, 3);
+    assert_string_equal(r->items[0].subject, "a.log");
+    assert_string_equal(r->items[2].subject, "error 3");
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(r->items[i].status, 0);
+        assert_non_null(r->items[i].text);
+    }
+    /* Different errors get different diagnoses. */
+    assert_string_not_equal(r->items[0].text, r->items[1].text);
+    cx_fanout_report_free(r);
+
+    rc = cx_pipeline_hwcheck(p, f->dir, NULL, &r, &ei);
+    if (rc != 0)
+        fail_msg("hwcheck: %s", ei.msg);
+    assert_int_equal(r->n_items, 4);
+    const char *comp[] = {"cpu", "memory", "disk", "gpu"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(r->items[i].subject, comp[i]);
+        assert_int_equal(r->items[i].status, 0);
+        assert_non_null(r->items[i].details);
+    }
+    cx_fanout_report_free(r);
+    cx_pipeline_free(p);
+}
+
+static void test_data_dir(void **state)
+{
+    struct fx *f = *state;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    char *deep = t_path(f->dir, "a/b/c");
+    assert_int_equal(cx_data_dir_prepare(deep, &ei), 0);
+    struct stat st;
+    assert_int_equal(stat(deep, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(cx_data_dir_prepare(deep, &ei), 0); /* idempotent */
+    /* A file in the way. */
+    char *file = t_path(f->dir, "file");
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(cx_data_dir_prepare(file, &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, file));
+    char *under = t_path(file, "sub");
+    assert_true(cx_data_dir_prepare(under, &ei) < 0);
+    assert_non_null(strstr(ei.msg, under));
+    /* Unwritable (root ignores permissions, so only checked as a normal user). */
+    if (geteuid() != 0) {
+        char *ro = t_path(f->dir, "ro");
+        assert_int_equal(mkdir(ro, 0500), 0);
+        assert_int_equal(cx_data_dir_prepare(ro, &ei), CX_EPERM);
+        assert_non_null(strstr(ei.msg, ro));
+        char *below = t_path(ro, "x");
+        assert_int_equal(cx_data_dir_prepare(below, &ei), CX_EPERM);
+        assert_non_null(strstr(ei.msg, below));
+        chmod(ro, 0700);
+        free(below);
+        free(ro);
+    }
+    free(under);
+    free(file);
+    free(deep);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_install_seed_case, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_hit_second_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dangerous_plan_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_designs_and_modes_identical, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apt_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_diagnose_and_hwcheck, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_dir, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
