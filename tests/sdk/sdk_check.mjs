@@ -1,0 +1,266 @@
+// sdk_check.mjs - the official OpenAI and Anthropic JavaScript SDKs, unmodified, against cx-mock:
+// only their base URL (and a key the mock was started with) is changed. Checks non-streaming and
+// streaming calls on both APIs (text, usage, event order), the model list, typed errors for
+// injected faults, the SDKs' own retries honouring the mock's retry-after headers, and 401s.
+//
+// Usage: MOCK_URL=http://127.0.0.1:PORT MOCK_KEY=sk-... node sdk_check.mjs
+// Prints one line per check and a closing "N passed, N failed"; exits 1 on any failure.
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+
+const base = process.env.MOCK_URL;
+const key = process.env.MOCK_KEY ?? 'sk-mock-test';
+if (!base) {
+  console.error('sdk_check: set MOCK_URL to the mock server, e.g. http://127.0.0.1:8080');
+  process.exit(2);
+}
+
+const openai = new OpenAI({ apiKey: key, baseURL: `${base}/v1` });
+const anthropic = new Anthropic({ apiKey: key, baseURL: base });
+const SYSTEM =
+  'You are a Linux package expert. Reply with a JSON object in a ```json block with a "commands" array of shell commands and an "explanation".';
+
+let passed = 0;
+let failed = 0;
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++;
+    console.log(`ok    ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL  ${name}: ${e?.stack ?? e}`);
+  }
+}
+
+// The commands array of the reply's ```json block.
+function commands(text) {
+  const m = /```json\n([\s\S]*?)\n```/.exec(text);
+  assert(m, `no json block in: ${text.slice(0, 200)}`);
+  const obj = JSON.parse(m[1]);
+  assert(Array.isArray(obj.commands), 'commands is not an array');
+  return obj.commands;
+}
+
+async function admin(path, body) {
+  const r = await fetch(`${base}${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert(r.ok, `${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+let plainCommands;
+
+await check('openai: models.list', async () => {
+  const ids = [];
+  for await (const m of openai.models.list()) ids.push(m.id);
+  assert(ids.length >= 1, 'no models');
+});
+
+await check('openai: chat.completions.create', async () => {
+  const r = await openai.chat.completions.create({
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: SYSTEM },
+      { role: 'user', content: 'Install package: nginx' },
+    ],
+  });
+  assert(r.object === 'chat.completion', `object ${r.object}`);
+  assert(r.model === 'gpt-4o-mini', `model ${r.model}`);
+  const c = r.choices[0];
+  assert(c.message.role === 'assistant', 'role');
+  assert(c.finish_reason === 'stop', `finish_reason ${c.finish_reason}`);
+  plainCommands = commands(c.message.content);
+  assert(plainCommands.includes('sudo apt-get install -y nginx'), 'nginx install command missing');
+  const u = r.usage;
+  assert(u.completion_tokens > 10 && u.prompt_tokens > 0, 'usage');
+  assert(u.total_tokens === u.prompt_tokens + u.completion_tokens, 'total_tokens');
+});
+
+await check('openai: streaming with include_usage', async () => {
+  const stream = await openai.chat.completions.create({
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: SYSTEM },
+      { role: 'user', content: 'Install package: nginx' },
+    ],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = '';
+  let pieces = 0;
+  let usage = null;
+  let finish = null;
+  for await (const chunk of stream) {
+    assert(chunk.object === 'chat.completion.chunk', `object ${chunk.object}`);
+    if (chunk.usage) usage = chunk.usage;
+    for (const ch of chunk.choices) {
+      if (ch.delta?.content) {
+        text += ch.delta.content;
+        pieces++;
+      }
+      if (ch.finish_reason) finish = ch.finish_reason;
+    }
+  }
+  assert(finish === 'stop', `finish_reason ${finish}`);
+  assert(usage && usage.completion_tokens === pieces, `usage ${JSON.stringify(usage)} vs ${pieces} pieces`);
+  assert(JSON.stringify(commands(text)) === JSON.stringify(plainCommands), 'streamed commands differ');
+});
+
+await check('openai: RateLimitError for a 429 fault (no retries)', async () => {
+  await admin('/admin/faults', { script: 'next 1 429' });
+  try {
+    await openai.chat.completions.create(
+      { model: 'm', messages: [{ role: 'user', content: 'hi' }] },
+      { maxRetries: 0 },
+    );
+    throw new Error('no error raised');
+  } catch (e) {
+    assert(e instanceof OpenAI.RateLimitError, `got ${e?.constructor?.name}: ${e}`);
+    assert(e.status === 429, `status ${e.status}`);
+    assert(e.headers.get('retry-after') !== null, 'no retry-after header');
+  }
+});
+
+await check('openai: SDK retries a 503 and a 429 and succeeds', async () => {
+  await admin('/admin/config', { retry_after: '20ms' });
+  await admin('/admin/faults', { script: 'next 1 503; next 1 429' });
+  const t0 = Date.now();
+  const r = await openai.chat.completions.create({
+    model: 'm',
+    messages: [{ role: 'user', content: 'Install package: redis' }],
+  });
+  assert(commands(r.choices[0].message.content).includes('sudo apt-get install -y redis-server'), 'content');
+  const left = (await admin('/admin/faults')).pending ?? null;
+  assert(left === null || left === 0, `scripted faults left: ${left}`);
+  assert(Date.now() - t0 < 10000, 'retries took too long');
+});
+
+await check('openai: AuthenticationError for a wrong key', async () => {
+  const bad = new OpenAI({ apiKey: 'sk-wrong', baseURL: `${base}/v1`, maxRetries: 0 });
+  try {
+    await bad.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    throw new Error('no error raised');
+  } catch (e) {
+    assert(e instanceof OpenAI.AuthenticationError, `got ${e?.constructor?.name}: ${e}`);
+  }
+});
+
+let anthropicText;
+
+await check('anthropic: messages.create', async () => {
+  const m = await anthropic.messages.create({
+    model: 'claude-3-5-haiku-latest',
+    max_tokens: 1024,
+    system: SYSTEM,
+    messages: [{ role: 'user', content: 'Diagnose error: E: Unable to locate package foobar' }],
+  });
+  assert(m.type === 'message' && m.role === 'assistant', 'type/role');
+  assert(m.stop_reason === 'end_turn', `stop_reason ${m.stop_reason}`);
+  assert(m.content[0].type === 'text', 'content type');
+  anthropicText = m.content[0].text;
+  assert(commands(anthropicText).includes('apt-cache search --names-only foobar'), 'diagnosis command');
+  assert(m.usage.input_tokens > 0 && m.usage.output_tokens > 10, 'usage');
+});
+
+await check('anthropic: messages.stream helper (text events, finalMessage)', async () => {
+  const stream = anthropic.messages.stream({
+    model: 'claude-3-5-haiku-latest',
+    max_tokens: 1024,
+    system: SYSTEM,
+    messages: [{ role: 'user', content: 'Hardware check: gpu RTX 4090' }],
+  });
+  let text = '';
+  let pieces = 0;
+  stream.on('text', (t) => {
+    text += t;
+    pieces++;
+  });
+  const final = await stream.finalMessage();
+  assert(final.content[0].text === text, 'final text differs from streamed text');
+  assert(final.usage.output_tokens === pieces, `output_tokens ${final.usage.output_tokens} vs ${pieces}`);
+  assert(final.stop_reason === 'end_turn', `stop_reason ${final.stop_reason}`);
+  assert(commands(text).includes('nvidia-smi'), 'gpu command');
+});
+
+await check('anthropic: raw stream events in order', async () => {
+  const stream = await anthropic.messages.create({
+    model: 'claude-3-5-haiku-latest',
+    max_tokens: 1024,
+    messages: [{ role: 'user', content: 'Diagnose error: E: Unable to locate package foobar' }],
+    stream: true,
+  });
+  const types = [];
+  let text = '';
+  for await (const ev of stream) {
+    types.push(ev.type);
+    if (ev.type === 'content_block_delta') text += ev.delta.text;
+  }
+  const seq = types.filter((t, i) => t !== 'content_block_delta' || types[i - 1] !== 'content_block_delta');
+  const want = ['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop'];
+  assert(JSON.stringify(seq.filter((t) => t !== 'ping')) === JSON.stringify(want), `events ${seq.join(',')}`);
+  assert(JSON.stringify(commands(text)) === JSON.stringify(commands(anthropicText)), 'streamed commands differ');
+});
+
+await check('anthropic: 529 overloaded fault raises with the API error body', async () => {
+  await admin('/admin/faults', { script: 'next 1 529' });
+  try {
+    await anthropic.messages.create(
+      { model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] },
+      { maxRetries: 0 },
+    );
+    throw new Error('no error raised');
+  } catch (e) {
+    assert(e instanceof Anthropic.APIError, `got ${e?.constructor?.name}: ${e}`);
+    assert(e.status === 529, `status ${e.status}`);
+    assert(e.error?.error?.type === 'overloaded_error', `error ${JSON.stringify(e.error)}`);
+  }
+});
+
+await check('anthropic: SDK retries a 429 and succeeds', async () => {
+  await admin('/admin/faults', { script: 'next 1 429' });
+  const m = await anthropic.messages.create({
+    model: 'm',
+    max_tokens: 1024,
+    messages: [{ role: 'user', content: 'Install package: docker' }],
+  });
+  assert(commands(m.content[0].text).includes('sudo apt-get install -y docker.io'), 'content');
+});
+
+await check('both: max_tokens cuts the reply (length / max_tokens)', async () => {
+  const o = await openai.chat.completions.create({
+    model: 'm',
+    max_completion_tokens: 5,
+    messages: [{ role: 'user', content: 'Install package: docker' }],
+  });
+  assert(o.choices[0].finish_reason === 'length', `finish_reason ${o.choices[0].finish_reason}`);
+  assert(o.usage.completion_tokens === 5, `completion_tokens ${o.usage.completion_tokens}`);
+  const a = await anthropic.messages.create({
+    model: 'm',
+    max_tokens: 5,
+    messages: [{ role: 'user', content: 'Install package: docker' }],
+  });
+  assert(a.stop_reason === 'max_tokens', `stop_reason ${a.stop_reason}`);
+  assert(a.usage.output_tokens === 5, `output_tokens ${a.usage.output_tokens}`);
+});
+
+await check('anthropic: AuthenticationError for a wrong key', async () => {
+  const bad = new Anthropic({ apiKey: 'sk-wrong', baseURL: base, maxRetries: 0 });
+  try {
+    await bad.messages.create({ model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
+    throw new Error('no error raised');
+  } catch (e) {
+    assert(e instanceof Anthropic.AuthenticationError, `got ${e?.constructor?.name}: ${e}`);
+  }
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
