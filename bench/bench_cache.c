@@ -1,0 +1,196 @@
+/*
+ * bench_cache.c - semantic cache throughput: exact and similarity lookups per second at N
+ * entries on 1 and 2 threads (run side by side in one process, ratio printed), and puts per
+ * second through the group-committing writer on 1 and several threads.
+ *
+ * Usage: bench_cache [--entries 500] [--seconds 1.0] [--writers 8] [--dir /tmp]
+ * Every figure printed is measured in this run; the machine may be shared, so compare ratios
+ * measured together rather than absolute numbers across runs.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cx/cache.h"
+#include "cx/clock.h"
+#include "cx/dbpool.h"
+
+static const char *k_words[] = {"nginx", "redis", "postgresql", "docker", "nodejs", "python",
+                                "mysql", "apache", "git", "curl", "vim", "htop", "golang",
+                                "rust", "java", "kafka", "zookeeper", "mongodb", "php", "ruby"};
+#define NWORDS (sizeof k_words / sizeof k_words[0])
+
+static const char *k_system = "You are a Linux system administration assistant. Reply with a "
+                              "JSON array of shell commands only.";
+
+static void prompt_for(int i, char *buf, size_t n) {
+    snprintf(buf, n, "install %s and %s then configure %s service number %d on ubuntu server",
+             k_words[i % NWORDS], k_words[(i / NWORDS) % NWORDS], k_words[(i * 7) % NWORDS], i);
+}
+
+/* Exact misses that are similar to prompt i (one extra word). */
+static void similar_for(int i, char *buf, size_t n) {
+    snprintf(buf, n, "please install %s and %s then configure %s service number %d on ubuntu "
+             "server", k_words[i % NWORDS], k_words[(i / NWORDS) % NWORDS],
+             k_words[(i * 7) % NWORDS], i);
+}
+
+struct job {
+    struct cx_cache *cache;
+    int entries;
+    int mode; /* 0 exact, 1 similar, 2 put */
+    int tid;
+    double seconds;
+    pthread_barrier_t *start;
+    long ops, errors;
+};
+
+static void *run_job(void *arg) {
+    struct job *j = arg;
+    char prompt[256];
+    struct cx_cache_key k = {"openai", "gpt-4o", k_system, prompt};
+    pthread_barrier_wait(j->start);
+    uint64_t t0 = cx_now_ns();
+    uint64_t end = t0 + (uint64_t)(j->seconds * 1e9);
+    long ops = 0, errors = 0;
+    int i = j->tid * 7919;
+    while (1) {
+        if ((ops & 63) == 0 && cx_now_ns() >= end) break;
+        if (j->mode == 2) {
+            snprintf(prompt, sizeof prompt, "write %d from thread %d installing %s", i, j->tid,
+                     k_words[i % NWORDS]);
+            if (cx_cache_put(j->cache, &k, "[\"apt-get install -y pkg\"]", NULL) < 0) errors++;
+            if (cx_now_ns() >= end) {
+                ops++;
+                break;
+            }
+        } else {
+            int e = i % j->entries;
+            if (j->mode == 0) prompt_for(e, prompt, sizeof prompt);
+            else similar_for(e, prompt, sizeof prompt);
+            char *json = NULL;
+            int similar = 0;
+            int rc = cx_cache_get(j->cache, &k, &json, &similar, NULL);
+            if (rc != 0 || similar != (j->mode == 1)) errors++;
+            cx_free(json);
+        }
+        ops++;
+        i++;
+    }
+    j->seconds = cx_elapsed_s(t0, cx_now_ns());
+    j->ops = ops;
+    j->errors = errors;
+    return NULL;
+}
+
+/* Runs `threads` jobs of `mode` together; returns total ops/s; *errors gets the error count. */
+static double measure(struct cx_cache *c, int entries, int mode, int threads, double seconds,
+                      long *errors) {
+    pthread_barrier_t b;
+    pthread_barrier_init(&b, NULL, (unsigned)threads);
+    struct job *jobs = calloc((size_t)threads, sizeof *jobs);
+    pthread_t *th = calloc((size_t)threads, sizeof *th);
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (struct job){c, entries, mode, t, seconds, &b, 0, 0};
+        pthread_create(&th[t], NULL, run_job, &jobs[t]);
+    }
+    double rate = 0;
+    *errors = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        rate += (double)jobs[t].ops / jobs[t].seconds;
+        *errors += jobs[t].errors;
+    }
+    pthread_barrier_destroy(&b);
+    free(jobs);
+    free(th);
+    return rate;
+}
+
+int main(int argc, char **argv) {
+    int entries = 500, writers = 8;
+    double seconds = 1.0;
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--entries") == 0) entries = (int)strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--seconds") == 0) seconds = strtod(argv[i + 1], NULL);
+        else if (strcmp(argv[i], "--writers") == 0) writers = (int)strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
+        else {
+            fprintf(stderr, "usage: %s [--entries N] [--seconds S] [--writers N] [--dir D]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (entries < 1 || seconds <= 0 || writers < 1) {
+        fprintf(stderr, "bench_cache: bad arguments\n");
+        return 2;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/bench_cache_%d.db", dir, (int)getpid());
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = path;
+    struct cx_pool *pool;
+    struct cx_errinfo ei;
+    if (cx_pool_open(&po, &pool, &ei) < 0) {
+        fprintf(stderr, "bench_cache: %s\n", ei.msg);
+        return 1;
+    }
+    struct cx_cache_options co;
+    cx_cache_options_init(&co);
+    co.max_entries = (size_t)entries;
+    struct cx_cache *cache;
+    if (cx_cache_new(pool, &co, &cache, &ei) < 0) {
+        fprintf(stderr, "bench_cache: %s\n", ei.msg);
+        return 1;
+    }
+    char prompt[256];
+    struct cx_cache_key k = {"openai", "gpt-4o", k_system, prompt};
+    for (int i = 0; i < entries; i++) {
+        prompt_for(i, prompt, sizeof prompt);
+        if (cx_cache_put(cache, &k, "[\"sudo apt-get update\", \"sudo apt-get install -y pkg\"]",
+                         &ei) < 0) {
+            fprintf(stderr, "bench_cache: fill: %s\n", ei.msg);
+            return 1;
+        }
+    }
+    printf("bench_cache: %d entries, %.2f s per measurement, %ld CPUs online, db %s\n", entries,
+           seconds, sysconf(_SC_NPROCESSORS_ONLN), path);
+    long e1, e2;
+    static const char *names[] = {"exact lookups", "similarity lookups"};
+    int bad = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        double r1 = measure(cache, entries, mode, 1, seconds, &e1);
+        double r2 = measure(cache, entries, mode, 2, seconds, &e2);
+        printf("%-20s 1 thread: %12.0f/s   2 threads: %12.0f/s   ratio 2/1: %.2fx%s\n",
+               names[mode], r1, r2, r2 / r1, e1 + e2 ? "   (UNEXPECTED RESULTS)" : "");
+        if (e1 + e2) bad = 1;
+    }
+    /* Writes: distinct new keys, so every put inserts and (past max_entries) evicts. */
+    double w1 = measure(cache, entries, 2, 1, seconds, &e1);
+    double wn = measure(cache, entries, 2, writers, seconds, &e2);
+    struct cx_pool_stats ps;
+    cx_pool_stats(pool, &ps);
+    printf("%-20s 1 thread: %12.0f/s   %d threads: %11.0f/s   (%.1f writes per transaction "
+           "overall)%s\n",
+           "puts", w1, writers, wn, ps.transactions ? (double)ps.writes / ps.transactions : 0.0,
+           e1 + e2 ? "   (ERRORS)" : "");
+    if (e1 + e2) bad = 1;
+    struct cx_cache_stats st;
+    if (cx_cache_stats(cache, &st, &ei) == 0)
+        printf("cache: %zu entries, %llu hits, %llu misses\n", st.entries,
+               (unsigned long long)st.hits, (unsigned long long)st.misses);
+    cx_cache_free(cache);
+    cx_pool_close(pool);
+    char side[600];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    return bad;
+}
