@@ -1126,3 +1126,24 @@ int cx_router_complete_async(struct cx_router *r, const struct cx_llm_query *q, 
     async_acquire(c);
     return 0;
 }
+
+/* ---- test hooks (not in the public header; tests declare them) ---- */
+
+/* Queries waiting on an in-flight identical query right now (blocking and async). */
+size_t cx__router_sf_waiting(struct cx_router *r);
+size_t cx__router_sf_waiting(struct cx_router *r) {
+    size_t n = 0;
+    cx__mutex_lock(&r->sf_mu);
+    for (int b = 0; b < SF_BUCKETS; b++) {
+        for (struct sf_entry *e = r->sf[b]; e; e = e->next) {
+            n += (size_t)(e->refs - 1);
+            for (struct sf_waiter *w = e->waiters; w; w = w->next) n++;
+        }
+    }
+    cx__mutex_unlock(&r->sf_mu);
+    return n;
+}
+
+/* The router's own tokens-per-minute bucket (NULL when off). */
+struct cx_limiter *cx__router_token_limiter(struct cx_router *r);
+struct cx_limiter *cx__router_token_limiter(struct cx_router *r) { return r->tok; }
