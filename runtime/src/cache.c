@@ -9,7 +9,7 @@
  * Threads: no thread of its own. Callers' threads run lookups (and, at most once per
  * refresh_interval_ms, a generation check and maybe an index reload on a reader connection);
  * the pool's writer thread runs the cache's write callbacks and their done callbacks.
- * Index and generations: `c->idx` (under c->lock, a writer-preferring rwlock) mirrors the
+ * Index and generations: `c->idx` (under c->lock, a writer-preferring big-reader lock) mirrors the
  * database at generation idx->gen. Every cache write transaction (put, clear; from any process)
  * does generation = generation + 1 in llm_cache_meta, so generation G names one state of the
  * entries. A put's done callback (writer thread, after commit, in commit order) applies its
@@ -31,6 +31,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -78,10 +79,71 @@ struct shard {
     char pad[64 - 3 * sizeof(uint64_t)];
 };
 
+/*
+ * A reader-scalable read-write lock ("big-reader" lock). Lookups must scale across cores, and a
+ * pthread rwlock makes every reader write the same cache line. Here each reader increments its
+ * own padded slot, then checks the writer flag; a writer takes `wmu`, raises the flag and waits
+ * for every slot to drain. Both sides use sequentially consistent atomics, so at least one of a
+ * racing reader and writer sees the other (Dekker). A reader that meets a raised flag backs out
+ * and queues on `wmu` behind the writer, so writers are preferred and cannot starve. Critical
+ * sections on either side are short and never block on I/O; the writer's wait yields the CPU.
+ */
+#define BR_SLOTS 64
+struct br_slot {
+    _Atomic long n;
+    char pad[64 - sizeof(long)];
+};
+struct brlock {
+    struct br_slot slot[BR_SLOTS];
+    _Atomic int writer;
+    pthread_mutex_t wmu;
+};
+
+static _Atomic unsigned g_br_seq;
+static _Thread_local int tls_br_slot = -1;
+
+static int br_init(struct brlock *l) {
+    for (int i = 0; i < BR_SLOTS; i++) atomic_init(&l->slot[i].n, 0);
+    atomic_init(&l->writer, 0);
+    return pthread_mutex_init(&l->wmu, NULL) == 0 ? 0 : CX_ENOMEM;
+}
+
+static void br_destroy(struct brlock *l) { pthread_mutex_destroy(&l->wmu); }
+
+static struct br_slot *br_rdlock(struct brlock *l) {
+    if (tls_br_slot < 0)
+        tls_br_slot = (int)(atomic_fetch_add_explicit(&g_br_seq, 1, memory_order_relaxed) %
+                            BR_SLOTS);
+    struct br_slot *s = &l->slot[tls_br_slot];
+    for (;;) {
+        atomic_fetch_add(&s->n, 1);
+        if (!atomic_load(&l->writer)) return s;
+        atomic_fetch_sub(&s->n, 1);
+        pthread_mutex_lock(&l->wmu); /* wait for the writer to finish */
+        pthread_mutex_unlock(&l->wmu);
+    }
+}
+
+static void br_rdunlock(struct br_slot *s) {
+    atomic_fetch_sub_explicit(&s->n, 1, memory_order_release);
+}
+
+static void br_wrlock(struct brlock *l) {
+    pthread_mutex_lock(&l->wmu);
+    atomic_store(&l->writer, 1);
+    for (int i = 0; i < BR_SLOTS; i++)
+        while (atomic_load(&l->slot[i].n) != 0) sched_yield();
+}
+
+static void br_wrunlock(struct brlock *l) {
+    atomic_store_explicit(&l->writer, 0, memory_order_release);
+    pthread_mutex_unlock(&l->wmu);
+}
+
 struct cx_cache {
     struct cx_pool *pool;
     struct cx_cache_options opt;
-    pthread_rwlock_t lock;
+    struct brlock lock;
     struct index *idx;             /* guarded by lock */
     _Atomic uint64_t next_refresh; /* cx_now_ns() of the next generation check */
     _Atomic int stale;             /* 1: check the generation at the next lookup */
@@ -506,7 +568,7 @@ static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct 
     c->collected_hits += f->dhits;
     c->collected_misses += f->dmisses;
     if (atomic_exchange_explicit(&c->dirty, 0, memory_order_acquire)) {
-        pthread_rwlock_rdlock(&c->lock);
+        struct br_slot *rs = br_rdlock(&c->lock);
         struct index *x = c->idx;
         size_t cnt = 0;
         for (size_t i = 0; i < x->n; i++) {
@@ -518,7 +580,7 @@ static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct 
         }
         if (cnt) f->recs = cx__malloc(cnt * sizeof *f->recs);
         if (cnt && f->recs == NULL) {
-            pthread_rwlock_unlock(&c->lock);
+            br_rdunlock(rs);
             atomic_store(&c->dirty, 1);
             return cx__err(ei, CX_ENOMEM, "cache: out of memory flushing access times");
         }
@@ -534,7 +596,7 @@ static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct 
                 f->n++;
             }
         }
-        pthread_rwlock_unlock(&c->lock);
+        br_rdunlock(rs);
     }
     int rc = 0;
     if (f->n) {
@@ -571,7 +633,7 @@ static void flush_finish(struct cx_cache *c, struct flush *f, int ok) {
         c->collected_misses -= f->dmisses;
     }
     if (f->n) {
-        pthread_rwlock_rdlock(&c->lock);
+        struct br_slot *rs = br_rdlock(&c->lock);
         for (size_t i = 0; i < f->n; i++) {
             struct entry *en = find_id(c->idx, f->recs[i].id);
             if (en == NULL) continue;
@@ -585,7 +647,7 @@ static void flush_finish(struct cx_cache *c, struct flush *f, int ok) {
                 atomic_fetch_add_explicit(&en->pend_hits, f->recs[i].hits, memory_order_relaxed);
             }
         }
-        pthread_rwlock_unlock(&c->lock);
+        br_rdunlock(rs);
         if (!ok) atomic_store(&c->dirty, 1);
     }
     cx__free(f->recs);
@@ -748,10 +810,10 @@ out:
 
 /* Swaps x in if it is newer than the index (carrying over unflushed hits); frees the loser. */
 static void install_index(struct cx_cache *c, struct index *x) {
-    pthread_rwlock_wrlock(&c->lock);
+    br_wrlock(&c->lock);
     struct index *old = c->idx;
     if (old && old->gen != 0 && x->gen <= old->gen) {
-        pthread_rwlock_unlock(&c->lock);
+        br_wrunlock(&c->lock);
         index_free(x);
         return;
     }
@@ -770,7 +832,7 @@ static void install_index(struct cx_cache *c, struct index *x) {
         atomic_store(&c->dirty, 1);
     }
     c->idx = x;
-    pthread_rwlock_unlock(&c->lock);
+    br_wrunlock(&c->lock);
     index_free(old);
 }
 
@@ -799,15 +861,14 @@ static int refresh(struct cx_cache *c, struct cx_errinfo *ei) {
     sqlite3_finalize(st);
     cx_pool_checkin(c->pool, db);
     if (rc < 0) return rc;
-    pthread_rwlock_rdlock(&c->lock);
+    struct br_slot *rs = br_rdlock(&c->lock);
     uint64_t have = c->idx->gen;
-    pthread_rwlock_unlock(&c->lock);
+    br_rdunlock(rs);
     if (have == gen) return 0;
     return reload(c, ei);
 }
 
-static void maybe_refresh(struct cx_cache *c) {
-    uint64_t now = cx_now_ns();
+static void maybe_refresh(struct cx_cache *c, uint64_t now) {
     uint64_t next = atomic_load_explicit(&c->next_refresh, memory_order_relaxed);
     if (now < next && !atomic_load_explicit(&c->stale, memory_order_relaxed)) return;
     uint64_t want = now + (uint64_t)c->opt.refresh_interval_ms * CX_NSEC_PER_MSEC;
@@ -837,8 +898,7 @@ static void flush_done(int rc, void *arg) {
     }
 }
 
-static void maybe_flush(struct cx_cache *c) {
-    uint64_t now = cx_now_ns();
+static void maybe_flush(struct cx_cache *c, uint64_t now) {
     uint64_t next = atomic_load_explicit(&c->next_flush, memory_order_relaxed);
     if (now < next) return;
     uint64_t want = now + (uint64_t)c->opt.flush_interval_ms * CX_NSEC_PER_MSEC;
@@ -916,20 +976,14 @@ int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct 
     if (c == NULL) return cx__err(ei, CX_ENOMEM, "cx_cache_new: out of memory");
     c->pool = pool;
     c->opt = *o;
-    pthread_rwlockattr_t ra;
-    pthread_rwlockattr_init(&ra);
-    /* Lookups never stop; a reader-preferring lock could starve index swaps forever. */
-    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    int prc = pthread_rwlock_init(&c->lock, &ra);
-    pthread_rwlockattr_destroy(&ra);
-    if (prc != 0) {
+    if (br_init(&c->lock) < 0) {
         cx__free(c);
         return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a lock");
     }
     struct index *x = NULL;
     rc = load_index(c, &x, ei);
     if (rc < 0) {
-        pthread_rwlock_destroy(&c->lock);
+        br_destroy(&c->lock);
         cx__free(c);
         return rc;
     }
@@ -967,7 +1021,7 @@ void cx_cache_free(struct cx_cache *c) {
      * idle for this cache, and statements are only touched by this cache's callbacks. */
     if (cx_pool_write(c->pool, finalize_fn, c, NULL) < 0) finalize_fn(NULL, c, NULL);
     index_free(c->idx);
-    pthread_rwlock_destroy(&c->lock);
+    br_destroy(&c->lock);
     cx__free(c);
 }
 
@@ -996,8 +1050,9 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     if (commands_json == NULL) return cx__err(ei, CX_EINVAL, "cx_cache_get: commands_json is NULL");
     int rc = check_key(k, "cx_cache_get", ei);
     if (rc < 0) return rc;
-    maybe_refresh(c);
-    maybe_flush(c);
+    uint64_t now = cx_now_ns();
+    maybe_refresh(c, now);
+    maybe_flush(c, now);
 
     char sh[65];
     system_hash(k->system_prompt, sh);
@@ -1005,7 +1060,7 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     uint64_t kh = key_hash(gh, k->prompt);
     struct shard *shd = my_shard(c);
 
-    pthread_rwlock_rdlock(&c->lock);
+    struct br_slot *rs = br_rdlock(&c->lock);
     struct index *x = c->idx;
     int sim = 0;
     struct entry *e = find_key(x, kh, k->provider, k->model, sh, k->prompt);
@@ -1021,19 +1076,19 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
         sim = 1;
     }
     if (e == NULL) {
-        pthread_rwlock_unlock(&c->lock);
+        br_rdunlock(rs);
         atomic_fetch_add_explicit(&shd->miss, 1, memory_order_relaxed);
         return CX_ENOENT;
     }
     char *copy = cx__malloc(e->json_len + 1);
     if (copy == NULL) {
-        pthread_rwlock_unlock(&c->lock);
+        br_rdunlock(rs);
         return cx__err(ei, CX_ENOMEM, "cx_cache_get: out of memory copying a %zu-byte value",
                        e->json_len);
     }
     memcpy(copy, e->json, e->json_len + 1);
     touch(c, e);
-    pthread_rwlock_unlock(&c->lock);
+    br_rdunlock(rs);
     atomic_fetch_add_explicit(sim ? &shd->similar : &shd->exact, 1, memory_order_relaxed);
     *commands_json = copy;
     if (similar) *similar = sim;
@@ -1109,7 +1164,7 @@ static void put_done(int rc, void *arg) {
     flush_finish(c, &o->fl, rc == 0);
     o->rc = rc;
     if (rc == 0) {
-        pthread_rwlock_wrlock(&c->lock);
+        br_wrlock(&c->lock);
         struct index *x = c->idx;
         int applied = 0;
         if (x->gen != 0 && x->gen + 1 == o->gen) {
@@ -1136,7 +1191,7 @@ static void put_done(int rc, void *arg) {
             o->need_reload = 1;
             atomic_store(&c->stale, 1);
         }
-        pthread_rwlock_unlock(&c->lock);
+        br_wrunlock(&c->lock);
     }
     op_signal(o);
 }
@@ -1197,7 +1252,7 @@ static void clear_done(int rc, void *arg) {
     flush_finish(c, &o->fl, rc == 0);
     o->rc = rc;
     if (rc == 0) {
-        pthread_rwlock_wrlock(&c->lock);
+        br_wrlock(&c->lock);
         struct index *x = c->idx;
         if (x->gen != 0 && x->gen + 1 == o->gen) {
             while (x->n) cx__free(index_remove(x, x->ents[x->n - 1]));
@@ -1206,7 +1261,7 @@ static void clear_done(int rc, void *arg) {
             o->need_reload = 1;
             atomic_store(&c->stale, 1);
         }
-        pthread_rwlock_unlock(&c->lock);
+        br_wrunlock(&c->lock);
     }
     op_signal(o);
 }
