@@ -309,6 +309,66 @@ static void test_messages_stream(void **state) {
     mock_server_stop(s);
 }
 
+static void test_max_tokens(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    char *body = t_chat_body("m", "Install package: postgresql", 0, 0);
+    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
+    char *full = check_chat_reply(&r, "m");
+    t_resp_free(&r);
+    cJSON_free(body);
+    /* The cut reply is the first 7 pieces of the full one, finish_reason "length". */
+    size_t starts[8];
+    assert_int_equal(mock_content_split(full, strlen(full), starts, 8), 8);
+    for (int api = 0; api < 2; api++) {
+        for (int stream = 0; stream < 2; stream++) {
+            cJSON *b = cJSON_CreateObject();
+            cJSON_AddStringToObject(b, "model", "m");
+            cJSON_AddNumberToObject(b, api == 0 ? "max_completion_tokens" : "max_tokens", 7);
+            if (stream) cJSON_AddTrueToObject(b, "stream");
+            cJSON *msgs = cJSON_AddArrayToObject(b, "messages");
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "role", "user");
+            cJSON_AddStringToObject(m, "content", "Install package: postgresql");
+            cJSON_AddItemToArray(msgs, m);
+            if (api == 0) {
+                cJSON *sys = cJSON_CreateObject();
+                cJSON_AddStringToObject(sys, "role", "system");
+                cJSON_AddStringToObject(sys, "content", "You are a Linux package expert.");
+                cJSON_InsertItemInArray(msgs, 0, sys);
+            } else {
+                cJSON_AddStringToObject(b, "system", "You are a Linux package expert.");
+            }
+            char *txt = cJSON_PrintUnformatted(b);
+            cJSON_Delete(b);
+            assert_int_equal(t_http(url, api == 0 ? "/v1/chat/completions" : "/v1/messages",
+                                    "POST", txt, api == 0 ? NULL : MSG_HDRS, 0, &r), 200);
+            cJSON_free(txt);
+            if (!stream) {
+                cJSON *j = t_json(&r);
+                const char *got = api == 0 ? t_jstr(j, "choices.0.message.content")
+                                           : t_jstr(j, "content.0.text");
+                assert_int_equal(strlen(got), starts[7]);
+                assert_memory_equal(got, full, starts[7]);
+                assert_string_equal(api == 0 ? t_jstr(j, "choices.0.finish_reason")
+                                             : t_jstr(j, "stop_reason"),
+                                    api == 0 ? "length" : "max_tokens");
+                assert_int_equal((int)t_jnum(j, api == 0 ? "usage.completion_tokens"
+                                                         : "usage.output_tokens"), 7);
+                cJSON_Delete(j);
+            } else {
+                assert_non_null(strstr(r.body.p, api == 0 ? "\"finish_reason\":\"length\""
+                                                          : "\"stop_reason\":\"max_tokens\""));
+            }
+            t_resp_free(&r);
+        }
+    }
+    free(full);
+    mock_server_stop(s);
+}
+
 static void test_models_health_metrics_stats(void **state) {
     (void)state;
     struct mock_server *s = t_mock_start(NULL, 1);
@@ -688,6 +748,7 @@ int main(void) {
         cmocka_unit_test(test_chat_stream),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_messages_stream),
+        cmocka_unit_test(test_max_tokens),
         cmocka_unit_test(test_models_health_metrics_stats),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_bad_input),
