@@ -348,8 +348,19 @@ int main(int argc, char **argv) {
     double *errv = calloc(nl ? nl : 1, sizeof *errv);
     for (size_t i = 0; i < nl; i++) errv[i] = lat[i] - latency_ms;
 
-    printf("conns %ld  configured %.1f ms  connect %.0f ms  send spread %.1f ms\n", conns,
-           latency_ms, t_connected - t_conn0, t_send1 - t_send0);
+    /* When the answers came, relative to the first send: a burst at the end (answer spread much
+     * smaller than the send spread) means the server held replies back and released them
+     * together; answers spread like the sends mean each was timed on its own. */
+    double first_done = 0, last_done = 0;
+    for (long i = 0; i < conns; i++) {
+        if (c[i].state != ST_DONE) continue;
+        if (first_done == 0 || c[i].t_done < first_done) first_done = c[i].t_done;
+        if (c[i].t_done > last_done) last_done = c[i].t_done;
+    }
+    printf("conns %ld  configured %.1f ms  connect %.0f ms  send spread %.1f ms  answers from "
+           "%.1f to %.1f ms after the first send\n",
+           conns, latency_ms, t_connected - t_conn0, t_send1 - t_send0,
+           first_done > 0 ? first_done - t_send0 : 0.0, last_done > 0 ? last_done - t_send0 : 0.0);
     printf("answered 200: %ld  other status: %ld  failed/unfinished: %ld\n", ok, non200,
            conns - ok - non200);
     printf("client latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", pct(lat, nl, 0.5),
