@@ -1167,7 +1167,8 @@ static void put_done(int rc, void *arg) {
         br_wrlock(&c->lock);
         struct index *x = c->idx;
         int applied = 0;
-        if (x->gen != 0 && x->gen + 1 == o->gen) {
+        /* Room first, so a failed allocation leaves the index untouched (then reloaded). */
+        if (x->gen != 0 && x->gen + 1 == o->gen && index_reserve(x, x->n + 1) == 0) {
             for (size_t i = 0; i < o->nevicted; i++) {
                 struct entry *v = find_id(x, o->evicted[i]);
                 if (v && v->id != o->e->id) cx__free(index_remove(x, v));
@@ -1179,7 +1180,7 @@ static void put_done(int rc, void *arg) {
                 if (o->evicted[i] == o->e->id) evicted_self = 1;
             if (evicted_self) {
                 applied = 1; /* inserted and evicted in one go (max_entries smaller than a batch) */
-            } else if (index_reserve(x, x->n + 1) == 0) {
+            } else {
                 index_add(x, o->e);
                 o->e = NULL;
                 applied = 1;
