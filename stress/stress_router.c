@@ -1,0 +1,301 @@
+/*
+ * stress_router.c - many threads through one router, both I/O designs, against a mock that
+ * injects 429s (with Retry-After), 5xx, 529s, resets, malformed and cut bodies at random.
+ *
+ * Invariants checked (exit 1 when one breaks):
+ *   - every query ends exactly once (blocking calls return, async callbacks run once);
+ *   - an answer is the answer to its own prompt (the package name is in it);
+ *   - failures carry only the codes the faults can cause, and say what happened;
+ *   - the per-provider request counters add up to what the server saw, and each request is
+ *     either a success or a failure;
+ *   - single flight leaves no waiter behind, the I/O loop nothing in flight.
+ * Usage: stress_router [--seed S] [--iters N] [--threads T]
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cx/clock.h"
+#include "cx/ioloop.h"
+#include "cx/limiter.h"
+#include "cx/router.h"
+#include "mock/server.h"
+
+size_t cx__router_sf_waiting(struct cx_router *r);
+
+static const char *k_pkgs[] = {"nginx", "redis", "postgresql", "docker", "nodejs",
+                               "htop",  "curl",  "git",        "vim",    "tmux"};
+#define NPKG (sizeof k_pkgs / sizeof k_pkgs[0])
+
+static atomic_int g_bad;
+
+#define CHECK(cond, ...)                                                                 \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "stress_router: invariant broken at line %d: ", __LINE__);  \
+            fprintf(stderr, __VA_ARGS__);                                                \
+            fprintf(stderr, "\n");                                                       \
+            atomic_store(&g_bad, 1);                                                     \
+        }                                                                                \
+    } while (0)
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static int expected_failure(int rc) {
+    return rc == CX_ERATELIMIT || rc == CX_ESERVER || rc == CX_EOVERLOADED || rc == CX_ECONN ||
+           rc == CX_EPARSE || rc == CX_ETIMEDOUT;
+}
+
+static void make_query(struct cx_llm_query *q, uint64_t *rng, char *prompt, size_t n, int *pkg) {
+    cx_llm_query_init(q);
+    *pkg = (int)(splitmix(rng) % NPKG);
+    /* half the prompts repeat (single flight), half are unique (many transfers in flight) */
+    if (splitmix(rng) % 2)
+        snprintf(prompt, n, "Install package: %s", k_pkgs[*pkg]);
+    else
+        snprintf(prompt, n, "Install package: %s-%llu", k_pkgs[*pkg], (unsigned long long)(splitmix(rng) % 100000));
+    q->task = (enum cx_task_type)(splitmix(rng) % CX_TASK_COUNT);
+    q->system = "You are a Linux package expert.";
+    q->prompt = prompt;
+    q->max_tokens = 512;
+    q->stream = splitmix(rng) % 2;
+    q->deadline = cx_deadline_after_ms(30000);
+}
+
+static void check_result(int rc, const struct cx_llm_response *resp, const struct cx_errinfo *ei, int pkg) {
+    if (rc == 0) {
+        CHECK(resp->content && strstr(resp->content, k_pkgs[pkg]), "answer for %s does not name it",
+              k_pkgs[pkg]);
+        CHECK(resp->provider >= 0 && resp->provider < CX_PROVIDER_COUNT, "bad provider %d", resp->provider);
+    } else {
+        CHECK(expected_failure(rc), "unexpected error %s: %s", cx_err_name(rc), ei ? ei->msg : "");
+        CHECK(ei && ei->msg[0], "failure %s without a message", cx_err_name(rc));
+    }
+}
+
+/* ---- blocking workers ---- */
+
+struct worker {
+    struct cx_router *r;
+    uint64_t seed;
+    int n;
+    int ok, failed;
+};
+
+static void *worker_main(void *p) {
+    struct worker *w = p;
+    uint64_t rng = w->seed;
+    for (int i = 0; i < w->n; i++) {
+        struct cx_llm_query q;
+        char prompt[64];
+        int pkg;
+        make_query(&q, &rng, prompt, sizeof prompt, &pkg);
+        struct cx_llm_response resp;
+        struct cx_errinfo ei;
+        memset(&ei, 0, sizeof ei);
+        int rc = cx_router_complete(w->r, &q, &resp, &ei);
+        check_result(rc, &resp, &ei, pkg);
+        if (rc == 0) w->ok++;
+        else w->failed++;
+        cx_llm_response_clear(&resp);
+    }
+    return NULL;
+}
+
+/* ---- async submissions ---- */
+
+struct pending {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int done, ok, failed; /* guarded by mu */
+};
+
+struct one {
+    struct pending *p;
+    int pkg;
+    atomic_int calls;
+};
+
+static void on_done(int rc, struct cx_llm_response *resp, const struct cx_errinfo *ei, void *ud) {
+    struct one *o = ud;
+    int c = atomic_fetch_add(&o->calls, 1);
+    CHECK(c == 0, "async callback ran %d times", c + 1);
+    check_result(rc, resp, ei, o->pkg);
+    if (resp) cx_llm_response_clear(resp);
+    pthread_mutex_lock(&o->p->mu);
+    o->p->done++;
+    if (rc == 0) o->p->ok++;
+    else o->p->failed++;
+    pthread_cond_broadcast(&o->p->cond);
+    pthread_mutex_unlock(&o->p->mu);
+}
+
+int main(int argc, char **argv) {
+    uint64_t seed = 1;
+    int iters = 200, threads = 8;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--seed") == 0) seed = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--iters") == 0) iters = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
+    }
+    if (iters < 1) iters = 1;
+    if (threads < 1 || threads > 256) threads = 8;
+    printf("stress_router: seed %llu iters %d threads %d\n", (unsigned long long)seed, iters, threads);
+
+    char cfg[512];
+    snprintf(cfg, sizeof cfg,
+             "seed = %llu\nlatency = 2ms\ndist = uniform\nlatency_max = 4ms\nretry_after = 3ms\n"
+             "fault.429 = 0.05\nfault.500 = 0.02\nfault.503 = 0.02\nfault.529 = 0.02\n"
+             "fault.reset = 0.02\nfault.malformed = 0.02\nfault.cut = 0.02\n",
+             (unsigned long long)seed);
+    struct mock_options mo;
+    mock_options_init(&mo);
+    mo.config_text = cfg;
+    struct mock_server *m;
+    char err[256];
+    if (mock_server_start(&mo, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "stress_router: mock: %s\n", err);
+        return 2;
+    }
+    char base[128];
+    snprintf(base, sizeof base, "%s/v1", mock_server_url(m));
+
+    struct cx_ioloop *loop;
+    struct cx_limiter *lim;
+    if (cx_ioloop_new(NULL, &loop, NULL) < 0 || cx_limiter_new(1e6, 1e6, &lim, NULL) < 0) return 2;
+    struct cx_router_options o;
+    cx_router_options_init(&o);
+    o.base_url = base;
+    o.limiter = lim;
+    o.tokens_per_minute = 1e9;
+    o.max_attempts = 4;
+    o.backoff_base_ns = CX_NSEC_PER_MSEC;
+    o.backoff_cap_ns = 4 * CX_NSEC_PER_MSEC;
+    o.seed = seed;
+    o.loop = loop;
+    o.io = CX_IO_THREAD_LOCAL;
+    struct cx_router *tl, *hy;
+    struct cx_errinfo ei;
+    if (cx_router_new(&o, &tl, &ei) < 0) {
+        fprintf(stderr, "stress_router: %s\n", ei.msg);
+        return 2;
+    }
+    o.io = CX_IO_HYBRID;
+    if (cx_router_new(&o, &hy, &ei) < 0) {
+        fprintf(stderr, "stress_router: %s\n", ei.msg);
+        return 2;
+    }
+
+    /* phase 1: blocking calls, thread-local and hybrid routers at once */
+    uint64_t t0 = cx_now_ns();
+    pthread_t *th = calloc((size_t)threads, sizeof *th);
+    struct worker *ws = calloc((size_t)threads, sizeof *ws);
+    for (int i = 0; i < threads; i++) {
+        ws[i] = (struct worker){i % 2 ? hy : tl, seed * 1000 + (uint64_t)i, iters / threads + 1, 0, 0};
+        if (pthread_create(&th[i], NULL, worker_main, &ws[i]) != 0) return 2;
+    }
+    int ok = 0, failed = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        ok += ws[i].ok;
+        failed += ws[i].failed;
+    }
+    double blocking_s = cx_elapsed_s(t0, cx_now_ns());
+
+    /* phase 2: every query async at once through the one I/O thread */
+    struct pending pd;
+    memset(&pd, 0, sizeof pd);
+    pthread_mutex_init(&pd.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pd.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    struct one *ones = calloc((size_t)iters, sizeof *ones);
+    uint64_t rng = seed ^ 0xabcdef;
+    int submitted = 0;
+    t0 = cx_now_ns();
+    for (int i = 0; i < iters; i++) {
+        struct cx_llm_query q;
+        char prompt[64];
+        make_query(&q, &rng, prompt, sizeof prompt, &ones[i].pkg);
+        ones[i].p = &pd;
+        atomic_init(&ones[i].calls, 0);
+        int rc = cx_router_complete_async(hy, &q, on_done, &ones[i], &ei);
+        CHECK(rc == 0, "async submit failed: %s", ei.msg);
+        if (rc == 0) submitted++;
+    }
+    uint64_t dl = cx_deadline_after_ms(120000);
+    pthread_mutex_lock(&pd.mu);
+    while (pd.done < submitted) {
+        struct timespec ts = cx_deadline_to_timespec(dl);
+        if (pthread_cond_timedwait(&pd.cond, &pd.mu, &ts) != 0 && cx_deadline_expired(dl)) break;
+    }
+    int adone = pd.done, aok = pd.ok, afailed = pd.failed;
+    pthread_mutex_unlock(&pd.mu);
+    double async_s = cx_elapsed_s(t0, cx_now_ns());
+    CHECK(adone == submitted, "%d of %d async queries ended", adone, submitted);
+
+    /* counters */
+    struct cx_router_stats st[2];
+    cx_router_stats(tl, &st[0]);
+    cx_router_stats(hy, &st[1]);
+    uint64_t requests = 0;
+    for (int k = 0; k < 2; k++) {
+        for (int p = 0; p < CX_PROVIDER_COUNT; p++) {
+            struct cx_provider_stats *s = &st[k].providers[p];
+            CHECK(s->requests == s->successes + s->failures, "provider %d: %llu requests != %llu + %llu", p,
+                  (unsigned long long)s->requests, (unsigned long long)s->successes,
+                  (unsigned long long)s->failures);
+            requests += s->requests;
+        }
+    }
+    CHECK(st[0].queries + st[1].queries == (uint64_t)(ok + failed + submitted), "query count");
+    struct mock_counts mc;
+    uint64_t wdl = cx_deadline_after_ms(5000);
+    do {
+        mock_server_counts(m, &mc);
+        if (mc.api_requests >= requests) break;
+        cx_sleep_ns(CX_NSEC_PER_MSEC);
+    } while (!cx_deadline_expired(wdl));
+    CHECK(mc.api_requests == requests, "server saw %llu requests, routers sent %llu",
+          (unsigned long long)mc.api_requests, (unsigned long long)requests);
+    CHECK(cx__router_sf_waiting(tl) == 0 && cx__router_sf_waiting(hy) == 0, "single-flight waiters left");
+    struct cx_ioloop_stats ls;
+    cx_ioloop_stats(loop, &ls);
+    CHECK(ls.in_flight == 0 && ls.submitted == ls.completed, "I/O loop: %llu in flight, %llu/%llu",
+          (unsigned long long)ls.in_flight, (unsigned long long)ls.completed, (unsigned long long)ls.submitted);
+
+    printf("stress_router: blocking %d ok %d failed in %.3f s; async %d ok %d failed in %.3f s "
+           "(max in flight %llu); %llu HTTP requests, %llu retries, %llu fallbacks, %llu shared, "
+           "%llu Retry-After pauses\n",
+           ok, failed, blocking_s, aok, afailed, async_s, (unsigned long long)ls.max_in_flight,
+           (unsigned long long)requests, (unsigned long long)(st[0].retries + st[1].retries),
+           (unsigned long long)(st[0].fallbacks + st[1].fallbacks),
+           (unsigned long long)(st[0].shared + st[1].shared),
+           (unsigned long long)(st[0].rate_limit_pauses + st[1].rate_limit_pauses));
+
+    cx_router_free(tl);
+    cx_router_free(hy);
+    cx_ioloop_free(loop);
+    cx_limiter_free(lim);
+    mock_server_stop(m);
+    free(ones);
+    free(th);
+    free(ws);
+    pthread_mutex_destroy(&pd.mu);
+    pthread_cond_destroy(&pd.cond);
+    if (atomic_load(&g_bad)) {
+        printf("stress_router: FAILED (seed %llu)\n", (unsigned long long)seed);
+        return 1;
+    }
+    printf("stress_router: ok\n");
+    return 0;
+}
