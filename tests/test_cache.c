@@ -214,6 +214,42 @@ static void test_eviction_order(void **state) {
     fx_close(&f);
 }
 
+/* A put that cannot get the write lock fails with CX_EBUSY and changes nothing. */
+static void test_put_busy(void **state) {
+    (void)state;
+    char *path = t_path(g_dir, "busy.db");
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = path;
+    po.busy_timeout_ms = 20;
+    struct cx_pool *p;
+    struct cx_cache *c;
+    struct cx_errinfo ei;
+    assert_int_equal(cx_pool_open(&po, &p, &ei), 0);
+    assert_int_equal(cx_cache_new(p, NULL, &c, &ei), 0);
+    put(c, "kept entry", "[\"kept\"]");
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct cx_cache_key k = key("new entry");
+    assert_int_equal(cx_cache_put(c, &k, "[\"new\"]", &ei), CX_EBUSY);
+    assert_int_equal(get(c, "new entry", NULL), 0);
+    assert_int_equal(get(c, "kept entry", "[\"kept\"]"), 1);
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    put(c, "new entry", "[\"new\"]");
+    assert_int_equal(get(c, "new entry", "[\"new\"]"), 1);
+    struct cx_cache_stats st;
+    assert_int_equal(cx_cache_stats(c, &st, NULL), 0);
+    assert_int_equal(st.entries, 2);
+    /* The hit counted while the lock was held was not lost by the failed put's flush. */
+    assert_int_equal(st.hits, 2);
+    assert_int_equal(st.misses, 1);
+    cx_cache_free(c);
+    cx_pool_close(p);
+    free(path);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     struct fx f;
@@ -403,6 +439,7 @@ int main(void) {
         cmocka_unit_test(test_exact_similar_miss),
         cmocka_unit_test(test_threshold),
         cmocka_unit_test(test_eviction_order),
+        cmocka_unit_test(test_put_busy),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_two_caches_one_file),
         cmocka_unit_test(test_threads),

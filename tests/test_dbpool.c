@@ -343,6 +343,38 @@ static void test_write_from_writer_refused(void **state) {
     cx_pool_close(p);
 }
 
+/* Another process holding the write lock past the busy timeout: CX_EBUSY, nothing lost. */
+static void test_busy_other_writer(void **state) {
+    (void)state;
+    char *path = t_path(g_dir, "busy.db");
+    struct cx_pool_options o;
+    cx_pool_options_init(&o);
+    o.path = path;
+    o.readers = 1;
+    o.busy_timeout_ms = 20;
+    struct cx_pool *p = NULL;
+    struct cx_errinfo ei;
+    assert_int_equal(cx_pool_open(&o, &p, &ei), 0);
+    assert_int_equal(cx_pool_exec(p, "CREATE TABLE t(v INTEGER)", &ei), 0);
+    long v = 1;
+    assert_int_equal(cx_pool_write(p, insert_fn, &v, &ei), 0);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    v = 2;
+    assert_int_equal(cx_pool_write(p, insert_fn, &v, &ei), CX_EBUSY);
+    assert_non_null(strstr(ei.msg, "BEGIN IMMEDIATE"));
+    assert_int_equal(ei.detail & 0xff, SQLITE_BUSY);
+    /* Readers are not blocked by a writer in WAL mode. */
+    assert_int_equal(query_int(p, "SELECT count(*) FROM t"), 1);
+    assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(cx_pool_write(p, insert_fn, &v, &ei), 0);
+    assert_int_equal(query_int(p, "SELECT sum(v) FROM t"), 3);
+    cx_pool_close(p);
+    free(path);
+}
+
 static void test_checkout_timeout(void **state) {
     (void)state;
     char *path = t_path(g_dir, "timeout.db");
@@ -510,6 +542,7 @@ int main(void) {
         cmocka_unit_test(test_write_read_reopen),
         cmocka_unit_test(test_group_commit_order_and_rollback),
         cmocka_unit_test(test_write_from_writer_refused),
+        cmocka_unit_test(test_busy_other_writer),
         cmocka_unit_test(test_checkout_timeout),
         cmocka_unit_test(test_exclusive_checkout_many_threads),
         cmocka_unit_test(test_two_pools_one_file),
