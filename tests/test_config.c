@@ -12,6 +12,7 @@
 
 #include "cx/clock.h"
 #include "cx/config.h"
+#include "cx/limiter.h"
 #include "t_util.h"
 
 /* A fake environment: pairs of name, value, ended by a NULL name. */
@@ -120,9 +121,41 @@ static void test_every_variable(void **state) {
     assert_defaults(&c);
 }
 
+/* Whatever config accepts, the limiters built from it accept too (the router builds the token
+ * limiter as rate tpm/60, burst tpm). */
+static void assert_limiters_accept(const struct cx_config *c) {
+    struct cx_limiter *l = NULL;
+    struct cx_errinfo ei;
+    if (cx_limiter_new(c->rate_limit_rps, c->rate_limit_burst, &l, &ei) < 0)
+        fail_msg("config accepted rps %g burst %g but the limiter refuses: %s", c->rate_limit_rps,
+                 c->rate_limit_burst, ei.msg);
+    cx_limiter_free(l);
+    if (c->tokens_per_minute > 0) {
+        assert_int_equal(cx_limiter_new(c->tokens_per_minute / 60, c->tokens_per_minute, &l, &ei), 0);
+        cx_limiter_free(l);
+    }
+}
+
 static void test_burst_follows_rps(void **state) {
     (void)state;
     struct cx_config c;
+    cx_config_init(&c);
+    assert_limiters_accept(&c);
+    const char *edges[][4] = {
+        {"CORTEX_RATE_LIMIT_RPS", "1e-9", "CORTEX_TOKENS_PER_MINUTE", "1"},
+        {"CORTEX_RATE_LIMIT_RPS", "1e12", "CORTEX_TOKENS_PER_MINUTE", "1e12"},
+        {"CORTEX_RATE_LIMIT_RPS", "0.001", "CORTEX_RATE_LIMIT_BURST", "1e6"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        const char *env[] = {edges[i][0], edges[i][1], edges[i][2], edges[i][3], NULL};
+        assert_int_equal(cx_config_load(&c, fake_get, (void *)env, NULL), 0);
+        assert_limiters_accept(&c);
+    }
+    const char *too_slow[] = {"CORTEX_RATE_LIMIT_RPS", "0.001", "CORTEX_RATE_LIMIT_BURST", "1e7",
+                              NULL};
+    struct cx_errinfo ei;
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)too_slow, &ei), CX_ECONFIG);
+    assert_non_null(strstr(ei.msg, "CORTEX_RATE_LIMIT_BURST"));
     const char *fast[] = {"CORTEX_RATE_LIMIT_RPS", "20", NULL};
     assert_int_equal(cx_config_load(&c, fake_get, (void *)fast, NULL), 0);
     assert_true(c.rate_limit_burst == 20.0);
@@ -152,6 +185,8 @@ static void test_bad_values(void **state) {
         {"CORTEX_RATE_LIMIT_RPS", "5 5", "not a number"},
         {"CORTEX_RATE_LIMIT_BURST", "0.5", "must be >="},
         {"CORTEX_TOKENS_PER_MINUTE", "-1", "must be >="},
+        {"CORTEX_TOKENS_PER_MINUTE", "0.5", "must be 0 (unlimited) or >= 1"},
+        {"CORTEX_RATE_LIMIT_RPS", "1e-12", "a full refill"},
         {"CORTEX_THREAD_POOL_SIZE", "0", "[1, 1024]"},
         {"CORTEX_THREAD_POOL_SIZE", "1025", "[1, 1024]"},
         {"CORTEX_THREAD_POOL_SIZE", "4.5", "not an integer"},

@@ -265,9 +265,20 @@ static int load_all(struct loader *ld, struct cx_config *c) {
     c->rate_limit_burst = c->rate_limit_rps > 1 ? c->rate_limit_rps : 1;
     if ((rc = get_double(ld, "CORTEX_RATE_LIMIT_BURST", 1, 0, INFINITY, &c->rate_limit_burst)) < 0)
         return rc;
+    /* cx_limiter_new refuses a bucket whose full refill takes more than ~31 years. */
+    if (c->rate_limit_burst / c->rate_limit_rps > 1e9)
+        return cx__err(ld->ei, CX_ECONFIG,
+                       "CORTEX_RATE_LIMIT_RPS=%g with CORTEX_RATE_LIMIT_BURST=%g: a full refill "
+                       "would take %g s (at most 1e9 s)",
+                       c->rate_limit_rps, c->rate_limit_burst,
+                       c->rate_limit_burst / c->rate_limit_rps);
     if ((rc = get_double(ld, "CORTEX_TOKENS_PER_MINUTE", 0, 0, INFINITY,
                          &c->tokens_per_minute)) < 0)
         return rc;
+    /* The token limiter's burst is one minute of tokens, and a bucket holds at least one. */
+    if (c->tokens_per_minute > 0 && c->tokens_per_minute < 1)
+        return cx__err(ld->ei, CX_ECONFIG, "CORTEX_TOKENS_PER_MINUTE='%.*s': must be 0 (unlimited) "
+                       "or >= 1", QUOTE_MAX, ld->val);
     if ((rc = get_int(ld, "CORTEX_THREAD_POOL_SIZE", 1, 1024, &c->thread_pool_size)) < 0) return rc;
     if ((rc = get_int(ld, "CORTEX_DB_POOL_SIZE", 1, 64, &c->db_pool_size)) < 0) return rc;
     if ((rc = get_int(ld, "CORTEX_CACHE_MAX_ENTRIES", 1, INT_MAX, &c->cache_max_entries)) < 0)

@@ -13,8 +13,9 @@
  *
  *   variable                            field                       default
  *   CORTEX_RATE_LIMIT_RPS               rate_limit_rps              5.0      (> 0, finite)
- *   CORTEX_RATE_LIMIT_BURST             rate_limit_burst            max(1, rps) (>= 1, finite)
- *   CORTEX_TOKENS_PER_MINUTE            tokens_per_minute           0 = unlimited (>= 0, finite)
+ *   CORTEX_RATE_LIMIT_BURST             rate_limit_burst            max(1, rps) (>= 1, finite,
+ *                                                                    burst/rps <= 1e9 s)
+ *   CORTEX_TOKENS_PER_MINUTE            tokens_per_minute           0 = unlimited (0 or >= 1)
  *   CORTEX_THREAD_POOL_SIZE             thread_pool_size            10       (1..1024)
  *   CORTEX_DB_POOL_SIZE                 db_pool_size                5        (1..64)
  *   CORTEX_CACHE_MAX_ENTRIES            cache_max_entries           500      (1..INT_MAX)
