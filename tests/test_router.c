@@ -15,6 +15,8 @@
 
 #include "cx/cache.h"
 #include "cx/clock.h"
+#include "cx/config.h"
+#include "cx/gil.h"
 #include "cx/dbpool.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
@@ -679,6 +681,139 @@ static void test_async_retries_and_sf(void **state) {
     pthread_cond_destroy(&d.cond);
 }
 
+/* ---- the config mapping and Ollama's host:port form ---- */
+
+static void test_config_and_ollama(void **state) {
+    (void)state;
+    struct cx_config cfg;
+    cx_config_init(&cfg);
+    char host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%d", mock_server_port(g_mock)); /* OLLAMA_HOST style */
+    cfg.ollama_base_url = host;
+    cfg.max_retries = 2;
+    cfg.tokens_per_minute = 0;
+    struct cx_router_options o;
+    cx_router_options_init(&o);
+    cx_router_options_from_config(&o, &cfg);
+    assert_int_equal(o.max_attempts, 3);
+    struct cx_router *r = router(&o);
+    assert_true(cx_router_configured(r, CX_PROVIDER_OLLAMA));
+    assert_false(cx_router_configured(r, CX_PROVIDER_CLAUDE));
+    struct cx_llm_query q;
+    struct cx_llm_response resp;
+    struct cx_errinfo ei;
+    query(&q, CX_TASK_USER_CHAT, "Install package: tmux");
+    int rc = cx_router_complete(r, &q, &resp, &ei);
+    if (rc) fprintf(stderr, "%s\n", ei.msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(resp.provider, CX_PROVIDER_OLLAMA);
+    assert_true(resp.cost == 0); /* Ollama is free */
+    assert_true(resp.prompt_tokens > 0);
+    cx_llm_response_clear(&resp);
+    cx_router_free(r);
+}
+
+/* ---- where the CPU step runs in the hybrid design ---- */
+
+struct where {
+    struct cx_ioloop *loop;
+    atomic_int on_io, off_io;
+};
+
+static int where_validate(const struct cx_llm_query *q, const char *content, void *ud, struct cx_errinfo *ei) {
+    (void)q, (void)content, (void)ei;
+    struct where *w = ud;
+    if (cx_ioloop_on_thread(w->loop)) atomic_fetch_add(&w->on_io, 1);
+    else atomic_fetch_add(&w->off_io, 1);
+    cx_cpu_work_ns(200 * CX_NSEC_PER_USEC); /* stands for parsing + validating a plan */
+    return 0;
+}
+
+struct post_job {
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void *post_thread(void *p) {
+    struct post_job j = *(struct post_job *)p;
+    free(p);
+    j.fn(j.arg);
+    return NULL;
+}
+
+static atomic_int g_posts;
+
+static int test_post(void (*fn)(void *), void *arg, void *ctx) {
+    (void)ctx;
+    struct post_job *j = malloc(sizeof *j);
+    if (j == NULL) return -1;
+    j->fn = fn;
+    j->arg = arg;
+    pthread_t t;
+    atomic_fetch_add(&g_posts, 1); /* before the thread can run the query to its end */
+    if (pthread_create(&t, NULL, post_thread, j) != 0) {
+        atomic_fetch_sub(&g_posts, 1);
+        free(j);
+        return -1;
+    }
+    pthread_detach(t);
+    return 0;
+}
+
+static void test_post_and_cpu_share(void **state) {
+    (void)state;
+    struct cx_ioloop *loop;
+    assert_int_equal(cx_ioloop_new(NULL, &loop, NULL), 0);
+    struct where w = {loop, 0, 0};
+    struct cx_router_options o;
+    opts_mock(&o);
+    o.io = CX_IO_HYBRID;
+    o.loop = loop;
+    o.validate = where_validate;
+    o.validate_ud = &w;
+    o.single_flight = 0;
+    struct cx_router *r = router(&o);
+    assert_true(cx_router_cpu_share(r) < 0); /* nothing measured yet */
+    enum { N = 4 };
+    struct cx_llm_response out[N];
+    int rcs[N];
+    struct adone d;
+    assert_int_equal(cx__mutex_init(&d.mu), 0);
+    assert_int_equal(cx__cond_init(&d.cond), 0);
+    d.n = 0;
+    d.out = out;
+    d.rc = rcs;
+    struct aone ones[N];
+    char prompts[N][64];
+    for (int i = 0; i < N; i++) {
+        struct cx_llm_query q;
+        snprintf(prompts[i], sizeof prompts[i], "Install package: where-%d", i);
+        query(&q, CX_TASK_CONFIGURATION, prompts[i]);
+        if (i >= N / 2) q.post = test_post; /* the second half runs its CPU step off the I/O thread */
+        ones[i] = (struct aone){&d, i};
+        assert_int_equal(cx_router_complete_async(r, &q, async_cb, &ones[i], NULL), 0);
+    }
+    uint64_t dl = t_deadline_ms(10000);
+    cx__mutex_lock(&d.mu);
+    while (d.n < N && cx__cond_wait(&d.cond, &d.mu, dl) == 0) {
+    }
+    cx__mutex_unlock(&d.mu);
+    assert_int_equal(d.n, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rcs[i], 0);
+        cx_llm_response_clear(&out[i]);
+    }
+    assert_int_equal(atomic_load(&w.on_io), N / 2);
+    assert_int_equal(atomic_load(&w.off_io), N / 2);
+    assert_int_equal(atomic_load(&g_posts), N / 2);
+    double share = cx_router_cpu_share(r);
+    assert_true(share > 0 && share <= 1);
+    cx_router_free(r);
+    cx_ioloop_free(loop);
+    cx__mutex_destroy(&d.mu);
+    pthread_cond_destroy(&d.cond);
+}
+
 /* ---- keys never logged ---- */
 
 static void test_keys_never_logged(void **state) {
@@ -774,6 +909,8 @@ int main(void) {
         cmocka_unit_test(test_cache_and_validator),
         cmocka_unit_test(test_designs_identical),
         cmocka_unit_test(test_async_retries_and_sf),
+        cmocka_unit_test(test_config_and_ollama),
+        cmocka_unit_test(test_post_and_cpu_share),
         cmocka_unit_test(test_keys_never_logged),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

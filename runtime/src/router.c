@@ -188,6 +188,8 @@ struct cx_router {
     struct cx__mutex sf_mu;
     struct sf_entry *sf[SF_BUCKETS]; /* guarded by sf_mu */
     atomic_uint_fast64_t paused_until;
+    struct cx__mutex share_mu;
+    double ewma_cpu_ns, ewma_wall_ns; /* guarded by share_mu; < 0 until the first sample */
     atomic_uint_fast64_t queries, cache_hits, shared, retries, fallbacks, pauses;
 };
 
@@ -217,8 +219,8 @@ static char *ollama_url(const char *u) {
 int cx_router_new(const struct cx_router_options *o, struct cx_router **out, struct cx_errinfo *ei) {
     if (o == NULL || out == NULL) return cx__err(ei, CX_EINVAL, "cx_router_new: options/out is NULL");
     *out = NULL;
-    if (o->max_attempts < 1 || o->max_attempts > 100)
-        return cx__err(ei, CX_EINVAL, "cx_router_options.max_attempts is %d (must be 1..100)", o->max_attempts);
+    if (o->max_attempts < 1 || o->max_attempts > 1000)
+        return cx__err(ei, CX_EINVAL, "cx_router_options.max_attempts is %d (must be 1..1000)", o->max_attempts);
     if (!(o->tokens_per_minute >= 0) || isinf(o->tokens_per_minute))
         return cx__err(ei, CX_EINVAL, "cx_router_options.tokens_per_minute is %g (must be >= 0)",
                        o->tokens_per_minute);
@@ -236,10 +238,12 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
     struct cx_router *r = cx__calloc(1, sizeof *r);
     if (r == NULL) return cx__err(ei, CX_ENOMEM, "cx_router_new: out of memory");
     int rc = cx__mutex_init(&r->sf_mu);
+    if (rc == 0 && (rc = cx__mutex_init(&r->share_mu)) < 0) cx__mutex_destroy(&r->sf_mu);
     if (rc < 0) {
         cx__free(r);
         return cx__err(ei, CX_ENOMEM, "cx_router_new: out of memory");
     }
+    r->ewma_cpu_ns = r->ewma_wall_ns = -1;
     int any = 0;
     for (int i = 0; i < CX_PROVIDER_COUNT; i++) {
         const struct cx_provider_config *pc = &o->providers[i];
@@ -309,7 +313,38 @@ void cx_router_free(struct cx_router *r) {
     cx_limiter_free(r->tok);
     cx_http_client_free(r->client);
     cx__mutex_destroy(&r->sf_mu);
+    cx__mutex_destroy(&r->share_mu);
     cx__free(r);
+}
+
+/* CPU time of the calling thread, for the CPU-share measurement. */
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * CX_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* Folds one answered query into the moving averages (weight 1/8 for the newest). */
+static void note_share(struct cx_router *r, uint64_t cpu_ns, uint64_t wall_ns) {
+    cx__mutex_lock(&r->share_mu);
+    if (r->ewma_wall_ns < 0) {
+        r->ewma_cpu_ns = (double)cpu_ns;
+        r->ewma_wall_ns = (double)wall_ns;
+    } else {
+        r->ewma_cpu_ns += ((double)cpu_ns - r->ewma_cpu_ns) / 8;
+        r->ewma_wall_ns += ((double)wall_ns - r->ewma_wall_ns) / 8;
+    }
+    cx__mutex_unlock(&r->share_mu);
+}
+
+double cx_router_cpu_share(struct cx_router *r) {
+    if (r == NULL) return -1;
+    cx__mutex_lock(&r->share_mu);
+    double cpu = r->ewma_cpu_ns, wall = r->ewma_wall_ns;
+    cx__mutex_unlock(&r->share_mu);
+    if (wall <= 0) return -1;
+    double s = cpu / wall;
+    return s > 1 ? 1 : s;
 }
 
 int cx_router_configured(const struct cx_router *r, enum cx_provider p) {
@@ -552,6 +587,7 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
     struct cx_http_result hr;
     struct cx_errinfo aei;
     memset(&aei, 0, sizeof aei);
+    uint64_t cpu0 = thread_cpu_ns();
     int rc = cx_http_xfer_finish(c->x, &hr, &aei);
     cx_http_xfer_free(c->x);
     c->x = NULL;
@@ -595,7 +631,9 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
             }
         }
         call_cache_put(c, prov);
-        c->resp.latency_s = cx_elapsed_s(c->start_ns, cx_now_ns());
+        uint64_t now = cx_now_ns();
+        c->resp.latency_s = cx_elapsed_s(c->start_ns, now);
+        note_share(r, thread_cpu_ns() - cpu0, now - c->start_ns);
         return ACT_OK;
     }
 
@@ -988,7 +1026,9 @@ static void retry_timer(void *ud, int canceled) {
 static void async_xfer_done(struct cx_http_xfer *x, void *ud) {
     (void)x;
     struct call *c = ud;
-    if (c->r->post && c->r->post(async_after, c, c->r->post_ctx) == 0) return;
+    cx_router_post_fn post = c->q.post ? c->q.post : c->r->post;
+    void *ctx = c->q.post ? c->q.post_ctx : c->r->post_ctx;
+    if (post && post(async_after, c, ctx) == 0) return;
     async_after(c);
 }
 

@@ -123,7 +123,7 @@ struct cx_router_options {
     double tokens_per_minute;     /* > 0: the router's own token bucket (rate tpm/60, burst tpm) */
     int expected_output_tokens;   /* output part of the pre-call estimate (default 256, capped
                                      by the query's max_tokens) */
-    int max_attempts;             /* per provider, >= 1 (default 3) */
+    int max_attempts;             /* per provider, 1..1000 (default 3) */
     uint64_t backoff_base_ns;     /* default 500 ms: attempt i waits rand[0, min(cap, base*2^i)] */
     uint64_t backoff_cap_ns;      /* default 30 s */
     uint64_t seed;                /* jitter PRNG seed (deterministic tests); default 1 */
@@ -161,6 +161,9 @@ struct cx_llm_query {
     const atomic_int *cancel;     /* optional; must outlive the call. Set it (and, for hybrid,
                                      call cx_ioloop_kick) to stop with CX_ECANCELED */
     const char *extra_header;     /* one extra HTTP header, NULL: none (tests) */
+    cx_router_post_fn post;       /* async only: overrides options.post for this query (e.g. an
+                                     executor task's own resume), NULL: the router's */
+    void *post_ctx;
 };
 /* Threads: any thread. */
 CX_API void cx_llm_query_init(struct cx_llm_query *q);
@@ -244,6 +247,14 @@ struct cx_router_stats {
 };
 /* A snapshot; counters are read one by one. Threads: any thread. */
 CX_API void cx_router_stats(struct cx_router *r, struct cx_router_stats *out);
+
+/*
+ * The measured CPU share of recent answered queries, for cx_io_choose (cx/ioloop.h): a moving
+ * average (newest weighs 1/8) of the thread CPU time spent turning an answer into a result
+ * (parsing, the validate callback, the cache write) over the query's wall time. -1 before the
+ * first answer. Threads: any thread.
+ */
+CX_API double cx_router_cpu_share(struct cx_router *r);
 
 #ifdef __cplusplus
 }
