@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cx/cache.h"
 #include "cx/clock.h"
@@ -332,6 +334,86 @@ static void test_two_caches_one_file(void **state) {
     fx_close(&b);
 }
 
+/* Two real processes writing the same file at once (POSIX locks between processes, not just
+ * between connections of one process): eviction stays bounded and both see the same rows. */
+static int proc_side(const char *path, const char *tag) {
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = path;
+    po.busy_timeout_ms = 30000;
+    struct cx_cache_options co;
+    cx_cache_options_init(&co);
+    co.max_entries = 30;
+    co.refresh_interval_ms = 0;
+    struct cx_pool *p;
+    struct cx_cache *c;
+    struct cx_errinfo ei;
+    if (cx_pool_open(&po, &p, &ei) < 0 || cx_cache_new(p, &co, &c, &ei) < 0) {
+        fprintf(stderr, "%s: %s\n", tag, ei.msg);
+        return 1;
+    }
+    int bad = 0;
+    char prompt[64], val[64];
+    for (int i = 0; i < 80; i++) {
+        snprintf(prompt, sizeof prompt, "%s key%d", tag, i);
+        snprintf(val, sizeof val, "[\"%s%d\"]", tag, i);
+        struct cx_cache_key k = key(prompt);
+        if (cx_cache_put(c, &k, val, &ei) < 0) {
+            fprintf(stderr, "%s: put: %s\n", tag, ei.msg);
+            bad = 1;
+        }
+        char *json = NULL;
+        /* Just written by us: an exact hit with our value, unless the other process already
+         * evicted it (then a miss, never a wrong value). */
+        int rc = cx_cache_get(c, &k, &json, NULL, &ei);
+        if ((rc == 0 && strcmp(json, val) != 0) || (rc != 0 && rc != CX_ENOENT)) bad = 1;
+        cx_free(json);
+    }
+    cx_cache_free(c);
+    cx_pool_close(p);
+    return bad;
+}
+
+static void test_two_processes(void **state) {
+    (void)state;
+    char *path = t_path(g_dir, "procs.db");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(proc_side(path, "child"));
+    int bad = proc_side(path, "parent");
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(bad, 0);
+    /* A fresh cache sees exactly the table: at most 30 rows, each an exact hit. */
+    struct fx f;
+    fx_open(&f, "procs.db", 30, 0);
+    struct cx_cache_stats st;
+    assert_int_equal(cx_cache_stats(f.cache, &st, NULL), 0);
+    assert_true(st.entries <= 30 && st.entries > 0);
+    size_t found = 0;
+    char prompt[64], val[64];
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < 80; i++) {
+            const char *tag = w ? "child" : "parent";
+            snprintf(prompt, sizeof prompt, "%s key%d", tag, i);
+            snprintf(val, sizeof val, "[\"%s%d\"]", tag, i);
+            struct cx_cache_key k = key(prompt);
+            char *json = NULL;
+            int sim = 0;
+            if (cx_cache_get(f.cache, &k, &json, &sim, NULL) == 0 && !sim) {
+                assert_string_equal(json, val);
+                found++;
+            }
+            cx_free(json);
+        }
+    assert_int_equal(found, st.entries);
+    fx_close(&f);
+    free(path);
+}
+
 /* ---- threads: readers always see either a miss or the right value ---- */
 
 #define T_READERS 8
@@ -442,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_put_busy),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_two_caches_one_file),
+        cmocka_unit_test(test_two_processes),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_alloc_torture),
     };
