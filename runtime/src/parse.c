@@ -73,7 +73,10 @@ static bool next_fence(const char *s, size_t len, size_t *pos, struct fence *f) 
             while (w < ib && !is_ws(s[w]) && s[w] != '{') w++;
             f->is_json = (w - ia == 4) && ieq4(s + ia, "json");
             size_t body, close = len, next = len, j = eol < len ? eol + 1 : len;
-            if (w < ib && s[w] == '{') {
+            size_t w2 = w;
+            while (w2 < ib && is_ws(s[w2])) w2++;
+            if (w2 < ib && s[w2] == '{' && (f->is_json || w == ia)) {
+                w = w2;
                 /* "```json {...}```" on one line: the body starts on the fence line and the
                  * closing fence may follow on the same line. */
                 body = w;
