@@ -263,6 +263,21 @@ static inline struct mock_server *t_mock_start(const char *config_text, uint64_t
     return s;
 }
 
+/* Waits (scaled deadline) until the server has finished every request. A client has its whole
+ * response before the server's completion callback runs, so counters read right after a
+ * request may not include it yet; read them after this. */
+static inline void t_mock_settle(struct mock_server *s) {
+    double end = t_now_s() + 5.0 * t_timeout_scale();
+    struct mock_counts mc;
+    for (;;) {
+        mock_server_counts(s, &mc);
+        if (mc.in_flight == 0) return;
+        if (t_now_s() > end) fail_msg("%u requests still in flight on the server", mc.in_flight);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Request bodies. */
 static inline char *t_chat_body(const char *model, const char *prompt, int stream,
                                 int include_usage) {

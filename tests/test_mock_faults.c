@@ -96,6 +96,7 @@ static void test_429(void **state) {
     t_resp_free(&r);
     expect_healthy(s);
     struct mock_counts mc;
+    t_mock_settle(s);
     mock_server_counts(s, &mc);
     assert_int_equal(mc.faults, 3);
     mock_server_stop(s);
@@ -141,6 +142,7 @@ static void test_server_errors(void **state) {
     }
     expect_healthy(s);
     /* Stats name the injected faults. */
+    t_mock_settle(s);
     char *js = mock_server_stats_json(s);
     cJSON *j = cJSON_Parse(js);
     assert_non_null(j);
@@ -397,6 +399,7 @@ static void test_rate_limit(void **state) {
     assert_int_equal(ok, 2);
     assert_int_equal(limited, 3);
     struct mock_counts mc;
+    t_mock_settle(s);
     mock_server_counts(s, &mc);
     assert_int_equal(mc.rate_limited, 3);
     /* Operational routes are not limited. */

@@ -394,6 +394,7 @@ static void test_models_health_metrics_stats(void **state) {
     cJSON_free(body);
     t_resp_free(&r);
 
+    t_mock_settle(s);
     assert_int_equal(t_http(url, "/metrics", "GET", NULL, NULL, 0, &r), 200);
     char ct[128];
     assert_true(t_header(&r, "content-type", ct, sizeof ct));
@@ -403,6 +404,7 @@ static void test_models_health_metrics_stats(void **state) {
     assert_non_null(strstr(r.body.p, "le=\"+Inf\""));
     t_resp_free(&r);
 
+    t_mock_settle(s);
     assert_int_equal(t_http(url, "/stats", "GET", NULL, NULL, 0, &r), 200);
     j = t_json(&r);
     assert_true(t_jnum(j, "requests") >= 4);
@@ -421,6 +423,7 @@ static void test_models_health_metrics_stats(void **state) {
     t_resp_free(&r);
 
     /* The library call returns the same shape. */
+    t_mock_settle(s);
     char *sj = mock_server_stats_json(s);
     assert_non_null(sj);
     j = cJSON_Parse(sj);
@@ -560,6 +563,7 @@ static void test_bad_input(void **state) {
     cJSON_free(ok);
 
     struct mock_counts mc;
+    t_mock_settle(s);
     mock_server_counts(s, &mc);
     assert_true(mc.status_4xx >= 8);
     mock_server_stop(s);
@@ -694,6 +698,7 @@ static void test_admin(void **state) {
 
     /* Reset zeroes the statistics. */
     struct mock_counts mc;
+    t_mock_settle(s);
     mock_server_counts(s, &mc);
     assert_true(mc.api_requests >= 4);
     assert_true(mc.faults >= 3);
