@@ -135,7 +135,7 @@ static void test_install_seed_case(void **state)
     }
     size_t a = find_cmd(&r->plan, "sudo apt-get install -y nginx");
     size_t b = find_cmd(&r->plan, "sudo apt-get install -y redis-server");
-    size_t c = find_cmd(&r->plan, "sudo apt-get install -y postgresql");
+    size_t c = find_cmd(&r->plan, "sudo apt-get install -y postgresql postgresql-contrib");
     assert_true(a != (size_t)-1 && b != (size_t)-1 && c != (size_t)-1);
     assert_true(a < b && b < c);
     /* Every package's own commands appear in the merged plan. */
@@ -217,18 +217,20 @@ static void test_dangerous_plan_refused(void **state)
     cx_pipeline_free(p);
 }
 
-/* Some queries fail (the mock answers 500, one attempt allowed): the rest are merged. */
+/* Some queries fail (the mock answers 500; one attempt per provider, and with a base URL all
+ * four providers point at the mock, so four failures end one query): the rest are merged. */
 static void test_partial_failure(void **state)
 {
     struct fx *f = *state;
     struct cx_pipeline *p = open_p(f, NULL, CX_IO_THREAD_LOCAL, CX_MODE_SERIAL);
     char err[256];
-    assert_int_equal(mock_server_script_faults(f->mock, "next 1 500", err, sizeof err), 0);
+    assert_int_equal(mock_server_script_faults(f->mock, "next 4 500", err, sizeof err), 0);
     struct cx_install_report *r = NULL;
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
     /* Serial: the first package gets the fault. */
     assert_int_equal(cx_pipeline_install(p, "install nginx redis", NULL, &r, &ei), CX_EFAILED);
+    assert_int_equal(mock_server_scripted_pending(f->mock), 0);
     assert_int_equal(r->failed, 1);
     assert_int_equal(r->items[0].status < 0, 1);
     assert_non_null(r->items[0].error);

@@ -324,7 +324,7 @@ static int validate_hook(const struct cx_llm_query *q, const char *content, void
     rc = cx_validate_commands(cJSON_GetObjectItemCaseSensitive(obj, "commands"), &v);
     if (rc == CX_EREJECTED) {
         struct cx__buf b;
-        cx__buf_init(&b, sizeof ei->msg);
+        cx__buf_init(&b, 4096); /* cx__err truncates to the errinfo's size */
         for (size_t i = 0; i < v.n_rejected; i++)
             if (cx__buf_printf(&b, "%s%s", i ? "\n" : "", v.reasons[i]) < 0)
                 break;
@@ -923,8 +923,6 @@ int cx_pipeline_install(struct cx_pipeline *p, const char *request,
     for (size_t i = 0; i < n; i++)
         arrays[i] = run.qs[i].obj ? cJSON_GetObjectItemCaseSensitive(run.qs[i].obj, "commands")
                                   : NULL;
-    struct cx_gil *gil = NULL; /* the caller's thread holds no executor GIL: nothing to take */
-    (void)gil;
     rc = cx_plan_merge((const cJSON *const *)arrays, n, &r->plan, ei);
     cx__free(arrays);
     if (rc < 0)

@@ -1,0 +1,398 @@
+/*
+ * test_cli.c - the `cx` command run in-process (cx_cli_main) with its output captured: install
+ * with --json (plan, rejected, cache_hits, timings), the cache hit on the second run, both I/O
+ * designs, a dangerous plan refused (exit 3) through --base-url, usage errors (exit 2), bad
+ * package names, missing diagnose files and unwritable data directories named in the message,
+ * --execute refused without a terminal, hwcheck, cache stats/clear and history.
+ */
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cx/pipeline.h"
+#include "mock/server.h"
+#include "t_util.h"
+
+struct fx {
+    char *dir;
+    char *out, *err; /* what the last run printed (malloc'd) */
+};
+
+static char *slurp(FILE *f)
+{
+    fflush(f);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    rewind(f);
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* Runs cx with the given arguments (NULL-terminated) and returns the exit code. */
+static int run_cx(struct fx *f, ...)
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = "cx";
+    va_list ap;
+    va_start(ap, f);
+    for (char *a = va_arg(ap, char *); a != NULL; a = va_arg(ap, char *)) {
+        assert_true(argc < 63);
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+    FILE *out = tmpfile(), *err = tmpfile();
+    assert_non_null(out);
+    assert_non_null(err);
+    int rc = cx_cli_main(argc, argv, out, err);
+    free(f->out);
+    free(f->err);
+    f->out = slurp(out);
+    f->err = slurp(err);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = t_tmpdir("cli");
+    setenv("CORTEX_DATA_DIR", f->dir, 1);
+    const char *keys[] = {"ANTHROPIC_API_KEY", "CORTEX_ANTHROPIC_API_KEY", "OPENAI_API_KEY",
+                          "CORTEX_OPENAI_API_KEY", "KIMI_API_KEY", "CORTEX_KIMI_API_KEY",
+                          "OLLAMA_HOST", "CORTEX_OLLAMA_BASE_URL", "CORTEX_BASE_URL",
+                          "CORTEX_IO_DESIGN", "CORTEX_EXEC_MODE", "CORTEX_USE_FREE_THREADING"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        unsetenv(keys[i]);
+    setenv("CORTEX_RATE_LIMIT_RPS", "10000", 1);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    t_rmrf(f->dir);
+    unsetenv("CORTEX_DATA_DIR");
+    free(f->dir);
+    free(f->out);
+    free(f->err);
+    free(f);
+    return 0;
+}
+
+static cJSON *parse_out(struct fx *f)
+{
+    /* Exactly one JSON object, one line. */
+    size_t n = strlen(f->out);
+    assert_true(n > 2);
+    assert_int_equal(f->out[n - 1], '\n');
+    assert_null(strchr(f->out, '\n') == f->out + n - 1 ? NULL : "more than one line");
+    cJSON *o = cJSON_Parse(f->out);
+    if (o == NULL)
+        fail_msg("stdout is not JSON: %s", f->out);
+    assert_true(cJSON_IsObject(o));
+    return o;
+}
+
+static cJSON *get(const cJSON *o, const char *k)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (v == NULL)
+        fail_msg("JSON output lacks \"%s\"", k);
+    return v;
+}
+
+static void test_install_json_and_cache(void **state)
+{
+    struct fx *f = *state;
+    int rc = run_cx(f, "install", "nginx", "redis", "postgresql", "docker", "nodejs", "--json",
+                    "--time-scale", "0.01", "--mock-latency", "100ms", NULL);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, f->err);
+    assert_non_null(strstr(f->err, "no API key set; using the embedded mock LLM server at http://127.0.0.1:"));
+    cJSON *o = parse_out(f);
+    cJSON *cmds = get(get(o, "plan"), "commands");
+    assert_true(cJSON_IsArray(cmds));
+    assert_true(cJSON_GetArraySize(cmds) >= 6);
+    assert_string_equal(cJSON_GetArrayItem(cmds, 0)->valuestring, "sudo apt-get update");
+    cJSON *e;
+    int updates = 0;
+    cJSON_ArrayForEach(e, cmds)
+    {
+        assert_true(cJSON_IsString(e));
+        updates += strstr(e->valuestring, "apt-get update") != NULL;
+    }
+    assert_int_equal(updates, 1);
+    assert_int_equal(cJSON_GetArraySize(get(o, "rejected")), 0);
+    assert_int_equal(get(o, "cache_hits")->valueint, 0);
+    cJSON *t = get(o, "timings");
+    const char *tk[] = {"parse_s", "llm_s", "merge_s", "apt_s", "total_s"};
+    for (size_t i = 0; i < 5; i++)
+        assert_true(cJSON_IsNumber(get(t, tk[i])));
+    assert_int_equal(cJSON_GetArraySize(get(o, "packages")), 5);
+    char *first_plan = cJSON_PrintUnformatted(cmds);
+    cJSON_Delete(o);
+
+    /* The database was created in the data directory. */
+    char *db = t_path(f->dir, CX_DB_FILE);
+    struct stat st;
+    assert_int_equal(stat(db, &st), 0);
+    free(db);
+
+    /* Second run: every package from the cache, the same plan, with the other I/O design. */
+    rc = run_cx(f, "--json", "--io", "hybrid", "install", "nginx", "redis", "postgresql",
+                "docker", "nodejs", NULL);
+    assert_int_equal(rc, 0);
+    o = parse_out(f);
+    assert_int_equal(get(o, "cache_hits")->valueint, 5);
+    assert_string_equal(get(o, "io_design")->valuestring, "hybrid");
+    char *second_plan = cJSON_PrintUnformatted(get(get(o, "plan"), "commands"));
+    assert_string_equal(first_plan, second_plan);
+    cJSON_Delete(o);
+    cJSON_free(first_plan);
+    cJSON_free(second_plan);
+
+    /* cache stats sees the five entries; clear empties it. */
+    assert_int_equal(run_cx(f, "cache", "stats", "--json", NULL), 0);
+    o = parse_out(f);
+    assert_int_equal(get(o, "entries")->valueint, 5);
+    assert_true(get(o, "hits")->valueint >= 5);
+    cJSON_Delete(o);
+    assert_int_equal(run_cx(f, "cache", "clear", NULL), 0);
+    assert_non_null(strstr(f->out, "Cleared 5"));
+    assert_int_equal(run_cx(f, "cache", "stats", "--json", NULL), 0);
+    o = parse_out(f);
+    assert_int_equal(get(o, "entries")->valueint, 0);
+    cJSON_Delete(o);
+}
+
+/* Thread-local and hybrid designs print the same plan (no cache, so both really ask). */
+static void test_io_designs_identical(void **state)
+{
+    struct fx *f = *state;
+    char *plans[2];
+    const char *designs[2] = {"thread", "hybrid"};
+    for (int i = 0; i < 2; i++) {
+        int rc = run_cx(f, "install", "nginx", "redis", "postgresql", "docker", "nodejs",
+                        "--json", "--no-cache", "--io", designs[i], "--mode", "gil", NULL);
+        assert_int_equal(rc, 0);
+        cJSON *o = parse_out(f);
+        assert_int_equal(get(o, "cache_hits")->valueint, 0);
+        assert_string_equal(get(o, "mode")->valuestring, "gil");
+        plans[i] = cJSON_PrintUnformatted(get(o, "packages"));
+        /* latencies differ run to run; compare the plan only */
+        cJSON_free(plans[i]);
+        plans[i] = cJSON_PrintUnformatted(get(get(o, "plan"), "commands"));
+        cJSON_Delete(o);
+    }
+    assert_string_equal(plans[0], plans[1]);
+    cJSON_free(plans[0]);
+    cJSON_free(plans[1]);
+}
+
+/* A dangerous answer (scripted on a server the test owns, reached with --base-url) is refused:
+ * exit 3, the reasons in "rejected", nothing run. Text mode says so too. */
+static void test_dangerous_refused(void **state)
+{
+    struct fx *f = *state;
+    struct mock_options mo;
+    mock_options_init(&mo);
+    struct mock_server *s = NULL;
+    char err[256];
+    assert_int_equal(mock_server_start(&mo, &s, err, sizeof err), 0);
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1", mock_server_url(s));
+    assert_int_equal(mock_server_script_faults(s, "next 1 dangerous", err, sizeof err), 0);
+    int rc = run_cx(f, "--base-url", url, "install", "docker", "--json", "--simulate", "1ms",
+                    NULL);
+    assert_int_equal(rc, CX_EXIT_REFUSED);
+    assert_null(strstr(f->err, "embedded mock")); /* it used the given URL */
+    cJSON *o = parse_out(f);
+    cJSON *rej = get(o, "rejected");
+    assert_int_equal(cJSON_GetArraySize(rej), 1);
+    assert_string_equal(get(cJSON_GetArrayItem(rej, 0), "package")->valuestring, "docker");
+    assert_true(cJSON_GetArraySize(get(cJSON_GetArrayItem(rej, 0), "reasons")) >= 1);
+    assert_true(cJSON_IsTrue(get(o, "refused")));
+    assert_int_equal(get(o, "exit_code")->valueint, CX_EXIT_REFUSED);
+    cJSON_Delete(o);
+    assert_int_equal(mock_server_script_faults(s, "next 1 dangerous", err, sizeof err), 0);
+    rc = run_cx(f, "--base-url", url, "install", "nginx", NULL);
+    assert_int_equal(rc, CX_EXIT_REFUSED);
+    assert_non_null(strstr(f->out, "REJECTED"));
+    assert_non_null(strstr(f->out, "Refused"));
+    mock_server_stop(s);
+}
+
+static void test_usage_errors(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(run_cx(f, NULL), CX_EXIT_USAGE);
+    assert_non_null(strstr(f->err, "no command"));
+    assert_int_equal(run_cx(f, "install", "--bogus", "nginx", NULL), CX_EXIT_USAGE);
+    assert_non_null(strstr(f->err, "--bogus"));
+    assert_int_equal(run_cx(f, "frobnicate", NULL), CX_EXIT_USAGE);
+    assert_non_null(strstr(f->err, "frobnicate"));
+    assert_int_equal(run_cx(f, "install", NULL), CX_EXIT_USAGE);
+    assert_int_equal(run_cx(f, "install", "nginx", "--threads", "0", NULL), CX_EXIT_USAGE);
+    assert_non_null(strstr(f->err, "--threads '0'"));
+    assert_int_equal(run_cx(f, "install", "nginx", "--simulate", "fast", NULL), CX_EXIT_USAGE);
+    assert_non_null(strstr(f->err, "fast"));
+    assert_int_equal(run_cx(f, "cache", "purge", NULL), CX_EXIT_USAGE);
+    assert_int_equal(run_cx(f, "diagnose", "x", "--yes", NULL), CX_EXIT_USAGE);
+    /* Package names are checked by the validator's rule, before anything starts. */
+    assert_int_equal(run_cx(f, "install", "nginx", "red;is", NULL), CX_EXIT_USAGE);
+    assert_non_null(strstr(f->err, "red;is"));
+    assert_null(strstr(f->err, "embedded mock"));
+    /* --help documents the exit codes. */
+    assert_int_equal(run_cx(f, "--help", NULL), 0);
+    assert_non_null(strstr(f->out, "Exit codes"));
+    assert_non_null(strstr(f->out, "3  plan refused"));
+}
+
+static void test_execute_needs_confirmation(void **state)
+{
+    struct fx *f = *state;
+    if (isatty(STDIN_FILENO))
+        skip(); /* the refusal is for a stdin that is not a terminal */
+    int rc = run_cx(f, "install", "nginx", "--execute", NULL);
+    assert_int_equal(rc, CX_EXIT_REFUSED);
+    assert_non_null(strstr(f->err, "--yes"));
+    assert_string_equal(f->out, "");
+}
+
+static char *write_file(struct fx *f, const char *name, const char *text)
+{
+    char *p = t_path(f->dir, name);
+    FILE *fp = fopen(p, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    return p;
+}
+
+static void test_diagnose_files(void **state)
+{
+    struct fx *f = *state;
+    char *a = write_file(f, "a.log", "dpkg: error: dpkg was interrupted, you must manually run "
+                                     "'sudo dpkg --configure -a'\n");
+    char *b = write_file(f, "b.log", "Error: listen tcp :8080: bind: address already in use\n");
+    int rc = run_cx(f, "diagnose", a, b, "--json", NULL);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, f->err);
+    cJSON *o = parse_out(f);
+    cJSON *items = get(o, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 2);
+    assert_string_equal(get(cJSON_GetArrayItem(items, 0), "file")->valuestring, a);
+    assert_string_equal(get(cJSON_GetArrayItem(items, 0), "status")->valuestring, "ok");
+    assert_true(cJSON_IsString(get(cJSON_GetArrayItem(items, 1), "cause")));
+    cJSON_Delete(o);
+    /* Text mode prints a section per file with the cause. */
+    assert_int_equal(run_cx(f, "diagnose", a, NULL), 0);
+    assert_non_null(strstr(f->out, "cause:"));
+    /* A missing file is named, and nothing is asked. */
+    char *missing = t_path(f->dir, "nope.log");
+    rc = run_cx(f, "diagnose", a, missing, NULL);
+    assert_int_equal(rc, CX_EXIT_ERROR);
+    assert_non_null(strstr(f->err, missing));
+    assert_null(strstr(f->err, "embedded mock"));
+    free(a);
+    free(b);
+    free(missing);
+}
+
+static void test_hwcheck_json(void **state)
+{
+    struct fx *f = *state;
+    int rc = run_cx(f, "hwcheck", "--json", NULL);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, f->err);
+    cJSON *o = parse_out(f);
+    cJSON *items = get(o, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 4);
+    assert_string_equal(get(cJSON_GetArrayItem(items, 0), "component")->valuestring, "cpu");
+    assert_string_equal(get(cJSON_GetArrayItem(items, 3), "component")->valuestring, "gpu");
+    cJSON_Delete(o);
+}
+
+static void test_unwritable_data_dir(void **state)
+{
+    struct fx *f = *state;
+    /* A file where a directory should be: refused for everyone, root included. */
+    char *file = write_file(f, "plain", "x");
+    char *under = t_path(file, "cortex");
+    setenv("CORTEX_DATA_DIR", under, 1);
+    int rc = run_cx(f, "install", "nginx", NULL);
+    setenv("CORTEX_DATA_DIR", f->dir, 1);
+    assert_int_equal(rc, CX_EXIT_ERROR);
+    assert_non_null(strstr(f->err, under));
+    assert_null(strstr(f->err, "embedded mock")); /* refused before anything started */
+    /* --data-dir names it the same way. */
+    rc = run_cx(f, "cache", "stats", "--data-dir", file, NULL);
+    assert_int_equal(rc, CX_EXIT_ERROR);
+    assert_non_null(strstr(f->err, file));
+    free(under);
+    free(file);
+    if (geteuid() == 0)
+        return; /* root writes anywhere: permission bits cannot be tested */
+    char *ro = t_path(f->dir, "ro");
+    assert_int_equal(mkdir(ro, 0500), 0);
+    char *data = t_path(ro, "cortex");
+    setenv("CORTEX_DATA_DIR", data, 1);
+    rc = run_cx(f, "install", "nginx", NULL);
+    setenv("CORTEX_DATA_DIR", f->dir, 1);
+    chmod(ro, 0700);
+    assert_int_equal(rc, CX_EXIT_ERROR);
+    assert_non_null(strstr(f->err, data));
+    free(data);
+    free(ro);
+}
+
+static void test_history_rows(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(run_cx(f, "install", "nginx", "--json", NULL), 0);
+    cJSON *o = parse_out(f);
+    assert_true(cJSON_IsNumber(get(o, "history_id")));
+    int id1 = get(o, "history_id")->valueint;
+    cJSON_Delete(o);
+    assert_int_equal(run_cx(f, "install", "redis", "nodejs", "--json", NULL), 0);
+    o = parse_out(f);
+    int id2 = get(o, "history_id")->valueint;
+    assert_true(id2 > id1);
+    cJSON_Delete(o);
+    assert_int_equal(run_cx(f, "history", "--json", NULL), 0);
+    o = parse_out(f);
+    cJSON *runs = get(o, "runs");
+    assert_int_equal(cJSON_GetArraySize(runs), 2);
+    cJSON_Delete(o);
+    assert_int_equal(run_cx(f, "history", "--limit", "1", NULL), 0);
+    assert_non_null(strstr(f->out, "redis"));
+    assert_null(strstr(f->out, "install nginx\n"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_install_json_and_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_designs_identical, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dangerous_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_execute_needs_confirmation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_diagnose_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hwcheck_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwritable_data_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_rows, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
