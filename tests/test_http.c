@@ -403,6 +403,46 @@ static void test_deadline(void **state) {
     cx_http_client_free(c);
 }
 
+/* Cancelling a blocked transfer from another thread (the blocking design sees the flag at curl's
+ * next progress call, within about a second). */
+struct canceller {
+    atomic_int *flag;
+};
+
+static void *cancel_main(void *p) {
+    struct canceller *c = p;
+    uint64_t dl = t_deadline_ms(5000);
+    struct mock_counts mc;
+    for (;;) { /* wait until the server holds the request */
+        mock_server_counts(g_mock, &mc);
+        /* the request took the scripted stall: the server holds it now */
+        if (mock_server_scripted_pending(g_mock) == 0 || cx_deadline_expired(dl)) break;
+        cx_sleep_ns(CX_NSEC_PER_MSEC);
+    }
+    atomic_store(c->flag, 1);
+    return NULL;
+}
+
+static void test_cancel_in_flight(void **state) {
+    (void)state;
+    struct cx_http_client *c = client();
+    script("next 1 stall");
+    atomic_int flag = 0;
+    struct canceller cc = {&flag};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cancel_main, &cc), 0);
+    struct cx_http_request r;
+    req_for(&r, CX_API_OPENAI, 1, "hello");
+    r.deadline = t_deadline_ms(8000);
+    r.cancel = &flag;
+    struct cx_http_result res;
+    struct cx_errinfo ei;
+    assert_int_equal(cx_http_client_complete(c, &r, &res, &ei), CX_ECANCELED);
+    assert_non_null(strstr(ei.msg, "canceled"));
+    pthread_join(t, NULL);
+    cx_http_client_free(c);
+}
+
 static void test_body_cap(void **state) {
     (void)state;
     struct cx_http_client *c = client();
@@ -499,7 +539,7 @@ int main(void) {
         cmocka_unit_test(test_retry_after),   cmocka_unit_test(test_mock_both_apis),
         cmocka_unit_test(test_mock_faults),   cmocka_unit_test(test_mock_auth_and_keys),
         cmocka_unit_test(test_connect_refused), cmocka_unit_test(test_deadline),
-        cmocka_unit_test(test_body_cap),      cmocka_unit_test(test_thread_local),
+        cmocka_unit_test(test_cancel_in_flight), cmocka_unit_test(test_body_cap),      cmocka_unit_test(test_thread_local),
         cmocka_unit_test(test_torture),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

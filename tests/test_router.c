@@ -187,7 +187,8 @@ static void test_routing(void **state) {
 static void test_retry_after(void **state) {
     (void)state;
     struct cx_limiter *lim;
-    assert_int_equal(cx_limiter_new(1000, 1000, &lim, NULL), 0);
+    /* next to no refill: the balance afterwards counts the tokens taken */
+    assert_int_equal(cx_limiter_new(0.001, 100, &lim, NULL), 0);
     struct cx_router_options o;
     opts_mock(&o);
     o.limiter = lim;
@@ -210,6 +211,9 @@ static void test_retry_after(void **state) {
     assert_int_equal(st.rate_limit_pauses, 2);
     assert_int_equal(st.providers[CX_PROVIDER_CLAUDE].failures, 2);
     assert_int_equal(st.providers[CX_PROVIDER_CLAUDE].successes, 1);
+    /* the limiter was acquired for every attempt, retries included */
+    double left = cx_limiter_tokens(lim);
+    assert_true(left > 96.9 && left < 97.1);
     cx_router_free(r);
     cx_limiter_free(lim);
 }
