@@ -30,6 +30,11 @@
 #include "cx/pipeline.h"
 #include "mock/server.h"
 
+/* TEMPORARY: the history table's name, until cx/history.h lands. */
+#ifndef CX_HISTORY_TABLE
+#define CX_HISTORY_TABLE "install_history"
+#endif
+
 #define RUNNERS 6
 #define SHARED 3
 
