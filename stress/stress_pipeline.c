@@ -242,11 +242,9 @@ int main(int argc, char **argv)
     sh.seed = seed;
     pthread_mutex_init(&sh.ids_mu, NULL);
     sh.ids = calloc((size_t)iters, sizeof *sh.ids);
-    char dir[] = "/tmp/cx-stress-pipeline-XXXXXX";
     const char *tmp = getenv("TMPDIR");
-    char dirbuf[4096];
+    char dirbuf[2048];
     snprintf(dirbuf, sizeof dirbuf, "%s/cx-stress-pipeline-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    (void)dir;
     if (sh.ids == NULL || mkdtemp(dirbuf) == NULL) {
         perror("stress_pipeline: set-up");
         return 1;
