@@ -36,6 +36,7 @@
 #include "cx/dbpool.h"
 #include "cx/executor.h"
 #include "cx/gil.h"
+#include "cx/hw.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
 #include "cx/parse.h"
@@ -92,6 +93,7 @@ struct query {
     cJSON *obj;                   /* the parsed answer, owned until the run ends */
     struct cx_task_handle *h;
     uint64_t cpu_ns;              /* wall time of the CPU step (parse, validate, cpu work) */
+    int skip;                     /* 1: no query (a failed hardware probe); item->status is set */
 };
 
 struct run {
@@ -105,14 +107,9 @@ struct run {
     size_t cache_hits, failed, rejected;
 };
 
-/* ---- adapters to the history and hw modules ---- */
+/* ---- adapters to the history module ---- */
 
-/* TEMPORARY until cx/history.h and cx/hw.h land: recording is a no-op, probes are empty. */
-#define CX__HW_COMPONENTS 4
-struct cx__hw_probe {
-    const char *component;
-    char *details;
-};
+/* TEMPORARY until cx/history.h lands: recording is a no-op. */
 static int cx__pipeline_history_init(struct cx_pool *pool, struct cx_errinfo *ei)
 {
     (void)pool;
@@ -125,20 +122,6 @@ static int cx__pipeline_history_record(struct cx_pool *pool, struct cx_install_r
     (void)pool;
     (void)r;
     return cx__err(ei, CX_ENOTSUP, "history not available yet");
-}
-static int cx__pipeline_hw_probe(const char *disk, struct cx__hw_probe *pr, struct cx_errinfo *ei)
-{
-    (void)disk;
-    (void)ei;
-    static const char *const names[CX__HW_COMPONENTS] = {"cpu", "memory", "disk", "gpu"};
-    for (int i = 0; i < CX__HW_COMPONENTS; i++)
-        pr[i].component = names[i];
-    return 0;
-}
-static void cx__pipeline_hw_clear(struct cx__hw_probe *pr)
-{
-    for (int i = 0; i < CX__HW_COMPONENTS; i++)
-        cx__free(pr[i].details);
 }
 
 /* ---- small helpers ---- */
@@ -609,6 +592,15 @@ static int task_sync(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *
     return query_finish(qu, rc);
 }
 
+/* A query that is not sent (its input failed): completes with the item's status. */
+static int task_skip(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res)
+{
+    (void)ctx;
+    (void)res;
+    struct query *qu = arg;
+    return qu->item->status;
+}
+
 /* Hybrid design: the continuation, on a worker, after the router called back. */
 static int task_cont(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res)
 {
@@ -707,7 +699,9 @@ static int fanout(struct run *run, struct cx_errinfo *ei)
         return cx__err(ei, CX_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < run->n; i++) {
-        tasks[i].fn = run->io == CX_IO_HYBRID ? task_hybrid : task_sync;
+        tasks[i].fn = run->qs[i].skip ? task_skip
+                      : run->io == CX_IO_HYBRID ? task_hybrid
+                                                : task_sync;
         tasks[i].arg = &run->qs[i];
     }
     struct cx_batch *b = NULL;
@@ -1081,43 +1075,59 @@ int cx_pipeline_hwcheck(struct cx_pipeline *p, const char *disk_path,
         ro = &rodef;
     }
     uint64_t t0 = cx_now_ns();
-    /* Probe the four components concurrently (hw module), then one query each. */
-    struct cx__hw_probe probes[CX__HW_COMPONENTS];
-    memset(probes, 0, sizeof probes);
-    int rc = cx__pipeline_hw_probe(disk_path ? disk_path : "/", probes, ei);
-    if (rc < 0)
-        return rc;
-    size_t n = CX__HW_COMPONENTS;
-    struct cx_fanout_report *r = NULL;
-    if (fanout_report_new(n, &r) < 0) {
-        cx__pipeline_hw_clear(probes);
+    /* Probe the four components concurrently, then one query per component that answered. */
+    struct cx_hw_report *hw = cx__calloc(1, sizeof *hw);
+    if (hw == NULL)
         return cx__err(ei, CX_ENOMEM, "out of memory");
+    int rc = cx_hw_check_all(NULL, disk_path, hw);
+    if (rc < 0) {
+        cx__free(hw);
+        return cx__err(ei, rc, "hardware probes failed: %s", cx_strerror(rc));
     }
+    const size_t n = 4;
+    const int rcs[4] = {hw->cpu_rc, hw->mem_rc, hw->disk_rc, hw->gpu_rc};
+    struct cx_fanout_report *r = NULL;
     struct run run;
-    if (run_setup(&run, p, Q_HW, ro, n, r->items) < 0) {
-        cx__pipeline_hw_clear(probes);
+    if (fanout_report_new(n, &r) < 0 || run_setup(&run, p, Q_HW, ro, n, r->items) < 0) {
         cx_fanout_report_free(r);
+        cx__free(hw);
         return cx__err(ei, CX_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         struct query *qu = &run.qs[i];
-        struct cx__buf b;
-        cx__buf_init(&b, 8192);
-        r->items[i].subject = cx__strdup(probes[i].component);
-        r->items[i].details = cx__strdup(probes[i].details ? probes[i].details : "");
-        if (r->items[i].subject == NULL || r->items[i].details == NULL ||
-            cx__buf_printf(&b, "Hardware check: %s %s", probes[i].component,
-                           probes[i].details ? probes[i].details : "") < 0) {
-            run_clear(&run);
-            cx__pipeline_hw_clear(probes);
-            cx_fanout_report_free(r);
-            return cx__err(ei, CX_ENOMEM, "out of memory");
+        struct cx_item *it = &r->items[i];
+        enum cx_hw_component c = (enum cx_hw_component)i;
+        it->subject = cx__strdup(cx_hw_component_name(c));
+        if (it->subject == NULL)
+            goto oom;
+        if (rcs[i] < 0) {
+            qu->skip = 1;
+            it->status = rcs[i];
+            it->error = cx__strdup(rcs[i] == CX_ENOMEM ? "out of memory"
+                                                       : "the probe could not read the hardware");
+            continue;
         }
-        qu->prompt = cx__buf_take(&b);
+        /* "Hardware check: cpu <details>": the prompt; the details alone go in the report. */
+        qu->prompt = cx_hw_describe(c, hw);
+        if (qu->prompt == NULL)
+            goto oom;
+        const char *d = qu->prompt;
+        size_t pre = strlen("Hardware check: ") + strlen(it->subject);
+        d = strlen(d) > pre ? d + pre : "";
+        while (*d == ' ')
+            d++;
+        it->details = cx__strdup(d);
+        if (it->details == NULL)
+            goto oom;
         qu->q.task = CX_TASK_CONFIGURATION;
         qu->q.system = HW_SYSTEM;
         qu->q.prompt = qu->prompt;
     }
-    cx__pipeline_hw_clear(probes);
+    cx__free(hw);
     return fanout_finish(p, &run, r, t0, cx_now_ns(), out, ei);
+oom:
+    run_clear(&run);
+    cx_fanout_report_free(r);
+    cx__free(hw);
+    return cx__err(ei, CX_ENOMEM, "out of memory");
 }
