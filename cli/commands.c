@@ -41,6 +41,8 @@ struct ctx {
     char base_url[512];
     struct cx_pipeline *p;
     uint64_t start_ns;
+    int emitted;          /* the JSON object went out */
+    char last_err[512];   /* the last message fail() printed, for the --json error object */
 };
 
 static void note(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -61,10 +63,9 @@ static int fail(struct ctx *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("cx: ", c->err);
-    vfprintf(c->err, fmt, ap);
-    fputc('\n', c->err);
+    vsnprintf(c->last_err, sizeof c->last_err, fmt, ap);
     va_end(ap);
+    fprintf(c->err, "cx: %s\n", c->last_err);
     return code;
 }
 
@@ -226,6 +227,7 @@ static int emit_json(struct ctx *c, cJSON *o, int code)
     fputs(s, c->out);
     fputc('\n', c->out);
     cJSON_free(s);
+    c->emitted = 1;
     return code;
 }
 
@@ -689,6 +691,12 @@ int cx_cli_main(int argc, char **argv, FILE *out, FILE *err)
     int rc = cx_cli_parse_args(argc, argv, &c.a, msg, sizeof msg);
     if (rc != 0) {
         fprintf(err, "cx: %s\nTry 'cx --help'.\n", msg);
+        if (c.a.json) {
+            snprintf(c.last_err, sizeof c.last_err, "%s", msg);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "error", c.last_err);
+            emit_json(&c, o, CX_EXIT_USAGE);
+        }
         cx_cli_args_clear(&c.a);
         return CX_EXIT_USAGE;
     }
@@ -715,6 +723,12 @@ int cx_cli_main(int argc, char **argv, FILE *out, FILE *err)
             rc = cmd_cache(&c);
         else
             rc = cmd_history(&c);
+    }
+    /* Under --json a failure still prints one object, so scripts always get one. */
+    if (c.a.json && !c.emitted && rc != CX_EXIT_OK) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", c.last_err[0] ? c.last_err : "failed");
+        rc = emit_json(&c, o, rc);
     }
     cx_pipeline_free(c.p);
     mock_server_stop(c.mock);

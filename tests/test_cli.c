@@ -337,6 +337,15 @@ static void test_unwritable_data_dir(void **state)
     assert_int_equal(rc, CX_EXIT_ERROR);
     assert_non_null(strstr(f->err, under));
     assert_null(strstr(f->err, "embedded mock")); /* refused before anything started */
+    /* Under --json the failure is still one JSON object naming the path. */
+    setenv("CORTEX_DATA_DIR", under, 1);
+    rc = run_cx(f, "install", "nginx", "--json", NULL);
+    setenv("CORTEX_DATA_DIR", f->dir, 1);
+    assert_int_equal(rc, CX_EXIT_ERROR);
+    cJSON *o = parse_out(f);
+    assert_non_null(strstr(get(o, "error")->valuestring, under));
+    assert_int_equal(get(o, "exit_code")->valueint, CX_EXIT_ERROR);
+    cJSON_Delete(o);
     /* --data-dir names it the same way. */
     rc = run_cx(f, "cache", "stats", "--data-dir", file, NULL);
     assert_int_equal(rc, CX_EXIT_ERROR);
