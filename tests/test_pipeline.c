@@ -396,6 +396,38 @@ static void test_diagnose_and_hwcheck(void **state)
     cx_pipeline_free(p);
 }
 
+static int parse_scenario(void *ctx)
+{
+    (void)ctx;
+    char **v = NULL;
+    size_t n = 0;
+    int rc = cx_pipeline_parse_request(SEED_REQUEST, &v, &n, NULL);
+    if (rc < 0)
+        return rc;
+    cx_free(v);
+    return n == 5 ? 0 : CX_EINVAL;
+}
+
+static void test_parse_request_torture(void **state)
+{
+    (void)state;
+    assert_true(t_torture(parse_scenario, NULL) >= 1);
+    /* Limits are named. */
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    char **v = NULL;
+    size_t n = 0;
+    assert_int_equal(cx_pipeline_parse_request("install -rf", &v, &n, &ei), CX_EINVAL);
+    assert_non_null(strstr(ei.msg, "-rf"));
+    size_t big = CX_PIPELINE_MAX_REQUEST + 10;
+    char *req = malloc(big + 1);
+    assert_non_null(req);
+    memset(req, 'a', big);
+    req[big] = '\0';
+    assert_int_equal(cx_pipeline_parse_request(req, &v, &n, &ei), CX_ETOOBIG);
+    free(req);
+}
+
 static void test_data_dir(void **state)
 {
     struct fx *f = *state;
@@ -447,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apt_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diagnose_and_hwcheck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_dir, setup, teardown),
+        cmocka_unit_test(test_parse_request_torture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
