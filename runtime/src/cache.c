@@ -808,11 +808,12 @@ out:
     return 0;
 }
 
-/* Swaps x in if it is newer than the index (carrying over unflushed hits); frees the loser. */
-static void install_index(struct cx_cache *c, struct index *x) {
+/* Swaps x in if it is newer than the index (carrying over unflushed hits), or always when
+ * `force`; frees the loser. */
+static void install_index(struct cx_cache *c, struct index *x, int force) {
     br_wrlock(&c->lock);
     struct index *old = c->idx;
-    if (old && old->gen != 0 && x->gen <= old->gen) {
+    if (!force && old && old->gen != 0 && x->gen <= old->gen) {
         br_wrunlock(&c->lock);
         index_free(x);
         return;
@@ -836,16 +837,21 @@ static void install_index(struct cx_cache *c, struct index *x) {
     index_free(old);
 }
 
-static int reload(struct cx_cache *c, struct cx_errinfo *ei) {
+static int reload(struct cx_cache *c, int force, struct cx_errinfo *ei) {
     struct index *x = NULL;
     int rc = load_index(c, &x, ei);
     if (rc < 0) return rc;
-    install_index(c, x);
+    install_index(c, x, force);
     return 0;
 }
 
 /* Reads the generation and reloads when it differs from the index's. */
 static int refresh(struct cx_cache *c, struct cx_errinfo *ei) {
+    /* The index's generation first: it is committed, so a database read after it that shows a
+     * lower one can only come from a replaced file, never from a race with our own writes. */
+    struct br_slot *rs = br_rdlock(&c->lock);
+    uint64_t have = c->idx->gen;
+    br_rdunlock(rs);
     sqlite3 *db = NULL;
     int rc = cx_pool_checkout(c->pool, CX_DEADLINE_NONE, &db, ei);
     if (rc < 0) return rc;
@@ -861,11 +867,10 @@ static int refresh(struct cx_cache *c, struct cx_errinfo *ei) {
     sqlite3_finalize(st);
     cx_pool_checkin(c->pool, db);
     if (rc < 0) return rc;
-    struct br_slot *rs = br_rdlock(&c->lock);
-    uint64_t have = c->idx->gen;
-    br_rdunlock(rs);
     if (have == gen) return 0;
-    return reload(c, ei);
+    /* Generations only grow, and the index only takes committed ones; a database generation
+     * below the index's means the file was replaced (deleted and recreated): take it as is. */
+    return reload(c, gen < have, ei);
 }
 
 static void maybe_refresh(struct cx_cache *c, uint64_t now) {
@@ -1227,7 +1232,7 @@ int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const char *c
     if (rc == 0 && o.need_reload) {
         /* The index did not start from the state this put started from (another writer got in
          * between): load the committed state so the put is visible when we return. */
-        if (reload(c, NULL) < 0) atomic_store(&c->stale, 1);
+        if (reload(c, 0, NULL) < 0) atomic_store(&c->stale, 1);
     }
     cx__free(o.e);
     cx__free(o.evicted);
@@ -1272,7 +1277,7 @@ int cx_cache_clear(struct cx_cache *c, struct cx_errinfo *ei) {
     struct op o;
     if (op_init(&o, c) < 0) return cx__err(ei, CX_ENOMEM, "cx_cache_clear: out of memory");
     int rc = op_run(&o, clear_fn, clear_done, ei);
-    if (rc == 0 && o.need_reload && reload(c, NULL) < 0) atomic_store(&c->stale, 1);
+    if (rc == 0 && o.need_reload && reload(c, 0, NULL) < 0) atomic_store(&c->stale, 1);
     op_destroy(&o);
     return rc;
 }
