@@ -10,6 +10,18 @@ static const char *const MSG_HDRS[] = {"anthropic-version: 2023-06-01", NULL};
  * ctest -j running other suites beside this one). */
 static double slack_s(void) { return 0.250 * t_timeout_scale(); }
 
+struct multi_req {
+    CURL *e;
+    struct t_resp r;
+    struct curl_slist *hl;
+    char *body;
+    int done;
+};
+static void multi_add(CURLM *m, struct multi_req *q, const char *url, const char *path,
+                      const char *body);
+static int multi_drive(CURLM *m, double wait_s, struct mock_server *s, unsigned want_in_flight);
+static void multi_finish(CURLM *m, struct multi_req *q, size_t n);
+
 static void configure(struct mock_server *s, const char *text) {
     char err[256];
     if (mock_server_configure(s, text, err, sizeof err) != 0) fail_msg("configure: %s", err);
@@ -105,6 +117,53 @@ static void test_uniform_latency(void **state) {
     mock_server_stop(s);
 }
 
+static void test_normal_and_load_factor(void **state) {
+    (void)state;
+    /* normal: mean 100 ms, stddev 30 ms (time_scale 0.5 halves both). */
+    struct mock_server *s = t_mock_start("dist = normal\nlatency = 100ms\nstddev = 30ms\n"
+                                         "time_scale = 0.5", 9);
+    for (int i = 0; i < 12; i++) {
+        char prompt[32];
+        snprintf(prompt, sizeof prompt, "normal %d", i);
+        timed_chat(s, prompt, 0);
+    }
+    cJSON *j = stats(s);
+    double mean = t_jnum(j, "histograms.configured.mean");
+    double lo = t_jnum(j, "histograms.configured.min"), hi = t_jnum(j, "histograms.configured.max");
+    assert_true(mean > 35.0 && mean < 65.0);
+    assert_true(hi - lo > 5.0);
+    assert_true(t_jnum(j, "histograms.delivered.min") >= lo * 0.97);
+    cJSON_Delete(j);
+    mock_server_stop(s);
+
+    /* load_factor 1: a request that starts while k others run takes (1 + k) x latency, so of
+     * four sent together the last one takes about four times as long. */
+    double lat = 0.100 * t_timeout_scale();
+    char cfg[96];
+    snprintf(cfg, sizeof cfg, "latency = %.0fms\nload_factor = 1", lat * 1000);
+    s = t_mock_start(cfg, 1);
+    CURLM *m = curl_multi_init();
+    struct multi_req q[4];
+    memset(q, 0, sizeof q);
+    char *chat = t_chat_body("m", "hi", 0, 0);
+    for (int i = 0; i < 4; i++) multi_add(m, &q[i], mock_server_url(s), "/v1/chat/completions", chat);
+    assert_int_equal(multi_drive(m, 30 * t_timeout_scale(), NULL, 0), 0);
+    multi_finish(m, q, 4);
+    double longest = 0;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(q[i].r.status, 200);
+        if (q[i].r.secs > longest) longest = q[i].r.secs;
+        t_resp_free(&q[i].r);
+    }
+    assert_true(longest >= 2.9 * lat);
+    j = stats(s);
+    assert_true(t_jnum(j, "histograms.configured.max") >= 2900.0 * lat);
+    cJSON_Delete(j);
+    curl_multi_cleanup(m);
+    cJSON_free(chat);
+    mock_server_stop(s);
+}
+
 static void test_stream_timing(void **state) {
     (void)state;
     /* ttft 80 ms, then 4 ms between tokens. */
@@ -138,15 +197,7 @@ static void test_stream_timing(void **state) {
     mock_server_stop(s);
 }
 
-/* ---- curl multi ---- */
-
-struct multi_req {
-    CURL *e;
-    struct t_resp r;
-    struct curl_slist *hl;
-    char *body;
-    int done;
-};
+/* ---- curl multi (declared above) ---- */
 
 static void multi_add(CURLM *m, struct multi_req *q, const char *url, const char *path,
                       const char *body) {
@@ -350,6 +401,7 @@ static int group_teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_latency),  cmocka_unit_test(test_uniform_latency),
+        cmocka_unit_test(test_normal_and_load_factor),
         cmocka_unit_test(test_stream_timing),  cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_max_running),    cmocka_unit_test(test_stop_in_flight),
     };
