@@ -30,7 +30,7 @@ struct cx_http_xfer {
     size_t key_len;
     uint64_t deadline;
     long connect_timeout_ms;
-    const atomic_int *cancel;   /* borrowed from the request */
+    const cx_cancel_flag *cancel; /* borrowed from the request */
 
     /* the raw answer, written by curl's callbacks on whichever thread moves the bytes */
     struct cx__buf resp;

@@ -9,7 +9,7 @@
  *   Threads: the creator's thread(s), which submit; one I/O thread, started by cx_ioloop_new and
  *   joined by cx_ioloop_free.
  *   Queues: `queue` (transfers submitted, FIFO) and `new_timers`, both guarded by `mu`. Submitters
- *   append under mu and call curl_multi_wakeup, which interrupts curl_multi_poll. The I/O thread
+ *   append under mu and write to an eventfd the loop's epoll set watches. The I/O thread
  *   swaps both lists out under mu and works on them without it: transfers go into the multi
  *   handle and onto `live` (I/O thread only), timers into the sorted `timers` list (I/O thread
  *   only).
@@ -17,17 +17,26 @@
  *   server answers. Timers run in `when` order, after the transfers queued before them started.
  *   Callbacks: completion callbacks and timers run on the I/O thread with no lock held; they may
  *   submit more work (it is queued for the next turn of the loop).
- *   Cancellation: a transfer's cancel flag is seen by curl's progress callback during
- *   curl_multi_perform, and at once after cx_ioloop_kick (a scan of `live`).
+ *   Events: curl's multi_socket API. curl tells us which sockets to watch (socket callback ->
+ *   epoll_ctl) and when it next needs a timeout call (timer callback); the loop waits in
+ *   epoll_wait and hands each ready socket to curl_multi_socket_action, so one wake-up costs
+ *   O(ready sockets), not O(transfers in flight) as curl_multi_perform/poll would with 1,000.
+ *   Cancellation: a transfer's cancel flag is seen by curl's progress callback while curl works
+ *   on it, and at once after cx_ioloop_kick (a scan of `live`).
  *   Shutdown: cx_ioloop_free sets `stopping` under mu and wakes the loop; the loop ends every
  *   queued and live transfer with CX_ECANCELED (callback runs), runs every timer with canceled=1,
  *   and exits; new submissions fail with CX_ECLOSED from the moment `stopping` is set.
  */
 #include "cx/ioloop.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -43,6 +52,8 @@ struct timer {
 
 struct cx_ioloop {
     CURLM *multi;
+    int epfd;     /* epoll set: curl's sockets + wakefd */
+    int wakefd;   /* eventfd written by submitters, kick and shutdown */
     pthread_t thread;
     struct cx__mutex mu;
     struct cx_http_xfer *q_head, *q_tail; /* guarded by mu */
@@ -52,6 +63,7 @@ struct cx_ioloop {
     atomic_ulong tid; /* the I/O thread's pthread_self(), for cx_ioloop_on_thread */
 
     /* I/O thread only */
+    uint64_t curl_due; /* when curl wants curl_multi_socket_action(TIMEOUT); UINT64_MAX: never */
     struct cx_http_xfer *live;
     struct timer *timers; /* sorted by when */
     CURL **idle;
@@ -160,9 +172,65 @@ static void insert_timer(struct cx_ioloop *l, struct timer *t) {
     *pp = t;
 }
 
+/* curl: watch (or stop watching) socket s. socketp marks sockets already in the epoll set. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
+    (void)easy;
+    struct cx_ioloop *l = userp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(l->multi, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = s;
+    if (socketp) {
+        if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+            epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev);
+    } else {
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+            epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
+        curl_multi_assign(l->multi, s, (void *)l);
+    }
+    return 0;
+}
+
+/* curl: call curl_multi_socket_action(TIMEOUT) in timeout_ms (-1: no timer). */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+    (void)multi;
+    struct cx_ioloop *l = userp;
+    l->curl_due = timeout_ms < 0 ? UINT64_MAX : cx_now_ns() + (uint64_t)timeout_ms * CX_NSEC_PER_MSEC;
+    return 0;
+}
+
+static void wake(struct cx_ioloop *l) {
+    uint64_t one = 1;
+    ssize_t n;
+    do {
+        n = write(l->wakefd, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN: the counter is saturated, the loop is woken anyway */
+}
+
+/* Ends every transfer curl reports as done. */
+static void drain_done(struct cx_ioloop *l) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(l->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        void *priv = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&priv);
+        struct cx_http_xfer *x = priv;
+        CURLcode rc = msg->data.result;
+        end_live(l, x, rc, CX__ABORT_NONE);
+    }
+}
+
 static void *loop_main(void *arg) {
     struct cx_ioloop *l = arg;
     atomic_store(&l->tid, (unsigned long)pthread_self());
+    uint64_t last_scan = cx_now_ns();
     for (;;) {
         cx__mutex_lock(&l->mu);
         struct cx_http_xfer *q = l->q_head;
@@ -198,7 +266,11 @@ static void *loop_main(void *arg) {
             t->fn(t->ud, 0);
             cx__free(t);
         }
-        if (atomic_exchange(&l->kicked, 0)) {
+        /* cancel flags: at once after a kick, else once a second (curl only runs a transfer's
+         * progress callback while something happens on it, and a stalled one is silent) */
+        int kicked = atomic_exchange(&l->kicked, 0);
+        if (kicked || now - last_scan >= CX_NSEC_PER_SEC) {
+            last_scan = now;
             struct cx_http_xfer *x = l->live;
             while (x) {
                 struct cx_http_xfer *n = x->next;
@@ -208,31 +280,40 @@ static void *loop_main(void *arg) {
             }
         }
 
+        /* curl's own timeouts (and the first step of transfers just added) */
         int running = 0;
-        curl_multi_perform(l->multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(l->multi, &left)) != NULL) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            void *priv = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&priv);
-            struct cx_http_xfer *x = priv;
-            CURLcode rc = msg->data.result;
-            end_live(l, x, rc, CX__ABORT_NONE);
+        if (l->curl_due != UINT64_MAX && cx_now_ns() >= l->curl_due) {
+            l->curl_due = UINT64_MAX;
+            curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
+        drain_done(l);
 
-        /* Sleep until curl needs us, a timer is due, or a submission wakes us. */
+        /* Sleep until a socket is ready, curl's timer or ours is due, or we are woken. */
+        uint64_t due = l->curl_due;
+        if (l->timers && l->timers->when < due) due = l->timers->when;
         int wait_ms = 1000;
-        if (l->timers) {
-            uint64_t left_ns = cx_deadline_remaining_ns(l->timers->when);
+        if (due != UINT64_MAX) {
+            uint64_t left_ns = cx_deadline_remaining_ns(due);
             uint64_t ms = (left_ns + CX_NSEC_PER_MSEC - 1) / CX_NSEC_PER_MSEC;
             if (ms < (uint64_t)wait_ms) wait_ms = (int)ms;
         }
-        cx__mutex_lock(&l->mu);
-        int pending = l->q_head != NULL || l->new_timers != NULL || l->stopping;
-        cx__mutex_unlock(&l->mu);
-        if (pending || atomic_load(&l->kicked)) wait_ms = 0;
-        if (wait_ms > 0) curl_multi_poll(l->multi, NULL, 0, wait_ms, NULL);
+        if (atomic_load(&l->kicked)) wait_ms = 0;
+        struct epoll_event evs[256];
+        int n = epoll_wait(l->epfd, evs, 256, wait_ms);
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == l->wakefd) {
+                uint64_t v;
+                ssize_t rd = read(l->wakefd, &v, sizeof v);
+                (void)rd;
+                continue;
+            }
+            int mask = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                       (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                       (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(l->multi, fd, mask, &running);
+        }
+        drain_done(l);
     }
 
     /* Shutdown: end everything still held. */
@@ -285,11 +366,31 @@ int cx_ioloop_new(const struct cx_ioloop_options *opts, struct cx_ioloop **out, 
         cx__free(l);
         return cx__err(ei, CX_ENOMEM, "cx_ioloop_new: out of memory");
     }
+    l->epfd = l->wakefd = -1;
+    l->curl_due = UINT64_MAX;
     l->multi = curl_multi_init();
     if (l->multi == NULL) {
         rc = cx__err(ei, CX_ENOMEM, "cx_ioloop_new: curl_multi_init failed");
         goto fail;
     }
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->epfd < 0 || l->wakefd < 0) {
+        rc = cx__err(ei, CX_EIO, "cx_ioloop_new: cannot create the epoll set / eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    struct epoll_event wev;
+    memset(&wev, 0, sizeof wev);
+    wev.events = EPOLLIN;
+    wev.data.fd = l->wakefd;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wakefd, &wev) != 0) {
+        rc = cx__err(ei, CX_EIO, "cx_ioloop_new: epoll_ctl: %s", strerror(errno));
+        goto fail;
+    }
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
     long maxc = opts->max_connections > 0 ? opts->max_connections : 2048;
     curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, maxc);
     curl_multi_setopt(l->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
@@ -306,6 +407,8 @@ int cx_ioloop_new(const struct cx_ioloop_options *opts, struct cx_ioloop **out, 
     return 0;
 fail:
     if (l->multi) curl_multi_cleanup(l->multi);
+    if (l->epfd >= 0) close(l->epfd);
+    if (l->wakefd >= 0) close(l->wakefd);
     cx__mutex_destroy(&l->mu);
     cx__free(l);
     return rc;
@@ -317,11 +420,13 @@ void cx_ioloop_free(struct cx_ioloop *l) {
     cx__mutex_lock(&l->mu);
     l->stopping = 1;
     cx__mutex_unlock(&l->mu);
-    curl_multi_wakeup(l->multi);
+    wake(l);
     pthread_join(l->thread, NULL);
     for (size_t i = 0; i < l->n_idle; i++) curl_easy_cleanup(l->idle[i]);
     cx__free(l->idle);
     curl_multi_cleanup(l->multi);
+    close(l->epfd);
+    close(l->wakefd);
     cx__mutex_destroy(&l->mu);
     cx__free(l);
 }
@@ -346,14 +451,14 @@ int cx_ioloop_submit(struct cx_ioloop *l, struct cx_http_xfer *x, cx_ioloop_done
     l->q_tail = x;
     cx__mutex_unlock(&l->mu);
     atomic_fetch_add(&l->submitted, 1);
-    curl_multi_wakeup(l->multi);
+    wake(l);
     return 0;
 }
 
 void cx_ioloop_kick(struct cx_ioloop *l) {
     if (l == NULL) return;
     atomic_store(&l->kicked, 1);
-    curl_multi_wakeup(l->multi);
+    wake(l);
 }
 
 int cx_ioloop_timer(struct cx_ioloop *l, uint64_t when, cx_ioloop_timer_fn fn, void *ud,
@@ -373,7 +478,7 @@ int cx_ioloop_timer(struct cx_ioloop *l, uint64_t when, cx_ioloop_timer_fn fn, v
     t->next = l->new_timers;
     l->new_timers = t;
     cx__mutex_unlock(&l->mu);
-    curl_multi_wakeup(l->multi);
+    wake(l);
     return 0;
 }
 
@@ -390,6 +495,10 @@ void cx_ioloop_stats(struct cx_ioloop *l, struct cx_ioloop_stats *out) {
     out->max_in_flight = atomic_load(&l->max_in_flight);
     out->handles_created = atomic_load(&l->handles);
     out->timers = atomic_load(&l->timers_run);
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid(l->thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+        out->cpu_ns = (uint64_t)ts.tv_sec * CX_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 int cx_io_choose(size_t batch, double cpu_share, int cores, enum cx_io_design *design, int *threads) {

@@ -28,10 +28,20 @@
 #ifndef CX_HTTP_H
 #define CX_HTTP_H
 
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cx/common.h"
+
+/* A cancel flag: C11 atomic_int, and the same object seen from C++ (std::atomic<int> has the same
+ * size, alignment and representation, which is what C++23's <stdatomic.h> relies on too). */
+#ifdef __cplusplus
+#include <atomic>
+typedef std::atomic<int> cx_cancel_flag;
+#else
+#include <stdatomic.h>
+typedef atomic_int cx_cancel_flag;
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,7 +76,7 @@ struct cx_http_request {
     size_t max_body;          /* response cap in bytes, 0: CX_HTTP_DEFAULT_MAX_BODY */
     const char *extra_header; /* one extra "Name: value" header (tests drive the mock's faults
                                  with it), NULL for none */
-    const atomic_int *cancel; /* optional: when it becomes non-zero the transfer stops with
+    const cx_cancel_flag *cancel; /* optional: when it becomes non-zero the transfer stops with
                                  CX_ECANCELED (seen within ~1 s in the blocking design; at once
                                  in the hybrid design through cx_ioloop_cancel) */
 };

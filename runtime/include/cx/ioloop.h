@@ -98,6 +98,7 @@ struct cx_ioloop_stats {
     uint64_t max_in_flight;  /* the most at once */
     uint64_t handles_created; /* curl easy handles made (reused after each transfer) */
     uint64_t timers;         /* timers run */
+    uint64_t cpu_ns;         /* CPU time the I/O thread has used (curl, callbacks, timers) */
 };
 /* A snapshot (counters read one by one). Threads: any thread. */
 CX_API void cx_ioloop_stats(struct cx_ioloop *l, struct cx_ioloop_stats *out);

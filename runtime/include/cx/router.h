@@ -44,12 +44,12 @@
 #ifndef CX_ROUTER_H
 #define CX_ROUTER_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "cx/common.h"
 #include "cx/config.h"
+#include "cx/http.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -158,7 +158,7 @@ struct cx_llm_query {
     double temperature;           /* default 0.7 */
     int stream;                   /* ask for SSE */
     uint64_t deadline;            /* absolute (cx/clock.h), CX_DEADLINE_NONE: none */
-    const atomic_int *cancel;     /* optional; must outlive the call. Set it (and, for hybrid,
+    const cx_cancel_flag *cancel; /* optional; must outlive the call. Set it (and, for hybrid,
                                      call cx_ioloop_kick) to stop with CX_ECANCELED */
     const char *extra_header;     /* one extra HTTP header, NULL: none (tests) */
     cx_router_post_fn post;       /* async only: overrides options.post for this query (e.g. an
