@@ -7,6 +7,8 @@
 #include <cjson/cJSON.h>
 
 #include "../mockserver/src/content.h"
+#include "cx/parse.h"
+#include "cx/validate.h"
 #include "t_util.h"
 
 /* Generates a reply and parses the single ```json block; asserts the fence shape. */
@@ -387,13 +389,55 @@ static void test_tokens_and_split(void **state) {
     }
 }
 
+/* The contract from the other side: the runtime's parser reads every reply the mock makes, its
+ * validator accepts every ordinary command, and refuses every plan made with the dangerous flag. */
+static void test_runtime_accepts_replies(void **state) {
+    (void)state;
+    const char *prompts[] = {
+        "Install package: nginx", "Install package: redis", "Install package: postgresql",
+        "Install package: docker", "Install package: nodejs", "Analyze package htop",
+        "install libssl-dev", "Install package: $(evil)",
+        "Diagnose error: No space left on device", "Diagnose error: Permission denied",
+        "Diagnose error: Could not resolve host: x", "Diagnose error: dpkg was interrupted",
+        "Diagnose error: Could not get lock /var/lib/dpkg/lock",
+        "Diagnose error: E: Unable to locate package foo", "Diagnose error: address already in use",
+        "Diagnose error: Segmentation fault in package nginx", "Diagnose error: connection refused",
+        "Diagnose error: something else", "Hardware check: cpu", "Hardware check: memory",
+        "Hardware check: disk", "Hardware check: gpu", "Hardware check: toaster"};
+    for (size_t p = 0; p < sizeof prompts / sizeof prompts[0]; p++) {
+        for (uint64_t seed = 0; seed < 4; seed++) {
+            for (int dangerous = 0; dangerous <= 1; dangerous++) {
+                struct mock_content mc;
+                assert_int_equal(mock_content_generate("", prompts[p], seed, seed * 700,
+                                                       dangerous, &mc), 0);
+                cJSON *obj = NULL;
+                struct cx_errinfo ei;
+                int rc = cx_parse_response(mc.text, 1, &obj, &ei);
+                if (rc != 0) fail_msg("%s: runtime parse: %s", prompts[p], ei.msg);
+                struct cx_validation v;
+                rc = cx_validate_commands(cJSON_GetObjectItemCaseSensitive(obj, "commands"), &v);
+                int install = strstr(prompts[p], "nstall") || strstr(prompts[p], "Analyze");
+                if (dangerous && install) {
+                    assert_int_equal(rc, CX_EREJECTED);
+                    assert_int_equal(v.n_rejected, 1);
+                } else if (rc != 0) {
+                    fail_msg("%s: validator refused %s", prompts[p], v.reasons[0]);
+                }
+                cx_validation_clear(&v);
+                cJSON_Delete(obj);
+                mock_content_free(&mc);
+            }
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtin_plans),  cmocka_unit_test(test_generic_plan_and_sanitizing),
         cmocka_unit_test(test_determinism_and_seed), cmocka_unit_test(test_padding),
         cmocka_unit_test(test_dangerous),      cmocka_unit_test(test_diagnosis),
         cmocka_unit_test(test_hardware),       cmocka_unit_test(test_chat),
-        cmocka_unit_test(test_tokens_and_split),
+        cmocka_unit_test(test_tokens_and_split), cmocka_unit_test(test_runtime_accepts_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
