@@ -18,6 +18,7 @@
 #include "cx/config.h"
 #include "cx/gil.h"
 #include "cx/dbpool.h"
+#include "cx/executor.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
 #include "cx/router.h"
@@ -818,6 +819,113 @@ static void test_post_and_cpu_share(void **state) {
     pthread_cond_destroy(&d.cond);
 }
 
+/* ---- the async form's CPU step on executor tasks (the pattern documented in router.h) ---- */
+
+struct exq {
+    struct cx_router *r;
+    struct cx_task_handle *h;
+    void (*fn)(void *);
+    void *arg;
+    char prompt[64];
+    int rc;
+    struct cx_llm_response resp;
+};
+
+static int exq_finish(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx, (void)res;
+    struct exq *e = arg;
+    return e->rc;
+}
+
+static int exq_run_post(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct exq *e = arg;
+    e->h = cx_task_suspend(ctx); /* first: fn may end the query or schedule a retry */
+    e->fn(e->arg);
+    return CX_EAGAIN;
+}
+
+static int exq_post(void (*fn)(void *), void *arg, void *ctx) {
+    struct exq *e = ctx;
+    e->fn = fn;
+    e->arg = arg;
+    return cx_task_resume(e->h, exq_run_post, e);
+}
+
+static void exq_done(int rc, struct cx_llm_response *resp, const struct cx_errinfo *ei, void *ud) {
+    (void)ei;
+    struct exq *e = ud;
+    e->rc = rc;
+    if (resp) e->resp = *resp;
+    int r = cx_task_resume(e->h, exq_finish, e);
+    assert_int_equal(r, 0);
+}
+
+static int exq_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct exq *e = arg;
+    struct cx_llm_query q;
+    query(&q, CX_TASK_CONFIGURATION, e->prompt);
+    q.post = exq_post;
+    q.post_ctx = e;
+    e->h = cx_task_suspend(ctx);
+    int rc = cx_router_complete_async(e->r, &q, exq_done, e, NULL);
+    if (rc < 0) {
+        e->rc = rc;
+        cx_task_resume(e->h, exq_finish, e);
+    }
+    return CX_EAGAIN;
+}
+
+static void test_async_on_executor(void **state) {
+    (void)state;
+    enum { N = 12 };
+    struct cx_ioloop *loop;
+    assert_int_equal(cx_ioloop_new(NULL, &loop, NULL), 0);
+    struct where w = {loop, 0, 0};
+    struct cx_router_options o;
+    opts_mock(&o);
+    o.io = CX_IO_HYBRID;
+    o.loop = loop;
+    o.validate = where_validate;
+    o.validate_ud = &w;
+    o.fallback = 0;
+    struct cx_router *r = router(&o);
+    struct cx_executor_options eo;
+    cx_executor_options_init(&eo);
+    eo.threads = 3;
+    struct cx_executor *ex;
+    assert_int_equal(cx_executor_new(&eo, &ex, NULL), 0);
+    script("next 3 503"); /* some queries retry: their later CPU steps come through post again */
+    static struct exq qs[N];
+    struct cx_task tasks[N];
+    for (int i = 0; i < N; i++) {
+        memset(&qs[i], 0, sizeof qs[i]);
+        qs[i].r = r;
+        snprintf(qs[i].prompt, sizeof qs[i].prompt, "Install package: exec-%d", i);
+        tasks[i] = (struct cx_task){exq_task, &qs[i]};
+    }
+    struct cx_batch *b;
+    assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
+    struct cx_batch_stats bs;
+    cx_batch_stats(b, &bs);
+    assert_int_equal(bs.successful, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(qs[i].rc, 0);
+        assert_non_null(strstr(qs[i].resp.content, qs[i].prompt + strlen("Install package: ")));
+        cx_llm_response_clear(&qs[i].resp);
+    }
+    assert_int_equal(atomic_load(&w.on_io), 0); /* every CPU step ran on a worker */
+    assert_int_equal(atomic_load(&w.off_io), N);
+    struct cx_router_stats st;
+    cx_router_stats(r, &st);
+    assert_int_equal(st.retries, 3);
+    cx_batch_free(b);
+    cx_executor_free(ex);
+    cx_router_free(r);
+    cx_ioloop_free(loop);
+}
+
 /* ---- keys never logged ---- */
 
 static void test_keys_never_logged(void **state) {
@@ -915,6 +1023,7 @@ int main(void) {
         cmocka_unit_test(test_async_retries_and_sf),
         cmocka_unit_test(test_config_and_ollama),
         cmocka_unit_test(test_post_and_cpu_share),
+        cmocka_unit_test(test_async_on_executor),
         cmocka_unit_test(test_keys_never_logged),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -40,6 +40,15 @@
  * (cx_http_client); CX_IO_HYBRID hands it to the I/O loop (cx/ioloop.h). cx_router_complete works
  * with both (with hybrid it waits for the loop); cx_router_complete_async needs the loop. Both
  * give identical results. API keys are never logged, never put in an error message, never cached.
+ *
+ * Running the async form's CPU step (parse + validate + cache write) on an executor task instead
+ * of the I/O thread: give the query a `post` that resumes the task, and let the continuation take
+ * a fresh handle BEFORE it runs fn, so a later post (after a retry) or the done callback always
+ * finds a valid one:
+ *     post(fn, arg, qu):   qu->fn = fn; qu->arg = arg; return cx_task_resume(qu->h, run_post, qu);
+ *     run_post(ctx, qu):   qu->h = cx_task_suspend(ctx); qu->fn(qu->arg); return CX_EAGAIN;
+ *     done(rc, resp, ...): store the outcome; cx_task_resume(qu->h, finish, qu);
+ * (cx_task_resume before the task returned is allowed by the executor.)
  */
 #ifndef CX_ROUTER_H
 #define CX_ROUTER_H
