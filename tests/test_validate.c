@@ -87,6 +87,17 @@ static const char *const accepted[] = {
     "grep -q '^docker:' /etc/group || sudo groupadd docker",
     "getent passwd www-data",
     "sudo systemctl daemon-reload # reload unit files",
+    "X=/ rm -rf $X", /* bash expands $X before the assignment: it is not "/" */
+    "for d in /tmp/a /tmp/b; do rm -rf $d; done",
+    "cd /tmp && rm -rf *",
+    "cd /opt/app && sudo ./configure",
+    "sudo chmod g+s /srv/shared",
+    "sudo chmod 2775 /srv/shared",
+    "wget -O /tmp/x.tar.gz https://x/x.tar.gz",
+    "rsync -a --delete ./site/ /var/www/html/",
+    "rm -rf ${HOME}/.cache",
+    "export VERSION=$(curl -s https://api.github.com/repos/docker/compose/releases/latest | jq -r .tag_name)",
+    "sudo curl -L \"https://github.com/docker/compose/releases/download/${VERSION}/docker-compose-$(uname -s)-$(uname -m)\" -o /usr/local/bin/docker-compose",
     "sudo reboot",
     "",
     "   ",
@@ -240,6 +251,33 @@ static const struct reject_case rejected[] = {
     {"sudo mv /etc /tmp/etc.bak", "mv of the system directory /etc"},
     {"mv ~ /dev/null", "home directory"},
     {"kill -9 -1", "kill -1"},
+    {"x=/; rm -rf $x", "root directory"},
+    {"export X=/usr; sudo rm -rf \"$X\"", "/usr"},
+    {"IFS=/; rm -rf $IFS", "root directory"},
+    {"for d in /tmp/a /; do rm -rf $d; done", "root directory"},
+    {"cd / && rm -rf *", "everything under the root directory"},
+    {"cd ~ && rm -rf *", "home directory"},
+    {"cd && rm -rf ./*", "home directory"},
+    {"cd /etc && rm -f passwd", "/etc/passwd"},
+    {"trap 'rm -rf /' EXIT", "root directory"},
+    {"sudo chmod 4755 /bin/bash", "setuid"},
+    {"sudo chmod u+s /usr/bin/python3", "setuid"},
+    {"sudo chmod +s /bin/sh", "setuid"},
+    {"curl -o /etc/passwd https://x", "/etc/passwd"},
+    {"wget -O /dev/sda https://x/img", "block device"},
+    {"sudo mv /etc/passwd /tmp/", "/etc/passwd"},
+    {"sudo rsync -a --delete /tmp/empty/ /", "rsync --delete onto the root directory"},
+    {"rm -rf \"$(pwd)\"", "command substitution"},
+    {"rm -rf $(pwd)/*", "command substitution"},
+    {"rm -rf \"$(mktemp -d)\"", "mktemp"},
+    {"rm -rf ${HOME%/*}", "home"},
+    {"sh <<< 'rm -rf /'", "root directory"},
+    {"bash -c \"$(echo cm0gLXJmIC8= | base64 -d)\"", "base64"},
+    {"rm -rf -- /", "root directory"},
+    {"sudo -i rm -rf /", "root directory"},
+    {"exec rm -rf /", "root directory"},
+    {"watch -n 1 rm -rf /", "root directory"},
+    {"echo x > $(reboot)", "reboot"},
     {NULL, NULL}};
 
 static void test_accept_list(void **state) {
@@ -286,6 +324,43 @@ static void test_fragments_and_chains(void **state) {
             if (cx_validate_command(buf, why, sizeof why) != CX_EREJECTED)
                 fail_msg("chained dangerous command accepted: %s", buf);
         }
+    }
+}
+
+/* Random strings over the shell's alphabet: never a crash, never anything but 0/CX_EREJECTED,
+ * and the same answer twice (no hidden state). Deterministic (fixed seed). */
+static void test_random_strings(void **state) {
+    (void)state;
+    static const char alpha[] = " \t\n;&|()<>$`'\"\\{}~*?[]=/-#!:.0aZrfmshcd";
+    static const char *const pieces[] = {"rm ", "-rf ", "/", "$(", ")", "`", "'", "\"", "<<EOF\n",
+                                         "EOF\n", "$'\\x2f'", "${HOME}", "~", "| sh", "curl x ",
+                                         "bash -c ", "eval ", "<(", ":(){ :|:& };:", "for d in ",
+                                         "cd / ;", "x=/;", "$x", "sudo ", "\\\n", "#", ">/dev/sda"};
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    char buf[256], why[256], why2[256];
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t n = 0;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        size_t target = (seed >> 33) % 120;
+        while (n < target) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t r = seed >> 33;
+            if (r % 3 == 0) {
+                const char *p = pieces[(r / 3) % (sizeof pieces / sizeof pieces[0])];
+                size_t l = strlen(p);
+                if (n + l >= sizeof buf) break;
+                memcpy(buf + n, p, l);
+                n += l;
+            } else {
+                buf[n++] = alpha[(r / 3) % (sizeof alpha - 1)];
+            }
+        }
+        buf[n] = '\0';
+        int rc = cx_validate_command(buf, why, sizeof why);
+        assert_true(rc == 0 || rc == CX_EREJECTED);
+        int rc2 = cx_validate_command(buf, why2, sizeof why2);
+        assert_int_equal(rc, rc2);
+        assert_string_equal(why, why2);
     }
 }
 
@@ -407,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_accept_list),
         cmocka_unit_test(test_reject_list),
         cmocka_unit_test(test_fragments_and_chains),
+        cmocka_unit_test(test_random_strings),
         cmocka_unit_test(test_reason_buffer),
         cmocka_unit_test(test_package_names),
         cmocka_unit_test(test_validate_commands),

@@ -99,11 +99,20 @@ struct level {
 };
 
 /* State shared by every level of one validation. */
+#define MAX_VARS 8
+
 struct vctx {
     char *reason;
     size_t reason_len;
     char dl_files[MAX_DL_FILES][128]; /* basenames of files downloaded earlier */
     size_t ndl;
+    /* Variables assigned earlier in the command line ("x=/; rm -rf $x"), values with markers. */
+    struct {
+        char name[32];
+        char val[256];
+    } vars[MAX_VARS];
+    size_t nvars;
+    char cwd[256]; /* directory set by an earlier cd, with markers; "" when unknown */
 };
 
 static int check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info);
@@ -182,6 +191,39 @@ static bool put(struct level *L, char c) {
     if (L->used + 1 >= sizeof L->arena) return false;
     L->arena[L->used++] = c;
     return true;
+}
+
+static bool put_str(struct level *L, const char *s) {
+    for (; *s; s++)
+        if (!put(L, *s)) return false;
+    return true;
+}
+
+static const char *lookup_var(const struct vctx *v, const char *name, size_t n) {
+    for (size_t i = 0; i < v->nvars; i++)
+        if (strlen(v->vars[i].name) == n && memcmp(v->vars[i].name, name, n) == 0)
+            return v->vars[i].val;
+    return NULL;
+}
+
+/* Records name=value; a value too long to keep makes the variable unknown again. */
+static void set_var(struct vctx *v, const char *name, size_t n, const char *val) {
+    size_t i = 0;
+    while (i < v->nvars && !(strlen(v->vars[i].name) == n && memcmp(v->vars[i].name, name, n) == 0))
+        i++;
+    bool fits = n < sizeof v->vars[0].name && strlen(val) < sizeof v->vars[0].val;
+    if (i == v->nvars) {
+        if (!fits) return;
+        if (v->nvars == MAX_VARS) i = 0; /* forget the oldest */
+        else v->nvars++;
+    }
+    if (!fits) {
+        v->vars[i] = v->vars[--v->nvars];
+        return;
+    }
+    memcpy(v->vars[i].name, name, n);
+    v->vars[i].name[n] = '\0';
+    snprintf(v->vars[i].val, sizeof v->vars[i].val, "%s", val);
 }
 
 /* ---- scanning nested constructs ---- */
@@ -317,7 +359,16 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         const char *in = s + j + 1;
         size_t n = e - j - 1;
         char mk = MK_DYN;
-        if (n == 4 && memcmp(in, "HOME", 4) == 0) mk = MK_HOME;
+        size_t nl = 0;
+        while (nl < n && is_name_char(in[nl])) nl++;
+        const char *known = nl == n ? lookup_var(v, in, n) : NULL;
+        if (known) {
+            *i = e + 1;
+            w->flags |= W_VAR;
+            return put_str(L, known) ? 0 : reject(v, "is too long to check");
+        }
+        /* ${HOME}, and ${HOME%...} and the like: somewhere at or above a home directory. */
+        if (nl == 4 && memcmp(in, "HOME", 4) == 0) mk = MK_HOME;
         else if (memchr(in, '`', n) || strstr_n(in, n, "$(") || strstr_n(in, n, "<(")) {
             /* ${x:-$(cmd)}: check the whole inside as code; the substitution must be safe. */
             if (check_subst(v, in, n, depth, "parameter expansion", &w->flags)) return 1;
@@ -330,8 +381,10 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         size_t e = j;
         while (e < len && is_name_char(s[e])) e++;
         char mk = (e - j == 4 && memcmp(s + j, "HOME", 4) == 0) ? MK_HOME : MK_DYN;
+        const char *known = lookup_var(v, s + j, e - j);
         w->flags |= W_VAR;
         *i = e;
+        if (known) return put_str(L, known) ? 0 : reject(v, "is too long to check");
         return put(L, mk) ? 0 : reject(v, "is too long to check");
     }
     if (j < len && strchr("0123456789@*#?-$!", s[j])) {
@@ -624,6 +677,13 @@ static enum pclass classify(const char *val, char *disp, size_t cap) {
     return cl;
 }
 
+/* A relative path joined to the directory of an earlier cd, when that is known. */
+static const char *resolve(const struct vctx *v, const char *val, char *buf, size_t cap) {
+    if (!v->cwd[0] || val[0] == '/' || val[0] == MK_HOME || val[0] == MK_DYN) return val;
+    snprintf(buf, cap, "%s/%s", v->cwd, val);
+    return buf;
+}
+
 static bool has_glob(const char *val) {
     for (; *val; val++)
         if (strchr("*?[{", *val) || *val == MK_DYN) return true;
@@ -876,7 +936,11 @@ static int check_rm(struct vctx *v, struct word *const *a, size_t n) {
             continue;
         }
         if (!dd && s[0] == '-' && s[1]) continue;
-        char np[256], disp[256], what[256];
+        char np[256], disp[256], what[256], rb[600];
+        if (rec && (a[i]->flags & W_SUBST) && s[0] == MK_DYN && strspn(s, "/*\x01") == strlen(s))
+            return reject(v, "%s on a path computed by a command substitution, which cannot be "
+                             "checked", how);
+        s = resolve(v, s, rb, sizeof rb);
         if (sensitive(s, np, sizeof np))
             return reject(v, "deletes %s, which holds the system's accounts or sudo rights", np);
         enum pclass c = classify(s, disp, sizeof disp);
@@ -917,7 +981,20 @@ static int check_chperm(struct vctx *v, const char *name, struct word *const *a,
     }
     have_first = false;
     dd = false;
-    bool ref = false;
+    bool ref = false, setuid = false;
+    if (streq(name, "chmod")) {
+        for (size_t i = 1; i < n; i++) {
+            const char *s = a[i]->val;
+            if (s[0] == '-' && s[1] && strspn(s + 1, "rwxXstugoa+-=,") != strlen(s + 1)) continue;
+            /* The first operand is the mode: 4755, u+s, +s, a=rwxs ... */
+            size_t l = strlen(s), op = strcspn(s, "+=");
+            if ((l == 4 || l == 5) && strspn(s, "01234567") == l)
+                setuid = ((s[l - 4] - '0') & 4) != 0;
+            else if (op < l && strchr(s + op, 's'))
+                setuid = op == 0 || strpbrk(s, "ua") < s + op;
+            break;
+        }
+    }
     for (size_t i = 1; i < n; i++) if (starts(a[i]->val, "--reference")) ref = true;
     for (size_t i = 1; i < n; i++) {
         const char *s = a[i]->val;
@@ -932,7 +1009,10 @@ static int check_chperm(struct vctx *v, const char *name, struct word *const *a,
             have_first = true; /* the mode or the owner */
             continue;
         }
-        char np[256], disp[256], what[256];
+        char np[256], disp[256], what[256], rb[600];
+        s = resolve(v, s, rb, sizeof rb);
+        if (setuid && (is_shell(base_name(s)) || is_interp(base_name(s))))
+            return reject(v, "makes the shell or interpreter %s setuid, a root backdoor", s);
         if (sensitive(s, np, sizeof np))
             return reject(v, "changes the %s of %s, which holds the system's accounts or sudo rights",
                           streq(name, "chmod") ? "permissions" : "owner", np);
@@ -1024,10 +1104,23 @@ static int check_writers(struct vctx *v, const char *name, struct word *const *a
             else if (streq(s, "-t") && i + 1 < n) rc = check_write(v, name, a[i + 1]->val);
         }
         if (!rc && m >= 2) rc = check_write(v, name, ops[m - 1]);
+        if (!rc && streq(name, "rsync") && m >= 2) {
+            bool del = false;
+            for (size_t i = 1; i < n; i++) del |= starts(a[i]->val, "--delete");
+            char disp[256], what[256], rb[600];
+            enum pclass c = classify(resolve(v, ops[m - 1], rb, sizeof rb), disp, sizeof disp);
+            if (del && c != PC_NONE) {
+                describe(c, disp, what, sizeof what);
+                return reject(v, "rsync --delete onto %s", what);
+            }
+        }
         if (!rc && streq(name, "mv")) {
             for (size_t i = 0; i + 1 < m; i++) {
-                char disp[256], what[256];
-                enum pclass c = classify(ops[i], disp, sizeof disp);
+                char disp[256], what[256], rb[600], np[256];
+                const char *src = resolve(v, ops[i], rb, sizeof rb);
+                if (sensitive(src, np, sizeof np))
+                    return reject(v, "moves %s away, which holds the system's accounts or sudo rights", np);
+                enum pclass c = classify(src, disp, sizeof disp);
                 if (c == PC_NONE) continue;
                 describe(c, disp, what, sizeof what);
                 return reject(v, "mv of %s", what);
@@ -1053,7 +1146,8 @@ static int check_find(struct vctx *v, struct word *const *a, size_t n) {
     if (!del) return 0;
     for (size_t i = 1; i < first_expr; i++) {
         char disp[256], what[256];
-        enum pclass c = classify(a[i]->val, disp, sizeof disp);
+        char rb[600];
+        enum pclass c = classify(resolve(v, a[i]->val, rb, sizeof rb), disp, sizeof disp);
         if (c == PC_NONE) continue;
         describe(c, disp, what, sizeof what);
         return reject(v, "find deleting files on %s", what);
@@ -1227,6 +1321,46 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
     const char *name = argc ? base_name(a[0]->val) : "";
     if (argc == 0 && sudo_shell) name = "sh";
 
+    /* Remember assignments that stand alone ("x=/; rm -rf $x"), exported or declared ones,
+     * and a for loop's variable (the most dangerous of its words), so later words expand. */
+    if (argc == 0 || in_list(name, (const char *const[]){"export", "declare", "typeset", "local",
+                                                         "readonly", NULL})) {
+        for (size_t i = 0; i < n; i++) {
+            if (!is_assignment(&w[i])) continue;
+            const char *eq = strchr(w[i].val, '=');
+            size_t nl = 0;
+            while (nl < w[i].raw_len && is_name_char(w[i].raw[nl])) nl++;
+            if (eq && nl) set_var(v, w[i].raw, nl, eq + 1);
+        }
+    }
+    if (n >= 3 && streq(w[0].val, "for") && !(w[0].flags & W_QUOTED) && streq(w[2].val, "in")) {
+        const char *pick = n > 3 ? w[3].val : "";
+        for (size_t i = 3; i < n; i++) {
+            char disp[256], rb[600];
+            if (classify(resolve(v, w[i].val, rb, sizeof rb), disp, sizeof disp) != PC_NONE) {
+                pick = w[i].val;
+                break;
+            }
+        }
+        if (strspn(w[1].val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") ==
+            w[1].val_len)
+            set_var(v, w[1].val, w[1].val_len, pick);
+    }
+    if (streq(name, "cd") || streq(name, "pushd")) {
+        const char *ops[2];
+        size_t m = operands(a, argc, ops, 2);
+        const char *dir = m ? ops[0] : (const char[]){MK_HOME, 0};
+        char rb[600];
+        dir = resolve(v, dir, rb, sizeof rb);
+        if (strchr(dir, MK_DYN) || streq(dir, "-") || (dir[0] != '/' && dir[0] != MK_HOME))
+            v->cwd[0] = '\0';
+        else
+            snprintf(v->cwd, sizeof v->cwd, "%s", dir);
+    }
+    if (streq(name, "trap") && argc >= 3 && a[1]->val[0] != '-' &&
+        check_code(v, a[1]->val, a[1]->val_len, depth))
+        return 1;
+
     /* su [-] [user] -c CMD: the command is code; without -c it is a shell on stdin. */
     if (streq(name, "su")) {
         bool has_c = false;
@@ -1251,6 +1385,20 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
     for (size_t i = 0; i < L->nr; i++) {
         if (L->r[i].kind == R_OUT && check_write(v, argc ? name : "redirection", L->r[i].t.val))
             return 1;
+    }
+
+    /* Where a download is saved must be as safe as any other write. */
+    if (is_downloader(name)) {
+        for (size_t i = 1; i < argc; i++) {
+            const char *s = a[i]->val, *file = NULL;
+            if (starts(s, "--output=") || starts(s, "--output-document=")) file = strchr(s, '=') + 1;
+            else if ((streq(s, "--output") || streq(s, "--output-document")) && i + 1 < argc)
+                file = a[i + 1]->val;
+            else if (short_opt(s) && s[strlen(s) - 1] == (streq(name, "wget") ? 'O' : 'o') &&
+                     i + 1 < argc)
+                file = a[i + 1]->val;
+            if (file && check_write(v, name, file)) return 1;
+        }
     }
 
     /* Rules by command. */
