@@ -747,6 +747,7 @@ static void *post_thread(void *p) {
 }
 
 static atomic_int g_posts;
+static pthread_t g_post_threads[16]; /* joined by the test, so none outlives it */
 
 static int test_post(void (*fn)(void *), void *arg, void *ctx) {
     (void)ctx;
@@ -754,14 +755,11 @@ static int test_post(void (*fn)(void *), void *arg, void *ctx) {
     if (j == NULL) return -1;
     j->fn = fn;
     j->arg = arg;
-    pthread_t t;
-    atomic_fetch_add(&g_posts, 1); /* before the thread can run the query to its end */
-    if (pthread_create(&t, NULL, post_thread, j) != 0) {
-        atomic_fetch_sub(&g_posts, 1);
+    int slot = atomic_fetch_add(&g_posts, 1); /* before the thread can run the query to its end */
+    if (slot >= 16 || pthread_create(&g_post_threads[slot], NULL, post_thread, j) != 0) {
         free(j);
-        return -1;
+        return -1; /* the router then runs fn on the I/O thread; the test notices */
     }
-    pthread_detach(t);
     return 0;
 }
 
@@ -811,6 +809,7 @@ static void test_post_and_cpu_share(void **state) {
     assert_int_equal(atomic_load(&w.on_io), N / 2);
     assert_int_equal(atomic_load(&w.off_io), N / 2);
     assert_int_equal(atomic_load(&g_posts), N / 2);
+    for (int i = 0; i < N / 2; i++) pthread_join(g_post_threads[i], NULL);
     double share = cx_router_cpu_share(r);
     assert_true(share > 0 && share <= 1);
     cx_router_free(r);
@@ -926,6 +925,86 @@ static void test_async_on_executor(void **state) {
     cx_ioloop_free(loop);
 }
 
+/* ---- a failed leader's error is shared too ---- */
+
+struct sff {
+    struct cx_router *r;
+    int rc;
+    struct cx_errinfo ei;
+};
+
+static void *sff_main(void *p) {
+    struct sff *t = p;
+    struct cx_llm_query q;
+    struct cx_llm_response resp;
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: shared-failure");
+    t->rc = cx_router_complete(t->r, &q, &resp, &t->ei);
+    cx_llm_response_clear(&resp);
+    return NULL;
+}
+
+static void test_single_flight_failure(void **state) {
+    (void)state;
+    enum { N = 4 };
+    struct cx_router_options o;
+    opts_mock(&o);
+    o.fallback = 0;
+    o.max_attempts = 1;
+    o.attempt_timeout_ns = (uint64_t)(400 * t_timeout_scale()) * CX_NSEC_PER_MSEC;
+    struct cx_router *r = router(&o);
+    script("next 1 stall"); /* holds the leader's only attempt until its timeout */
+    uint64_t n0 = mock_api_requests();
+    struct sff t[N];
+    pthread_t th[N];
+    t[0] = (struct sff){r, 1, {0}};
+    assert_int_equal(pthread_create(&th[0], NULL, sff_main, &t[0]), 0);
+    uint64_t dl = t_deadline_ms(5000); /* the leader has taken the stall: it is in flight */
+    while (mock_server_scripted_pending(g_mock) != 0 && !cx_deadline_expired(dl)) cx_sleep_ns(CX_NSEC_PER_MSEC / 4);
+    for (int i = 1; i < N; i++) {
+        t[i] = (struct sff){r, 1, {0}};
+        assert_int_equal(pthread_create(&th[i], NULL, sff_main, &t[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(t[i].rc, CX_ETIMEDOUT);
+        assert_non_null(strstr(t[i].ei.msg, "#1 kimi_k2 timed out"));
+    }
+    (void)n0; /* the server counts a stalled request only when its stall ends */
+    struct cx_router_stats st;
+    cx_router_stats(r, &st);
+    assert_int_equal(st.providers[CX_PROVIDER_KIMI_K2].requests, 1); /* sent once for all four */
+    assert_int_equal(st.queries, N);
+    assert_int_equal(cx__router_sf_waiting(r), 0);
+    cx_router_free(r);
+}
+
+/* ---- allocation failures through a whole blocking query ---- */
+
+static int torture_scenario(void *ctx) {
+    (void)ctx;
+    struct cx_router_options o;
+    opts_mock(&o);
+    o.tokens_per_minute = 100000;
+    o.max_attempts = 1;
+    o.fallback = 0;
+    struct cx_router *r;
+    int rc = cx_router_new(&o, &r, NULL);
+    if (rc < 0) return rc;
+    struct cx_llm_query q;
+    struct cx_llm_response resp;
+    query(&q, CX_TASK_USER_CHAT, "Install package: torture");
+    q.stream = 1;
+    rc = cx_router_complete(r, &q, &resp, NULL);
+    cx_llm_response_clear(&resp);
+    cx_router_free(r);
+    return rc;
+}
+
+static void test_torture(void **state) {
+    (void)state;
+    assert_true(t_torture(torture_scenario, NULL) > 10);
+}
+
 /* ---- keys never logged ---- */
 
 static void test_keys_never_logged(void **state) {
@@ -1024,6 +1103,8 @@ int main(void) {
         cmocka_unit_test(test_config_and_ollama),
         cmocka_unit_test(test_post_and_cpu_share),
         cmocka_unit_test(test_async_on_executor),
+        cmocka_unit_test(test_single_flight_failure),
+        cmocka_unit_test(test_torture),
         cmocka_unit_test(test_keys_never_logged),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
