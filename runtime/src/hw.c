@@ -59,8 +59,12 @@ static int split_kv(char *line, char **key, char **val) {
     return 1;
 }
 
+/* Copies src into dst[cap], truncating. */
 static void copy_str(char *dst, size_t cap, const char *src) {
-    snprintf(dst, cap, "%s", src);
+    size_t n = 0;
+    while (n + 1 < cap && src[n]) n++;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 static int has_flag(const char *flags, const char *f) {
@@ -226,7 +230,7 @@ int cx_hw_gpu_at(const char *root, struct cx_hw_gpu *o, struct cx_errinfo *ei) {
         for (size_t i = 0; i < ne; i++) {
             char rel[256];
             int err;
-            snprintf(rel, sizeof rel, "/proc/driver/nvidia/gpus/%s/information", ents[i]);
+            snprintf(rel, sizeof rel, "/proc/driver/nvidia/gpus/%.63s/information", ents[i]);
             FILE *f = open_at(root, rel, path, sizeof path, &err);
             if (!f) continue;
             char model[128] = "NVIDIA GPU";
@@ -259,9 +263,9 @@ int cx_hw_gpu_at(const char *root, struct cx_hw_gpu *o, struct cx_errinfo *ei) {
     for (size_t i = 0; i < ne; i++) {
         char rel[256], name[128];
         int okv, okd;
-        snprintf(rel, sizeof rel, "/sys/class/drm/%s/device/vendor", ents[i]);
+        snprintf(rel, sizeof rel, "/sys/class/drm/%.63s/device/vendor", ents[i]);
         unsigned vendor = read_hex(root, rel, &okv);
-        snprintf(rel, sizeof rel, "/sys/class/drm/%s/device/device", ents[i]);
+        snprintf(rel, sizeof rel, "/sys/class/drm/%.63s/device/device", ents[i]);
         unsigned device = read_hex(root, rel, &okd);
         if (!okv) continue;
         snprintf(name, sizeof name, "%s GPU [%04x:%04x]", vendor_name(vendor), vendor,

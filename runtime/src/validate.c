@@ -1352,10 +1352,13 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
         const char *dir = m ? ops[0] : (const char[]){MK_HOME, 0};
         char rb[600];
         dir = resolve(v, dir, rb, sizeof rb);
-        if (strchr(dir, MK_DYN) || streq(dir, "-") || (dir[0] != '/' && dir[0] != MK_HOME))
+        size_t dl = strlen(dir);
+        if (strchr(dir, MK_DYN) || streq(dir, "-") || (dir[0] != '/' && dir[0] != MK_HOME) ||
+            dl >= sizeof v->cwd) {
             v->cwd[0] = '\0';
-        else
-            snprintf(v->cwd, sizeof v->cwd, "%s", dir);
+        } else {
+            memcpy(v->cwd, dir, dl + 1);
+        }
     }
     if (streq(name, "trap") && argc >= 3 && a[1]->val[0] != '-' &&
         check_code(v, a[1]->val, a[1]->val_len, depth))
