@@ -43,6 +43,9 @@ void cx_cli_usage(FILE *f)
         "  --data-dir DIR        where cortex.db (cache and history) lives (default:\n"
         "                        CORTEX_DATA_DIR, $XDG_DATA_HOME/cortex, ~/.local/share/cortex)\n"
         "  --no-cache            neither read nor write the response cache\n"
+        "  --similar-cache       also answer from similar cached prompts (semantic cache, at\n"
+        "                        CORTEX_CACHE_SIMILARITY_THRESHOLD); off by default because a\n"
+        "                        near-identical prompt may name a different package\n"
         "  --mock-latency D      embedded mock server: latency per reply (e.g. 200ms, 2s)\n"
         "  --time-scale F        embedded mock server: multiply every delay by F\n"
         "  --cpu-work D          CPU cost charged per answer (benchmarks; default 0)\n"
@@ -249,6 +252,9 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
         } else if (strcmp(name, "--no-cache") == 0) {
             NO_VALUE();
             a->no_cache = 1;
+        } else if (strcmp(name, "--similar-cache") == 0) {
+            NO_VALUE();
+            a->similar_cache = 1;
         } else if (strcmp(name, "--mock-latency") == 0) {
             NEED_VALUE();
             uint64_t ns;

@@ -62,6 +62,7 @@ struct cx_cli_args {
     int yes;                   /* -y / --yes: do not ask */
     uint64_t cpu_work_ns;      /* --cpu-work D: CPU cost per answer (benchmarks) */
     int no_cache;              /* --no-cache */
+    int similar_cache;         /* --similar-cache: also similarity cache hits */
     int limit;                 /* history --limit N (default 20) */
 };
 

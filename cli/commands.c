@@ -23,6 +23,7 @@
 #include "cx/clock.h"
 #include "cx/config.h"
 #include "cx/dbpool.h"
+#include "cx/history.h"
 #include "cx/pipeline.h"
 #include "mock/server.h"
 
@@ -141,6 +142,7 @@ static int open_pipeline(struct ctx *c)
     po.model = c->a.model;
     po.db_path = c->db_path;
     po.use_cache = !c->a.no_cache;
+    po.similar_cache = c->a.similar_cache;
     if (c->a.have_mode) {
         po.have_mode = 1;
         po.mode = c->a.mode;
@@ -655,15 +657,62 @@ out:
     return rc;
 }
 
-/* TEMPORARY until cx/history.h lands. */
-static int cx__cli_history_list(FILE *out, FILE *err, struct cx_pool *pool, int limit, int json)
+static const char *status_name(int st)
 {
-    (void)out;
-    (void)pool;
-    (void)limit;
-    (void)json;
-    fprintf(err, "cx: history is not available yet\n");
-    return CX_EXIT_ERROR;
+    return st == 0 ? "ok" : st == CX_EREJECTED ? "refused" : st == CX_EFAILED ? "partial"
+                                                                            : cx_err_name(st);
+}
+
+/* A stored JSON text as a cJSON value (a string when it does not parse). */
+static cJSON *json_or_string(const char *text)
+{
+    if (text == NULL)
+        return cJSON_CreateNull();
+    cJSON *v = cJSON_Parse(text);
+    return v ? v : cJSON_CreateString(text);
+}
+
+static int history_list(struct ctx *c, struct cx_pool *pool)
+{
+    struct cx_history_entry *e = NULL;
+    size_t n = 0;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    if (cx_history_list(pool, (size_t)c->a.limit, &e, &n, &ei) < 0)
+        return fail(c, CX_EXIT_ERROR, "history in '%s': %s", c->db_path, ei.msg);
+    int rc = CX_EXIT_OK;
+    if (c->a.json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *runs = cJSON_AddArrayToObject(o, "runs");
+        for (size_t i = 0; i < n; i++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddNumberToObject(r, "id", (double)e[i].id);
+            cJSON_AddStringToObject(r, "created_at", e[i].created_at ? e[i].created_at : "");
+            cJSON_AddStringToObject(r, "request", e[i].request ? e[i].request : "");
+            cJSON_AddItemToObject(r, "plan", json_or_string(e[i].plan_json));
+            cJSON_AddItemToObject(r, "validation", json_or_string(e[i].validation_json));
+            cJSON_AddStringToObject(r, "executed", e[i].executed ? e[i].executed : "");
+            cJSON_AddStringToObject(r, "status", status_name(e[i].status));
+            struct cx_timings t = {e[i].parse_s, e[i].llm_s, e[i].merge_s, e[i].apt_s,
+                                   e[i].total_s};
+            cJSON_AddItemToObject(r, "timings", json_timings(&t));
+            cJSON_AddItemToArray(runs, r);
+        }
+        cJSON_AddStringToObject(o, "database", c->db_path);
+        rc = emit_json(c, o, CX_EXIT_OK);
+    } else if (n == 0) {
+        fprintf(c->out, "No install runs recorded in %s.\n", c->db_path);
+    } else {
+        fprintf(c->out, "%6s  %-24s  %-8s  %-9s  %8s  %s\n", "ID", "WHEN (UTC)", "STATUS",
+                "EXECUTED", "TOTAL", "REQUEST");
+        for (size_t i = 0; i < n; i++)
+            fprintf(c->out, "%6lld  %-24s  %-8s  %-9s  %7.3fs  %s\n", (long long)e[i].id,
+                    e[i].created_at ? e[i].created_at : "", status_name(e[i].status),
+                    e[i].executed ? e[i].executed : "", e[i].total_s,
+                    e[i].request ? e[i].request : "");
+    }
+    cx_history_entries_free(e, n);
+    return rc;
 }
 
 static int cmd_history(struct ctx *c)
@@ -672,7 +721,12 @@ static int cmd_history(struct ctx *c)
     int rc = open_db(c, &pool, NULL);
     if (rc != 0)
         return rc;
-    rc = cx__cli_history_list(c->out, c->err, pool, c->a.limit, c->a.json);
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    if (cx_history_init(pool, &ei) < 0)
+        rc = fail(c, CX_EXIT_ERROR, "history in '%s': %s", c->db_path, ei.msg);
+    else
+        rc = history_list(c, pool);
     cx_pool_close(pool);
     return rc;
 }

@@ -184,6 +184,23 @@ static void test_cache_hit_second_run(void **state)
     cx_pipeline_free(p);
 }
 
+/* Two prompts one token apart ("tool-50", "tool-21": their embeddings are close enough for the
+ * semantic cache) must not share an answer: the default cache is exact-only. */
+static void test_no_wrong_package_from_cache(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
+    struct cx_install_report *r = NULL;
+    assert_int_equal(cx_pipeline_install(p, "install tool-50", NULL, &r, NULL), 0);
+    cx_install_report_free(r);
+    assert_int_equal(cx_pipeline_install(p, "install tool-21", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    assert_true(find_cmd(&r->plan, "sudo apt-get install -y tool-21") != (size_t)-1);
+    assert_true(find_cmd(&r->plan, "sudo apt-get install -y tool-50") == (size_t)-1);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+}
+
 /* The mock's dangerous fault: the plan is refused with the validator's reasons, nothing runs,
  * and the dangerous answer is not cached (the next run asks again and succeeds). */
 static void test_dangerous_plan_refused(void **state)
@@ -472,6 +489,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_install_seed_case, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_hit_second_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_wrong_package_from_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dangerous_plan_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_designs_and_modes_identical, setup, teardown),

@@ -36,6 +36,7 @@
 #include "cx/dbpool.h"
 #include "cx/executor.h"
 #include "cx/gil.h"
+#include "cx/history.h"
 #include "cx/hw.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
@@ -106,23 +107,6 @@ struct run {
     int threads;
     size_t cache_hits, failed, rejected;
 };
-
-/* ---- adapters to the history module ---- */
-
-/* TEMPORARY until cx/history.h lands: recording is a no-op. */
-static int cx__pipeline_history_init(struct cx_pool *pool, struct cx_errinfo *ei)
-{
-    (void)pool;
-    (void)ei;
-    return 0;
-}
-static int cx__pipeline_history_record(struct cx_pool *pool, struct cx_install_report *r,
-                                       struct cx_errinfo *ei)
-{
-    (void)pool;
-    (void)r;
-    return cx__err(ei, CX_ENOTSUP, "history not available yet");
-}
 
 /* ---- small helpers ---- */
 
@@ -382,13 +366,15 @@ int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **ou
             cx_cache_options_init(&co);
             if (cfg->cache_max_entries > 0)
                 co.max_entries = (size_t)cfg->cache_max_entries;
-            if (cfg->cache_similarity_threshold > 0)
+            if (o->similar_cache && cfg->cache_similarity_threshold > 0)
                 co.similarity_threshold = cfg->cache_similarity_threshold;
+            else
+                co.similarity_threshold = 2.0; /* > 1: exact hits only (see pipeline.h) */
             rc = cx_cache_new(p->pool, &co, &p->cache, ei);
             if (rc < 0)
                 goto fail;
         }
-        rc = cx__pipeline_history_init(p->pool, ei);
+        rc = cx_history_init(p->pool, ei);
         if (rc < 0)
             goto fail;
         p->history = 1;
@@ -843,6 +829,70 @@ static int apt_step(struct cx_install_report *r, const struct cx_run_options *ro
     return r->failed > 0 ? CX_EFAILED : 0;
 }
 
+/* ---- the history row ---- */
+
+/* The validator's reasons of every rejected package as a JSON array of "pkg: reason". */
+static char *reasons_json(const struct cx_install_report *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    if (a == NULL)
+        return NULL;
+    for (size_t i = 0; i < r->n_items; i++) {
+        const struct cx_item *it = &r->items[i];
+        for (size_t k = 0; it->status == CX_EREJECTED && k < it->n_reasons; k++) {
+            struct cx__buf b;
+            cx__buf_init(&b, 0);
+            if (cx__buf_printf(&b, "%s: %s", it->subject, it->reasons[k]) < 0) {
+                cJSON_Delete(a);
+                return NULL;
+            }
+            cJSON *s = cJSON_CreateString(b.p);
+            cx__buf_reset(&b);
+            if (s == NULL) {
+                cJSON_Delete(a);
+                return NULL;
+            }
+            cJSON_AddItemToArray(a, s);
+        }
+    }
+    char *out = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return out;
+}
+
+static int history_record(struct cx_pool *pool, struct cx_install_report *r, int status,
+                          struct cx_errinfo *ei)
+{
+    struct cx_history_entry e;
+    memset(&e, 0, sizeof e);
+    e.request = r->request;
+    e.plan_json = cx_plan_to_json(&r->plan);
+    e.validation_json = reasons_json(r);
+    if (e.plan_json == NULL || e.validation_json == NULL) {
+        cx_free(e.plan_json);
+        cJSON_free(e.validation_json);
+        return cx__err(ei, CX_ENOMEM, "out of memory");
+    }
+    e.executed = r->refused                        ? "refused"
+                 : r->apt_mode == CX_APT_SIMULATE ? "simulated"
+                 : r->apt_mode == CX_APT_EXECUTE  ? "real"
+                                                  : "dry-run";
+    e.parse_s = r->timings.parse_s;
+    e.llm_s = r->timings.llm_s;
+    e.merge_s = r->timings.merge_s;
+    e.apt_s = r->timings.apt_s;
+    e.total_s = r->timings.total_s;
+    e.status = status;
+    int64_t id = -1;
+    int rc = cx_history_record(pool, &e, &id, ei);
+    cx_free(e.plan_json);
+    cJSON_free(e.validation_json);
+    if (rc < 0)
+        return rc;
+    r->history_id = id;
+    return 0;
+}
+
 /* ---- install ---- */
 
 int cx_pipeline_install(struct cx_pipeline *p, const char *request,
@@ -933,7 +983,7 @@ int cx_pipeline_install(struct cx_pipeline *p, const char *request,
     if (p->history) {
         struct cx_errinfo hei;
         memset(&hei, 0, sizeof hei);
-        if (cx__pipeline_history_record(p->pool, r, &hei) < 0) {
+        if (history_record(p->pool, r, result, &hei) < 0) {
             r->history_error = cx__strdup(hei.msg[0] ? hei.msg : cx_strerror(hei.code));
             r->history_id = -1;
         }

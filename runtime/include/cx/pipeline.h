@@ -72,6 +72,11 @@ struct cx_pipeline_options {
     const char *db_path;       /* SQLite file holding the cache and the history; NULL: neither
                                   (nothing is cached, nothing recorded) */
     int use_cache;             /* 1 (default): cache answers in db_path */
+    int similar_cache;         /* 0 (default): exact cache hits only. 1: also similarity hits at
+                                  config->cache_similarity_threshold. Off by default because
+                                  prompts that differ in one token ("Install package: tool-21"
+                                  vs "tool-50") can embed close enough to share an answer: a
+                                  similarity hit then installs the wrong package */
     enum cx_exec_mode mode;    /* default: config->exec_mode (free) */
     int have_mode;             /* 1: use `mode`, 0: take it from config */
     int threads;               /* worker threads; 0 (default): chosen per run (cx_io_choose),
