@@ -476,9 +476,7 @@ static int call_cache_get(struct call *c) {
         char *json = NULL;
         if (k.prompt[0] == '\0') return CX_ENOENT;
         if (cx_cache_get(r->cache, &k, &json, NULL, NULL) == 0) {
-            /* the cache hands out memory from its own allocator path; copy into ours */
-            c->resp.content = cx__strdup(json);
-            cx__free(json);
+            c->resp.content = json; /* returned by the cache, freed with cx_free == cx__free */
             c->resp.model = cx__strdup(p->model);
             if (c->resp.content == NULL || c->resp.model == NULL) {
                 cx_llm_response_clear(&c->resp);
@@ -539,8 +537,8 @@ static int call_fail(struct call *c, int code, const char *why) {
     if (c->nattempts == 0) {
         return cx__err_detail(&c->ei, code, c->last_status, "%s", why ? why : cx_strerror(code));
     }
-    return cx__err_detail(&c->ei, code, c->last_status, "%d attempt%s failed%s%s: %s", c->nattempts,
-                          c->nattempts == 1 ? "" : "s", why ? " (" : "", why ? why : "",
+    return cx__err_detail(&c->ei, code, c->last_status, "%d attempt%s failed%s%s%s: %s", c->nattempts,
+                          c->nattempts == 1 ? "" : "s", why ? " (" : "", why ? why : "", why ? ")" : "",
                           c->log.p ? c->log.p : "");
 }
 
@@ -901,7 +899,10 @@ static int run_blocking(struct call *c) {
         if (r->hybrid) {
             c->wdone = 0;
             rc = cx_ioloop_submit(r->loop, c->x, hybrid_done, c, &c->ei);
-            if (rc < 0) return c->rc = rc;
+            if (rc < 0) {
+                if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
+                return c->rc = rc;
+            }
             cx_gil_io_begin();
             cx__mutex_lock(&c->wmu);
             while (!c->wdone) cx__cond_wait(&c->wcond, &c->wmu, CX_DEADLINE_NONE);
