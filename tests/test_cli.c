@@ -6,6 +6,8 @@
  * --execute refused without a terminal, hwcheck, cache stats/clear and history.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +392,62 @@ static void test_history_rows(void **state)
     assert_null(strstr(f->out, "install nginx\n"));
 }
 
+/* Without CORTEX_DATA_DIR the database goes to $XDG_DATA_HOME/cortex, created on first use. */
+static void test_xdg_data_dir(void **state)
+{
+    struct fx *f = *state;
+    char *xdg = t_path(f->dir, "xdg");
+    unsetenv("CORTEX_DATA_DIR");
+    setenv("XDG_DATA_HOME", xdg, 1);
+    int rc = run_cx(f, "install", "nginx", "-q", NULL);
+    unsetenv("XDG_DATA_HOME");
+    setenv("CORTEX_DATA_DIR", f->dir, 1);
+    assert_int_equal(rc, 0);
+    assert_string_equal(f->err, ""); /* -q: not even the mock note */
+    char *db = t_path(xdg, "cortex/" CX_DB_FILE);
+    struct stat st;
+    assert_int_equal(stat(db, &st), 0);
+    free(db);
+    free(xdg);
+}
+
+/* On a terminal, progress ("[done/total] elapsed") goes to stderr; the result to stdout. */
+static void test_progress_on_terminal(void **state)
+{
+    struct fx *f = *state;
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
+        skip(); /* no pseudo-terminals here */
+    int sfd = open(ptsname(m), O_WRONLY | O_NOCTTY);
+    assert_true(sfd >= 0);
+    FILE *tty = fdopen(sfd, "w");
+    assert_non_null(tty);
+    FILE *out = tmpfile();
+    assert_non_null(out);
+    char *argv[] = {"cx", "install", "nginx", "redis", "docker", NULL};
+    int rc = cx_cli_main(5, argv, out, tty);
+    fclose(tty);
+    assert_int_equal(rc, 0);
+    char buf[8192];
+    size_t got = 0;
+    int fl = fcntl(m, F_GETFL);
+    fcntl(m, F_SETFL, fl | O_NONBLOCK);
+    for (;;) {
+        ssize_t k = read(m, buf + got, sizeof buf - 1 - got);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    buf[got] = '\0';
+    close(m);
+    assert_non_null(strstr(buf, "[3/3]"));
+    assert_non_null(strstr(buf, " s"));
+    free(f->out);
+    f->out = slurp(out);
+    assert_non_null(strstr(f->out, "timings: parse"));
+    assert_null(strstr(f->out, "[3/3]"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +460,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hwcheck_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_data_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xdg_data_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_on_terminal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
