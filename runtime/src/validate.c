@@ -52,6 +52,8 @@ enum { MK_DYN = 1, MK_HOME = 2 };
 #define W_DL 0x04u     /* one of its substitutions downloads */
 #define W_VAR 0x08u    /* contains a variable expansion */
 #define W_PROC 0x10u   /* contains a process substitution <(...) or >(...) */
+#define W_BRACE 0x20u  /* an unquoted '{': may be a brace expansion {a,b} */
+#define W_SPLIT 0x40u  /* an unquoted expansion of a known value with blanks: split into words */
 
 struct word {
     const char *raw; /* the word as written */
@@ -365,8 +367,11 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         if (known) {
             *i = e + 1;
             w->flags |= W_VAR;
+            if (!dq && strpbrk(known, " \t\n")) w->flags |= W_SPLIT;
             return put_str(L, known) ? 0 : reject(v, "is too long to check");
         }
+        if (!dq && nl == 3 && n == 3 && memcmp(in, "IFS", 3) == 0)
+            return reject(v, "expands $IFS unquoted, which hides where words begin and end");
         /* ${HOME}, and ${HOME%...} and the like: somewhere at or above a home directory. */
         if (nl == 4 && memcmp(in, "HOME", 4) == 0) mk = MK_HOME;
         else if (memchr(in, '`', n) || strstr_n(in, n, "$(") || strstr_n(in, n, "<(")) {
@@ -384,7 +389,12 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         const char *known = lookup_var(v, s + j, e - j);
         w->flags |= W_VAR;
         *i = e;
-        if (known) return put_str(L, known) ? 0 : reject(v, "is too long to check");
+        if (known) {
+            if (!dq && strpbrk(known, " \t\n")) w->flags |= W_SPLIT;
+            return put_str(L, known) ? 0 : reject(v, "is too long to check");
+        }
+        if (!dq && e - j == 3 && memcmp(s + j, "IFS", 3) == 0)
+            return reject(v, "expands $IFS unquoted, which hides where words begin and end");
         return put(L, mk) ? 0 : reject(v, "is too long to check");
     }
     if (j < len && strchr("0123456789@*#?-$!", s[j])) {
@@ -392,7 +402,6 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         *i = j + 1;
         return put(L, MK_DYN) ? 0 : reject(v, "is too long to check");
     }
-    (void)dq;
     *i = j; /* a lone '$' is literal */
     return put(L, '$') ? 0 : reject(v, "is too long to check");
 }
@@ -548,6 +557,7 @@ static int parse_word(struct vctx *v, struct level *L, const char *s, size_t len
                 k++;
             }
         } else {
+            if (c == '{') w->flags |= W_BRACE;
             if (!put(L, c == MK_DYN || c == MK_HOME ? '?' : c)) return reject(v, "is too long to check");
             k++;
         }
@@ -1223,6 +1233,92 @@ static int check_eval(struct vctx *v, struct word *const *a, size_t n, int depth
     return check_code(v, buf, o, depth);
 }
 
+/* Replaces word i by the m words in parts (arena strings). */
+static int replace_word(struct vctx *v, struct level *L, size_t i, char **parts, size_t m) {
+    if (L->nw - 1 + m > MAX_WORDS) return reject(v, "has too many words to check");
+    struct word tmpl = L->w[i];
+    memmove(&L->w[i + m], &L->w[i + 1], (L->nw - i - 1) * sizeof L->w[0]);
+    for (size_t k = 0; k < m; k++) {
+        L->w[i + k] = tmpl;
+        L->w[i + k].val = parts[k];
+        L->w[i + k].val_len = strlen(parts[k]);
+    }
+    L->nw = L->nw - 1 + m;
+    return 0;
+}
+
+/* Bash splits unquoted expansions of values holding blanks, and expands {a,b,c}: do the same
+ * so that "{rm,-rf,/}" and "x='rm -rf /'; $x" are checked as the words that run. */
+static int expand_words(struct vctx *v, struct level *L) {
+    for (size_t i = 0, guard = 0; i < L->nw; i++) {
+        struct word *w = &L->w[i];
+        char *parts[MAX_WORDS];
+        size_t m = 0;
+        if (++guard > 4 * MAX_WORDS) return reject(v, "has too many words to check");
+        if ((w->flags & W_SPLIT) && is_assignment(w)) w->flags &= ~W_SPLIT; /* no splitting */
+        if (w->flags & W_SPLIT) {
+            const char *p = w->val;
+            while (*p) {
+                while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+                if (!*p) break;
+                const char *st = p;
+                while (*p && *p != ' ' && *p != '\t' && *p != '\n') p++;
+                if (m == MAX_WORDS) return reject(v, "has too many words to check");
+                parts[m++] = L->arena + L->used;
+                for (const char *q = st; q < p; q++)
+                    if (!put(L, *q)) return reject(v, "is too long to check");
+                if (!put(L, '\0')) return reject(v, "is too long to check");
+            }
+            w->flags &= ~W_SPLIT;
+            if (m == 0) parts[m++] = L->arena + L->used, put(L, '\0');
+            if (replace_word(v, L, i, parts, m)) return 1;
+            i--; /* look at the first part again (it may hold braces) */
+            continue;
+        }
+        if (!(w->flags & W_BRACE)) continue;
+        w->flags &= ~W_BRACE;
+        /* The first {...} holding a comma at its own level. */
+        const char *val = w->val, *ob = NULL, *cb = NULL;
+        for (const char *p = val; *p && !cb; p++) {
+            if (*p != '{') continue;
+            int depth = 0;
+            bool comma = false;
+            const char *q = p;
+            for (; *q; q++) {
+                if (*q == '{') depth++;
+                else if (*q == '}' && --depth == 0) break;
+                else if (*q == ',' && depth == 1) comma = true;
+            }
+            if (*q && comma) {
+                ob = p;
+                cb = q;
+            }
+        }
+        if (!cb) continue;
+        const char *alt = ob + 1;
+        int depth = 0;
+        for (const char *p = ob + 1; p <= cb; p++) {
+            if (*p == '{') depth++;
+            else if (*p == '}' && depth > 0) depth--;
+            else if ((*p == ',' && depth == 0) || p == cb) {
+                if (m == MAX_WORDS) return reject(v, "has too many words to check");
+                parts[m++] = L->arena + L->used;
+                for (const char *q = val; q < ob; q++)
+                    if (!put(L, *q)) return reject(v, "is too long to check");
+                for (const char *q = alt; q < p; q++)
+                    if (!put(L, *q)) return reject(v, "is too long to check");
+                if (!put_str(L, cb + 1) || !put(L, '\0')) return reject(v, "is too long to check");
+                alt = p + 1;
+            }
+        }
+        unsigned keep = w->flags;
+        if (replace_word(v, L, i, parts, m)) return 1;
+        for (size_t k = 0; k < m; k++) L->w[i + k].flags = keep | W_BRACE; /* more groups? */
+        i--;
+    }
+    return 0;
+}
+
 enum sep { SEP_END, SEP_LIST, SEP_PIPE };
 
 /* Checks the simple command collected in L. */
@@ -1249,6 +1345,9 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
                                         "proxychains", "proxychains4", "builtin", "busybox",
                                         "catchsegv", "strace", "ltrace", NULL};
 
+    if (expand_words(v, L)) return 1;
+    w = L->w;
+    n = L->nw;
     for (int guard = 0; guard < 32; guard++) {
         while (k < n && (is_assignment(&w[k]) || is_reserved(&w[k]))) k++;
         if (k >= n) break;
