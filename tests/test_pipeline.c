@@ -13,6 +13,7 @@
 
 #include "cx/clock.h"
 #include "cx/config.h"
+#include "cx/history.h"
 #include "cx/pipeline.h"
 #include "mock/server.h"
 #include "t_util.h"
@@ -148,6 +149,21 @@ static void test_install_seed_case(void **state)
     assert_int_equal(r->apt_mode, CX_APT_DRY_RUN);
     assert_int_equal(r->ran, 0);
     assert_true(r->io == CX_IO_THREAD_LOCAL || r->io == CX_IO_HYBRID);
+    /* The run is in the history: request, plan, verdict, what ran, timings. */
+    assert_true(r->history_id >= 0);
+    assert_null(r->history_error);
+    struct cx_history_entry *h = NULL;
+    size_t nh = 0;
+    assert_int_equal(cx_history_list(cx_pipeline_pool(p), 0, &h, &nh, &ei), 0);
+    assert_int_equal(nh, 1);
+    assert_int_equal(h[0].id, r->history_id);
+    assert_string_equal(h[0].request, SEED_REQUEST);
+    assert_string_equal(h[0].executed, "dry-run");
+    assert_int_equal(h[0].status, 0);
+    assert_non_null(strstr(h[0].plan_json, "sudo apt-get install -y redis-server"));
+    assert_string_equal(h[0].validation_json, "[]");
+    assert_true(h[0].llm_s > 0 && h[0].total_s >= h[0].llm_s);
+    cx_history_entries_free(h, nh);
     cx_install_report_free(r);
     cx_pipeline_free(p);
 }
@@ -225,6 +241,15 @@ static void test_dangerous_plan_refused(void **state)
     assert_non_null(strstr(r->items[0].reasons[0], "commands["));
     assert_int_equal(r->ran, 0);
     assert_true(r->timings.apt_s == 0.0); /* the simulated apt never started */
+    struct cx_history_entry *h = NULL;
+    size_t nh = 0;
+    assert_int_equal(cx_history_list(cx_pipeline_pool(p), 1, &h, &nh, &ei), 0);
+    assert_int_equal(nh, 1);
+    assert_int_equal(h[0].id, r->history_id);
+    assert_string_equal(h[0].executed, "refused");
+    assert_int_equal(h[0].status, CX_EREJECTED);
+    assert_non_null(strstr(h[0].validation_json, "nginx: commands["));
+    cx_history_entries_free(h, nh);
     cx_install_report_free(r);
     /* Not cached: asked again, now without the fault. */
     assert_int_equal(cx_pipeline_install(p, "install nginx", NULL, &r, &ei), 0);

@@ -658,6 +658,8 @@ static void choose(struct cx_pipeline *p, size_t n, enum cx_io_design *io, int *
         t = p->max_threads;
     if (p->threads > 0)
         t = p->threads;
+    if (p->mode == CX_MODE_SERIAL)
+        t = 1; /* the executor runs one worker in serial mode */
     *io = d;
     *threads = t < 1 ? 1 : t;
 }
