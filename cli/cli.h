@@ -25,7 +25,7 @@ enum {
     CX_EXIT_USAGE = 2,     /* bad command line */
     CX_EXIT_REFUSED = 3,   /* the plan was refused: a command was rejected by the validator,
                               or --execute was not confirmed */
-    CX_EXIT_PARTIAL = 4    /* some queries failed (the rest of the output is still printed) */
+    CX_EXIT_PARTIAL = 4    /* some (not all) queries failed; the rest is still printed */
 };
 
 /*

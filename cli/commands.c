@@ -140,6 +140,10 @@ static int open_pipeline(struct ctx *c)
     po.base_url = c->base_url[0] ? c->base_url : NULL;
     po.api = c->a.api;
     po.model = c->a.model;
+    /* The cache is keyed by provider and model, not by server: answers of the embedded mock
+     * get a model name of their own so a later run against a real API never reuses them. */
+    if (po.model == NULL && c->mock != NULL)
+        po.model = "cx-embedded-mock";
     po.db_path = c->db_path;
     po.use_cache = !c->a.no_cache;
     po.similar_cache = c->a.similar_cache;
@@ -335,6 +339,8 @@ static int install_text(struct ctx *c, const struct cx_install_report *r, int co
             cx_io_design_name(r->io), r->threads, r->threads == 1 ? "" : "s");
     for (size_t i = 0; i < r->plan.n; i++)
         fprintf(f, "  %2zu. %s\n", i + 1, r->plan.commands[i]);
+    if (r->plan.n == 0)
+        fprintf(f, "  (empty: no package got an answer)\n");
     if (r->refused)
         fprintf(f, "Refused: %s; nothing was run.\n", r->refused_reason);
     else if (r->apt_mode == CX_APT_DRY_RUN)
@@ -409,6 +415,8 @@ static int cmd_install(struct ctx *c)
         return fail(c, rc == CX_EINVAL ? CX_EXIT_USAGE : CX_EXIT_ERROR, "install: %s",
                     ei.msg[0] ? ei.msg : cx_strerror(rc));
     int code = install_exit_code(rc);
+    if (code == CX_EXIT_PARTIAL && r->failed == r->n_items)
+        code = CX_EXIT_ERROR; /* nothing answered: an error, not a partial result */
     code = c->a.json ? install_json(c, r, code) : install_text(c, r, code);
     cx_install_report_free(r);
     return code;
@@ -537,7 +545,7 @@ static int cmd_diagnose(struct ctx *c)
         if (r == NULL) {
             rc = fail(c, CX_EXIT_ERROR, "diagnose: %s", ei.msg[0] ? ei.msg : cx_strerror(prc));
         } else {
-            rc = prc == 0 ? CX_EXIT_OK : CX_EXIT_PARTIAL;
+            rc = prc == 0 ? CX_EXIT_OK : r->failed < r->n_items ? CX_EXIT_PARTIAL : CX_EXIT_ERROR;
             if (c->a.json)
                 rc = fanout_json(c, r, "file", rc);
             else
@@ -569,7 +577,7 @@ static int cmd_hwcheck(struct ctx *c)
                                   &ei);
     if (r == NULL)
         return fail(c, CX_EXIT_ERROR, "hwcheck: %s", ei.msg[0] ? ei.msg : cx_strerror(prc));
-    rc = prc == 0 ? CX_EXIT_OK : CX_EXIT_PARTIAL;
+    rc = prc == 0 ? CX_EXIT_OK : r->failed < r->n_items ? CX_EXIT_PARTIAL : CX_EXIT_ERROR;
     if (c->a.json)
         rc = fanout_json(c, r, "component", rc);
     else

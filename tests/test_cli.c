@@ -236,6 +236,39 @@ static void test_dangerous_refused(void **state)
     mock_server_stop(s);
 }
 
+/* Failed queries: some -> exit 4 with the others' plan; all -> exit 1. */
+static void test_failed_queries(void **state)
+{
+    struct fx *f = *state;
+    struct mock_options mo;
+    mock_options_init(&mo);
+    struct mock_server *s = NULL;
+    char err[256];
+    assert_int_equal(mock_server_start(&mo, &s, err, sizeof err), 0);
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1", mock_server_url(s));
+    setenv("CORTEX_MAX_RETRIES", "0", 1); /* one attempt per provider: 4 with a base URL */
+    assert_int_equal(mock_server_script_faults(s, "next 4 500", err, sizeof err), 0);
+    int rc = run_cx(f, "--base-url", url, "--mode", "serial", "--no-cache", "install", "nginx",
+                    "redis", "--json", NULL);
+    assert_int_equal(rc, CX_EXIT_PARTIAL);
+    cJSON *o = parse_out(f);
+    assert_int_equal(cJSON_GetArraySize(get(o, "failed")), 1);
+    assert_string_equal(get(cJSON_GetArrayItem(get(o, "failed"), 0), "package")->valuestring,
+                        "nginx");
+    char *plan = cJSON_PrintUnformatted(get(o, "plan"));
+    assert_non_null(strstr(plan, "redis-server"));
+    assert_null(strstr(plan, "install -y nginx"));
+    cJSON_free(plan);
+    cJSON_Delete(o);
+    assert_int_equal(mock_server_script_faults(s, "next 4 500", err, sizeof err), 0);
+    rc = run_cx(f, "--base-url", url, "--no-cache", "install", "nginx", NULL);
+    assert_int_equal(rc, CX_EXIT_ERROR);
+    assert_non_null(strstr(f->out, "nginx: query failed"));
+    unsetenv("CORTEX_MAX_RETRIES");
+    mock_server_stop(s);
+}
+
 static void test_usage_errors(void **state)
 {
     struct fx *f = *state;
@@ -454,6 +487,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_install_json_and_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_designs_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dangerous_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_execute_needs_confirmation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diagnose_files, setup, teardown),
