@@ -624,6 +624,9 @@ static const char *const sys_top[] = {"bin", "boot", "dev", "etc", "lib", "lib32
 static const char *const sys_second[] = {"usr/bin", "usr/sbin", "usr/lib", "usr/lib32",
                                          "usr/lib64", "usr/libexec", "usr/include", "usr/share",
                                          "usr/local", "var/lib", NULL};
+/* Deeper directories whose loss breaks package management or destroys databases. */
+static const char *const sys_third[] = {"var/lib/dpkg", "var/lib/apt", "var/lib/mysql",
+                                        "var/lib/postgresql", NULL};
 
 static enum pclass exact_class(const struct comp *c, int k) {
     if (k == 0) return PC_ROOT;
@@ -642,6 +645,12 @@ static enum pclass exact_class(const struct comp *c, int k) {
             if (c[0].n == l0 && memcmp(c[0].p, *s, l0) == 0 && comp_eq(&c[1], sl + 1))
                 return PC_SYSDIR;
         }
+    }
+    if (k == 3) {
+        char joined[256];
+        int l = snprintf(joined, sizeof joined, "%.*s/%.*s/%.*s", (int)c[0].n, c[0].p,
+                         (int)c[1].n, c[1].p, (int)c[2].n, c[2].p);
+        if (l > 0 && (size_t)l < sizeof joined && in_list(joined, sys_third)) return PC_SYSDIR;
     }
     return PC_NONE;
 }
@@ -678,6 +687,9 @@ static enum pclass classify(const char *val, char *disp, size_t cap) {
         if (!c[p].glob) continue;
         enum pclass pre = exact_class(c, p);
         if (pre == PC_NONE) return PC_NONE;
+        /* /home/$USER: one user's home, not all of them. */
+        if (pre == PC_HOMES && p == 1 && k == 2 && c[1].n == 1 && c[1].p[0] == MK_DYN)
+            return PC_HOME;
         if (p == 0) return PC_ROOT_GLOB;
         join_comps(c, p, true, disp, cap);
         return pre;
@@ -1029,6 +1041,8 @@ static int check_chperm(struct vctx *v, const char *name, struct word *const *a,
         enum pclass c = classify(s, disp, sizeof disp);
         if (c == PC_NONE) continue;
         if (!rec && (c == PC_HOME || (c == PC_SYSDIR && !has_glob(s)) || c == PC_VARROOT)) continue;
+        /* Giving a home directory to its user ("chown -R $USER: ~") is an ordinary repair. */
+        if (c == PC_HOME && !streq(name, "chmod")) continue;
         describe(c, disp, what, sizeof what);
         return reject(v, "%s%s on %s", name, rec ? " -R" : "", what);
     }
@@ -1552,20 +1566,13 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
         }
         if (has_c) {
             if (i < argc && check_code(v, a[i]->val, a[i]->val_len, depth)) return 1;
+            if (i >= argc) reads_stdin = true; /* "xargs sh -c": the code comes from input */
         } else if (i < argc && !has_s && !streq(a[i]->val, "-")) {
             if (was_downloaded(v, a[i]->val))
                 return reject(v, "runs a script downloaded earlier in the same command ('%s')",
                               a[i]->val);
         } else {
             reads_stdin = true;
-        }
-        for (size_t r = 0; r < L->nr; r++) {
-            if (L->r[r].kind == R_HERESTR &&
-                check_code(v, L->r[r].t.val, L->r[r].t.val_len, depth))
-                return 1;
-            if (L->r[r].kind == R_IN && was_downloaded(v, L->r[r].t.val))
-                return reject(v, "runs a script downloaded earlier in the same command ('%s')",
-                              L->r[r].t.val);
         }
     } else if (sudo_shell || su_shell) {
         reads_stdin = true;
@@ -1580,6 +1587,38 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
         if (!code && i < argc && !streq(a[i]->val, "-") && was_downloaded(v, a[i]->val))
             return reject(v, "runs a script downloaded earlier in the same command ('%s')", a[i]->val);
         if (!code && (i >= argc || streq(a[i]->val, "-"))) reads_stdin = true;
+    }
+    if (shell && reads_stdin) {
+        /* What a shell reads on stdin: a here-string is code, and so is a file saved earlier. */
+        for (size_t r = 0; r < L->nr; r++) {
+            if (L->r[r].kind == R_HERESTR &&
+                check_code(v, L->r[r].t.val, L->r[r].t.val_len, depth))
+                return 1;
+            if (L->r[r].kind == R_IN && was_downloaded(v, L->r[r].t.val))
+                return reject(v, "runs a script downloaded earlier in the same command ('%s')",
+                              L->r[r].t.val);
+        }
+    }
+    /* A command whose name is computed cannot be checked by name: refuse it where it would
+     * act on the root, a home or a system directory. */
+    if (argc && a[0]->val[0] == MK_DYN) {
+        for (size_t i = 1; i < argc; i++) {
+            char disp[256], what[256], rb[600];
+            enum pclass c = classify(resolve(v, a[i]->val, rb, sizeof rb), disp, sizeof disp);
+            if (c == PC_NONE || c == PC_VARROOT) continue;
+            describe(c, disp, what, sizeof what);
+            return reject(v, "runs a command whose name is computed at run time on %s", what);
+        }
+    }
+    if (streq(name, "passwd") || streq(name, "chpasswd") || streq(name, "usermod")) {
+        for (size_t i = 1; i < argc; i++) {
+            const char *s = a[i]->val;
+            if (streq(name, "passwd") && (streq(s, "-d") || streq(s, "--delete")))
+                return reject(v, "deletes an account's password (passwd -d)");
+            if (streq(name, "usermod") && (streq(s, "-p") || streq(s, "--password")) &&
+                i + 1 < argc && a[i + 1]->val[0] == '\0')
+                return reject(v, "sets an empty password (usermod -p '')");
+        }
     }
     if (argc && strchr(a[0]->val, '/') && was_downloaded(v, a[0]->val))
         return reject(v, "runs a program downloaded earlier in the same command ('%s')", a[0]->val);
