@@ -376,13 +376,19 @@ static void test_apt_modes(void **state)
     cx_run_options_init(&ro);
     ro.apt_mode = CX_APT_SIMULATE;
     ro.apt_sim_ns = 30 * CX_NSEC_PER_MSEC;
+    ro.parse_work_ns = 5 * CX_NSEC_PER_MSEC;
+    ro.merge_work_ns = 7 * CX_NSEC_PER_MSEC;
     struct cx_install_report *r = NULL;
     assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, NULL), 0);
     assert_true(r->timings.apt_s >= 0.030);
+    assert_true(r->timings.parse_s >= 0.005);
+    assert_true(r->timings.merge_s >= 0.007);
+    assert_true(r->timings.total_s >= 0.042);
     assert_int_equal(r->apt_mode, CX_APT_SIMULATE);
     cx_install_report_free(r);
 
     int asked = 0;
+    ro.parse_work_ns = ro.merge_work_ns = 0;
     ro.apt_mode = CX_APT_EXECUTE;
     ro.confirm = say_no;
     ro.confirm_ud = &asked;

@@ -948,6 +948,8 @@ int cx_pipeline_install(struct cx_pipeline *p, const char *request,
     }
     cx__free(pkgs);
     pkgs = NULL;
+    if (ro->parse_work_ns > 0)
+        cx_cpu_work_ns(ro->parse_work_ns);
     uint64_t t1 = cx_now_ns();
     r->timings.parse_s = cx_elapsed_s(t0, t1);
 
@@ -971,6 +973,8 @@ int cx_pipeline_install(struct cx_pipeline *p, const char *request,
                                   : NULL;
     rc = cx_plan_merge((const cJSON *const *)arrays, n, &r->plan, ei);
     cx__free(arrays);
+    if (ro->merge_work_ns > 0)
+        cx_cpu_work_ns(ro->merge_work_ns);
     if (rc < 0)
         goto fail;
     run_clear(&run);

@@ -97,6 +97,10 @@ struct cx_run_options {
     uint64_t apt_sim_ns;       /* CX_APT_SIMULATE: how long the pretend apt takes */
     uint64_t cpu_work_ns;      /* CPU cost charged per answer (cx_cpu_work_ns), standing for
                                   Python's parsing cost in benchmarks; default 0 */
+    /* CPU cost of parsing the request and of merging the plans, burnt on the calling thread
+     * (the seed's sequential "Parse Input" and "Merge Plans" phases, for benchmarks); 0. */
+    uint64_t parse_work_ns;
+    uint64_t merge_work_ns;
     /* Called on the calling thread after each query completes (never concurrently). */
     void (*progress)(size_t done, size_t total, void *ud);
     void *progress_ud;
