@@ -1,0 +1,207 @@
+/*
+ * fuzz_validate.c - fuzzes the command validator (cx/validate.h): cx_validate_command,
+ * cx_validate_commands and cx_validate_package_name, which see commands written by a model.
+ *
+ * Input: up to 16 commands separated by NUL bytes. For each command it checks what validate.h
+ * documents, not just "no crash":
+ *   - results are 0 or CX_EREJECTED, repeatable, and independent of the reason buffer's size;
+ *     the reason is NUL-terminated inside its buffer (exact-size buffers, so ASan sees overruns)
+ *     and names a rule when there is room;
+ *   - in an accepted command, each command substitution ($(...) or `...`, outside single quotes,
+ *     not escaped) that the shell would run is accepted on its own (validate.c checks
+ *     substitutions recursively; NOTE validate.h still says every substitution is refused,
+ *     while validate.c allows read-only queries such as $(uname -r): the header is stale);
+ *   - a rejected command stays rejected behind "true; " and "true && " (every simple command is
+ *     checked);
+ *   - "rm -rf /" after the command on a new line is rejected, and after "; " too when the
+ *     command has no '#' (unless the command holds a backslash or a here-document, which can
+ *     swallow the line break);
+ *   - cx_validate_package_name accepts exactly 1..128 characters of [A-Za-z0-9.+_:=~@/-] not
+ *     starting with '-';
+ *   - cx_validate_commands rejects exactly the elements cx_validate_command rejects, in order,
+ *     each reason starting "commands[i] '".
+ */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cx/validate.h"
+#include "cx_internal.h" /* cx__json_hooks_init: cJSON allocates like the runtime */
+#include "fuzz_util.h"
+
+#define MAX_CMDS 16
+
+/* Runs cx_validate_command with an exact-size reason buffer of reason_len bytes. */
+static int validate(const char *cmd, size_t reason_len, char *copy_out, size_t copy_len) {
+    char *reason = reason_len ? malloc(reason_len) : NULL;
+    if (reason_len && reason == NULL) abort();
+    if (reason) memset(reason, 'X', reason_len);
+    int rc = cx_validate_command(cmd, reason, reason_len);
+    FUZZ_CHECK(rc == 0 || rc == CX_EREJECTED, "cx_validate_command returned %d", rc);
+    if (rc == CX_EREJECTED && reason) {
+        FUZZ_CHECK(fuzz_terminated(reason, reason_len), "reason not terminated in %zu bytes",
+                   reason_len);
+        if (reason_len >= 2) FUZZ_CHECK(reason[0] != '\0', "empty reason");
+        if (copy_out) snprintf(copy_out, copy_len, "%s", reason);
+    }
+    free(reason);
+    return rc;
+}
+
+/*
+ * Calls fn(body) for each command substitution ($(...) or `...`) outside single quotes whose
+ * body is unambiguous: it holds none of ' " \\ ( ) $ ` (so where it ends is plain to see).
+ * Escaped '$' and '`' (backslash) start nothing, and comments run nothing, as in the shell.
+ */
+static void each_simple_substitution(const char *s, void (*fn)(const char *body, const char *cmd)) {
+    enum { NORMAL, SINGLE, DOUBLE } st = NORMAL;
+    for (size_t i = 0; s[i]; i++) {
+        char c = s[i];
+        if (st == SINGLE) {
+            if (c == '\'') st = NORMAL;
+            continue;
+        }
+        if (c == '\\') {
+            if (s[i + 1] == '\0') break;
+            i++;
+            continue;
+        }
+        if (st == NORMAL && c == '#' && (i == 0 || strchr(" \t\n;&|()<>", s[i - 1]))) {
+            while (s[i + 1] && s[i + 1] != '\n') i++; /* a comment runs nothing */
+            continue;
+        }
+        size_t a = 0;
+        char close = 0;
+        if (c == '`') a = i + 1, close = '`';
+        else if (c == '$' && s[i + 1] == '(' && s[i + 2] != '(') a = i + 2, close = ')';
+        if (close) {
+            size_t e = a;
+            while (s[e] && s[e] != close && !strchr("'\"\\()$`", s[e])) e++;
+            if (s[e] == close) {
+                char *body = malloc(e - a + 1);
+                if (body == NULL) abort();
+                memcpy(body, s + a, e - a);
+                body[e - a] = '\0';
+                fn(body, s);
+                free(body);
+                i = e;
+                continue;
+            }
+        }
+        if (st == NORMAL && c == '\'') st = SINGLE;
+        else if (c == '"') st = st == DOUBLE ? NORMAL : DOUBLE;
+    }
+}
+
+/* A substitution the shell would run in an accepted command must pass on its own. */
+static void body_must_pass(const char *body, const char *cmd) {
+    char reason[256] = "";
+    int rc = cx_validate_command(body, reason, sizeof reason);
+    FUZZ_CHECK(rc == 0, "accepted '%s' whose substitution '%s' is rejected alone (%s)", cmd, body,
+               reason);
+}
+
+static int package_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 128 || s[0] == '-') return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 (c != '\0' && strchr(".+_:=~@/-", c) != NULL);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+static char *concat(const char *a, const char *b, const char *c) {
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = malloc(la + lb + lc + 1);
+    if (s == NULL) abort();
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    memcpy(s + la + lb, c, lc + 1);
+    return s;
+}
+
+static int check_command(const char *cmd) {
+    char reason[512] = "";
+    int rc = validate(cmd, sizeof reason, reason, sizeof reason);
+    static const size_t sizes[] = {0, 1, 2, 17};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        FUZZ_CHECK(validate(cmd, sizes[k], NULL, 0) == rc, "result depends on reason size %zu",
+                   sizes[k]);
+    if (rc == 0) {
+        if (strstr(cmd, "<<") == NULL) /* a quoted here-document's body runs nothing */
+            each_simple_substitution(cmd, body_must_pass);
+    } else {
+        FUZZ_CHECK(reason[0] != '\0', "rejected without a reason: '%s'", cmd);
+        char *a = concat("true; ", cmd, "");
+        char *b = concat("true && ", cmd, "");
+        FUZZ_CHECK(validate(a, 0, NULL, 0) == CX_EREJECTED,
+                   "'%s' rejected (%s) but accepted after 'true; '", cmd, reason);
+        FUZZ_CHECK(validate(b, 0, NULL, 0) == CX_EREJECTED,
+                   "'%s' rejected (%s) but accepted after 'true && '", cmd, reason);
+        free(a);
+        free(b);
+    }
+    if (strchr(cmd, '\\') == NULL && strstr(cmd, "<<") == NULL) {
+        char *a = concat(cmd, "\n", "rm -rf /");
+        FUZZ_CHECK(validate(a, 0, NULL, 0) == CX_EREJECTED, "accepted '%s' + newline + 'rm -rf /'",
+                   cmd);
+        free(a);
+        if (strchr(cmd, '#') == NULL) {
+            char *b = concat(cmd, "; ", "rm -rf /");
+            FUZZ_CHECK(validate(b, 0, NULL, 0) == CX_EREJECTED, "accepted '%s' + '; rm -rf /'", cmd);
+            free(b);
+        }
+    }
+
+    char pr[64];
+    int prc = cx_validate_package_name(cmd, pr, sizeof pr);
+    FUZZ_CHECK(prc == 0 || prc == CX_EREJECTED, "cx_validate_package_name returned %d", prc);
+    FUZZ_CHECK((prc == 0) == package_name_ok(cmd), "package name '%s' %s", cmd,
+               prc == 0 ? "accepted against the documented rule" : "refused against the documented rule");
+    if (prc < 0) FUZZ_CHECK(fuzz_terminated(pr, sizeof pr) && pr[0], "package reason empty");
+    return rc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size > 3 * CX_VALIDATE_MAX_CMD) return 0; /* longer ones are refused by length alone */
+    cx__json_hooks_init();
+    char *all = fuzz_strndup(data, size);
+    const char *cmds[MAX_CMDS];
+    int rcs[MAX_CMDS];
+    size_t n = 0;
+    for (size_t i = 0; i <= size && n < MAX_CMDS;) {
+        cmds[n] = all + i;
+        rcs[n] = check_command(cmds[n]);
+        n++;
+        i += strlen(all + i) + 1;
+    }
+
+    cJSON *arr = cJSON_CreateArray();
+    if (arr == NULL) abort();
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(cmds[i]));
+    FUZZ_CHECK((size_t)cJSON_GetArraySize(arr) == n, "cJSON array incomplete");
+    struct cx_validation v;
+    int rc = cx_validate_commands(arr, &v);
+    size_t expect = 0;
+    for (size_t i = 0; i < n; i++) expect += rcs[i] < 0;
+    FUZZ_CHECK(rc == (expect ? CX_EREJECTED : 0), "cx_validate_commands gave %d, %zu rejected",
+               rc, expect);
+    FUZZ_CHECK(v.n_rejected == expect, "n_rejected %zu, expected %zu", v.n_rejected, expect);
+    for (size_t i = 0, r = 0; i < n; i++) {
+        if (rcs[i] == 0) continue;
+        char prefix[40];
+        snprintf(prefix, sizeof prefix, "commands[%zu] '", i);
+        FUZZ_CHECK(v.reasons[r] && strncmp(v.reasons[r], prefix, strlen(prefix)) == 0,
+                   "reason %zu is '%s', expected to start with %s", r, v.reasons[r], prefix);
+        r++;
+    }
+    cx_validation_clear(&v);
+    FUZZ_CHECK(v.n_rejected == 0 && v.reasons == NULL, "cx_validation_clear left data");
+    cJSON_Delete(arr);
+    free(all);
+    return 0;
+}
