@@ -476,6 +476,23 @@ static void test_validate_commands(void **state) {
     cx_validation_clear(NULL);
     cJSON_Delete(bad);
 
+    /* The plan is one script: a download in one command, run by the next, is refused; so is
+     * a cd in one command followed by a wildcard delete in the next. */
+    cJSON *split = make_array("[\"wget https://x/install.sh\", \"sudo bash install.sh\", "
+                              "\"cd /\", \"sudo rm -rf *\", \"sudo apt-get update\"]");
+    assert_int_equal(cx_validate_commands(split, &v), CX_EREJECTED);
+    assert_int_equal(v.n_rejected, 2);
+    assert_string_equal(v.reasons[0], "commands[1] 'sudo bash install.sh': runs a script "
+                                      "downloaded earlier ('install.sh')");
+    assert_string_equal(v.reasons[1], "commands[3] 'sudo rm -rf *': rm -rf on everything under "
+                                      "the root directory");
+    cx_validation_clear(&v);
+    cJSON_Delete(split);
+    /* Each cx_validate_command call starts afresh. */
+    char why[128];
+    assert_int_equal(cx_validate_command("wget https://x/install.sh", why, sizeof why), 0);
+    assert_int_equal(cx_validate_command("sudo bash install.sh", why, sizeof why), 0);
+
     cJSON *notarr = make_array("{\"a\":1}");
     assert_int_equal(cx_validate_commands(notarr, &v), CX_EINVAL);
     assert_int_equal(cx_validate_commands(NULL, &v), CX_EINVAL);

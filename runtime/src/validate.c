@@ -1547,7 +1547,7 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
         if (check_eval(v, a, argc, depth)) return 1;
     } else if (streq(name, "source") || streq(name, ".")) {
         if (argc >= 2 && was_downloaded(v, a[1]->val))
-            return reject(v, "runs a script downloaded earlier in the same command ('%s')", a[1]->val);
+            return reject(v, "runs a script downloaded earlier ('%s')", a[1]->val);
         if (argc >= 2 && (streq(a[1]->val, "/dev/stdin") || streq(a[1]->val, "-"))) reads_stdin = true;
     } else if (shell && !sudo_shell && !su_shell) {
         bool has_c = false, has_s = false;
@@ -1569,7 +1569,7 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
             if (i >= argc) reads_stdin = true; /* "xargs sh -c": the code comes from input */
         } else if (i < argc && !has_s && !streq(a[i]->val, "-")) {
             if (was_downloaded(v, a[i]->val))
-                return reject(v, "runs a script downloaded earlier in the same command ('%s')",
+                return reject(v, "runs a script downloaded earlier ('%s')",
                               a[i]->val);
         } else {
             reads_stdin = true;
@@ -1585,7 +1585,7 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
             if (strpbrk(s + 1, "cem") || starts(s, "--eval")) code = true;
         }
         if (!code && i < argc && !streq(a[i]->val, "-") && was_downloaded(v, a[i]->val))
-            return reject(v, "runs a script downloaded earlier in the same command ('%s')", a[i]->val);
+            return reject(v, "runs a script downloaded earlier ('%s')", a[i]->val);
         if (!code && (i >= argc || streq(a[i]->val, "-"))) reads_stdin = true;
     }
     if (shell && reads_stdin) {
@@ -1595,7 +1595,7 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
                 check_code(v, L->r[r].t.val, L->r[r].t.val_len, depth))
                 return 1;
             if (L->r[r].kind == R_IN && was_downloaded(v, L->r[r].t.val))
-                return reject(v, "runs a script downloaded earlier in the same command ('%s')",
+                return reject(v, "runs a script downloaded earlier ('%s')",
                               L->r[r].t.val);
         }
     }
@@ -1621,7 +1621,7 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
         }
     }
     if (argc && strchr(a[0]->val, '/') && was_downloaded(v, a[0]->val))
-        return reject(v, "runs a program downloaded earlier in the same command ('%s')", a[0]->val);
+        return reject(v, "runs a program downloaded earlier ('%s')", a[0]->val);
     if (reads_stdin && L->in_pipe) {
         if (L->pipe_dl) return reject(v, "pipes a download into a shell (%s)", name);
         if (shell || sudo_shell || su_shell)
@@ -1882,25 +1882,32 @@ static int check_text(struct vctx *v, const char *s, size_t len, int depth, stru
 
 /* ---- public API ---- */
 
+/* Checks one command with the state (downloads, variables, directory) left in v by earlier
+ * commands of the same script. */
+static int validate_one(struct vctx *v, const char *cmd, char *reason, size_t reason_len) {
+    if (reason && reason_len) reason[0] = '\0';
+    v->reason = reason;
+    v->reason_len = reason_len;
+    size_t len = strlen(cmd);
+    if (len > CX_VALIDATE_MAX_CMD) {
+        reject(v, "command is longer than %d bytes, too long to check", CX_VALIDATE_MAX_CMD);
+        return CX_EREJECTED;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (cmd[i] == MK_DYN || cmd[i] == MK_HOME) {
+            reject(v, "contains control characters");
+            return CX_EREJECTED;
+        }
+    }
+    return check_text(v, cmd, len, 0, NULL) ? CX_EREJECTED : 0;
+}
+
 int cx_validate_command(const char *cmd, char *reason, size_t reason_len) {
     if (reason && reason_len) reason[0] = '\0';
     if (cmd == NULL) return CX_EINVAL;
     struct vctx v;
     memset(&v, 0, sizeof v);
-    v.reason = reason;
-    v.reason_len = reason_len;
-    size_t len = strlen(cmd);
-    if (len > CX_VALIDATE_MAX_CMD) {
-        reject(&v, "command is longer than %d bytes, too long to check", CX_VALIDATE_MAX_CMD);
-        return CX_EREJECTED;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (cmd[i] == MK_DYN || cmd[i] == MK_HOME) {
-            reject(&v, "contains control characters");
-            return CX_EREJECTED;
-        }
-    }
-    return check_text(&v, cmd, len, 0, NULL) ? CX_EREJECTED : 0;
+    return validate_one(&v, cmd, reason, reason_len);
 }
 
 int cx_validate_package_name(const char *name, char *reason, size_t reason_len) {
@@ -1974,11 +1981,15 @@ int cx_validate_commands(const cJSON *commands_array, struct cx_validation *out)
     if (!cJSON_IsArray(commands_array)) return CX_EINVAL;
     size_t idx = 0;
     char why[256];
+    /* The plan runs as one script: what an earlier command downloads, assigns or enters counts
+     * for the later ones. */
+    struct vctx vc;
+    memset(&vc, 0, sizeof vc);
     for (const cJSON *it = commands_array->child; it; it = it->next, idx++) {
         int rc = 0;
         if (!cJSON_IsString(it) || it->valuestring == NULL) {
             rc = add_reason(out, idx, NULL, NULL);
-        } else if (cx_validate_command(it->valuestring, why, sizeof why) == CX_EREJECTED) {
+        } else if (validate_one(&vc, it->valuestring, why, sizeof why) == CX_EREJECTED) {
             rc = add_reason(out, idx, it->valuestring, why);
         }
         if (rc < 0) {

@@ -1,25 +1,41 @@
 /*
  * cx/validate.h - refusing dangerous shell commands before anything runs them.
  *
- * A command is split into simple commands at ; & && || | and newlines (quotes respected), each
- * simple command into words (quotes removed, leading sudo/env/nohup/... wrappers skipped), and
- * each is checked against rules. Rejected, with a reason naming the rule:
- *   - rm with -r and -f (any spelling: -rf, -fr, -r -f, --recursive --force) on "/", the root
- *     glob ("/" followed by "*"), "~", "$HOME", "/home" and the other top-level system directories;
- *   - mkfs, mkfs.*, mke2fs, mkswap, wipefs, fdisk/sfdisk/parted writes onto /dev devices;
- *   - dd with of=/dev/<disk>; redirections (>, >>, tee) onto /dev/sd*, /dev/nvme*, ...;
- *   - fork bombs (a function that calls itself into a pipe in the background, ":(){ :|:& };:");
- *   - a download piped into a shell or interpreter (curl|wget ... | sh|bash|python...), or
- *     fed to one through process substitution (bash <(curl ...)) or sh -c "$(curl ...)";
- *   - chmod -R on / or another top-level system directory (777 or otherwise), chown -R there;
- *   - writes to /etc/passwd, /etc/shadow, /etc/group, /etc/gshadow, /etc/sudoers (redirection,
- *     tee, cp/mv/dd onto them, sed -i on them);
- *   - command substitution ($(...) or backticks) anywhere except inside single quotes;
- *   - shell metacharacters in a package name given to apt/apt-get/dpkg/snap/pip/npm install.
+ * A command is split into simple commands at ; & && || | ( ) and newlines (quotes respected),
+ * each simple command into words the way bash would see them (quotes removed, $'...' decoded,
+ * {a,b} braces expanded, variables assigned earlier in the same command substituted and split,
+ * a directory set by an earlier cd applied to relative paths), leading sudo/env/nohup/nice/
+ * timeout/xargs/... wrappers and VAR=value assignments skipped, and each is checked against the
+ * rules. Text the shell would run as code is checked the same way: $(...) and `...`, <(...),
+ * "sh -c" / "su -c" / "eval" / "env -S" / "trap" strings, here-strings and here-documents given
+ * to a shell. Rejected, with a reason naming the rule:
+ *   - rm -r (any spelling: -rf, -fr, -r -f, -R, --recursive) on "/", the root glob ("/" followed
+ *     by "*"), "~", "$HOME", a home under /home, /home itself, the top-level system directories
+ *     (/etc, /usr, /var, /boot, ...) and a few below them (/usr/lib, /var/lib, /var/lib/dpkg...),
+ *     also when reached through "..", "//", a variable that may be empty ("$DIR/") or a command
+ *     substitution; find -delete / -exec rm there; mv or rsync --delete of them;
+ *   - mkfs, mkfs.*, mke2fs, wipefs, blkdiscard; mkswap, shred on a device; fdisk/sfdisk/parted/
+ *     gdisk writes (listing with -l is fine); dd of=/dev/<disk>; any write (redirection, tee,
+ *     cp, a download's -o) onto a disk, partition or memory device;
+ *   - fork bombs (a function that calls itself into a pipe or the background, ":(){ :|:& };:");
+ *   - a download reaching a shell or interpreter: piped (curl ... | sh, wget -qO- ... | sudo
+ *     bash), through <(...), $(...), a here-string or eval, or saved and then run in the same
+ *     command line (wget .../i.sh && bash i.sh); text of any other origin piped into a shell;
+ *   - chmod -R / chown -R on the protected directories above (chmod 777 / too); a setuid shell;
+ *   - writes to /etc/passwd, /etc/shadow, /etc/group, /etc/gshadow, /etc/sudoers(.d) and
+ *     /proc/sysrq-trigger (redirection, tee, cp/mv/ln/install/dd, sed -i, truncate, chmod,
+ *     rm, a download's -o); passwd -d; kill -1;
+ *   - a command substitution that is not a read-only query (uname -r, lsb_release -cs, dpkg
+ *     --print-architecture, . /etc/os-release, curl to stdout... are fine): "nginx$(reboot)";
+ *   - unquoted $IFS, and a computed command name acting on a protected directory;
+ *   - shell metacharacters in a package name given to apt/apt-get/aptitude/dpkg/snap/dnf/yum/
+ *     zypper/apk/brew ("nginx;reboot" even when quoted).
  * Ordinary apt-get, apt, systemctl, ufw, sed -i on configuration files, usermod, rm -rf of a
  * build directory, and "curl ... | gpg --dearmor -o file" (a download into a file, not a shell)
  * are accepted. The validator errs on the side of refusing: a command it cannot tokenize
- * (unbalanced quotes) is rejected.
+ * (unbalanced quotes), with too many words or nested too deeply is rejected. It does not look
+ * inside python -c / perl -e code other than for fork bombs, and it cannot know what a script
+ * or program that was not downloaded in the same command does.
  */
 #ifndef CX_VALIDATE_H
 #define CX_VALIDATE_H
@@ -54,7 +70,9 @@ struct cx_validation {
 
 /*
  * Validates every element of a cJSON array of strings (a non-string element is rejected with
- * "commands[i] is not a string"). out: filled (zeroed first); release with cx_validation_clear
+ * "commands[i] is not a string"). The commands are checked in order as one script: a file
+ * downloaded, a variable assigned or a directory entered by an earlier command counts for the
+ * later ones (["wget https://x/i.sh", "bash i.sh"] is refused). out: filled (zeroed first); release with cx_validation_clear
  * whatever the result (on CX_ENOMEM/CX_EINVAL it is left empty).
  * Long commands are shortened to 60 characters plus "..." inside the quotes of a reason.
  * Returns 0 (all accepted), CX_EREJECTED (n_rejected > 0), CX_EINVAL (NULL or not an array),
