@@ -102,6 +102,8 @@ static const char *const accepted[] = {
     "cd /tmp && rm -rf *",
     "cd /opt/app && sudo ./configure",
     "sudo chmod g+s /srv/shared",
+    "sudo chmod g+s /bin/bash", /* set-group-ID on a shell is not a root backdoor */
+    "sudo chmod 755 /usr/bin/python3",
     "sudo chmod 2775 /srv/shared",
     "wget -O /tmp/x.tar.gz https://x/x.tar.gz",
     "rsync -a --delete ./site/ /var/www/html/",
@@ -290,6 +292,9 @@ static const struct reject_case rejected[] = {
     {"sudo chmod 4755 /bin/bash", "setuid"},
     {"sudo chmod u+s /usr/bin/python3", "setuid"},
     {"sudo chmod +s /bin/sh", "setuid"},
+    {"sudo chmod 6755 /bin/dash", "setuid"},
+    {"sudo chmod a+rwxs /bin/sh", "setuid"},
+    {"chmod -R -x /usr", "chmod -R on the system directory /usr"},
     {"curl -o /etc/passwd https://x", "/etc/passwd"},
     {"wget -O /dev/sda https://x/img", "block device"},
     {"sudo mv /etc/passwd /tmp/", "/etc/passwd"},

@@ -974,61 +974,41 @@ static int check_rm(struct vctx *v, struct word *const *a, size_t n) {
     return 0;
 }
 
+/* chmod modes look like options when they start with '-' ("chmod -x file"). */
+static bool chmod_mode_opt(const char *s) {
+    return short_opt(s) && strspn(s + 1, "rwxXstugoa+-=,") == strlen(s + 1);
+}
+
+/* True when a chmod mode sets the set-user-ID bit: 4755, 04755, u+s, +s, a=rwxs. */
+static bool sets_setuid(const char *s) {
+    size_t l = strlen(s), op = strcspn(s, "+=");
+    if ((l == 4 || l == 5) && strspn(s, "01234567") == l) return ((s[l - 4] - '0') & 4) != 0;
+    if (op >= l || !strchr(s + op, 's')) return false;
+    const char *who = strpbrk(s, "ua");
+    return op == 0 || (who != NULL && who < s + op);
+}
+
 static int check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t n) {
-    bool rec = false, have_first = false, dd = false;
+    bool chmod = streq(name, "chmod"), rec = false, ref = false, dd = false;
+    for (size_t i = 1; i < n; i++) {
+        const char *s = a[i]->val;
+        if (streq(s, "--")) break;
+        if (starts(s, "--recursive")) rec = true;
+        if (starts(s, "--reference")) ref = true;
+        if (short_opt(s) && !(chmod && chmod_mode_opt(s)) && strchr(s + 1, 'R')) rec = true;
+    }
+    /* The first operand is the mode (chmod) or the owner (chown, chgrp) unless --reference. */
+    bool have_first = ref, setuid = false;
     for (size_t i = 1; i < n; i++) {
         const char *s = a[i]->val;
         if (!dd && streq(s, "--")) {
             dd = true;
             continue;
         }
-        if (!dd && s[0] == '-' && s[1] == '-') {
-            if (starts(s, "--recursive")) rec = true;
-            if (starts(s, "--reference")) have_first = true;
-            continue;
-        }
-        if (!dd && short_opt(s)) {
-            /* chmod -x file: a mode, not an option. */
-            bool mode = streq(name, "chmod") && strspn(s + 1, "rwxXstugoa+-=,") == strlen(s + 1);
-            if (!mode) {
-                if (strchr(s + 1, 'R')) rec = true;
-                continue;
-            }
-            if (!have_first) {
-                have_first = true;
-                continue;
-            }
-        }
-        (void)0;
-    }
-    have_first = false;
-    dd = false;
-    bool ref = false, setuid = false;
-    if (streq(name, "chmod")) {
-        for (size_t i = 1; i < n; i++) {
-            const char *s = a[i]->val;
-            if (s[0] == '-' && s[1] && strspn(s + 1, "rwxXstugoa+-=,") != strlen(s + 1)) continue;
-            /* The first operand is the mode: 4755, u+s, +s, a=rwxs ... */
-            size_t l = strlen(s), op = strcspn(s, "+=");
-            if ((l == 4 || l == 5) && strspn(s, "01234567") == l)
-                setuid = ((s[l - 4] - '0') & 4) != 0;
-            else if (op < l && strchr(s + op, 's'))
-                setuid = op == 0 || strpbrk(s, "ua") < s + op;
-            break;
-        }
-    }
-    for (size_t i = 1; i < n; i++) if (starts(a[i]->val, "--reference")) ref = true;
-    for (size_t i = 1; i < n; i++) {
-        const char *s = a[i]->val;
-        if (!dd && streq(s, "--")) {
-            dd = true;
-            continue;
-        }
-        bool mode = streq(name, "chmod") && short_opt(s) &&
-                    strspn(s + 1, "rwxXstugoa+-=,") == strlen(s + 1);
-        if (!dd && s[0] == '-' && s[1] && !mode) continue;
-        if (!have_first && !ref) {
-            have_first = true; /* the mode or the owner */
+        if (!dd && s[0] == '-' && s[1] && !(chmod && !have_first && chmod_mode_opt(s))) continue;
+        if (!have_first) {
+            have_first = true;
+            setuid = chmod && sets_setuid(s);
             continue;
         }
         char np[256], disp[256], what[256], rb[600];
@@ -1037,12 +1017,12 @@ static int check_chperm(struct vctx *v, const char *name, struct word *const *a,
             return reject(v, "makes the shell or interpreter %s setuid, a root backdoor", s);
         if (sensitive(s, np, sizeof np))
             return reject(v, "changes the %s of %s, which holds the system's accounts or sudo rights",
-                          streq(name, "chmod") ? "permissions" : "owner", np);
+                          chmod ? "permissions" : "owner", np);
         enum pclass c = classify(s, disp, sizeof disp);
         if (c == PC_NONE) continue;
         if (!rec && (c == PC_HOME || (c == PC_SYSDIR && !has_glob(s)) || c == PC_VARROOT)) continue;
         /* Giving a home directory to its user ("chown -R $USER: ~") is an ordinary repair. */
-        if (c == PC_HOME && !streq(name, "chmod")) continue;
+        if (c == PC_HOME && !chmod) continue;
         describe(c, disp, what, sizeof what);
         return reject(v, "%s%s on %s", name, rec ? " -R" : "", what);
     }
