@@ -335,6 +335,37 @@ static void test_designs_and_modes_identical(void **state)
     cx_install_report_free(ref);
 }
 
+/* `auto` follows cx_io_choose: a small batch gets thread-local I/O with a thread per query, a
+ * large one the hybrid design with a few CPU workers; both give every package its plan. */
+static void test_auto_design(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline *p = open_p(f, NULL, CX_IO_AUTO, CX_MODE_FREE);
+    struct cx_install_report *r = NULL;
+    assert_int_equal(cx_pipeline_install(p, SEED_REQUEST, NULL, &r, NULL), 0);
+    assert_int_equal(r->io, CX_IO_THREAD_LOCAL);
+    assert_int_equal(r->threads, 5);
+    cx_install_report_free(r);
+    char req[2048] = "install";
+    for (int i = 0; i < 40; i++) {
+        char w[32];
+        snprintf(w, sizeof w, " pkg%d", i);
+        strcat(req, w);
+    }
+    assert_int_equal(cx_pipeline_install(p, req, NULL, &r, NULL), 0);
+    assert_int_equal(r->n_items, 40);
+    assert_int_equal(r->io, CX_IO_HYBRID);
+    assert_true(r->threads >= 1 && r->threads < 40);
+    for (int i = 0; i < 40; i++) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "sudo apt-get install -y pkg%d", i);
+        assert_true(find_cmd(&r->plan, cmd) != (size_t)-1);
+    }
+    assert_int_equal(r->plan.n, 41); /* one update + 40 installs */
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+}
+
 /* Bad input names what was wrong and records nothing. */
 static void test_bad_request(void **state)
 {
@@ -524,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dangerous_plan_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_designs_and_modes_identical, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auto_design, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apt_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diagnose_and_hwcheck, setup, teardown),
