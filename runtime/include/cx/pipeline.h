@@ -23,6 +23,12 @@
  *                       callback resumes it with a continuation that parses and validates;
  *   CX_IO_AUTO          cx_io_choose() picks one per run from the batch size and the CPU share
  *                       measured on earlier runs.
+ * In the hybrid design the router's own check of an answer (the validate hook that keeps
+ * rejected answers out of the cache) runs on the I/O thread; the pipeline's parsing,
+ * validation and CPU cost (cpu_work_ns) run in the continuation on a worker, under the
+ * emulated GIL in gil mode.
+ *
+ * The response cache is exact-only unless similar_cache is set (see the option).
  *
  * Typical use:
  *     struct cx_pipeline_options o; cx_pipeline_options_init(&o);
@@ -174,6 +180,7 @@ struct cx_fanout_report {
     int threads;
     struct cx_timings timings; /* parse_s: reading inputs / probing hardware; merge_s, apt_s 0 */
 };
+/* Frees a report. Accepts NULL. Threads: any thread. */
 CX_API void cx_fanout_report_free(struct cx_fanout_report *r);
 
 struct cx_pipeline;
