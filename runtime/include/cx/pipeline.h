@@ -184,6 +184,8 @@ struct cx_fanout_report {
 CX_API void cx_fanout_report_free(struct cx_fanout_report *r);
 
 struct cx_pipeline;
+struct cx_cache;
+struct cx_pool;
 
 /*
  * Opens the database (when db_path is set; its directory must exist: see cx_data_dir_prepare),
