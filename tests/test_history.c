@@ -257,11 +257,49 @@ static void test_concurrent_and_reopen(void **state) {
     free(dir);
 }
 
+static struct cx_pool *g_pool;
+
+static int list_scenario(void *ctx) {
+    (void)ctx;
+    struct cx_history_entry *v;
+    size_t n;
+    int rc = cx_history_list(g_pool, 0, &v, &n, NULL);
+    if (rc < 0) return rc;
+    rc = (n == 40 && v[0].plan_json && strcmp(v[39].request, "install 0") == 0) ? 0 : CX_EINVAL;
+    cx_history_entries_free(v, n);
+    return rc;
+}
+
+/* Every allocation cx_history_list makes may fail: CX_ENOMEM, nothing leaked, the reader given
+ * back (the pool's close would abort otherwise). */
+static void test_list_torture(void **state) {
+    (void)state;
+    char *dir = t_tmpdir("hist");
+    char *path = t_path(dir, "h.db");
+    g_pool = open_pool(path);
+    for (int i = 0; i < 40; i++) {
+        char req[32];
+        snprintf(req, sizeof req, "install %d", i);
+        struct cx_history_entry e = {0};
+        e.request = req;
+        e.plan_json = "[\"sudo apt-get update\"]";
+        e.executed = "dry-run";
+        assert_int_equal(cx_history_record(g_pool, &e, NULL, NULL), 0);
+    }
+    long n = t_torture(list_scenario, NULL);
+    assert_true(n >= 40 * 4); /* strings of 40 rows, and the array growing */
+    cx_pool_close(g_pool);
+    t_rmrf(dir);
+    free(path);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_empty_and_uninitialised),
         cmocka_unit_test(test_concurrent_and_reopen),
+        cmocka_unit_test(test_list_torture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
