@@ -7,6 +7,10 @@
  * allocation-free JSON syntax checker that mirrors cJSON's rules: if the text is valid, the
  * failure was memory (CX_ENOMEM), otherwise the checker's offset names the first bad byte.
  * This module does not validate commands (validate.c) or merge plans (plan.c).
+ *
+ * Threads: cJSON keeps the position of the last error in a process-wide variable that every
+ * parse resets; we never read it (cJSON_GetErrorPtr), taking positions from our checker
+ * instead, so concurrent parses on several threads are safe for us.
  */
 #include "cx/parse.h"
 
