@@ -373,11 +373,9 @@ static int cmd_install(struct ctx *c)
     char *req = malloc(len + 1);
     if (req == NULL)
         return fail(c, CX_EXIT_ERROR, "out of memory");
-    strcpy(req, "install");
-    for (int i = 0; i < c->a.npos; i++) {
-        strcat(req, " ");
-        strcat(req, c->a.pos[i]);
-    }
+    size_t off = (size_t)snprintf(req, len + 1, "install");
+    for (int i = 0; i < c->a.npos; i++)
+        off += (size_t)snprintf(req + off, len + 1 - off, " %s", c->a.pos[i]);
     /* Bad package names are reported before anything starts. */
     char **pk = NULL;
     size_t npk = 0;

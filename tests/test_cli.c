@@ -341,6 +341,12 @@ static void test_diagnose_files(void **state)
     assert_int_equal(rc, CX_EXIT_ERROR);
     assert_non_null(strstr(f->err, missing));
     assert_null(strstr(f->err, "embedded mock"));
+    /* So is an empty one. */
+    char *empty = write_file(f, "empty.log", " \n");
+    assert_int_equal(run_cx(f, "diagnose", empty, NULL), CX_EXIT_ERROR);
+    assert_non_null(strstr(f->err, empty));
+    assert_non_null(strstr(f->err, "empty"));
+    free(empty);
     free(a);
     free(b);
     free(missing);
