@@ -814,8 +814,25 @@ static bool is_query(const char *name, struct word *const *a, size_t n) {
         "dirname", "cat", "head", "tail", "cut", "tr", "sort", "uniq", "wc", "grep", "egrep",
         "fgrep", "realpath", "readlink", "systemd-detect-virt", "lscpu", "free", "df", "ls",
         "stat", "test", "[", "true", "false", "expr", "seq", "jq", "nvidia-smi", "apt-cache",
-        "getent", "lsblk", "tty", "locale", "nl", NULL};
+        "getent", "lsblk", "tty", "locale", "nl", "lsof", "ss", "netstat", "pgrep", "pidof",
+        "ps", "hostnamectl", "mktemp", "xdg-user-dir", "sha256sum", "md5sum", NULL};
     if (in_list(name, any_args)) return true;
+    if (streq(name, "systemctl")) {
+        static const char *const q[] = {"is-active", "is-enabled", "is-failed", "show", "status",
+                                        "cat", "list-units", "list-unit-files", "--version",
+                                        NULL};
+        for (size_t i = 1; i < n; i++)
+            if (a[i]->val[0] != '-') return in_list(a[i]->val, q);
+        return false;
+    }
+    if (streq(name, "npm") || streq(name, "go") || streq(name, "brew") || streq(name, "git") ||
+        streq(name, "python3") || streq(name, "python") || streq(name, "node")) {
+        /* Version and location queries only: "npm root -g", "go env GOPATH", "brew --prefix",
+         * "git rev-parse --show-toplevel", "python3 --version". */
+        static const char *const q[] = {"root", "prefix", "bin", "env", "--prefix", "--version",
+                                        "-v", "-V", "version", "rev-parse", NULL};
+        return n >= 2 && in_list(a[1]->val, q);
+    }
     if (streq(name, "date")) {
         for (size_t i = 1; i < n; i++)
             if (streq(a[i]->val, "-s") || starts(a[i]->val, "--set")) return false;
@@ -1189,9 +1206,14 @@ static int check_packages(struct vctx *v, const char *name, struct word *const *
         if (!active) continue;
         if (w->flags & W_DL)
             return reject(v, "takes a package name from a download ('%.*s')", (int)(w->raw_len > 60 ? 60 : w->raw_len), w->raw);
+        /* Local package files may be globbed ("dpkg -i" on a directory of .deb files). */
+        size_t sl = strlen(s);
+        bool file = streq(name, "dpkg") || (sl > 4 && streq(s + sl - 4, ".deb")) ||
+                    (sl > 4 && streq(s + sl - 4, ".rpm"));
         for (const char *p = s; *p; p++) {
             char c = *p;
             if (c == MK_DYN || c == MK_HOME) continue;
+            if (file && strchr("*?[]", c)) continue;
             if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                 strchr(".+_:=~@/-", c))
                 continue;
