@@ -151,6 +151,9 @@ struct cx_cache {
     _Atomic int dirty;             /* entries have unflushed stamps/hits */
     _Atomic int flush_inflight;
     _Atomic unsigned shard_seq;
+    struct cx__mutex pmu;
+    struct op *phead, *ptail;      /* guarded by pmu: puts waiting for a group write */
+    int group_queued;              /* guarded by pmu: a group write is queued, not yet started */
     struct shard shards[SHARDS];
     /* writer thread only: */
     uint64_t collected_hits, collected_misses;
@@ -671,6 +674,9 @@ struct op {
     const char *provider, *model, *prompt, *json;
     char sys_hash[65], prompt_hash[65];
     struct entry *e;       /* prepared entry, taken by the index on success */
+    struct op *gnext;      /* next put of the same group */
+    /* the group's carrier (the put that queued the group write): */
+    struct op *glist;      /* the group, taken by the write callback */
     int64_t *evicted;
     size_t nevicted;
     int async;             /* async flush: done frees the op */
@@ -985,10 +991,16 @@ int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct 
         cx__free(c);
         return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a lock");
     }
+    if (cx__mutex_init(&c->pmu) < 0) {
+        br_destroy(&c->lock);
+        cx__free(c);
+        return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a lock");
+    }
     struct index *x = NULL;
     rc = load_index(c, &x, ei);
     if (rc < 0) {
         br_destroy(&c->lock);
+        cx__mutex_destroy(&c->pmu);
         cx__free(c);
         return rc;
     }
@@ -1027,6 +1039,7 @@ void cx_cache_free(struct cx_cache *c) {
     if (cx_pool_write(c->pool, finalize_fn, c, NULL) < 0) finalize_fn(NULL, c, NULL);
     index_free(c->idx);
     br_destroy(&c->lock);
+    cx__mutex_destroy(&c->pmu);
     cx__free(c);
 }
 
@@ -1100,11 +1113,25 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     return 0;
 }
 
-static int put_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
-    struct op *o = arg;
-    struct cx_cache *c = o->c;
-    int rc = flush_write(c, db, &o->fl, ei);
-    if (rc < 0) return rc;
+/*
+ * Puts are grouped: a put appends itself to c's pending list and, if no group write is queued,
+ * queues one (it becomes that group's carrier). When the writer runs the group write it takes
+ * every put pending at that moment and applies them in one savepoint: one flush, the upserts,
+ * one count, one eviction, one generation bump. A group fails or succeeds as a whole (failures
+ * inside a transaction are I/O-level, so they would hit every put anyway). Per-write savepoints
+ * were the largest cost of a put under load; this shares one among all concurrent puts.
+ */
+static int group_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
+    struct op *g = arg;
+    struct cx_cache *c = g->c;
+    cx__mutex_lock(&c->pmu);
+    g->glist = c->phead;
+    c->phead = c->ptail = NULL;
+    c->group_queued = 0;
+    cx__mutex_unlock(&c->pmu);
+    CX_ASSERT(g->glist != NULL);
+    int rc = flush_write(c, db, &g->fl, ei);
+    if (rc < 0) goto fail;
     rc = prep(db, &c->st_upsert,
               "INSERT INTO llm_cache_entries(provider, model, system_hash, prompt, prompt_hash,"
               " embedding, commands_json, created_at, last_accessed, hit_count)"
@@ -1114,92 +1141,129 @@ static int put_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
               " commands_json = excluded.commands_json, last_accessed = excluded.last_accessed"
               " RETURNING id",
               ei);
-    if (rc < 0) return rc;
-    char ts[64];
-    uint64_t stamp = now_stamp();
-    stamp_text(stamp, ts);
-    atomic_init(&o->e->stamp, stamp);
-    atomic_init(&o->e->flushed, stamp);
-    sqlite3_stmt *st = c->st_upsert;
-    sqlite3_bind_text(st, 1, o->provider, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, o->model, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, o->sys_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, o->prompt, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, o->prompt_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 6, o->e->emb, (int)sizeof o->e->emb, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, o->json, (int)o->e->json_len, SQLITE_STATIC);
-    sqlite3_bind_text(st, 8, ts, -1, SQLITE_TRANSIENT);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) o->e->id = sqlite3_column_int64(st, 0);
-    int s2 = s == SQLITE_ROW ? sqlite3_step(st) : s;
-    sqlite3_clear_bindings(st);
-    sqlite3_reset(st);
-    if (s != SQLITE_ROW || s2 != SQLITE_DONE)
-        return cx_pool_sqlite_error(db, s != SQLITE_ROW ? s : s2, "cache: insert", ei);
-
+    if (rc < 0) goto fail;
+    for (struct op *o = g->glist; o; o = o->gnext) {
+        char ts[64];
+        uint64_t stamp = now_stamp();
+        stamp_text(stamp, ts);
+        atomic_init(&o->e->stamp, stamp);
+        atomic_init(&o->e->flushed, stamp);
+        sqlite3_stmt *st = c->st_upsert;
+        sqlite3_bind_text(st, 1, o->provider, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, o->model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, o->sys_hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, o->prompt, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, o->prompt_hash, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 6, o->e->emb, (int)sizeof o->e->emb, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, o->json, (int)o->e->json_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 8, ts, -1, SQLITE_TRANSIENT);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) o->e->id = sqlite3_column_int64(st, 0);
+        int s2 = s == SQLITE_ROW ? sqlite3_step(st) : s;
+        sqlite3_clear_bindings(st);
+        sqlite3_reset(st);
+        if (s != SQLITE_ROW || s2 != SQLITE_DONE) {
+            rc = cx_pool_sqlite_error(db, s != SQLITE_ROW ? s : s2, "cache: insert", ei);
+            goto fail;
+        }
+    }
     rc = prep(db, &c->st_count, "SELECT count(*) FROM llm_cache_entries", ei);
-    if (rc < 0) return rc;
+    if (rc < 0) goto fail;
     int64_t n = 0;
-    s = sqlite3_step(c->st_count);
+    int s = sqlite3_step(c->st_count);
     if (s == SQLITE_ROW) n = sqlite3_column_int64(c->st_count, 0);
     sqlite3_reset(c->st_count);
-    if (s != SQLITE_ROW) return cx_pool_sqlite_error(db, s, "cache: count", ei);
+    if (s != SQLITE_ROW) {
+        rc = cx_pool_sqlite_error(db, s, "cache: count", ei);
+        goto fail;
+    }
     if (n > (int64_t)c->opt.max_entries) {
         size_t extra = (size_t)(n - (int64_t)c->opt.max_entries);
-        o->evicted = cx__malloc(extra * sizeof *o->evicted);
-        if (o->evicted == NULL) return cx__err(ei, CX_ENOMEM, "cache: out of memory evicting");
+        g->evicted = cx__malloc(extra * sizeof *g->evicted);
+        if (g->evicted == NULL) {
+            rc = cx__err(ei, CX_ENOMEM, "cache: out of memory evicting");
+            goto fail;
+        }
         rc = prep(db, &c->st_evict,
                   "DELETE FROM llm_cache_entries WHERE id IN (SELECT id FROM llm_cache_entries"
                   " ORDER BY last_accessed, id LIMIT ?1) RETURNING id",
                   ei);
-        if (rc < 0) return rc;
+        if (rc < 0) goto fail;
         sqlite3_bind_int64(c->st_evict, 1, (sqlite3_int64)extra);
         while ((s = sqlite3_step(c->st_evict)) == SQLITE_ROW) {
-            if (o->nevicted < extra) o->evicted[o->nevicted++] = sqlite3_column_int64(c->st_evict, 0);
+            if (g->nevicted < extra) g->evicted[g->nevicted++] = sqlite3_column_int64(c->st_evict, 0);
         }
         sqlite3_reset(c->st_evict);
-        if (s != SQLITE_DONE) return cx_pool_sqlite_error(db, s, "cache: eviction", ei);
+        if (s != SQLITE_DONE) {
+            rc = cx_pool_sqlite_error(db, s, "cache: eviction", ei);
+            goto fail;
+        }
     }
-    return bump_generation(c, db, &o->gen, ei);
+    rc = bump_generation(c, db, &g->gen, ei);
+    if (rc == 0) return 0;
+fail:
+    if (ei) g->ei = *ei; /* done only gets the code: keep the message for the waiters */
+    return rc;
 }
 
-static void put_done(int rc, void *arg) {
-    struct op *o = arg;
-    struct cx_cache *c = o->c;
-    flush_finish(c, &o->fl, rc == 0);
-    o->rc = rc;
+/* Applies a committed group to the index; 0 when it could not (then a reload is due). */
+static int group_apply(struct cx_cache *c, struct op *g, size_t count) {
+    struct index *x = c->idx;
+    if (x->gen == 0 || x->gen + 1 != g->gen || index_reserve(x, x->n + count) < 0) return 0;
+    for (struct op *o = g->glist; o; o = o->gnext) {
+        struct entry *old = find_id(x, o->e->id);
+        if (old) cx__free(index_remove(x, old));
+        index_add(x, o->e);
+        o->e = NULL;
+    }
+    for (size_t i = 0; i < g->nevicted; i++) {
+        struct entry *v = find_id(x, g->evicted[i]);
+        if (v) cx__free(index_remove(x, v));
+    }
+    x->gen = g->gen;
+    return 1;
+}
+
+static void group_done(int rc, void *arg) {
+    struct op *g = arg;
+    struct cx_cache *c = g->c;
+    if (g->glist == NULL) {
+        /* The write failed before its callback ran (BEGIN failed): the group is still pending
+         * and no other group write was queued meanwhile, so take it now to fail it. */
+        cx__mutex_lock(&c->pmu);
+        g->glist = c->phead;
+        c->phead = c->ptail = NULL;
+        c->group_queued = 0;
+        cx__mutex_unlock(&c->pmu);
+    } else {
+        flush_finish(c, &g->fl, rc == 0);
+    }
+    size_t count = 0;
+    for (struct op *o = g->glist; o; o = o->gnext) count++;
+    int applied = 1;
     if (rc == 0) {
         br_wrlock(&c->lock);
-        struct index *x = c->idx;
-        int applied = 0;
-        /* Room first, so a failed allocation leaves the index untouched (then reloaded). */
-        if (x->gen != 0 && x->gen + 1 == o->gen && index_reserve(x, x->n + 1) == 0) {
-            for (size_t i = 0; i < o->nevicted; i++) {
-                struct entry *v = find_id(x, o->evicted[i]);
-                if (v && v->id != o->e->id) cx__free(index_remove(x, v));
-            }
-            struct entry *old = find_id(x, o->e->id);
-            if (old) cx__free(index_remove(x, old));
-            int evicted_self = 0;
-            for (size_t i = 0; i < o->nevicted; i++)
-                if (o->evicted[i] == o->e->id) evicted_self = 1;
-            if (evicted_self) {
-                applied = 1; /* inserted and evicted in one go (max_entries smaller than a batch) */
-            } else {
-                index_add(x, o->e);
-                o->e = NULL;
-                applied = 1;
-            }
-        }
-        if (applied) {
-            x->gen = o->gen;
-        } else {
-            o->need_reload = 1;
-            atomic_store(&c->stale, 1);
-        }
+        applied = group_apply(c, g, count);
         br_wrunlock(&c->lock);
+        if (!applied) atomic_store(&c->stale, 1);
+    } else if (g->ei.code != rc) {
+        cx__err(&g->ei, rc, "cx_cache_put: the write failed: %s", cx_strerror(rc));
     }
-    op_signal(o);
+    /* Wake every waiter, the carrier last: g (and its list) lives on the carrier's stack. */
+    struct op *o = g->glist;
+    while (o) {
+        struct op *next = o->gnext;
+        if (o != g) {
+            o->rc = rc;
+            o->need_reload = !applied;
+            if (rc < 0) o->ei = g->ei;
+            op_signal(o);
+        }
+        o = next;
+    }
+    g->rc = rc;
+    g->need_reload = !applied;
+    op_signal(g);
 }
 
 int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const char *commands_json,
@@ -1228,7 +1292,39 @@ int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const char *c
         return cx__err(ei, CX_ENOMEM, "cx_cache_put: out of memory");
     }
     cx_embed(k->prompt, o.e->emb);
-    rc = op_run(&o, put_fn, put_done, ei);
+
+    cx__mutex_lock(&c->pmu);
+    if (c->ptail) c->ptail->gnext = &o;
+    else c->phead = &o;
+    c->ptail = &o;
+    int carrier = !c->group_queued;
+    c->group_queued = 1;
+    cx__mutex_unlock(&c->pmu);
+    if (carrier) {
+        struct cx_errinfo qei;
+        int qrc = cx_pool_write_async(c->pool, group_fn, &o, group_done, &qei);
+        if (qrc < 0) {
+            /* Nothing will run the group: fail every put in it (ours included). */
+            cx__mutex_lock(&c->pmu);
+            struct op *list = c->phead;
+            c->phead = c->ptail = NULL;
+            c->group_queued = 0;
+            cx__mutex_unlock(&c->pmu);
+            while (list) {
+                struct op *next = list->gnext;
+                list->rc = qrc;
+                list->ei = qei;
+                if (list != &o) op_signal(list);
+                list = next;
+            }
+            o.finished = 1;
+        }
+    }
+    cx__mutex_lock(&o.mu);
+    while (!o.finished) cx__cond_wait(&o.cv, &o.mu, CX_DEADLINE_NONE);
+    cx__mutex_unlock(&o.mu);
+    rc = o.rc;
+    if (rc < 0 && ei) *ei = o.ei;
     if (rc == 0 && o.need_reload) {
         /* The index did not start from the state this put started from (another writer got in
          * between): load the committed state so the put is visible when we return. */

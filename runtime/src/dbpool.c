@@ -167,18 +167,29 @@ static int open_conn(const struct cx_pool *p, int writer, sqlite3 **out, struct 
     }
     sqlite3_busy_timeout(db, p->opt.busy_timeout_ms);
     /* Reading the schema makes SQLite read the file header, so a file of garbage fails here
-     * with NOTADB before anything could write to it. */
-    rc = exec1(db, "SELECT count(*) FROM sqlite_master", NULL, 0);
-    if (rc == SQLITE_OK && writer) {
-        char mode[32] = "";
-        rc = exec1(db, "PRAGMA journal_mode=WAL", mode, sizeof mode);
-        if (rc == SQLITE_OK && strcmp(mode, "wal") != 0) {
-            sqlite3_close(db);
-            return cx__err(ei, CX_EDB, "database '%s': cannot switch to WAL mode (journal_mode "
-                           "is '%s')", p->path, mode);
+     * with NOTADB before anything could write to it. When several processes create the file
+     * at once, SQLite answers BUSY without waiting (its deadlock avoidance while one of them
+     * switches to WAL), so those two steps are retried until the busy timeout. */
+    uint64_t until = cx_deadline_after_ms(p->opt.busy_timeout_ms);
+    for (;;) {
+        rc = exec1(db, "SELECT count(*) FROM sqlite_master", NULL, 0);
+        if (rc == SQLITE_OK && writer) {
+            char mode[32] = "";
+            rc = exec1(db, "PRAGMA journal_mode=WAL", mode, sizeof mode);
+            if (rc == SQLITE_OK && strcmp(mode, "wal") != 0) {
+                sqlite3_close(db);
+                return cx__err(ei, CX_EDB, "database '%s': cannot switch to WAL mode "
+                               "(journal_mode is '%s')", p->path, mode);
+            }
         }
+        int prim = rc & 0xff;
+        if ((prim != SQLITE_BUSY && prim != SQLITE_LOCKED) || cx_deadline_expired(until)) break;
+        cx_sleep_ns(2 * CX_NSEC_PER_MSEC); /* no lock of ours is held here */
     }
     if (rc == SQLITE_OK) rc = exec1(db, "PRAGMA synchronous=NORMAL", NULL, 0);
+    /* Temporary b-trees (IN (SELECT ...), RETURNING, sorting) and statement journals stay in
+     * memory: with the default they are files under /var/tmp, written on every statement. */
+    if (rc == SQLITE_OK) rc = exec1(db, "PRAGMA temp_store=MEMORY", NULL, 0);
     if (rc == SQLITE_OK && !writer) rc = exec1(db, "PRAGMA query_only=ON", NULL, 0);
     if (rc != SQLITE_OK) {
         int code = open_error(db, rc, p->path, ei);
