@@ -83,7 +83,8 @@ BENCHMARK(BM_Embed);
 void Lookups(benchmark::State &state, bool similar) {
     cx_cache *c = F().cache;
     std::string prompts[64];
-    for (int i = 0; i < 64; i++) prompts[i] = Prompt((i * 37 + state.thread_index() * 11) % kEntries, similar);
+    for (int i = 0; i < 64; i++)
+        prompts[i] = Prompt((i * 37 + state.thread_index() * 11) % kEntries, similar);
     long wrong = 0;
     int i = 0;
     for (auto _ : state) {

@@ -223,7 +223,8 @@ int main(int argc, char **argv) {
     g.ops = (int)(iters / 10 > 0 ? iters / 10 : 1);
 
     char path[256];
-    snprintf(path, sizeof path, "%s/stress_cache_%d.db", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+    snprintf(path, sizeof path, "%s/stress_cache_%d.db",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
     struct cx_pool_options po;
     cx_pool_options_init(&po);
@@ -238,7 +239,8 @@ int main(int argc, char **argv) {
     co.flush_interval_ms = 2;
     struct cx_errinfo ei;
     for (int i = 0; i < 2; i++) {
-        if (cx_pool_open(&po, &g.pool[i], &ei) < 0 || cx_cache_new(g.pool[i], &co, &g.cache[i], &ei) < 0) {
+        if (cx_pool_open(&po, &g.pool[i], &ei) < 0 ||
+            cx_cache_new(g.pool[i], &co, &g.cache[i], &ei) < 0) {
             fprintf(stderr, "stress_cache: open: %s\n", ei.msg);
             return 1;
         }
@@ -255,7 +257,8 @@ int main(int argc, char **argv) {
     free(th);
     pthread_barrier_destroy(&g.start);
     int bad = final_check() || atomic_load(&g.failures) != 0;
-    printf("stress_cache: %ld exact hits, %ld similar hits, %ld misses, %ld puts, %ld failures: %s\n",
+    printf("stress_cache: %ld exact hits, %ld similar hits, %ld misses, %ld puts, "
+           "%ld failures: %s\n",
            atomic_load(&g.exact), atomic_load(&g.similar), atomic_load(&g.misses),
            atomic_load(&g.puts), atomic_load(&g.failures), bad ? "FAIL" : "ok");
     for (int i = 0; i < 2; i++) {

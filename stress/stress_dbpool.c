@@ -153,7 +153,8 @@ int main(int argc, char **argv) {
     g.ops = (int)(iters / 10 > 0 ? iters / 10 : 1);
 
     char path[256];
-    snprintf(path, sizeof path, "%s/stress_dbpool_%d.db", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+    snprintf(path, sizeof path, "%s/stress_dbpool_%d.db",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
     struct cx_pool_options o;
     cx_pool_options_init(&o);
@@ -212,7 +213,8 @@ int main(int argc, char **argv) {
         bad = 1;
     }
     if (rows != atomic_load(&g.ok_writes) || sum != atomic_load(&g.sum_ok)) {
-        fprintf(stderr, "stress_dbpool: table has %ld rows (sum %ld), %ld writes succeeded (sum %ld)\n",
+        fprintf(stderr,
+                "stress_dbpool: table has %ld rows (sum %ld), %ld writes succeeded (sum %ld)\n",
                 rows, sum, atomic_load(&g.ok_writes), atomic_load(&g.sum_ok));
         bad = 1;
     }

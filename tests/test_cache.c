@@ -93,7 +93,8 @@ static int get(struct cx_cache *c, const char *prompt, const char *expected) {
 }
 
 static const char *P_NGINX = "install nginx and configure it as a reverse proxy for my web app";
-static const char *P_NGINX2 = "please install nginx and configure it as a reverse proxy for my web app";
+static const char *P_NGINX2 =
+    "please install nginx and configure it as a reverse proxy for my web app";
 static const char *P_PG = "set up a postgresql database server with streaming replication";
 
 static void test_exact_similar_miss(void **state) {
@@ -463,7 +464,8 @@ static void test_threads(void **state) {
     m.c = f.cache;
     pthread_barrier_init(&m.start, NULL, T_READERS + 1);
     pthread_t th[T_READERS];
-    for (int i = 0; i < T_READERS; i++) assert_int_equal(pthread_create(&th[i], NULL, mt_reader, &m), 0);
+    for (int i = 0; i < T_READERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, mt_reader, &m), 0);
     pthread_barrier_wait(&m.start);
     char prompt[64], val[64];
     for (int r = 0; r < 3; r++)

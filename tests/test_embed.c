@@ -7,7 +7,8 @@
 #include "t_util.h"
 
 static const char *P_NGINX = "install nginx and configure it as a reverse proxy for my web app";
-static const char *P_NGINX2 = "please install nginx and configure it as a reverse proxy for my web app";
+static const char *P_NGINX2 =
+    "please install nginx and configure it as a reverse proxy for my web app";
 static const char *P_PG = "set up a postgresql database server with streaming replication";
 
 static void test_embed(void **state) {

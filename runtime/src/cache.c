@@ -12,18 +12,22 @@
  * Index and generations: `c->idx` (under c->lock, a writer-preferring big-reader lock) mirrors the
  * database at generation idx->gen. Every cache write transaction (put, clear; from any process)
  * does generation = generation + 1 in llm_cache_meta, so generation G names one state of the
- * entries. A put's done callback (writer thread, after commit, in commit order) applies its
- * change to the index only when idx->gen == the put's generation - 1, i.e. the index is exactly
- * the state the put started from; otherwise the index is left alone, marked stale and reloaded
- * (by the putting thread before cx_cache_put returns, so own puts are visible on return). A
- * reload reads generation and rows in one read transaction and is swapped in only if its
- * generation is newer than the index's, so racing reloads and done callbacks cannot go back in
- * time. Foreign commits are found by the periodic generation check (the staleness bound).
+ * entries. Puts are grouped: a put joins the pending group (c->phead, under c->pmu) and the
+ * first of a group queues one pool write for all of them (so concurrent puts share one savepoint,
+ * one flush, one eviction and one generation). The group's done callback (writer thread, after
+ * commit, in commit order) applies it to the index only when idx->gen == the group's generation
+ * - 1, i.e. the index is exactly the state the group started from; otherwise the index is left
+ * alone, marked stale and reloaded by each putting thread before cx_cache_put returns, so own
+ * puts are visible on return. A reload reads generation and rows in one read transaction and
+ * is swapped in only if its generation is newer than the index's, so racing reloads and done
+ * callbacks cannot go back in time. Foreign commits are found by the periodic generation
+ * check (the staleness bound).
  * Lazy state: hits stamp entry->stamp (atomic, wall-clock ns, strictly increasing per thread) and
  * bump entry->pend_hits; counters are sharded atomics. A flush (a write callback) collects what
  * changed and writes last_accessed/hit_count/stats; on failure the collected deltas are put back.
- * Every put flushes first, in its own transaction, so SQLite's LRU order (last_accessed, id) is
- * this process's before the eviction DELETE runs. Writer-thread-only fields say so.
+ * Every put group flushes first, in the same transaction, so SQLite's LRU order
+ * (last_accessed, id) is this process's before the eviction DELETE runs. Writer-thread-only
+ * fields say so.
  * Statements: prepared once on the writer connection (writer thread only) and finalized by a
  * last write in cx_cache_free.
  * Shutdown: cx_cache_free queues a final synchronous flush; the pool completes writes in order,
@@ -157,7 +161,7 @@ struct cx_cache {
     struct shard shards[SHARDS];
     /* writer thread only: */
     uint64_t collected_hits, collected_misses;
-    sqlite3_stmt *st_gen, *st_bump, *st_upsert, *st_count, *st_evict, *st_touch, *st_stats,
+    sqlite3_stmt *st_bump, *st_upsert, *st_count, *st_evict, *st_touch, *st_stats,
         *st_clear;
 };
 
@@ -1016,7 +1020,7 @@ static int finalize_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     (void)db;
     (void)ei;
     struct cx_cache *c = arg;
-    sqlite3_stmt **sts[] = {&c->st_gen,   &c->st_bump,  &c->st_upsert, &c->st_count,
+    sqlite3_stmt **sts[] = {&c->st_bump, &c->st_upsert, &c->st_count,
                             &c->st_evict, &c->st_touch, &c->st_stats,  &c->st_clear};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++) {
         sqlite3_finalize(*sts[i]);
@@ -1191,7 +1195,8 @@ static int group_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
         if (rc < 0) goto fail;
         sqlite3_bind_int64(c->st_evict, 1, (sqlite3_int64)extra);
         while ((s = sqlite3_step(c->st_evict)) == SQLITE_ROW) {
-            if (g->nevicted < extra) g->evicted[g->nevicted++] = sqlite3_column_int64(c->st_evict, 0);
+            if (g->nevicted < extra)
+                g->evicted[g->nevicted++] = sqlite3_column_int64(c->st_evict, 0);
         }
         sqlite3_reset(c->st_evict);
         if (s != SQLITE_DONE) {
