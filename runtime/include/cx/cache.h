@@ -110,6 +110,9 @@ CX_API int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char *
  * are replaced, the id kept), evicting least recently used entries beyond max_entries, and waits
  * for the commit. Visible to every thread's cx_cache_get when this returns. commands_json:
  * borrowed, non-empty.
+ * Puts from several threads at once are grouped into one pool write (one savepoint, one
+ * eviction, one generation step); such a group commits or fails as a whole, and every put of a
+ * failed group returns the group's error.
  * Errors: CX_EINVAL (NULL/empty arguments), CX_ETOOBIG (commands_json over max_value_bytes),
  * CX_ENOMEM, the pool's write errors (CX_EBUSY, CX_EIO, CX_EDB, CX_ECLOSED). On failure nothing
  * was written and the index is unchanged.

@@ -18,6 +18,8 @@
  *
  * Durability: PRAGMA synchronous=NORMAL in WAL mode: a committed write survives a crash of the
  * process, not necessarily a power loss (the pool backs a cache and a history table).
+ * Every connection also gets PRAGMA temp_store=MEMORY (temporary b-trees and statement journals
+ * in memory rather than files under /var/tmp) and the busy timeout.
  *
  * Typical use:
  *     struct cx_pool_options o; cx_pool_options_init(&o); o.path = "/var/lib/cortex/cache.db";
