@@ -253,6 +253,53 @@ static void test_put_busy(void **state) {
     free(path);
 }
 
+/* A database whose header is fine but whose cache table is damaged: CX_ECORRUPT naming the
+ * path, from cx_cache_new (the pool itself opens). */
+static void test_corrupt_table(void **state) {
+    (void)state;
+    struct fx f;
+    fx_open(&f, "dmg.db", 500, 5);
+    char prompt[64];
+    for (int i = 0; i < 60; i++) {
+        snprintf(prompt, sizeof prompt, "damaged entry number %d", i);
+        put(f.cache, prompt, "[\"some commands to fill pages with, long enough\"]");
+    }
+    sqlite3 *db;
+    assert_int_equal(cx_pool_checkout(f.pool, CX_DEADLINE_NONE, &db, NULL), 0);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_master WHERE name = "
+                                            "'llm_cache_entries'", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long root = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long page = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    cx_pool_checkin(f.pool, db);
+    fx_close(&f); /* the last close checkpoints the WAL into the file */
+
+    char *path = t_path(g_dir, "dmg.db");
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, (root - 1) * page, SEEK_SET), 0);
+    for (long i = 0; i < page; i++) fputc((int)((i * 131 + 7) & 0xff), fp);
+    fclose(fp);
+
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = path;
+    struct cx_pool *p;
+    struct cx_errinfo ei;
+    assert_int_equal(cx_pool_open(&po, &p, &ei), 0);
+    struct cx_cache *c = NULL;
+    assert_int_equal(cx_cache_new(p, NULL, &c, &ei), CX_ECORRUPT);
+    assert_null(c);
+    assert_non_null(strstr(ei.msg, path));
+    cx_pool_close(p);
+    free(path);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     struct fx f;
@@ -587,6 +634,7 @@ int main(void) {
         cmocka_unit_test(test_threshold),
         cmocka_unit_test(test_eviction_order),
         cmocka_unit_test(test_put_busy),
+        cmocka_unit_test(test_corrupt_table),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_two_caches_one_file),
         cmocka_unit_test(test_two_processes),

@@ -963,6 +963,17 @@ static const char *const k_schema =
     " generation INTEGER NOT NULL DEFAULT 1);"
     "INSERT OR IGNORE INTO llm_cache_meta(id, generation) VALUES (1, 1);";
 
+/* Prefixes ei's message with the database path (a corrupt table is found here, not at open). */
+static int name_db(struct cx_pool *pool, int rc, struct cx_errinfo *ei) {
+    if (ei && rc != CX_ENOMEM) {
+        char msg[sizeof ei->msg];
+        snprintf(msg, sizeof msg, "%s", ei->msg);
+        long detail = ei->detail;
+        cx__err_detail(ei, rc, detail, "cache in database '%s': %s", cx_pool_path(pool), msg);
+    }
+    return rc;
+}
+
 int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct cx_cache **out,
                  struct cx_errinfo *ei) {
     if (pool == NULL || out == NULL)
@@ -986,7 +997,7 @@ int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct 
     if (o->max_value_bytes < 1)
         return cx__err(ei, CX_EINVAL, "cx_cache_new: options.max_value_bytes must be >= 1");
     int rc = cx_pool_exec(pool, k_schema, ei);
-    if (rc < 0) return rc;
+    if (rc < 0) return name_db(pool, rc, ei);
     struct cx_cache *c = cx__calloc(1, sizeof *c);
     if (c == NULL) return cx__err(ei, CX_ENOMEM, "cx_cache_new: out of memory");
     c->pool = pool;
@@ -1006,7 +1017,7 @@ int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct 
         br_destroy(&c->lock);
         cx__mutex_destroy(&c->pmu);
         cx__free(c);
-        return rc;
+        return name_db(pool, rc, ei);
     }
     c->idx = x;
     atomic_store(&c->next_refresh,
