@@ -564,8 +564,8 @@ struct flush {
     uint64_t dhits, dmisses;
 };
 
-/* Collects what changed (writer thread) and writes it. On failure what was collected stays in
- * f so flush_undo can put it back. */
+/* Collects what changed (writer thread) and writes it. What was collected stays in f, so that
+ * flush_finish can mark it written or, when the transaction failed, put it back. */
 static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct cx_errinfo *ei) {
     memset(f, 0, sizeof *f);
     uint64_t e, s, m;
@@ -889,7 +889,7 @@ static void maybe_refresh(struct cx_cache *c, uint64_t now) {
     uint64_t want = now + (uint64_t)c->opt.refresh_interval_ms * CX_NSEC_PER_MSEC;
     if (!atomic_compare_exchange_strong(&c->next_refresh, &next, want)) return;
     atomic_store(&c->stale, 0);
-    if (refresh(c, NULL) < 0) atomic_store(&c->stale, 0); /* retried at the next interval */
+    (void)refresh(c, NULL); /* on failure the lookup uses the index it has; retried next time */
 }
 
 /* ---- async flush ---- */
