@@ -25,7 +25,8 @@ extern "C" {
  * Returns the number of tokens seen. Threads: any thread. */
 CX_API size_t cx_embed(const char *text, float out[CX_EMBED_DIM]);
 
-/* Like cx_embed for the first len bytes of text (which need not be NUL-terminated). */
+/* Like cx_embed for the first len bytes of text (which need not be NUL-terminated).
+ * Threads: any thread. */
 CX_API size_t cx_embed_n(const char *text, size_t len, float out[CX_EMBED_DIM]);
 
 /* Cosine similarity of two CX_EMBED_DIM vectors; 0 when either is the zero vector.
