@@ -6,8 +6,10 @@
  *   - every query ends exactly once (blocking calls return, async callbacks run once);
  *   - an answer is the answer to its own prompt (the package name is in it);
  *   - failures carry only the codes the faults can cause, and say what happened;
- *   - the per-provider request counters add up to what the server saw, and each request is
- *     either a success or a failure;
+ *   - the per-provider request counters add up to what the two servers saw, and each request
+ *     is either a success or a failure;
+ * Two mock servers (Claude and OpenAI on one, Kimi and Ollama on the other) make fallback go
+ * to a genuinely different endpoint; providers on the endpoint already tried are skipped.
  *   - single flight leaves no waiter behind, the I/O loop nothing in flight.
  * Usage: stress_router [--seed S] [--iters N] [--threads T]
  */
@@ -158,21 +160,32 @@ int main(int argc, char **argv) {
     struct mock_options mo;
     mock_options_init(&mo);
     mo.config_text = cfg;
-    struct mock_server *m;
+    struct mock_server *m, *m2;
     char err[256];
     if (mock_server_start(&mo, &m, err, sizeof err) != 0) {
         fprintf(stderr, "stress_router: mock: %s\n", err);
         return 2;
     }
-    char base[128];
+    char cfg2[600];
+    snprintf(cfg2, sizeof cfg2, "%s" "seed = %llu\n", cfg, (unsigned long long)(seed + 1));
+    mo.config_text = cfg2;
+    if (mock_server_start(&mo, &m2, err, sizeof err) != 0) {
+        fprintf(stderr, "stress_router: mock 2: %s\n", err);
+        return 2;
+    }
+    char base[128], base2[128];
     snprintf(base, sizeof base, "%s/v1", mock_server_url(m));
+    snprintf(base2, sizeof base2, "%s/v1", mock_server_url(m2));
 
     struct cx_ioloop *loop;
     struct cx_limiter *lim;
     if (cx_ioloop_new(NULL, &loop, NULL) < 0 || cx_limiter_new(1e6, 1e6, &lim, NULL) < 0) return 2;
     struct cx_router_options o;
     cx_router_options_init(&o);
-    o.base_url = base;
+    for (int p = 0; p < CX_PROVIDER_COUNT; p++) {
+        o.providers[p].api_key = "stress-key";
+        o.providers[p].base_url = p == CX_PROVIDER_CLAUDE || p == CX_PROVIDER_OPENAI ? base : base2;
+    }
     o.limiter = lim;
     o.tokens_per_minute = 1e9;
     o.max_attempts = 4;
@@ -258,15 +271,16 @@ int main(int argc, char **argv) {
         }
     }
     CHECK(st[0].queries + st[1].queries == (uint64_t)(ok + failed + submitted), "query count");
-    struct mock_counts mc;
+    struct mock_counts mc, mc2;
     uint64_t wdl = cx_deadline_after_ms(5000);
     do {
         mock_server_counts(m, &mc);
-        if (mc.api_requests >= requests) break;
+        mock_server_counts(m2, &mc2);
+        if (mc.api_requests + mc2.api_requests >= requests) break;
         cx_sleep_ns(CX_NSEC_PER_MSEC);
     } while (!cx_deadline_expired(wdl));
-    CHECK(mc.api_requests == requests, "server saw %llu requests, routers sent %llu",
-          (unsigned long long)mc.api_requests, (unsigned long long)requests);
+    CHECK(mc.api_requests + mc2.api_requests == requests, "servers saw %llu requests, routers sent %llu",
+          (unsigned long long)(mc.api_requests + mc2.api_requests), (unsigned long long)requests);
     CHECK(cx__router_sf_waiting(tl) == 0 && cx__router_sf_waiting(hy) == 0, "single-flight waiters left");
     struct cx_ioloop_stats ls;
     cx_ioloop_stats(loop, &ls);
@@ -287,6 +301,7 @@ int main(int argc, char **argv) {
     cx_ioloop_free(loop);
     cx_limiter_free(lim);
     mock_server_stop(m);
+    mock_server_stop(m2);
     free(ones);
     free(th);
     free(ws);

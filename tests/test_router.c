@@ -274,31 +274,89 @@ static void test_pause_is_shared(void **state) {
     assert_int_equal(mock_server_configure(g_mock, "retry_after = 40ms", err, sizeof err), 0);
 }
 
+/* A second mock server (a genuinely different endpoint), started by the test that needs it. */
+static struct mock_server *mock2(char *base, size_t len) {
+    struct mock_options mo;
+    mock_options_init(&mo);
+    mo.time_scale = 0.001;
+    struct mock_server *m;
+    char err[256];
+    assert_int_equal(mock_server_start(&mo, &m, err, sizeof err), 0);
+    snprintf(base, len, "%s/v1", mock_server_url(m));
+    return m;
+}
+
+static uint64_t api_requests_of(struct mock_server *m) {
+    struct mock_counts c;
+    mock_server_counts(m, &c);
+    return c.api_requests;
+}
+
+/* Claude on server A fails three times with 500; the query falls back to Kimi on server B. */
 static void test_fallback(void **state) {
     (void)state;
+    char base_b[128];
+    struct mock_server *b = mock2(base_b, sizeof base_b);
     struct cx_router_options o;
-    opts_mock(&o);
+    cx_router_options_init(&o);
+    o.providers[CX_PROVIDER_CLAUDE].api_key = SECRET;
+    o.providers[CX_PROVIDER_CLAUDE].base_url = g_base;
+    o.providers[CX_PROVIDER_KIMI_K2].api_key = "kimi-key";
+    o.providers[CX_PROVIDER_KIMI_K2].base_url = base_b;
+    o.backoff_base_ns = CX_NSEC_PER_MSEC;
+    o.backoff_cap_ns = 20 * CX_NSEC_PER_MSEC;
     struct cx_router *r = router(&o);
     script("next 3 500");
+    uint64_t a0 = mock_api_requests(), b0 = api_requests_of(b);
     struct cx_llm_query q;
     struct cx_llm_response resp;
     query(&q, CX_TASK_USER_CHAT, "Install package: nginx fallback");
     assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
     assert_int_equal(resp.provider, CX_PROVIDER_KIMI_K2);
     assert_int_equal(resp.attempts, 4);
+    assert_non_null(strstr(resp.content, "nginx"));
     cx_llm_response_clear(&resp);
     struct cx_router_stats st;
     cx_router_stats(r, &st);
     assert_int_equal(st.fallbacks, 1);
     assert_int_equal(st.providers[CX_PROVIDER_CLAUDE].failures, 3);
     assert_int_equal(st.providers[CX_PROVIDER_KIMI_K2].successes, 1);
+    assert_int_equal(mock_requests_at_least(a0 + 3) - a0, 3);
+    uint64_t dl = t_deadline_ms(2000);
+    while (api_requests_of(b) < b0 + 1 && !cx_deadline_expired(dl)) cx_sleep_ns(CX_NSEC_PER_MSEC / 4);
+    assert_int_equal(api_requests_of(b) - b0, 1);
+    cx_router_free(r);
+    mock_server_stop(b);
+
+    /* With the base URL override every provider is the one server: no fallback to it under
+     * another name, so a failing query is sent max_attempts times, not 4 x max_attempts. */
+    opts_mock(&o);
+    r = router(&o);
+    script("next 3 500");
+    a0 = mock_api_requests();
+    struct cx_errinfo ei;
+    query(&q, CX_TASK_USER_CHAT, "Install package: nginx same endpoint");
+    assert_int_equal(cx_router_complete(r, &q, &resp, &ei), CX_ESERVER);
+    assert_non_null(strstr(ei.msg, "3 attempts failed"));
+    assert_null(strstr(ei.msg, "kimi_k2"));
+    cx_router_stats(r, &st);
+    assert_int_equal(st.fallbacks, 0);
+    assert_int_equal(st.providers[CX_PROVIDER_CLAUDE].requests, 3);
+    for (int p = 1; p < CX_PROVIDER_COUNT; p++) assert_int_equal(st.providers[p].requests, 0);
+    assert_int_equal(mock_requests_at_least(a0 + 3) - a0, 3);
+    /* the preferred provider's wire format is kept: a Kimi-routed query speaks OpenAI's */
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: nginx kimi format");
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(resp.provider, CX_PROVIDER_KIMI_K2);
+    cx_llm_response_clear(&resp);
     cx_router_free(r);
 
     /* fallback off: the error lists every attempt */
+    opts_mock(&o);
     o.fallback = 0;
     r = router(&o);
     script("next 1 429; next 1 503; next 1 reset");
-    struct cx_errinfo ei;
+    query(&q, CX_TASK_USER_CHAT, "Install package: nginx fallback");
     assert_int_equal(cx_router_complete(r, &q, &resp, &ei), CX_ECONN);
     assert_int_equal(ei.code, CX_ECONN);
     assert_non_null(strstr(ei.msg, "3 attempts failed"));
@@ -332,9 +390,11 @@ static void test_4xx_not_retried(void **state) {
     assert_null(strstr(ei.msg, SECRET));
     struct cx_router_stats st;
     cx_router_stats(r, &st);
-    for (int p = 0; p < CX_PROVIDER_COUNT; p++) assert_int_equal(st.providers[p].requests, 1);
+    /* one server (the override): asked once, not once per provider name */
+    assert_int_equal(st.providers[CX_PROVIDER_CLAUDE].requests, 1);
+    for (int p = 1; p < CX_PROVIDER_COUNT; p++) assert_int_equal(st.providers[p].requests, 0);
     assert_int_equal(st.retries, 0);
-    assert_int_equal(st.fallbacks, 3);
+    assert_int_equal(st.fallbacks, 0);
     cx_router_free(r);
     mock_server_stop(m);
 }
@@ -536,6 +596,201 @@ static void test_cache_and_validator(void **state) {
     t_rmrf(dir);
     free(path);
     free(dir);
+}
+
+/* A cache in a fresh directory. */
+struct tcache {
+    char *dir, *path;
+    struct cx_pool *pool;
+    struct cx_cache *cache;
+};
+
+static void tcache_open(struct tcache *t, double threshold) {
+    t->dir = t_tmpdir("router-cache");
+    t->path = t_path(t->dir, "cache.db");
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = t->path;
+    struct cx_errinfo ei;
+    assert_int_equal(cx_pool_open(&po, &t->pool, &ei), 0);
+    struct cx_cache_options co;
+    cx_cache_options_init(&co);
+    if (threshold > 0) co.similarity_threshold = threshold;
+    assert_int_equal(cx_cache_new(t->pool, &co, &t->cache, &ei), 0);
+}
+
+static void tcache_close(struct tcache *t) {
+    cx_cache_free(t->cache);
+    cx_pool_close(t->pool);
+    t_rmrf(t->dir);
+    free(t->path);
+    free(t->dir);
+}
+
+static int cache_has(struct cx_cache *c, const char *provider, const char *model, const char *prompt) {
+    struct cx_cache_key k = {provider, model, "You are a Linux package expert.", prompt};
+    char *json = NULL;
+    int sim = 0;
+    int rc = cx_cache_get(c, &k, &json, &sim, NULL);
+    cx_free(json);
+    return rc == 0 && !sim;
+}
+
+/* The cache key names the server: an answer of the mock is never one of the real API. */
+static void test_cache_key_names_endpoint(void **state) {
+    (void)state;
+    struct tcache t;
+    tcache_open(&t, 2.0); /* exact hits only */
+    struct cx_router_options o;
+    opts_mock(&o);
+    o.cache = t.cache;
+    struct cx_router *r = router(&o);
+    struct cx_llm_query q;
+    struct cx_llm_response resp;
+    const char *prompt = "Install package: nginx endpoint";
+    query(&q, CX_TASK_USER_CHAT, prompt);
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(resp.from_cache, 0);
+    cx_llm_response_clear(&resp);
+    cx_router_free(r);
+    char want[256];
+    snprintf(want, sizeof want, "claude@%s", g_base);
+    assert_true(cache_has(t.cache, want, "claude-sonnet-4-20250514", prompt));
+    /* what a router talking to the real Anthropic API (same provider, same model) looks up */
+    assert_false(cache_has(t.cache, "claude", "claude-sonnet-4-20250514", prompt));
+
+    /* Another server with the same provider and model does not get the first one's answer. */
+    char base_b[128];
+    struct mock_server *b = mock2(base_b, sizeof base_b);
+    o.base_url = base_b;
+    r = router(&o);
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(resp.from_cache, 0);
+    cx_llm_response_clear(&resp);
+    cx_router_free(r);
+
+    /* A named endpoint (a server whose port changes between runs) keeps one key across URLs. */
+    o.base_url = g_base;
+    o.cache_endpoint = "embedded-mock";
+    r = router(&o);
+    query(&q, CX_TASK_USER_CHAT, "Install package: nginx named endpoint");
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(resp.from_cache, 0);
+    cx_llm_response_clear(&resp);
+    cx_router_free(r);
+    assert_true(cache_has(t.cache, "claude@embedded-mock", "claude-sonnet-4-20250514",
+                          "Install package: nginx named endpoint"));
+    o.base_url = base_b;
+    r = router(&o);
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(resp.from_cache, 1);
+    cx_llm_response_clear(&resp);
+    cx_router_free(r);
+    mock_server_stop(b);
+    tcache_close(&t);
+}
+
+/* One query is one cache lookup: N distinct queries on an empty cache count exactly N misses,
+ * with one server for every provider (the override) and with two genuinely different ones. */
+static void test_cache_one_lookup_per_query(void **state) {
+    (void)state;
+    enum { N = 5 };
+    char base_b[128];
+    struct mock_server *b = mock2(base_b, sizeof base_b);
+    for (int variant = 0; variant < 2; variant++) {
+        struct tcache t;
+        tcache_open(&t, 0);
+        struct cx_router_options o;
+        opts_mock(&o);
+        if (variant == 1) {
+            o.base_url = NULL;
+            o.providers[CX_PROVIDER_CLAUDE].base_url = g_base;
+            o.providers[CX_PROVIDER_KIMI_K2].api_key = "kimi-key";
+            o.providers[CX_PROVIDER_KIMI_K2].base_url = base_b;
+        }
+        o.cache = t.cache;
+        struct cx_router *r = router(&o);
+        for (int i = 0; i < N; i++) {
+            char prompt[64];
+            snprintf(prompt, sizeof prompt, "Explain %d unrelated topic %s", i, i % 2 ? "alpha" : "omega");
+            struct cx_llm_query q;
+            struct cx_llm_response resp;
+            query(&q, i % 2 ? CX_TASK_USER_CHAT : CX_TASK_SYSTEM_OPERATION, prompt);
+            q.system = i % 2 ? "sys-a" : "sys-b";
+            assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+            assert_int_equal(resp.from_cache, 0);
+            cx_llm_response_clear(&resp);
+        }
+        struct cx_cache_stats cs;
+        assert_int_equal(cx_cache_stats(t.cache, &cs, NULL), 0);
+        assert_int_equal(cs.local_misses, N);
+        assert_int_equal(cs.exact_hits + cs.similar_hits, 0);
+        assert_int_equal(cs.misses, N);
+        cx_router_free(r);
+        tcache_close(&t);
+    }
+    mock_server_stop(b);
+}
+
+/* accept_similar: a similarity hit is used only if the hook accepts it; q->user reaches it. */
+static atomic_int g_similar_calls;
+static atomic_int g_similar_accept_all;
+
+static int similar_names_package(const struct cx_llm_query *q, const char *content, void *ud) {
+    (void)ud;
+    atomic_fetch_add(&g_similar_calls, 1);
+    const char *pkg = q->user; /* the caller's pointer, passed through the router untouched */
+    return atomic_load(&g_similar_accept_all) || (pkg && strstr(content, pkg)) ? 0 : CX_ENOENT;
+}
+
+static void test_similar_hits_checked(void **state) {
+    (void)state;
+    struct tcache t;
+    tcache_open(&t, 0.5); /* loose: one-token differences are similar */
+    struct cx_router_options o;
+    opts_mock(&o);
+    o.cache = t.cache;
+    o.accept_similar = similar_names_package;
+    struct cx_router *r = router(&o);
+    struct cx_llm_query q;
+    struct cx_llm_response resp;
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: tool-50");
+    q.user = "tool-50";
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(resp.from_cache, 0);
+    cx_llm_response_clear(&resp);
+    atomic_store(&g_similar_calls, 0);
+    /* similar to tool-50's prompt, but the hook sees tool-50's plan: a miss, the LLM answers */
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: tool-21");
+    q.user = "tool-21";
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(atomic_load(&g_similar_calls), 1);
+    assert_int_equal(resp.from_cache, 0);
+    assert_non_null(strstr(resp.content, "tool-21"));
+    assert_null(strstr(resp.content, "tool-50"));
+    cx_llm_response_clear(&resp);
+    struct cx_cache_stats cs;
+    assert_int_equal(cx_cache_stats(t.cache, &cs, NULL), 0);
+    assert_int_equal(cs.similar_hits, 1); /* the cache did find tool-50's entry similar */
+    /* a similar hit the hook accepts is used, and says it was similar */
+    atomic_store(&g_similar_accept_all, 1);
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: tool-21 please");
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    atomic_store(&g_similar_accept_all, 0);
+    assert_int_equal(resp.from_cache, 1);
+    assert_int_equal(resp.cache_similar, 1);
+    cx_llm_response_clear(&resp);
+    /* exact hits are not the hook's business */
+    atomic_store(&g_similar_calls, 0);
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: tool-50");
+    q.user = NULL;
+    assert_int_equal(cx_router_complete(r, &q, &resp, NULL), 0);
+    assert_int_equal(resp.from_cache, 1);
+    assert_int_equal(resp.cache_similar, 0);
+    assert_int_equal(atomic_load(&g_similar_calls), 0);
+    cx_llm_response_clear(&resp);
+    cx_router_free(r);
+    tcache_close(&t);
 }
 
 /* ---- both designs ---- */
@@ -1098,6 +1353,9 @@ int main(void) {
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_cache_and_validator),
+        cmocka_unit_test(test_cache_key_names_endpoint),
+        cmocka_unit_test(test_cache_one_lookup_per_query),
+        cmocka_unit_test(test_similar_hits_checked),
         cmocka_unit_test(test_designs_identical),
         cmocka_unit_test(test_async_retries_and_sf),
         cmocka_unit_test(test_config_and_ollama),

@@ -137,6 +137,7 @@ struct prov {
     int configured;
     enum cx_api api;
     char *key, *base_url, *model;
+    char *cache_name; /* the cache key's provider field: "name", or "name@endpoint" */
     double pin, pout;
     atomic_uint_fast64_t requests, successes, failures, in_tok, out_tok, nano_usd;
 };
@@ -182,6 +183,8 @@ struct cx_router {
     struct cx_ioloop *loop;
     cx_router_validate_fn validate;
     void *validate_ud;
+    cx_router_similar_fn accept_similar;
+    void *accept_similar_ud;
     cx_router_post_fn post;
     void *post_ctx;
     struct cx_http_client *client;
@@ -214,6 +217,18 @@ static char *ollama_url(const char *u) {
         rc = cx__buf_append(&b, "/v1", 3);
     }
     return rc == 0 ? cx__buf_take(&b) : NULL;
+}
+
+/* The provider field of the provider's cache keys. Answers depend on the server, not only on the
+ * provider and model: a provider at its default URL is "claude", one pointed elsewhere is
+ * "claude@<url>" (or "claude@<endpoint>" when the caller names the override's server, whose URL
+ * may change between runs), so answers of a mock are never served for the real API. */
+static char *cache_name(const char *name, const char *url, const char *default_url, const char *endpoint) {
+    const char *ep = endpoint && endpoint[0] ? endpoint : strcmp(url, default_url) != 0 ? url : NULL;
+    if (ep == NULL) return cx__strdup(name);
+    struct cx__buf b;
+    cx__buf_init(&b, 4096);
+    return cx__buf_printf(&b, "%s@%s", name, ep) == 0 ? cx__buf_take(&b) : NULL;
 }
 
 int cx_router_new(const struct cx_router_options *o, struct cx_router **out, struct cx_errinfo *ei) {
@@ -259,9 +274,12 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
                                                                                  : cx__strdup(url);
         p->model = cx__strdup(pc->model && pc->model[0] ? pc->model : k_prov[i].model);
         p->key = has_key ? cx__strdup(pc->api_key) : NULL;
+        if (p->base_url != NULL)
+            p->cache_name = cache_name(k_prov[i].name, p->base_url, k_prov[i].base_url,
+                                       o->base_url && o->base_url[0] ? o->cache_endpoint : NULL);
         p->pin = pc->usd_per_mtok_in >= 0 ? pc->usd_per_mtok_in : k_prov[i].in;
         p->pout = pc->usd_per_mtok_out >= 0 ? pc->usd_per_mtok_out : k_prov[i].out;
-        if (p->base_url == NULL || p->model == NULL || (has_key && p->key == NULL)) {
+        if (p->base_url == NULL || p->model == NULL || p->cache_name == NULL || (has_key && p->key == NULL)) {
             rc = cx__err(ei, CX_ENOMEM, "cx_router_new: out of memory");
             goto fail;
         }
@@ -288,6 +306,8 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
     r->hybrid = o->io == CX_IO_HYBRID || (o->io == CX_IO_AUTO && o->loop != NULL);
     r->validate = o->validate;
     r->validate_ud = o->validate_ud;
+    r->accept_similar = o->accept_similar;
+    r->accept_similar_ud = o->accept_similar_ud;
     r->post = o->post;
     r->post_ctx = o->post_ctx;
     if (o->tokens_per_minute > 0) {
@@ -309,6 +329,7 @@ void cx_router_free(struct cx_router *r) {
         wipe_free(r->p[i].key);
         cx__free(r->p[i].base_url);
         cx__free(r->p[i].model);
+        cx__free(r->p[i].cache_name);
     }
     cx_limiter_free(r->tok);
     cx_http_client_free(r->client);
@@ -430,7 +451,9 @@ static int query_check(const struct cx_llm_query *q, struct cx_errinfo *ei) {
     return 0;
 }
 
-/* Fills the candidate list: the preferred provider, then the others in order. */
+/* Fills the candidate list: the preferred provider, then the others in order. A provider whose
+ * base URL is an earlier candidate's (the router-wide override makes every provider one server)
+ * is left out: falling back to it would only send the same request to the same server again. */
 static int call_candidates(struct call *c, struct cx_errinfo *ei) {
     struct cx_router *r = c->r;
     int pref = c->q.force != CX_PROVIDER_AUTO ? (int)c->q.force : (int)cx_router_route(c->q.task);
@@ -438,7 +461,9 @@ static int call_candidates(struct call *c, struct cx_errinfo *ei) {
     for (int k = 0; k < CX_PROVIDER_COUNT; k++) {
         int p = (pref + k) % CX_PROVIDER_COUNT;
         if (!r->p[p].configured) continue;
-        if (k > 0 && !r->fallback && c->ncand > 0) break;
+        int same = 0;
+        for (int j = 0; j < c->ncand && !same; j++) same = strcmp(r->p[c->cand[j]].base_url, r->p[p].base_url) == 0;
+        if (same) continue;
         c->cand[c->ncand++] = p;
         if (!r->fallback) break;
     }
@@ -465,39 +490,44 @@ static void call_release(struct call *c) {
     cx_llm_response_clear(&c->resp);
 }
 
-/* Cache lookup under every candidate. 0 with c->resp filled on a hit. */
+/* One cache lookup, under the first candidate's key: the cache counts every lookup, so one
+ * query must be one hit or one miss (see router.h). 0 with c->resp filled on a hit. */
 static int call_cache_get(struct call *c) {
     struct cx_router *r = c->r;
-    if (r->cache == NULL) return CX_ENOENT;
-    for (int i = 0; i < c->ncand; i++) {
-        struct prov *p = &r->p[c->cand[i]];
-        struct cx_cache_key k = {cx_provider_name((enum cx_provider)c->cand[i]), p->model,
-                                 c->q.system ? c->q.system : "", c->q.prompt};
-        char *json = NULL;
-        if (k.prompt[0] == '\0') return CX_ENOENT;
-        if (cx_cache_get(r->cache, &k, &json, NULL, NULL) == 0) {
-            c->resp.content = json; /* returned by the cache, freed with cx_free == cx__free */
-            c->resp.model = cx__strdup(p->model);
-            if (c->resp.content == NULL || c->resp.model == NULL) {
-                cx_llm_response_clear(&c->resp);
-                return CX_ENOMEM;
-            }
-            c->resp.provider = (enum cx_provider)c->cand[i];
-            c->resp.from_cache = 1;
-            c->resp.latency_s = cx_elapsed_s(c->start_ns, cx_now_ns());
-            atomic_fetch_add(&r->cache_hits, 1);
-            return 0;
-        }
+    if (r->cache == NULL || c->q.prompt[0] == '\0') return CX_ENOENT;
+    int prov = c->cand[0];
+    struct prov *p = &r->p[prov];
+    struct cx_cache_key k = {p->cache_name, p->model, c->q.system ? c->q.system : "", c->q.prompt};
+    char *json = NULL;
+    int similar = 0;
+    int rc = cx_cache_get(r->cache, &k, &json, &similar, NULL);
+    if (rc == CX_ENOMEM) return CX_ENOMEM;
+    if (rc < 0) return CX_ENOENT;
+    /* json is returned by the cache, freed with cx_free == cx__free */
+    if (similar && r->accept_similar && r->accept_similar(&c->q, json, r->accept_similar_ud) < 0) {
+        cx__free(json);
+        return CX_ENOENT;
     }
-    return CX_ENOENT;
+    c->resp.content = json;
+    c->resp.model = cx__strdup(p->model);
+    if (c->resp.model == NULL) {
+        cx_llm_response_clear(&c->resp);
+        return CX_ENOMEM;
+    }
+    c->resp.provider = (enum cx_provider)prov;
+    c->resp.from_cache = 1;
+    c->resp.cache_similar = similar;
+    c->resp.latency_s = cx_elapsed_s(c->start_ns, cx_now_ns());
+    atomic_fetch_add(&r->cache_hits, 1);
+    return 0;
 }
 
 static void call_cache_put(struct call *c, int prov) {
     struct cx_router *r = c->r;
     if (r->cache == NULL || c->q.prompt[0] == '\0' || c->resp.content == NULL || c->resp.content[0] == '\0')
         return;
-    struct cx_cache_key k = {cx_provider_name((enum cx_provider)prov), r->p[prov].model,
-                             c->q.system ? c->q.system : "", c->q.prompt};
+    struct cx_cache_key k = {r->p[prov].cache_name, r->p[prov].model, c->q.system ? c->q.system : "",
+                             c->q.prompt};
     (void)cx_cache_put(r->cache, &k, c->resp.content, NULL); /* a failed write loses only speed */
 }
 

@@ -16,11 +16,25 @@
  * e.g. the mock: "http://127.0.0.1:PORT/v1"). If the preferred provider is not configured, or
  * fails after its attempts (or with a non-retryable error such as 401), the next configured
  * provider in the order CLAUDE, KIMI_K2, OPENAI, OLLAMA (cyclic, after the preferred one) is
- * tried, unless fallback is off.
+ * tried, unless fallback is off. Fallback only goes to a different endpoint: a provider whose
+ * base URL equals an earlier candidate's is skipped, so with the base_url override a query is
+ * sent to that one server at most max_attempts times, in the preferred provider's wire format
+ * (trying the same server again under another provider's name would only repeat the failure).
+ *
+ * Cache keys: the key's provider field names the endpoint as well as the provider, because an
+ * answer belongs to the server that gave it: "claude" for a provider at its default base URL,
+ * "claude@<base URL>" for one pointed elsewhere (the override, a per-provider base_url), or
+ * "claude@<cache_endpoint>" when the caller names the override's server (a server whose URL
+ * changes between runs, such as an embedded mock on an ephemeral port). So answers of a mock
+ * are never served to a later run against the real API with the same model.
  *
  * One query, in order:
- *   1. cache lookup (when a cache is given), under each candidate provider's (name, model): a hit
- *      answers with from_cache = 1, no cost, no limiter token;
+ *   1. cache lookup (when a cache is given): ONE lookup, under the first candidate's key, so the
+ *      cache's hit/miss counters count queries (an answer a fallback provider gave is cached
+ *      under that provider's key and found when that provider comes first, e.g. forced). A
+ *      similarity hit is used only if accept_similar (when set) accepts it, else it is a miss
+ *      for the router (the cache has counted it as a similar hit). A hit answers with
+ *      from_cache = 1, no cost, no limiter token;
  *   2. single flight: an identical query (task type + system + prompt) already in flight is not
  *      sent again; this one waits for that answer and shares it (shared = 1, no cost);
  *   3. attempts: before each, one token from the shared request limiter and an estimated token
@@ -119,13 +133,22 @@ typedef int (*cx_router_post_fn)(void (*fn)(void *arg), void *arg, void *ctx);
 struct cx_llm_query;
 
 /* Accepts (0) or refuses (a negative CX_E*, usually CX_EREJECTED, with ei saying why) an answer
- * before it is cached. content is borrowed. Runs on the thread that parsed the answer. */
+ * before it is cached. content is borrowed. Runs on the thread that parsed the answer: with the
+ * async form, where options.post / query.post runs it (the I/O thread without a post). q is the
+ * router's copy of the query (q->user is the caller's). */
 typedef int (*cx_router_validate_fn)(const struct cx_llm_query *q, const char *content, void *ud,
                                      struct cx_errinfo *ei);
+
+/* Accepts (0) or refuses (< 0: the router treats it as a miss and asks the LLM) a SIMILARITY
+ * cache hit for q, e.g. because the cached answer is about another package than q asks for.
+ * content (the cached answer) is borrowed. Runs on the thread that called the router. */
+typedef int (*cx_router_similar_fn)(const struct cx_llm_query *q, const char *content, void *ud);
 
 struct cx_router_options {
     struct cx_provider_config providers[CX_PROVIDER_COUNT];
     const char *base_url;         /* override for every provider (the mock), NULL: none */
+    const char *cache_endpoint;   /* with base_url: the name cache keys give that server instead
+                                     of its URL (see the top of the file), NULL: the URL */
     int fallback;                 /* 1 (default): try the next configured provider */
     struct cx_cache *cache;       /* borrowed, NULL: no caching */
     struct cx_limiter *limiter;   /* borrowed shared request bucket, NULL: none */
@@ -144,6 +167,8 @@ struct cx_router_options {
     struct cx_ioloop *loop;       /* borrowed, required for HYBRID and the async API */
     cx_router_validate_fn validate;
     void *validate_ud;
+    cx_router_similar_fn accept_similar; /* NULL: every similarity hit is used */
+    void *accept_similar_ud;
     cx_router_post_fn post;       /* hybrid: where parsing + validation run (NULL: I/O thread) */
     void *post_ctx;
 };
@@ -173,6 +198,8 @@ struct cx_llm_query {
     cx_router_post_fn post;       /* async only: overrides options.post for this query (e.g. an
                                      executor task's own resume), NULL: the router's */
     void *post_ctx;
+    void *user;                   /* the caller's, untouched: lets validate / accept_similar
+                                     find the caller's state for this query */
 };
 /* Threads: any thread. */
 CX_API void cx_llm_query_init(struct cx_llm_query *q);
@@ -186,6 +213,7 @@ struct cx_llm_response {
     int64_t completion_tokens;
     double cost;                  /* USD billed by this call */
     int from_cache;
+    int cache_similar;            /* from_cache by a similarity match (not an exact one) */
     int shared;                   /* answered by an identical in-flight query (single flight) */
     int attempts;                 /* HTTP attempts this call made */
     double latency_s;             /* wall time of the call */
