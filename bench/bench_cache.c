@@ -3,8 +3,11 @@
  * entries on 1 and 2 threads (run side by side in one process, ratio printed), and puts per
  * second through the group-committing writer on 1 and several threads.
  *
- * Usage: bench_cache [--entries 500] [--seconds 1.0] [--writers 8] [--dir /tmp]
- * Every figure printed is measured in this run; the machine may be shared, so compare ratios
+ * Usage: bench_cache [--entries 500] [--seconds 1.0] [--rounds 3] [--writers 8] [--dir /tmp]
+ * Lookups are measured in `rounds` alternating rounds of 1 thread then 2 threads (each `seconds`
+ * long); the medians are printed with their ratio, so a burst of load from other processes
+ * during one round does not decide it. Every figure printed is measured in this run; the
+ * machine may be shared (the load average is printed before and after), so compare ratios
  * measured together rather than absolute numbers across runs.
  */
 #include <pthread.h>
@@ -113,22 +116,47 @@ static double measure(struct cx_cache *c, int entries, int mode, int threads, do
     return rate;
 }
 
+static double median(double *v, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The 1-minute load average, read now: how busy the (shared) machine was. */
+static void print_load(const char *label) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    char buf[64] = "";
+    if (f) {
+        if (fgets(buf, sizeof buf, f) == NULL) buf[0] = '\0';
+        fclose(f);
+    }
+    char *sp = strchr(buf, ' ');
+    if (sp) *sp = '\0';
+    printf("%s: %s\n", label, buf[0] ? buf : "unknown");
+}
+
 int main(int argc, char **argv) {
-    int entries = 500, writers = 8;
+    int entries = 500, writers = 8, rounds = 3;
     double seconds = 1.0;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--entries") == 0) entries = (int)strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--seconds") == 0) seconds = strtod(argv[i + 1], NULL);
         else if (strcmp(argv[i], "--writers") == 0) writers = (int)strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--rounds") == 0) rounds = (int)strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
         else {
-            fprintf(stderr, "usage: %s [--entries N] [--seconds S] [--writers N] [--dir D]\n",
+            fprintf(stderr, "usage: %s [--entries N] [--seconds S] [--rounds R] [--writers N] "
+                    "[--dir D]\n",
                     argv[0]);
             return 2;
         }
     }
-    if (entries < 1 || seconds <= 0 || writers < 1) {
+    if (entries < 1 || seconds <= 0 || writers < 1 || rounds < 1 || rounds > 15) {
         fprintf(stderr, "bench_cache: bad arguments\n");
         return 2;
     }
@@ -166,12 +194,20 @@ int main(int argc, char **argv) {
     long e1, e2;
     static const char *names[] = {"exact lookups", "similarity lookups"};
     int bad = 0;
+    print_load("load average before");
     for (int mode = 0; mode < 2; mode++) {
-        double r1 = measure(cache, entries, mode, 1, seconds, &e1, NULL);
-        double r2 = measure(cache, entries, mode, 2, seconds, &e2, NULL);
-        printf("%-20s 1 thread: %12.0f/s   2 threads: %12.0f/s   ratio 2/1: %.2fx%s\n",
-               names[mode], r1, r2, r2 / r1, e1 + e2 ? "   (UNEXPECTED RESULTS)" : "");
-        if (e1 + e2) bad = 1;
+        double r1[15], r2[15];
+        long errs = 0;
+        for (int r = 0; r < rounds; r++) {
+            r1[r] = measure(cache, entries, mode, 1, seconds, &e1, NULL);
+            r2[r] = measure(cache, entries, mode, 2, seconds, &e2, NULL);
+            errs += e1 + e2;
+        }
+        double m1 = median(r1, rounds), m2 = median(r2, rounds);
+        printf("%-20s 1 thread: %12.0f/s   2 threads: %12.0f/s   ratio 2/1: %.2fx   (medians of "
+               "%d rounds)%s\n",
+               names[mode], m1, m2, m2 / m1, rounds, errs ? "   (UNEXPECTED RESULTS)" : "");
+        if (errs) bad = 1;
     }
     /* Writes: distinct new keys, so every put inserts and (past max_entries) evicts. Concurrent
      * puts share transactions (group commit), so throughput grows with the number of writers. */
@@ -188,6 +224,7 @@ int main(int argc, char **argv) {
                e1 ? "   (ERRORS)" : "");
         if (e1) bad = 1;
     }
+    print_load("load average after");
     struct cx_cache_stats st;
     if (cx_cache_stats(cache, &st, &ei) == 0)
         printf("cache: %zu entries, %llu hits, %llu misses\n", st.entries,
