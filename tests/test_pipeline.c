@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cx/cache.h"
 #include "cx/clock.h"
 #include "cx/config.h"
 #include "cx/history.h"
@@ -217,6 +218,85 @@ static void test_no_wrong_package_from_cache(void **state)
     cx_pipeline_free(p);
 }
 
+/* With --similar-cache an install still never gets another package's plan: tool-21's prompt
+ * embeds like tool-50's (the cache reports a similar hit), but the cached plan names tool-50,
+ * so the hit is treated as a miss and the LLM answers for tool-21. */
+static void test_similar_cache_keeps_package(void **state)
+{
+    struct fx *f = *state;
+    struct cx_pipeline_options o;
+    cx_pipeline_options_init(&o);
+    o.base_url = f->url;
+    o.db_path = f->db;
+    o.similar_cache = 1; /* at the configuration's default threshold (0.86) */
+    o.rate_limit_rps = 100000;
+    o.max_attempts = 1;
+    struct cx_pipeline *p = NULL;
+    assert_int_equal(cx_pipeline_new(&o, &p, NULL), 0);
+    struct cx_install_report *r = NULL;
+    assert_int_equal(cx_pipeline_install(p, "install tool-50", NULL, &r, NULL), 0);
+    cx_install_report_free(r);
+    assert_int_equal(cx_pipeline_install(p, "install tool-21", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    assert_int_equal(r->items[0].from_cache, 0);
+    assert_true(find_cmd(&r->plan, "sudo apt-get install -y tool-21") != (size_t)-1);
+    assert_true(find_cmd(&r->plan, "sudo apt-get install -y tool-50") == (size_t)-1);
+    cx_install_report_free(r);
+    struct cx_cache_stats cs;
+    assert_int_equal(cx_cache_stats(cx_pipeline_cache(p), &cs, NULL), 0);
+    assert_int_equal(cs.similar_hits, 1); /* the cache did offer tool-50's plan */
+    /* Diagnose queries use similar hits as they are. */
+    const char *e1[] = {"E: Unable to locate package foo-1"};
+    const char *e2[] = {"E: Unable to locate package foo-2"};
+    struct cx_fanout_report *d = NULL;
+    assert_int_equal(cx_pipeline_diagnose(p, e1, NULL, 1, NULL, &d, NULL), 0);
+    cx_fanout_report_free(d);
+    assert_int_equal(cx_pipeline_diagnose(p, e2, NULL, 1, NULL, &d, NULL), 0);
+    assert_int_equal(d->cache_hits, 1);
+    cx_fanout_report_free(d);
+    cx_pipeline_free(p);
+}
+
+void cx__pipeline_counts(struct cx_pipeline *p, uint64_t *parses, uint64_t *hook_calls,
+                         uint64_t *hook_no_gil);
+
+/* Each answer is parsed and validated once, on a worker holding the GIL (gil mode), in both
+ * designs; the hybrid design's CPU step does not escape to the I/O thread. */
+static void test_cpu_step_under_gil(void **state)
+{
+    struct fx *f = *state;
+    const enum cx_io_design designs[2] = {CX_IO_HYBRID, CX_IO_THREAD_LOCAL};
+    for (int d = 0; d < 2; d++) {
+        struct cx_pipeline *p = open_p(f, f->db, designs[d], CX_MODE_GIL);
+        struct cx_install_report *r = NULL;
+        struct cx_errinfo ei;
+        memset(&ei, 0, sizeof ei);
+        char req[128];
+        snprintf(req, sizeof req, "install gil-a%d gil-b%d gil-c%d gil-d%d gil-e%d", d, d, d, d, d);
+        int rc = cx_pipeline_install(p, req, NULL, &r, &ei);
+        if (rc != 0)
+            fail_msg("install: %s", ei.msg);
+        assert_int_equal(r->io, designs[d]);
+        assert_int_equal(r->cache_hits, 0);
+        assert_int_equal(r->plan.n, 6); /* one update + five installs: the answers were used */
+        cx_install_report_free(r);
+        uint64_t parses, calls, no_gil;
+        cx__pipeline_counts(p, &parses, &calls, &no_gil);
+        assert_int_equal(calls, 5);
+        assert_int_equal(no_gil, 0);
+        assert_int_equal(parses, 5);
+        /* cache hits: not validated by the router's hook, parsed once by the task */
+        assert_int_equal(cx_pipeline_install(p, req, NULL, &r, NULL), 0);
+        assert_int_equal(r->cache_hits, 5);
+        assert_int_equal(r->plan.n, 6);
+        cx_install_report_free(r);
+        cx__pipeline_counts(p, &parses, &calls, &no_gil);
+        assert_int_equal(calls, 5);
+        assert_int_equal(parses, 10);
+        cx_pipeline_free(p);
+    }
+}
+
 /* The mock's dangerous fault: the plan is refused with the validator's reasons, nothing runs,
  * and the dangerous answer is not cached (the next run asks again and succeeds). */
 static void test_dangerous_plan_refused(void **state)
@@ -259,14 +339,15 @@ static void test_dangerous_plan_refused(void **state)
     cx_pipeline_free(p);
 }
 
-/* Some queries fail (the mock answers 500; one attempt per provider, and with a base URL all
- * four providers point at the mock, so four failures end one query): the rest are merged. */
+/* Some queries fail (the mock answers 500; one attempt, and with a base URL every provider is
+ * that one server, so the router does not fall back to it again: one failure ends the query):
+ * the rest are merged. */
 static void test_partial_failure(void **state)
 {
     struct fx *f = *state;
     struct cx_pipeline *p = open_p(f, NULL, CX_IO_THREAD_LOCAL, CX_MODE_SERIAL);
     char err[256];
-    assert_int_equal(mock_server_script_faults(f->mock, "next 4 500", err, sizeof err), 0);
+    assert_int_equal(mock_server_script_faults(f->mock, "next 1 500", err, sizeof err), 0);
     struct cx_install_report *r = NULL;
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
@@ -553,6 +634,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_hit_second_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_wrong_package_from_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dangerous_plan_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_similar_cache_keeps_package, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cpu_step_under_gil, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_designs_and_modes_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_design, setup, teardown),

@@ -20,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <spawn.h>
@@ -77,6 +78,9 @@ struct cx_pipeline {
     int history;              /* 1 when the history table is ready */
     struct cx__mutex mu;
     double cpu_share;         /* guarded by mu: measured on the last run, < 0 before any */
+    /* test instrumentation (cx__pipeline_counts): answers parsed, validate-hook calls, and
+     * those of them that ran without holding a GIL */
+    atomic_uint_fast64_t parses, hook_calls, hook_no_gil;
 };
 
 enum qkind { Q_INSTALL, Q_DIAGNOSE, Q_HW };
@@ -91,8 +95,14 @@ struct query {
     struct cx_llm_response resp;  /* owned (cleared at the end of the run) */
     int rc;                       /* the router's result (hybrid: set by the callback) */
     struct cx_errinfo ei;
-    cJSON *obj;                   /* the parsed answer, owned until the run ends */
+    cJSON *obj;                   /* the parsed answer, owned until the run ends; set by the
+                                     router's validate hook (checked = 1) or the similarity
+                                     check (checked = 0) when they parsed it, so an answer is
+                                     parsed once */
+    int checked;                  /* obj has passed the validator */
     struct cx_task_handle *h;
+    void (*post_fn)(void *);      /* hybrid: the router's CPU step, run on a worker (query_post) */
+    void *post_arg;
     uint64_t cpu_ns;              /* wall time of the CPU step (parse, validate, cpu work) */
     int skip;                     /* 1: no query (a failed hardware probe); item->status is set */
 };
@@ -277,14 +287,29 @@ int cx_pipeline_parse_request(const char *request, char ***pkgs, size_t *n,
 
 /* ---- the router's validate hook: an answer is cached only if it parses and validates ---- */
 
-/* Joins the validator's reasons with '\n' (split again by reasons_from_msg). */
+/* Parses an answer, counting it (test instrumentation). */
+static int parse_answer(struct cx_pipeline *p, const char *content, cJSON **obj,
+                        struct cx_errinfo *ei)
+{
+    atomic_fetch_add(&p->parses, 1);
+    return cx_parse_response(content, 1, obj, ei);
+}
+
+/* Runs where the router's CPU step runs: with the thread-local design in the query's task,
+ * with the hybrid design in the task's continuation on a worker (query_post), so under the
+ * emulated GIL in gil mode. An accepted answer's parsed object is handed to the query
+ * (q->user) so query_finish does not parse it again. Joins the validator's reasons with '\n'
+ * (split again by reasons_from_msg). */
 static int validate_hook(const struct cx_llm_query *q, const char *content, void *ud,
                          struct cx_errinfo *ei)
 {
-    (void)q;
-    (void)ud;
+    struct cx_pipeline *p = ud;
+    struct query *qu = q->user;
+    atomic_fetch_add(&p->hook_calls, 1);
+    if (!cx_gil_held())
+        atomic_fetch_add(&p->hook_no_gil, 1);
     cJSON *obj = NULL;
-    int rc = cx_parse_response(content, 1, &obj, ei);
+    int rc = parse_answer(p, content, &obj, ei);
     if (rc < 0)
         return rc;
     struct cx_validation v;
@@ -301,8 +326,61 @@ static int validate_hook(const struct cx_llm_query *q, const char *content, void
         cx__err(ei, rc, "validating the answer: %s", cx_strerror(rc));
     }
     cx_validation_clear(&v);
-    cJSON_Delete(obj);
+    if (rc == 0 && qu != NULL && qu->obj == NULL) {
+        qu->obj = obj;
+        qu->checked = 1;
+    } else {
+        cJSON_Delete(obj);
+    }
     return rc;
+}
+
+/* Whole-word search: does `s` mention package `pkg` ("nginx" in "apt-get install -y nginx=1.2",
+ * not "tool-2" in "tool-21")? */
+static int names_package(const char *s, const char *pkg)
+{
+    size_t l = strlen(pkg);
+    if (l == 0)
+        return 0;
+    for (const char *m = strstr(s, pkg); m != NULL; m = strstr(m + 1, pkg)) {
+        char before = m == s ? ' ' : m[-1], after = m[l];
+        int wb = !(isalnum((unsigned char)before) || strchr(".+_-", before) != NULL);
+        int wa = after == '\0' || !(isalnum((unsigned char)after) || strchr(".+_-", after) != NULL);
+        if (wb && wa)
+            return 1;
+    }
+    return 0;
+}
+
+/* The router's check of a SIMILARITY cache hit. Prompts that differ in one token embed close
+ * together ("Install package: tool-21" and "tool-50"), so for an install a similar hit is used
+ * only if the cached plan is about the requested package: its "package" field, or one of its
+ * commands, names it. Anything else is a miss and the LLM is asked. Runs on the query's task. */
+static int similar_hook(const struct cx_llm_query *q, const char *content, void *ud)
+{
+    struct cx_pipeline *p = ud;
+    struct query *qu = q->user;
+    if (qu == NULL || qu->run->kind != Q_INSTALL)
+        return 0;
+    const char *pkg = qu->item->subject;
+    cJSON *obj = NULL;
+    if (parse_answer(p, content, &obj, NULL) < 0)
+        return CX_ENOENT;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "package");
+    int ok = cJSON_IsString(name) && strcasecmp(name->valuestring, pkg) == 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(obj, "commands"))
+    {
+        if (!ok && cJSON_IsString(c))
+            ok = names_package(c->valuestring, pkg);
+    }
+    if (ok && qu->obj == NULL) {
+        qu->obj = obj; /* not yet validated here: query_finish validates it */
+        qu->checked = 0;
+    } else {
+        cJSON_Delete(obj);
+    }
+    return ok ? 0 : CX_ENOENT;
 }
 
 /* ---- construction ---- */
@@ -397,6 +475,10 @@ int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **ou
     ropt.loop = p->loop;
     ropt.validate = validate_hook;
     ropt.validate_ud = p;
+    ropt.accept_similar = similar_hook;
+    ropt.accept_similar_ud = p;
+    if (o->cache_endpoint != NULL)
+        ropt.cache_endpoint = o->cache_endpoint;
     if (o->max_attempts > 0)
         ropt.max_attempts = o->max_attempts;
     if (ropt.max_attempts < 1)
@@ -513,21 +595,31 @@ static int query_finish(struct query *qu, int rc)
 {
     struct run *run = qu->run;
     struct cx_item *it = qu->item;
-    if (rc < 0)
+    /* What the router's hooks parsed, if they did (see struct query). */
+    cJSON *obj = qu->obj;
+    int checked = qu->checked;
+    qu->obj = NULL;
+    if (rc < 0) {
+        cJSON_Delete(obj);
         return query_fail(qu, rc, qu->ei.msg);
+    }
     uint64_t t0 = cx_now_ns();
     it->from_cache = qu->resp.from_cache;
     if (run->ro->cpu_work_ns > 0)
         cx_cpu_work_ns(run->ro->cpu_work_ns);
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    cJSON *obj = NULL;
-    rc = cx_parse_response(qu->resp.content, 1, &obj, &ei);
-    if (rc < 0)
-        return query_fail(qu, rc, ei.msg);
+    if (obj == NULL) {
+        /* A cache hit or an answer shared by an identical query: not parsed yet. */
+        checked = 0;
+        rc = parse_answer(run->p, qu->resp.content, &obj, &ei);
+        if (rc < 0)
+            return query_fail(qu, rc, ei.msg);
+    }
     cJSON *cmds = cJSON_GetObjectItemCaseSensitive(obj, "commands");
     struct cx_validation v;
-    rc = cx_validate_commands(cmds, &v);
+    memset(&v, 0, sizeof v);
+    rc = checked ? 0 : cx_validate_commands(cmds, &v);
     if (rc == CX_EREJECTED) {
         /* Only reachable for answers the hook did not see (a cache written elsewhere). */
         it->reasons = cx__calloc(v.n_rejected, sizeof *it->reasons);
@@ -612,10 +704,33 @@ static void on_router_done(int rc, struct cx_llm_response *resp, const struct cx
     CX_ASSERT(r == 0);
 }
 
+/* Hybrid design: the router's CPU step (parse + validate + cache write, then the done callback)
+ * as a continuation of the query's task, on a worker (under the GIL in gil mode) instead of
+ * the I/O thread. The continuation takes a fresh handle before it runs fn, so a retry's next
+ * post or on_router_done always finds a valid one (the pattern of cx/router.h). */
+static int task_post(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res)
+{
+    (void)res;
+    struct query *qu = arg;
+    qu->h = cx_task_suspend(ctx);
+    qu->post_fn(qu->post_arg);
+    return CX_EAGAIN;
+}
+
+static int query_post(void (*fn)(void *arg), void *arg, void *ctx)
+{
+    struct query *qu = ctx;
+    qu->post_fn = fn;
+    qu->post_arg = arg;
+    return cx_task_resume(qu->h, task_post, qu);
+}
+
 static int task_hybrid(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res)
 {
     (void)res;
     struct query *qu = arg;
+    qu->q.post = query_post;
+    qu->q.post_ctx = qu;
     qu->h = cx_task_suspend(ctx);
     int rc = cx_router_complete_async(qu->run->p->router, &qu->q, on_router_done, qu, &qu->ei);
     if (rc < 0) {
@@ -751,6 +866,7 @@ static int run_setup(struct run *run, struct cx_pipeline *p, enum qkind kind,
         qu->q.extra_header = ro->extra_header;
         qu->q.max_tokens = 1024;
         qu->q.temperature = 0.2;
+        qu->q.user = qu; /* the router hands it to validate_hook / similar_hook */
     }
     return 0;
 }
@@ -1186,4 +1302,17 @@ oom:
     cx_fanout_report_free(r);
     cx__free(hw);
     return cx__err(ei, CX_ENOMEM, "out of memory");
+}
+
+/* ---- test hooks (not in the public header; tests declare them) ---- */
+
+/* Answers parsed, validate-hook calls, and validate-hook calls made without holding a GIL. */
+void cx__pipeline_counts(struct cx_pipeline *p, uint64_t *parses, uint64_t *hook_calls,
+                         uint64_t *hook_no_gil);
+void cx__pipeline_counts(struct cx_pipeline *p, uint64_t *parses, uint64_t *hook_calls,
+                         uint64_t *hook_no_gil)
+{
+    *parses = atomic_load(&p->parses);
+    *hook_calls = atomic_load(&p->hook_calls);
+    *hook_no_gil = atomic_load(&p->hook_no_gil);
 }

@@ -23,12 +23,17 @@
  *                       callback resumes it with a continuation that parses and validates;
  *   CX_IO_AUTO          cx_io_choose() picks one per run from the batch size and the CPU share
  *                       measured on earlier runs.
- * In the hybrid design the router's own check of an answer (the validate hook that keeps
- * rejected answers out of the cache) runs on the I/O thread; the pipeline's parsing,
- * validation and CPU cost (cpu_work_ns) run in the continuation on a worker, under the
- * emulated GIL in gil mode.
+ * Where the CPU step runs: each answer is parsed and validated ONCE, by the router's validate
+ * hook (which keeps rejected answers out of the cache), and always on an executor worker --
+ * in the thread-local design inside cx_router_complete on the query's task, in the hybrid
+ * design in a continuation of the query's task that the router's `post` hook schedules (the
+ * pattern of cx/router.h), followed by the cache write. So in gil mode parsing and validation
+ * hold the emulated GIL in both designs and the GIL-vs-free comparison is fair. Cache hits and
+ * answers shared with an identical in-flight query are parsed and validated in the task's
+ * finishing step instead. cpu_work_ns is charged there too, once per answer.
  *
- * The response cache is exact-only unless similar_cache is set (see the option).
+ * The response cache is exact-only unless similar_cache is set (see the option). Cache keys
+ * name the server (cx/router.h), so answers of a mock are never served for a real API.
  *
  * Typical use:
  *     struct cx_pipeline_options o; cx_pipeline_options_init(&o);
@@ -81,8 +86,17 @@ struct cx_pipeline_options {
     int similar_cache;         /* 0 (default): exact cache hits only. 1: also similarity hits at
                                   config->cache_similarity_threshold. Off by default because
                                   prompts that differ in one token ("Install package: tool-21"
-                                  vs "tool-50") can embed close enough to share an answer: a
-                                  similarity hit then installs the wrong package */
+                                  vs "tool-50") embed close enough to share an answer (the
+                                  hashed-token embedding gives them cosine 1.0), and a
+                                  similarity hit would then install the wrong package. When it
+                                  is on, an install query still uses a similar hit only if the
+                                  cached plan's "package" field or one of its commands names
+                                  the requested package (as a whole word); otherwise it is a
+                                  miss and the LLM is asked. Diagnose and hwcheck queries use
+                                  similar hits as they are */
+    const char *cache_endpoint;/* names the base URL's server in cache keys instead of its URL,
+                                  for a server whose URL changes between runs (the CLI's
+                                  embedded mock, on an ephemeral port); NULL: the URL */
     enum cx_exec_mode mode;    /* default: config->exec_mode (free) */
     int have_mode;             /* 1: use `mode`, 0: take it from config */
     int threads;               /* worker threads; 0 (default): chosen per run (cx_io_choose),
