@@ -140,10 +140,11 @@ static int open_pipeline(struct ctx *c)
     po.base_url = c->base_url[0] ? c->base_url : NULL;
     po.api = c->a.api;
     po.model = c->a.model;
-    /* The cache is keyed by provider and model, not by server: answers of the embedded mock
-     * get a model name of their own so a later run against a real API never reuses them. */
-    if (po.model == NULL && c->mock != NULL)
-        po.model = "cx-embedded-mock";
+    /* Cache keys name the server (cx/router.h), so the embedded mock's answers are never
+     * served to a run against a real API. Its URL has a new port on every run: name it, so
+     * one run's answers are still found by the next. */
+    if (c->mock != NULL)
+        po.cache_endpoint = "cx-embedded-mock";
     po.db_path = c->db_path;
     po.use_cache = !c->a.no_cache;
     po.similar_cache = c->a.similar_cache;
