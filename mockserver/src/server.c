@@ -368,10 +368,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                 r->rst = r->fault == MOCK_FAULT_RESET;
                 continue;
             }
-            if (r->next_due > now) {
+            uint64_t due = r->next_due;
+            if (r->fault == MOCK_FAULT_DISCONNECT && i >= mid)
+                due = r->disc_at; /* hold the second half until the disconnect */
+            if (due > now) {
                 if (w)
                     return (ssize_t)w;
-                uint64_t wake = r->next_due;
+                uint64_t wake = due;
                 if (r->fault == MOCK_FAULT_DISCONNECT && r->disc_at < wake)
                     wake = r->disc_at;
                 MHD_suspend_connection(r->conn);

@@ -99,7 +99,9 @@
  *   malformed   200 with a body that is not valid JSON (streams: a non-JSON data line).
  *   cut         stream: end the stream after cut_after tokens with no final events
  *               (non-streaming: like reset).
- *   disconnect  close the connection after disconnect_after, mid-stream or before any reply.
+ *   disconnect  non-streaming: close the connection after disconnect_after without a reply;
+ *               streams: half the tokens flow, then the connection closes at disconnect_after
+ *               (counted from the first token).
  *   corrupt     stream: one SSE frame carries broken JSON (non-streaming: like malformed).
  *   duplicate   stream: one content frame is sent twice (non-streaming: no effect).
  *   truncate    stream: the final event is cut short and the connection closed
