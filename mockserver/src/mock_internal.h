@@ -109,7 +109,7 @@ extern const char *const mock__hist_names[MOCK_H_COUNT];
 
 #define MOCK_STATUS_SLOTS 16
 struct mock_stats {
-    uint64_t start_ns;
+    _Atomic uint64_t start_ns;
     _Atomic uint64_t route_requests[MOCK_ROUTE_COUNT];
     _Atomic uint64_t route_status[MOCK_ROUTE_COUNT][MOCK_STATUS_SLOTS];
     _Atomic uint64_t faults[MOCK_FAULT_COUNT];
