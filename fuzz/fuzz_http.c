@@ -14,6 +14,12 @@
  *     failure owns nothing (content and model NULL) and fills ei;
  *   - an SSE body parses the same with "\r\n" line ends as with "\n";
  *   - retry-after is -1 or a finite number >= 0; results are repeatable.
+ *
+ * Known bugs (reproducers in fuzz/crashes/, reported to the owners). CX_FUZZ_KNOWN_BUGS=1 steers
+ * around them so fuzzing can go on past them; drop each workaround once its bug is fixed:
+ *   http-1: http.c jint() casts a usage count the server sent ("prompt_tokens": 1e40) to
+ *     int64_t without a range check (UBSan float-cast-overflow). Workaround: skip bodies where
+ *     a "..._tokens" member holds a number too large for int64_t.
  */
 #include <math.h>
 #include <stdint.h>
@@ -49,8 +55,32 @@ static void check_retry_after(const char *line) {
         FUZZ_CHECK(r == -1 || (r >= 0 && isfinite(r)), "retry-after '%s' (ms %d) gave %g", line,
                    is_ms, r);
         double r2 = cx_http_parse_retry_after(line, is_ms);
-        FUZZ_CHECK(r2 == r || (isnan(r) && isnan(r2)), "retry-after not repeatable");
+        /* An HTTP date is counted from now, which may tick by a second in between. */
+        FUZZ_CHECK(r2 == r || (!is_ms && r >= 0 && r2 >= 0 && fabs(r2 - r) <= 1.0),
+                   "retry-after not repeatable: %g then %g", r, r2);
     }
+}
+
+/* http-1 workaround: 1 when a `_tokens": N` in the body has N >= 9e18 (or is not a number
+ * strtod can bound). */
+static int huge_usage(const uint8_t *p, size_t n) {
+    const uint8_t *q = p, *end = p + n;
+    while ((q = memmem(q, (size_t)(end - q), "_tokens\"", 8)) != NULL) {
+        q += 8;
+        const uint8_t *v = q;
+        while (v < end && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':')) v++;
+        char num[400];
+        size_t k = 0;
+        while (v + k < end && k + 1 < sizeof num && strchr("0123456789+-.eE", v[k]) && v[k]) {
+            num[k] = (char)v[k];
+            k++;
+        }
+        num[k] = '\0';
+        if (k == 0) continue;
+        double d = strtod(num, NULL);
+        if (!(fabs(d) < 9e18) || k + 1 == sizeof num) return 1;
+    }
+    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -59,6 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int stream = (data[0] >> 1) & 1;
     long status = statuses[(data[0] >> 2) & 15];
     size_t len = size - 1;
+    const char *known = getenv("CX_FUZZ_KNOWN_BUGS");
+    if (known && strcmp(known, "1") == 0 && huge_usage(data + 1, len)) return 0;
     char *body = malloc(len ? len : 1); /* exact size: reads past the end are caught */
     if (body == NULL) abort();
     memcpy(body, data + 1, len);

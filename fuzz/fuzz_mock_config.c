@@ -14,6 +14,18 @@
  *     succeeds and brings every one of them back (per-route overrides set since stay);
  *   - fault scripts are all-or-nothing: after -1 nothing is pending; after 0 the pending count
  *     is the sum of the accepted "next N" counts (counted here in 64 bits); "clear" empties it.
+ *
+ * Known bugs (reproducers in fuzz/crashes/, reported to the owners). CX_FUZZ_KNOWN_BUGS=1 steers
+ * around them so fuzzing can go on past them; drop each workaround once its bug is fixed:
+ *   mock_config-1: mock_server_script_faults with no statement (e.g. "clear") on a server that
+ *     never had a scripted fault computes s->script + 0 with s->script NULL (UBSan: "applying
+ *     zero offset to null pointer", server.c memcpy). Workaround: script one fault at start.
+ *   mock_config-2: mock__settings_apply_text (settings.c) reads it->string after cJSON_Delete(j)
+ *     when a JSON settings value is not a string, number or bool ({"latency": [1]}): ASan
+ *     heap-use-after-free. Workaround: skip JSON settings holding such a value.
+ *   mock_config-3: mock__settings_apply_text (settings.c) frees its copy of the text, then
+ *     prints the offending line from it when a line has no '=' ("latency 10ms"): ASan
+ *     heap-use-after-free in mock__err. Workaround: skip settings text with such a line.
  */
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -30,6 +42,7 @@ static CURL *http;
 static char config_url[128];
 static char *base_text; /* the settings GET /admin/config reported at start */
 static cJSON *base_json;
+static int known_bugs;   /* CX_FUZZ_KNOWN_BUGS=1: steer around the bugs listed above */
 static cJSON *cur_json;  /* the settings now (route overrides, once set, cannot be unset) */
 
 struct body {
@@ -99,6 +112,13 @@ static void start_server(void) {
     base_json = cJSON_Parse(base_text);
     FUZZ_CHECK(cJSON_IsObject(base_json), "initial settings not JSON: %s", base_text);
     cur_json = cJSON_Duplicate(base_json, 1);
+    const char *known = getenv("CX_FUZZ_KNOWN_BUGS");
+    known_bugs = known && strcmp(known, "1") == 0;
+    if (known_bugs) { /* mock_config-1: give the script queue storage */
+        if (mock_server_script_faults(srv, "next 1 ok", err, sizeof err) != 0 ||
+            mock_server_script_faults(srv, "clear", err, sizeof err) != 0)
+            abort();
+    }
     atexit(stop_server);
 }
 
@@ -116,8 +136,48 @@ static int has_all(const cJSON *obj, const cJSON *sub) {
     return 1;
 }
 
+/* mock_config-2 workaround: 1 when text is a JSON object with a member that is not a string,
+ * a number or a bool. */
+static int has_odd_json_value(const char *text) {
+    while (isspace((unsigned char)*text)) text++;
+    if (*text != '{') return 0;
+    cJSON *j = cJSON_Parse(text);
+    int odd = 0;
+    if (cJSON_IsObject(j))
+        for (const cJSON *it = j->child; it; it = it->next)
+            odd |= !(cJSON_IsString(it) || cJSON_IsNumber(it) || cJSON_IsBool(it));
+    cJSON_Delete(j);
+    return odd;
+}
+
+/* mock_config-3 workaround: 1 when text (not JSON) has a line that, without its comment and
+ * blanks, is not empty and has no '='. */
+static int has_line_without_eq(const char *text) {
+    const char *p = text;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p == '{') return 0;
+    for (const char *l = text; *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t n = nl ? (size_t)(nl - l) : strlen(l);
+        const char *h = memchr(l, '#', n);
+        if (h) n = (size_t)(h - l);
+        int blank = 1, eq = 0;
+        for (size_t i = 0; i < n; i++) {
+            blank &= isspace((unsigned char)l[i]) != 0;
+            eq |= l[i] == '=';
+        }
+        if (!blank && !eq) return 1;
+        l += n;
+        l = strchr(l, '\n');
+        if (l == NULL) break;
+        l++;
+    }
+    return 0;
+}
+
 static void fuzz_settings(const char *text) {
     char err[256];
+    if (known_bugs && (has_odd_json_value(text) || has_line_without_eq(text))) return;
     int rc = mock_server_configure(srv, text, err, sizeof err);
     check_err(rc, err, sizeof err, "mock_server_configure");
     if (rc < 0) {
