@@ -700,6 +700,7 @@ static int history_list(struct ctx *c, struct cx_pool *pool)
             cJSON_AddItemToObject(r, "validation", json_or_string(e[i].validation_json));
             cJSON_AddStringToObject(r, "executed", e[i].executed ? e[i].executed : "");
             cJSON_AddStringToObject(r, "status", status_name(e[i].status));
+            cJSON_AddNumberToObject(r, "commands_run", e[i].commands_run);
             struct cx_timings t = {e[i].parse_s, e[i].llm_s, e[i].merge_s, e[i].apt_s,
                                    e[i].total_s};
             cJSON_AddItemToObject(r, "timings", json_timings(&t));
@@ -710,12 +711,12 @@ static int history_list(struct ctx *c, struct cx_pool *pool)
     } else if (n == 0) {
         fprintf(c->out, "No install runs recorded in %s.\n", c->db_path);
     } else {
-        fprintf(c->out, "%6s  %-24s  %-8s  %-9s  %8s  %s\n", "ID", "WHEN (UTC)", "STATUS",
-                "EXECUTED", "TOTAL", "REQUEST");
+        fprintf(c->out, "%6s  %-24s  %-8s  %-9s  %4s  %8s  %s\n", "ID", "WHEN (UTC)", "STATUS",
+                "EXECUTED", "RAN", "TOTAL", "REQUEST");
         for (size_t i = 0; i < n; i++)
-            fprintf(c->out, "%6lld  %-24s  %-8s  %-9s  %7.3fs  %s\n", (long long)e[i].id,
+            fprintf(c->out, "%6lld  %-24s  %-8s  %-9s  %4d  %7.3fs  %s\n", (long long)e[i].id,
                     e[i].created_at ? e[i].created_at : "", status_name(e[i].status),
-                    e[i].executed ? e[i].executed : "", e[i].total_s,
+                    e[i].executed ? e[i].executed : "", e[i].commands_run, e[i].total_s,
                     e[i].request ? e[i].request : "");
     }
     cx_history_entries_free(e, n);

@@ -446,8 +446,11 @@ static void test_history_rows(void **state)
     o = parse_out(f);
     cJSON *runs = get(o, "runs");
     assert_int_equal(cJSON_GetArraySize(runs), 2);
+    /* dry runs: nothing executed */
+    assert_int_equal(get(cJSON_GetArrayItem(runs, 0), "commands_run")->valueint, 0);
     cJSON_Delete(o);
     assert_int_equal(run_cx(f, "history", "--limit", "1", NULL), 0);
+    assert_non_null(strstr(f->out, "RAN"));
     assert_non_null(strstr(f->out, "redis"));
     assert_null(strstr(f->out, "install nginx\n"));
 }

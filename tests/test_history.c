@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "cx/history.h"
 #include "t_util.h"
 
@@ -95,6 +97,61 @@ static void test_round_trip(void **state) {
     assert_int_equal(cx_history_record(NULL, &e, NULL, &ei), CX_EINVAL);
     assert_int_equal(cx_history_list(p, 0, NULL, &n, &ei), CX_EINVAL);
     assert_int_equal(cx_history_init(NULL, &ei), CX_EINVAL);
+    cx_pool_close(p);
+    t_rmrf(dir);
+    free(path);
+    free(dir);
+}
+
+/* commands_run: stored and read back; a table made before the column existed gets it on
+ * cx_history_init (old rows read 0), and init stays idempotent. */
+static void test_commands_run_and_old_schema(void **state) {
+    (void)state;
+    char *dir = t_tmpdir("hist-old");
+    char *path = t_path(dir, "old.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    const char *old_schema =
+        "CREATE TABLE installation_history ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),"
+        " request TEXT NOT NULL, plan_json TEXT, validation_json TEXT,"
+        " executed TEXT NOT NULL CHECK (executed IN ('dry-run', 'simulated', 'real', 'refused')),"
+        " parse_s REAL NOT NULL DEFAULT 0, llm_s REAL NOT NULL DEFAULT 0,"
+        " merge_s REAL NOT NULL DEFAULT 0, apt_s REAL NOT NULL DEFAULT 0,"
+        " total_s REAL NOT NULL DEFAULT 0, status INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO installation_history (request, executed) VALUES ('install old', 'real');";
+    assert_int_equal(sqlite3_exec(db, old_schema, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    struct cx_pool *p = open_pool(path); /* cx_history_init adds the column */
+    struct cx_errinfo ei;
+    assert_int_equal(cx_history_init(p, &ei), 0);
+    struct cx_history_entry e = {0};
+    e.request = "install nginx redis";
+    e.executed = "real";
+    e.status = CX_EIO;
+    e.commands_run = 2; /* stopped at the second of three commands */
+    int64_t id = 0;
+    assert_int_equal(cx_history_record(p, &e, &id, &ei), 0);
+    struct cx_history_entry *v = NULL;
+    size_t n = 0;
+    assert_int_equal(cx_history_list(p, 0, &v, &n, &ei), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].id, id);
+    assert_int_equal(v[0].commands_run, 2);
+    assert_int_equal(v[0].status, CX_EIO);
+    assert_string_equal(v[1].request, "install old");
+    assert_int_equal(v[1].commands_run, 0);
+    cx_history_entries_free(v, n);
+    cx_pool_close(p);
+
+    /* reopened: the column is there, nothing is added twice */
+    p = open_pool(path);
+    assert_int_equal(cx_history_list(p, 1, &v, &n, &ei), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].commands_run, 2);
+    cx_history_entries_free(v, n);
     cx_pool_close(p);
     t_rmrf(dir);
     free(path);
@@ -297,6 +354,7 @@ static void test_list_torture(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_commands_run_and_old_schema),
         cmocka_unit_test(test_empty_and_uninitialised),
         cmocka_unit_test(test_concurrent_and_reopen),
         cmocka_unit_test(test_list_torture),

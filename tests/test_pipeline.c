@@ -297,6 +297,72 @@ static void test_cpu_step_under_gil(void **state)
     }
 }
 
+/* Confirms a plan only if every command goes through `sudo` (the test's fake one). */
+static int confirm_if_fake_sudo(const struct cx_plan *plan, void *ud)
+{
+    (void)ud;
+    for (size_t i = 0; i < plan->n; i++)
+        if (strncmp(plan->commands[i], "sudo ", 5) != 0)
+            return 0;
+    return 1;
+}
+
+/* --execute that stops at a failing command: the history row says how far it got. `sudo` is a
+ * script in a directory put first on PATH: it logs its arguments and fails for fakepkg-a, so
+ * nothing real is ever run. */
+static void test_execute_records_commands_run(void **state)
+{
+    struct fx *f = *state;
+    char *bin = t_path(f->dir, "bin");
+    assert_int_equal(mkdir(bin, 0700), 0);
+    char *sudo = t_path(bin, "sudo");
+    FILE *fp = fopen(sudo, "w");
+    assert_non_null(fp);
+    fprintf(fp, "#!/bin/sh\necho \"$*\" >> \"%s/calls.log\"\n"
+                "case \"$*\" in *fakepkg-a*) exit 3;; esac\nexit 0\n", bin);
+    fclose(fp);
+    assert_int_equal(chmod(sudo, 0700), 0);
+    const char *old = getenv("PATH");
+    char *saved = strdup(old ? old : "/usr/bin:/bin");
+    char path[1024];
+    snprintf(path, sizeof path, "%s:%s", bin, saved);
+    setenv("PATH", path, 1);
+
+    struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
+    struct cx_run_options ro;
+    cx_run_options_init(&ro);
+    ro.apt_mode = CX_APT_EXECUTE;
+    ro.confirm = confirm_if_fake_sudo;
+    struct cx_install_report *r = NULL;
+    int rc = cx_pipeline_install(p, "install fakepkg-a fakepkg-b", &ro, &r, NULL);
+    setenv("PATH", saved, 1);
+    free(saved);
+    assert_int_equal(rc, CX_EIO);
+    assert_int_equal(r->plan.n, 3); /* update, install a, install b */
+    assert_int_equal(r->ran, 2);    /* stopped at install a */
+    assert_int_equal(r->exec_status, 3);
+    int64_t id = r->history_id;
+    cx_install_report_free(r);
+    struct cx_history_entry *h = NULL;
+    size_t nh = 0;
+    assert_int_equal(cx_history_list(cx_pipeline_pool(p), 1, &h, &nh, NULL), 0);
+    assert_int_equal(nh, 1);
+    assert_int_equal(h[0].id, id);
+    assert_string_equal(h[0].executed, "real");
+    assert_int_equal(h[0].status, CX_EIO);
+    assert_int_equal(h[0].commands_run, 2);
+    cx_history_entries_free(h, nh);
+    /* a dry run ran nothing */
+    assert_int_equal(cx_pipeline_install(p, "install fakepkg-c", NULL, &r, NULL), 0);
+    cx_install_report_free(r);
+    assert_int_equal(cx_history_list(cx_pipeline_pool(p), 1, &h, &nh, NULL), 0);
+    assert_int_equal(h[0].commands_run, 0);
+    cx_history_entries_free(h, nh);
+    cx_pipeline_free(p);
+    free(sudo);
+    free(bin);
+}
+
 /* The mock's dangerous fault: the plan is refused with the validator's reasons, nothing runs,
  * and the dangerous answer is not cached (the next run asks again and succeeds). */
 static void test_dangerous_plan_refused(void **state)
@@ -636,6 +702,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dangerous_plan_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_similar_cache_keeps_package, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cpu_step_under_gil, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_execute_records_commands_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_designs_and_modes_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_design, setup, teardown),

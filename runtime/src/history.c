@@ -23,13 +23,45 @@ static const char schema_sql[] =
     " parse_s REAL NOT NULL DEFAULT 0, llm_s REAL NOT NULL DEFAULT 0,"
     " merge_s REAL NOT NULL DEFAULT 0, apt_s REAL NOT NULL DEFAULT 0,"
     " total_s REAL NOT NULL DEFAULT 0,"
-    " status INTEGER NOT NULL DEFAULT 0);"
+    " status INTEGER NOT NULL DEFAULT 0,"
+    " commands_run INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS installation_history_created"
     " ON installation_history(created_at);";
 
+/* Does installation_history have a column named `name`? 1, 0, or a negative CX_E*. */
+static int has_column(sqlite3 *db, const char *name, struct cx_errinfo *ei) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('installation_history') WHERE name = ?1",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) return cx_pool_sqlite_error(db, rc, "reading the history table's columns", ei);
+    rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0
+                                   : cx_pool_sqlite_error(db, rc, "reading the history table's columns", ei);
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* Creates the schema, and adds the columns a table made by an older version lacks. One write
+ * (one transaction holding SQLite's write lock), so two processes cannot both add a column. */
+static int schema_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
+    (void)arg;
+    int rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return cx_pool_sqlite_error(db, rc, "creating the installation_history table", ei);
+    int has = has_column(db, "commands_run", ei);
+    if (has < 0) return has;
+    if (!has) {
+        rc = sqlite3_exec(db, "ALTER TABLE installation_history ADD COLUMN commands_run INTEGER NOT NULL DEFAULT 0",
+                          NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return cx_pool_sqlite_error(db, rc, "adding the commands_run column to installation_history", ei);
+    }
+    return 0;
+}
+
 int cx_history_init(struct cx_pool *pool, struct cx_errinfo *ei) {
     if (pool == NULL) return cx__err(ei, CX_EINVAL, "cx_history_init: pool is NULL");
-    return cx_pool_exec(pool, schema_sql, ei);
+    return cx_pool_write(pool, schema_fn, NULL, ei);
 }
 
 struct insert {
@@ -48,11 +80,11 @@ static int insert_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     const char *sql =
         e->created_at
             ? "INSERT INTO installation_history (request, plan_json, validation_json, executed,"
-              " parse_s, llm_s, merge_s, apt_s, total_s, status, created_at)"
-              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+              " parse_s, llm_s, merge_s, apt_s, total_s, status, commands_run, created_at)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             : "INSERT INTO installation_history (request, plan_json, validation_json, executed,"
-              " parse_s, llm_s, merge_s, apt_s, total_s, status)"
-              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+              " parse_s, llm_s, merge_s, apt_s, total_s, status, commands_run)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK) return cx_pool_sqlite_error(db, rc, "preparing the history insert", ei);
     rc = sqlite3_bind_text(st, 1, e->request, -1, SQLITE_TRANSIENT);
@@ -62,7 +94,8 @@ static int insert_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     const double d[5] = {e->parse_s, e->llm_s, e->merge_s, e->apt_s, e->total_s};
     for (int i = 0; i < 5 && rc == SQLITE_OK; i++) rc = sqlite3_bind_double(st, 5 + i, d[i]);
     if (rc == SQLITE_OK) rc = sqlite3_bind_int(st, 10, e->status);
-    if (rc == SQLITE_OK && e->created_at) rc = sqlite3_bind_text(st, 11, e->created_at, -1, SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int(st, 11, e->commands_run);
+    if (rc == SQLITE_OK && e->created_at) rc = sqlite3_bind_text(st, 12, e->created_at, -1, SQLITE_TRANSIENT);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     int out = 0;
     if (rc != SQLITE_DONE) out = cx_pool_sqlite_error(db, rc, "inserting a history row", ei);
@@ -128,8 +161,8 @@ int cx_history_list(struct cx_pool *pool, size_t limit, struct cx_history_entry 
     size_t cnt = 0, cap = 0;
     int src = sqlite3_prepare_v2(db,
                                  "SELECT id, created_at, request, plan_json, validation_json,"
-                                 " executed, parse_s, llm_s, merge_s, apt_s, total_s, status"
-                                 " FROM installation_history ORDER BY id DESC LIMIT ?1",
+                                 " executed, parse_s, llm_s, merge_s, apt_s, total_s, status,"
+                                 " commands_run FROM installation_history ORDER BY id DESC LIMIT ?1",
                                  -1, &st, NULL);
     if (src != SQLITE_OK) {
         rc = cx_pool_sqlite_error(db, src, "reading the installation history", ei);
@@ -158,6 +191,7 @@ int cx_history_list(struct cx_pool *pool, size_t limit, struct cx_history_entry 
         e->apt_s = sqlite3_column_double(st, 9);
         e->total_s = sqlite3_column_double(st, 10);
         e->status = sqlite3_column_int(st, 11);
+        e->commands_run = sqlite3_column_int(st, 12);
     }
     if (src != SQLITE_DONE) {
         rc = cx_pool_sqlite_error(db, src, "reading the installation history", ei);

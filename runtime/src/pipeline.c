@@ -1001,6 +1001,7 @@ static int history_record(struct cx_pool *pool, struct cx_install_report *r, int
     e.apt_s = r->timings.apt_s;
     e.total_s = r->timings.total_s;
     e.status = status;
+    e.commands_run = r->ran > INT_MAX ? INT_MAX : (int)r->ran; /* how far --execute got */
     int64_t id = -1;
     int rc = cx_history_record(pool, &e, &id, ei);
     cx_free(e.plan_json);

@@ -29,11 +29,15 @@ struct cx_history_entry {
     char *executed;        /* "dry-run" | "simulated" | "real" | "refused"; required */
     double parse_s, llm_s, merge_s, apt_s, total_s; /* stage durations in seconds */
     int status;            /* 0 on success, else the run's negative CX_E* code */
+    int commands_run;      /* commands started by a real execution ("real"), counting a failing
+                              last one; 0 otherwise. A stopped run (status CX_EIO) shows how
+                              far it got: commands_run of the plan's length */
 };
 
 /*
  * Creates the installation_history table and its index if missing (idempotent; safe to call
- * from several processes or pools on the same file). pool: borrowed.
+ * from several processes or pools on the same file). A table from before the commands_run
+ * column gets it (ALTER TABLE ... ADD COLUMN, default 0 for the old rows). pool: borrowed.
  * Errors: CX_EINVAL (NULL pool), those of cx_pool_exec.
  * Threads: any thread except the pool's writer thread.
  */
