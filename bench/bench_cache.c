@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cx/cache.h"
@@ -49,6 +50,7 @@ struct job {
     double seconds;
     pthread_barrier_t *start;
     long ops, errors;
+    double cpu; /* seconds of CPU this thread used while measuring */
 };
 
 static void *run_job(void *arg) {
@@ -57,6 +59,8 @@ static void *run_job(void *arg) {
     struct cx_cache_key k = {"openai", "gpt-4o", k_system, prompt};
     pthread_barrier_wait(j->start);
     uint64_t t0 = cx_now_ns();
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     uint64_t end = t0 + (uint64_t)(j->seconds * 1e9);
     long ops = 0, errors = 0;
     int i = j->tid * 7919;
@@ -84,32 +88,39 @@ static void *run_job(void *arg) {
         i++;
     }
     j->seconds = cx_elapsed_s(t0, cx_now_ns());
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    j->cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
     j->ops = ops;
     j->errors = errors;
     return NULL;
 }
 
-/* Runs `threads` jobs of `mode` together; returns total ops/s; *errors gets the error count and
- * *total (may be NULL) the operations done. */
+/* Runs `threads` jobs of `mode` together; returns total ops/s; *errors gets the error count,
+ * *total (may be NULL) the operations done and *per_cpu (may be NULL) operations per second of
+ * CPU time the threads got (how well they scale where they had a core to themselves). */
 static double measure(struct cx_cache *c, int entries, int mode, int threads, double seconds,
-                      long *errors, long *total) {
+                      long *errors, long *total, double *per_cpu) {
     pthread_barrier_t b;
     pthread_barrier_init(&b, NULL, (unsigned)threads);
     struct job *jobs = calloc((size_t)threads, sizeof *jobs);
     pthread_t *th = calloc((size_t)threads, sizeof *th);
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (struct job){c, entries, mode, t, seconds, &b, 0, 0};
+        jobs[t] = (struct job){c, entries, mode, t, seconds, &b, 0, 0, 0};
         pthread_create(&th[t], NULL, run_job, &jobs[t]);
     }
-    double rate = 0;
+    double rate = 0, cpu = 0;
+    long ops = 0;
     *errors = 0;
     if (total) *total = 0;
     for (int t = 0; t < threads; t++) {
         pthread_join(th[t], NULL);
         rate += (double)jobs[t].ops / jobs[t].seconds;
+        cpu += jobs[t].cpu;
+        ops += jobs[t].ops;
         *errors += jobs[t].errors;
         if (total) *total += jobs[t].ops;
     }
+    if (per_cpu) *per_cpu = cpu > 0 ? (double)ops / cpu : 0;
     pthread_barrier_destroy(&b);
     free(jobs);
     free(th);
@@ -196,17 +207,21 @@ int main(int argc, char **argv) {
     int bad = 0;
     print_load("load average before");
     for (int mode = 0; mode < 2; mode++) {
-        double r1[15], r2[15];
+        double r1[15], r2[15], p1[15], p2[15];
         long errs = 0;
         for (int r = 0; r < rounds; r++) {
-            r1[r] = measure(cache, entries, mode, 1, seconds, &e1, NULL);
-            r2[r] = measure(cache, entries, mode, 2, seconds, &e2, NULL);
+            r1[r] = measure(cache, entries, mode, 1, seconds, &e1, NULL, &p1[r]);
+            r2[r] = measure(cache, entries, mode, 2, seconds, &e2, NULL, &p2[r]);
             errs += e1 + e2;
         }
         double m1 = median(r1, rounds), m2 = median(r2, rounds);
         printf("%-20s 1 thread: %12.0f/s   2 threads: %12.0f/s   ratio 2/1: %.2fx   (medians of "
                "%d rounds)%s\n",
                names[mode], m1, m2, m2 / m1, rounds, errs ? "   (UNEXPECTED RESULTS)" : "");
+        /* Per CPU-second the two threads should each do what one does: a ratio below 2 with
+         * this near 1.0 means the second core was busy with other processes, not contention. */
+        printf("%-20s per CPU-second: 1 thread %.0f, 2 threads %.0f each (%.2f of one)\n", "",
+               median(p1, rounds), median(p2, rounds), median(p2, rounds) / median(p1, rounds));
         if (errs) bad = 1;
     }
     /* Writes: distinct new keys, so every put inserts and (past max_entries) evicts. Concurrent
@@ -216,7 +231,7 @@ int main(int argc, char **argv) {
         struct cx_pool_stats before, after;
         cx_pool_stats(pool, &before);
         long done = 0;
-        double r = measure(cache, entries, 2, wthreads[w], seconds, &e1, &done);
+        double r = measure(cache, entries, 2, wthreads[w], seconds, &e1, &done, NULL);
         cx_pool_stats(pool, &after);
         uint64_t tx = after.transactions - before.transactions;
         printf("puts %3d thread%s      %12.0f/s   (%.1f puts per transaction)%s\n", wthreads[w],
