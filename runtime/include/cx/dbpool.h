@@ -103,7 +103,9 @@ CX_API void cx_pool_checkin(struct cx_pool *p, sqlite3 *db);
  * fill ei (cx_pool_sqlite_error helps) and the pool rolls back to the savepoint: the write's
  * changes vanish, the other writes of the batch are unaffected. Must not BEGIN/COMMIT itself,
  * must finalize its statements, and must not call cx_pool_write (it would wait for itself:
- * CX_EINVAL); cx_pool_write_async is allowed (runs in a later batch).
+ * CX_EINVAL); cx_pool_write_async is allowed (runs in a later batch). It should not check out a
+ * reader either: a thread holding the last reader may be waiting for this very write (the
+ * checkout would then fail after checkout_timeout_ms). Read through db instead.
  */
 typedef int (*cx_write_fn)(sqlite3 *db, void *arg, struct cx_errinfo *ei);
 
