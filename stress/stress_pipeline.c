@@ -6,13 +6,15 @@
  * as separate processes would. Each iteration installs 1-4 packages drawn from a small list
  * (the seed's five and a hundred generic ones, so answers are shared through the cache and
  * through single flight, and misses keep happening), with a random I/O design per private
- * pipeline, the execution mode per runner, some private pipelines without a cache, and now and
- * then a scripted "dangerous" fault.
+ * pipeline, the execution mode per runner, some private pipelines without a cache, some with
+ * the similarity cache (tool-21 and tool-50 embed alike: an install must still get its own
+ * package's plan), and now and then a scripted "dangerous" fault.
  *
  * Invariants checked (exit 1 after printing the first broken one):
  *   - every run returns 0 or CX_EREJECTED (a dangerous answer), with a report;
  *   - a refused run has a rejected package, ran nothing and its plan holds no dangerous command;
- *     an accepted run's plan starts with one apt-get update and installs every package asked;
+ *     an accepted run's plan starts with one apt-get update and installs every package asked
+ *     (a tool-N exactly: "sudo apt-get install -y tool-N");
  *   - every run got a history id, all ids are distinct, and the history table holds exactly one
  *     row per run when everything is closed.
  *
@@ -86,11 +88,12 @@ static uint64_t next_rand(uint64_t *s)
 }
 
 static struct cx_pipeline *open_pipeline(struct shared *sh, enum cx_io_design io,
-                                         enum cx_exec_mode mode, int use_cache)
+                                         enum cx_exec_mode mode, int use_cache, int similar)
 {
     struct cx_pipeline_options o;
     cx_pipeline_options_init(&o);
     o.use_cache = use_cache;
+    o.similar_cache = similar;
     o.base_url = sh->url;
     o.db_path = sh->db;
     o.have_io = 1;
@@ -117,6 +120,19 @@ static int plan_has(const struct cx_plan *pl, const char *needle)
     return 0;
 }
 
+/* Does the plan install pkg? A generic tool exactly (tool-2 is not tool-21). */
+static int plan_installs(const struct cx_plan *pl, const char *pkg)
+{
+    if (strncmp(pkg, "tool-", 5) != 0)
+        return plan_has(pl, pkg);
+    char want[64];
+    snprintf(want, sizeof want, "sudo apt-get install -y %s", pkg);
+    for (size_t i = 0; i < pl->n; i++)
+        if (strcmp(pl->commands[i], want) == 0)
+            return 1;
+    return 0;
+}
+
 static void check_report(struct shared *sh, int rc, const struct cx_install_report *r,
                          const char *request, const char *const *pk, size_t npk)
 {
@@ -138,8 +154,8 @@ static void check_report(struct shared *sh, int rc, const struct cx_install_repo
         CHECK(r->plan.n > 0 && strstr(r->plan.commands[0], "update") != NULL,
               "'%s': the plan does not start with the update", request);
         for (size_t i = 0; i < npk; i++) {
-            CHECK(plan_has(&r->plan, pk[i]), "'%s': nothing installs %s", request, pk[i]);
-            if (!plan_has(&r->plan, pk[i]))
+            CHECK(plan_installs(&r->plan, pk[i]), "'%s': nothing installs %s", request, pk[i]);
+            if (!plan_installs(&r->plan, pk[i]))
                 for (size_t k = 0; k < r->plan.n; k++)
                     fprintf(stderr, "    plan[%zu] %s\n", k, r->plan.commands[k]);
         }
@@ -157,7 +173,7 @@ static void *runner_main(void *arg)
     struct cx_pipeline *own = NULL;
     if (rn->index >= SHARED) {
         own = open_pipeline(sh, next_rand(&rn->rng) % 2 ? CX_IO_HYBRID : CX_IO_THREAD_LOCAL,
-                            mode, rn->index % 2);
+                            mode, rn->index % 2, rn->index % 2 && next_rand(&rn->rng) % 2);
         CHECK(own != NULL, "runner %d could not open its pipeline", rn->index);
         if (own == NULL)
             return NULL;
@@ -272,7 +288,7 @@ int main(int argc, char **argv)
     snprintf(sh.url, sizeof sh.url, "%s/v1", mock_server_url(sh.mock));
     for (int i = 0; i < NTOOLS; i++)
         snprintf(g_tools[i], sizeof g_tools[i], "tool-%d", i);
-    sh.common = open_pipeline(&sh, CX_IO_AUTO, CX_MODE_FREE, 1);
+    sh.common = open_pipeline(&sh, CX_IO_AUTO, CX_MODE_FREE, 1, 0);
     if (sh.common == NULL)
         return 1;
 
