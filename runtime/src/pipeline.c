@@ -8,8 +8,11 @@
  * the run (its size and the I/O design chosen per run), merges, runs the apt step and records the
  * history row. Executor workers run one task per query. In the thread-local design the task
  * blocks in cx_router_complete; in the hybrid design it suspends, the router's I/O loop thread
- * moves the bytes and calls back, and the callback resumes the task with a continuation on a
- * worker. Each query owns one `struct query` and writes only its own report item, so queries
+ * moves the bytes and hands the CPU step (the router's parse + validate hook + cache write) back
+ * through the query's `post` hook, which resumes the task with that step on a worker (under
+ * the GIL in gil mode); the router's done callback then resumes it once more to fill the item.
+ * The validate hook keeps the parsed answer in the query, so nothing is parsed twice.
+ * Each query owns one `struct query` and writes only its own report item, so queries
  * share nothing but the router (thread-safe) and the pipeline's measured CPU share (guarded by
  * mu). The batch's completion hands every query's writes to the caller (cx_batch_wait).
  * Shutdown: each run joins its executor before returning; cx_pipeline_free frees the router
