@@ -418,26 +418,23 @@ static void make_id(struct req *r)
         snprintf(r->reply.id, sizeof r->reply.id, "msg_mock%016llx", (unsigned long long)v);
 }
 
-/* The reply is due: generate it and queue it (whole or as a stream). */
-static enum MHD_Result answer(struct req *r)
+/* Generates the reply (text, pieces, and the whole body when not streaming) before the delay,
+ * so the moment it is due costs only the send: a burst of replies due together then drains as
+ * fast as the burst of requests that caused it arrived. 0, or -1 when out of memory. */
+static int prepare(struct req *r)
 {
-    struct mock_server *s = r->srv;
-    uint64_t now = mock__now_ns();
-    uint64_t delivered = now - r->t_arrive, queued = r->t_admit - r->t_arrive;
-    mock__hist_add_ns(&s->stats.h[MOCK_H_DELIVERED], delivered);
-    int64_t err = (int64_t)delivered - (int64_t)queued - (int64_t)r->configured_ns;
-    mock__hist_add_ns(&s->stats.h[MOCK_H_ERROR], (uint64_t)(err < 0 ? -err : err));
-
     if (mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
                               r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0)
-        return send_error(r, 500, r->api == MOCK_API_OPENAI ? "server_error" : "api_error",
-                          "mock server out of memory", NULL, NULL, -1);
+        return -1;
+    free(r->system);
+    free(r->prompt);
+    r->system = r->prompt = NULL;
     const char *text = r->content.text ? r->content.text : "";
     size_t len = strlen(text);
     size_t n = mock_content_split(text, len, NULL, 0);
     r->starts = malloc((n ? n : 1) * sizeof *r->starts);
     if (!r->starts)
-        return MHD_NO;
+        return -1;
     n = mock_content_split(text, len, r->starts, n);
     struct mock_reply *rp = &r->reply;
     rp->api = r->api;
@@ -455,10 +452,31 @@ static enum MHD_Result answer(struct req *r)
     rp->prompt_tokens = r->prompt_tokens;
     rp->include_usage = r->include_usage;
     rp->created = (long long)time(NULL);
+    if (r->stream)
+        return 0;
+    r->pbody = mock__proto_body(rp, &r->plen);
+    return r->pbody ? 0 : -1;
+}
+
+static enum MHD_Result oom_reply(struct req *r)
+{
+    return send_error(r, 500, r->api == MOCK_API_OPENAI ? "server_error" : "api_error",
+                      "mock server out of memory", NULL, NULL, -1);
+}
+
+/* The reply is due: queue it (whole or as a stream). prepare() has run. */
+static enum MHD_Result answer(struct req *r)
+{
+    struct mock_server *s = r->srv;
+    uint64_t now = mock__now_ns();
+    uint64_t delivered = now - r->t_arrive, queued = r->t_admit - r->t_arrive;
+    mock__hist_add_ns(&s->stats.h[MOCK_H_DELIVERED], delivered);
+    int64_t err = (int64_t)delivered - (int64_t)queued - (int64_t)r->configured_ns;
+    mock__hist_add_ns(&s->stats.h[MOCK_H_ERROR], (uint64_t)(err < 0 ? -err : err));
 
     if (r->stream) {
-        r->head = mock__proto_head_frames(rp);
-        r->nframes = mock__proto_frame_count(rp);
+        r->head = mock__proto_head_frames(&r->reply);
+        r->nframes = mock__proto_frame_count(&r->reply);
         r->stream_t0 = now;
         r->next_due = now;
         r->disc_at = now + scaled_ns(r, r->set.disconnect_ms);
@@ -469,21 +487,13 @@ static enum MHD_Result answer(struct req *r)
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         return queue(r, 200, resp, "text/event-stream; charset=utf-8");
     }
-    size_t blen;
-    char *body = mock__proto_body(rp, &blen);
-    if (!body)
-        return MHD_NO;
+    char *body = r->pbody;
+    size_t blen = r->plen;
     switch (r->fault) {
-    case MOCK_FAULT_MALFORMED:
-    case MOCK_FAULT_CORRUPT:
-        blen = blen / 2; /* a JSON document cut in half is never valid */
-        return send_body(r, 200, "application/json", body, blen);
     case MOCK_FAULT_RESET:
     case MOCK_FAULT_CUT:
     case MOCK_FAULT_TRUNCATE: {
-        r->pbody = body;
-        r->plen = blen;
-        r->pcut = blen / 2;
+        r->pcut = blen / 2; /* r->pbody stays ours: partial_reader reads it */
         r->rst = r->fault != MOCK_FAULT_TRUNCATE;
         struct MHD_Response *resp =
             MHD_create_response_from_callback(blen, 4096, partial_reader, r, NULL);
@@ -491,7 +501,12 @@ static enum MHD_Result answer(struct req *r)
             return MHD_NO;
         return queue(r, 200, resp, "application/json");
     }
+    case MOCK_FAULT_MALFORMED:
+    case MOCK_FAULT_CORRUPT:
+        blen = blen / 2; /* a JSON document cut in half is never valid */
+        /* fall through */
     default:
+        r->pbody = NULL; /* handed to MHD */
         return send_body(r, 200, "application/json", body, blen);
     }
 }
@@ -513,6 +528,8 @@ static enum MHD_Result start_delay(struct req *r)
     r->scale = r->set.time_scale * stretch;
     r->configured_ns = scaled_ns(r, ms);
     mock__hist_add_ns(&s->stats.h[MOCK_H_CONFIGURED], r->configured_ns);
+    if (prepare(r) < 0)
+        return oom_reply(r);
     if (r->configured_ns < 20000)
         return answer(r);
     return suspend_until(r, r->t_admit + r->configured_ns, ST_DELAY);
