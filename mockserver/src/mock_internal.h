@@ -134,9 +134,11 @@ int mock__timer_new(struct mock_timer **out);
 /* Runs fn(arg) on the timer thread at deadline_ns (monotonic). 0, or -1 (out of memory, or
  * the timer is stopping: the caller then runs fn itself). */
 int mock__timer_add(struct mock_timer *t, uint64_t deadline_ns, mock_timer_fn fn, void *arg);
-/* Runs every pending entry now (stop path), and from then on mock__timer_add fails. */
+/* Stop path: from now on mock__timer_add fails; joins the thread, then runs every pending
+ * entry on the caller. Idempotent. */
 void mock__timer_flush_and_close(struct mock_timer *t);
-void mock__timer_free(struct mock_timer *t); /* joins the thread; call after flush_and_close */
+/* Frees the timer (closing it first if needed). Only when nobody can call _add any more. */
+void mock__timer_free(struct mock_timer *t);
 size_t mock__timer_pending(struct mock_timer *t);
 
 /* ---- wire formats (proto.c) ---- */

@@ -1660,8 +1660,9 @@ void mock_server_stop(struct mock_server *s)
         q = next;
     }
     mock__timer_flush_and_close(s->timer);
-    mock__timer_free(s->timer);
     MHD_stop_daemon(s->d);
+    mock__timer_free(s->timer); /* only now: until MHD_stop_daemon, workers may still call
+                                   mock__timer_add (which fails, the timer being closed) */
     free(s->script);
     free(s->attempts);
     pthread_mutex_destroy(&s->mu);

@@ -8,8 +8,10 @@
  *   thread pops every due entry, releases the lock and runs the callbacks in deadline order
  *   (ties in insertion order), so a callback may add entries again without deadlock.
  * - Shutdown: mock__timer_flush_and_close marks the timer closed (later adds fail, and the
- *   caller runs its callback itself), runs every pending callback on the calling thread, and
- *   mock__timer_free wakes and joins the thread. A callback never runs twice: it is removed
+ *   caller runs its callback itself), joins the thread (waiting for a batch in progress), then
+ *   runs every pending callback on the calling thread. The struct stays valid (adds keep
+ *   failing) until mock__timer_free, which the server calls only after MHD_stop_daemon, when
+ *   no worker can call mock__timer_add any more. A callback never runs twice: it is removed
  *   from the heap under the lock before it runs.
  */
 #include <errno.h>
@@ -31,6 +33,7 @@ struct mock_timer {
     size_t n, cap;      /* guarded by mu */
     uint64_t seq;       /* guarded by mu */
     int closed, quit;   /* guarded by mu */
+    int joined;         /* guarded by mu: the thread has been (or is being) joined */
     pthread_t th;
 };
 
@@ -160,9 +163,18 @@ void mock__timer_flush_and_close(struct mock_timer *t)
 {
     pthread_mutex_lock(&t->mu);
     t->closed = 1;
-    for (;;) {
-        if (!t->n)
-            break;
+    t->quit = 1;
+    int join = !t->joined;
+    t->joined = 1;
+    pthread_mutex_unlock(&t->mu);
+    if (join) {
+        /* The thread may be running a batch; joining waits for it, so once this returns no
+           callback is running anywhere. */
+        pthread_cond_signal(&t->cv);
+        pthread_join(t->th, NULL);
+    }
+    pthread_mutex_lock(&t->mu);
+    while (t->n) {
         struct entry e = pop(t);
         pthread_mutex_unlock(&t->mu);
         e.fn(e.arg);
@@ -183,18 +195,7 @@ void mock__timer_free(struct mock_timer *t)
 {
     if (!t)
         return;
-    pthread_mutex_lock(&t->mu);
-    t->quit = 1;
-    t->closed = 1;
-    pthread_mutex_unlock(&t->mu);
-    pthread_cond_signal(&t->cv);
-    pthread_join(t->th, NULL);
-    /* Entries added after a flush cannot exist (closed), but run any left to keep the
-       "runs exactly once" promise if free is called without a flush. */
-    while (t->n) {
-        struct entry e = pop(t);
-        e.fn(e.arg);
-    }
+    mock__timer_flush_and_close(t); /* no-op when already done */
     free(t->heap);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
