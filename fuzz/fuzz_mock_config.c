@@ -26,9 +26,15 @@
  *   mock_config-3: mock__settings_apply_text (settings.c) frees its copy of the text, then
  *     prints the offending line from it when a line has no '=' ("latency 10ms"): ASan
  *     heap-use-after-free in mock__err. Workaround: skip settings text with such a line.
+ *   mock_config-4: mock_server_scripted_pending sums the counts in an unsigned int, so five
+ *     "next 1000000000 ok" report 705032704 pending. Workaround: skip scripts over UINT_MAX.
+ *   mock_config-5: mock_server_script_faults takes N with sscanf %lu, which accepts a sign:
+ *     "next -18446744073709551615 429" is taken as 1 (server.h: N >= 1). Workaround: skip
+ *     scripts with a '-'.
  */
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <limits.h>
 #include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -215,7 +221,8 @@ static int is_fault(const char *w) {
 
 /* What a successful script leaves pending, in 64 bits; -1 for a statement that is not
  * "next N FAULT" (N a decimal number 1..1e9, FAULT a name) or "clear". `cleared` is set when
- * a clear statement was seen. */
+ * a clear statement was seen. Like the server, N may run straight into FAULT ("next 2reset"):
+ * sloppy but harmless, so not flagged. A sign on N is not a decimal number 1..1e9. */
 static int64_t script_total(const char *script, int *cleared) {
     char *copy = fuzz_strndup(script, strlen(script));
     int64_t total = 0;
@@ -236,16 +243,18 @@ static int64_t script_total(const char *script, int *cleared) {
             *cleared = 1;
             continue;
         }
-        if (nw != 3 || strcmp(words[0], "next") != 0 || !is_fault(words[2])) {
+        if (nw < 2 || strcmp(words[0], "next") != 0) {
             total = -1;
             break;
         }
         const char *d = words[1];
         if (*d == '+') d++;
-        int digits = *d != '\0';
-        for (const char *q = d; *q; q++) digits &= isdigit((unsigned char)*q) != 0;
-        unsigned long long cnt = digits ? strtoull(d, NULL, 10) : 0;
-        if (!digits || cnt < 1 || cnt > 1000000000ull) {
+        const char *e = d;
+        while (isdigit((unsigned char)*e)) e++;
+        const char *fault = *e ? e : (nw == 3 ? words[2] : NULL);
+        int shape_ok = e > d && fault != NULL && nw == (*e ? 2 : 3);
+        unsigned long long cnt = shape_ok ? strtoull(d, NULL, 10) : 0;
+        if (!shape_ok || !is_fault(fault) || cnt < 1 || cnt > 1000000000ull) {
             total = -1;
             break;
         }
@@ -258,6 +267,10 @@ static int64_t script_total(const char *script, int *cleared) {
 static void fuzz_script(const char *text) {
     char err[256];
     FUZZ_CHECK(mock_server_scripted_pending(srv) == 0, "faults left pending by the last input");
+    if (known_bugs) {
+        int cl;
+        if (strchr(text, '-') || script_total(text, &cl) > (int64_t)UINT_MAX) return; /* -4, -5 */
+    }
     int rc = mock_server_script_faults(srv, text, err, sizeof err);
     check_err(rc, err, sizeof err, "mock_server_script_faults");
     unsigned pending = mock_server_scripted_pending(srv);
