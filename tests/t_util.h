@@ -25,6 +25,11 @@ void t_rmrf(const char *path);
 /* Joins dir and name into a malloc'd path. */
 char *t_path(const char *dir, const char *name);
 
+/* A loopback TCP port on which connections are refused for as long as *fd stays open: a socket
+ * bound to 127.0.0.1:0 that never listens (safer than assuming a fixed port is free). The
+ * caller closes *fd. */
+int t_refused_port(int *fd);
+
 /* ---- allocation torture ----
  * t_alloc_install(fail_at): from now on the runtime allocates through a counting allocator;
  * the fail_at-th allocation (1-based) and every one after it fail (0: never fail).

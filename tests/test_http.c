@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -367,11 +368,15 @@ static void test_connect_refused(void **state) {
     struct cx_http_client *c = client();
     struct cx_http_request r;
     req_for(&r, CX_API_OPENAI, 0, "hello");
-    r.base_url = "http://127.0.0.1:1/v1"; /* nothing listens on port 1 */
+    int fd;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", t_refused_port(&fd));
+    r.base_url = url; /* bound, never listening: the connection is refused */
     struct cx_http_result res;
     struct cx_errinfo ei;
     assert_int_equal(cx_http_client_complete(c, &r, &res, &ei), CX_ECONN);
     assert_null(strstr(ei.msg, SECRET));
+    close(fd);
     cx_http_client_free(c);
 }
 

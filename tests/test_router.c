@@ -1315,11 +1315,14 @@ static void test_keys_never_logged(void **state) {
     snprintf(msgs[nm++], sizeof msgs[0], "%s", ei.msg);
     cx_router_free(r);
     mock_server_stop(m);
-    o.base_url = "http://127.0.0.1:1/v1";
+    int refused_fd;
+    snprintf(base, sizeof base, "http://127.0.0.1:%d/v1", t_refused_port(&refused_fd));
+    o.base_url = base;
     r = router(&o);
     assert_int_equal(cx_router_complete(r, &q, &resp, &ei), CX_ECONN);
     snprintf(msgs[nm++], sizeof msgs[0], "%s", ei.msg);
     cx_router_free(r);
+    close(refused_fd);
 
     fflush(stderr);
     dup2(saved, 2);
