@@ -18,9 +18,20 @@
  *     swallow the line break);
  *   - cx_validate_package_name accepts exactly 1..128 characters of [A-Za-z0-9.+_:=~@/-] not
  *     starting with '-';
+ *   - a rejected command stays rejected behind "Z9=; $Z9 " (an empty unquoted expansion is no
+ *     word at all, so the shell runs the same command) when it starts with a plain command word;
  *   - cx_validate_commands rejects every element cx_validate_command rejects (and may reject
  *     more: validate.c follows downloads from one element to the next, which validate.h does not
  *     say), reasons in element order, each starting "commands[i] '".
+ *
+ * Known bugs (reproducers in fuzz/crashes/, reported to the owners). CX_FUZZ_KNOWN_BUGS=1 (set
+ * for the replay tests) steers around them; drop each workaround once its bug is fixed:
+ *   validate-1: an empty variable in front of a command hides it: "X=; $X rm -rf /" is accepted
+ *     by cx_validate_command although the shell runs "rm -rf /" (input "rm -rf /"; the check
+ *     builds "Z9=; $Z9 rm -rf /"). Workaround: that check is off.
+ *   validate-2: the same across cx_validate_commands elements: ["X=", "$X rm -rf /"] is
+ *     accepted, though element 1 alone is rejected. Workaround: no list check when a command
+ *     assigns an empty value.
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -32,6 +43,8 @@
 #include "fuzz_util.h"
 
 #define MAX_CMDS 16
+
+static int known_bugs; /* CX_FUZZ_KNOWN_BUGS=1: steer around the bugs listed at the top */
 
 /* Runs cx_validate_command with an exact-size reason buffer of reason_len bytes. */
 static int validate(const char *cmd, size_t reason_len, char *copy_out, size_t copy_len) {
@@ -125,6 +138,33 @@ static char *concat(const char *a, const char *b, const char *c) {
     return s;
 }
 
+/* 1 when cmd starts with a plain command word: [a-z/.], no '=' (an assignment stops being one
+ * after an expansion) and not a reserved word, so "$EMPTY cmd" runs exactly cmd. */
+static int plain_first_word(const char *cmd) {
+    static const char *const reserved[] = {"if", "then", "else", "elif", "fi", "do", "done",
+                                           "case", "esac", "while", "until", "for", "in",
+                                           "function", "select", "time", "coproc"};
+    if (!((cmd[0] >= 'a' && cmd[0] <= 'z') || cmd[0] == '/' || cmd[0] == '.')) return 0;
+    size_t n = strcspn(cmd, " \t\n;&|()<>");
+    if (memchr(cmd, '=', n)) return 0;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strlen(reserved[i]) == n && strncmp(cmd, reserved[i], n) == 0) return 0;
+    return 1;
+}
+
+/* validate-2 workaround: 1 when a command assigns an empty value (X= X="" X=''). */
+static int has_empty_assignment(const char *s) {
+    for (const char *p = strchr(s, '='); p; p = strchr(p + 1, '=')) {
+        if (p == s || !(p[-1] == '_' || (p[-1] >= 'A' && p[-1] <= 'Z') ||
+                        (p[-1] >= 'a' && p[-1] <= 'z') || (p[-1] >= '0' && p[-1] <= '9')))
+            continue;
+        if (p[1] == '\0' || strchr(" \t\n;&|", p[1]) || strncmp(p + 1, "\"\"", 2) == 0 ||
+            strncmp(p + 1, "''", 2) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int check_command(const char *cmd) {
     char reason[512] = "";
     int rc = validate(cmd, sizeof reason, reason, sizeof reason);
@@ -145,6 +185,13 @@ static int check_command(const char *cmd) {
                    "'%s' rejected (%s) but accepted after 'true && '", cmd, reason);
         free(a);
         free(b);
+        if (!known_bugs && plain_first_word(cmd)) {
+            char *e = concat("Z9=; $Z9 ", cmd, "");
+            FUZZ_CHECK(validate(e, 0, NULL, 0) == CX_EREJECTED,
+                       "'%s' rejected (%s) but '%s' accepted ($Z9 is empty: it expands to no "
+                       "word, so the shell runs the same command)", cmd, reason, e);
+            free(e);
+        }
     }
     if (strchr(cmd, '\\') == NULL && strstr(cmd, "<<") == NULL) {
         char *a = concat(cmd, "\n", "rm -rf /");
@@ -170,6 +217,8 @@ static int check_command(const char *cmd) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 3 * CX_VALIDATE_MAX_CMD) return 0; /* longer ones are refused by length alone */
     cx__json_hooks_init();
+    const char *kb = getenv("CX_FUZZ_KNOWN_BUGS");
+    known_bugs = kb && strcmp(kb, "1") == 0;
     char *all = fuzz_strndup(data, size);
     const char *cmds[MAX_CMDS];
     int rcs[MAX_CMDS];
@@ -190,11 +239,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* Every element rejected alone is rejected in the list; the list may reject more, since
      * validate.c follows a download across elements ("curl -o /tmp/x URL", then "sh /tmp/x"). */
     size_t expect = 0;
-    for (size_t i = 0; i < n; i++) expect += rcs[i] < 0;
+    int skip_list = 0;
+    for (size_t i = 0; i < n; i++) {
+        expect += rcs[i] < 0;
+        skip_list |= known_bugs && has_empty_assignment(cmds[i]); /* validate-2 */
+    }
     FUZZ_CHECK(rc == (v.n_rejected ? CX_EREJECTED : 0), "cx_validate_commands gave %d with %zu "
                "rejected", rc, v.n_rejected);
-    FUZZ_CHECK(v.n_rejected >= expect && v.n_rejected <= n, "n_rejected %zu, %zu rejected alone, "
-               "%zu commands", v.n_rejected, expect, n);
+    FUZZ_CHECK(skip_list || (v.n_rejected >= expect && v.n_rejected <= n), "n_rejected %zu, %zu "
+               "rejected alone, %zu commands", v.n_rejected, expect, n);
     size_t r = 0;
     long last = -1;
     for (size_t k = 0; k < v.n_rejected; k++) {
@@ -202,11 +255,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(v.reasons[k] && sscanf(v.reasons[k], "commands[%zu] '", &idx) == 1 && idx < n &&
                        (long)idx > last,
                    "reason %zu is '%s'", k, v.reasons[k] ? v.reasons[k] : "(null)");
-        for (; r < idx; r++)
+        for (; r < idx && !skip_list; r++)
             FUZZ_CHECK(rcs[r] == 0, "commands[%zu] rejected alone but not in the list", r);
         r = idx + 1;
         last = (long)idx;
     }
+    if (skip_list) r = n;
     for (; r < n; r++) FUZZ_CHECK(rcs[r] == 0, "commands[%zu] rejected alone but not in the list", r);
     cx_validation_clear(&v);
     FUZZ_CHECK(v.n_rejected == 0 && v.reasons == NULL, "cx_validation_clear left data");
