@@ -15,8 +15,8 @@
  *   - fault scripts are all-or-nothing: after -1 nothing is pending; after 0 the pending count
  *     is the sum of the accepted "next N" counts (counted here in 64 bits); "clear" empties it.
  *
- * Known bugs (reproducers in fuzz/crashes/, reported to the owners). CX_FUZZ_KNOWN_BUGS=1 steers
- * around them so fuzzing can go on past them; drop each workaround once its bug is fixed:
+ * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
+ * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed:
  *   mock_config-1: mock_server_script_faults with no statement (e.g. "clear") on a server that
  *     never had a scripted fault computes s->script + 0 with s->script NULL (UBSan: "applying
  *     zero offset to null pointer", server.c memcpy). Workaround: script one fault at start.
@@ -48,7 +48,6 @@ static CURL *http;
 static char config_url[128];
 static char *base_text; /* the settings GET /admin/config reported at start */
 static cJSON *base_json;
-static int known_bugs;   /* CX_FUZZ_KNOWN_BUGS=1: steer around the bugs listed above */
 static cJSON *cur_json;  /* the settings now (route overrides, once set, cannot be unset) */
 
 struct body {
@@ -118,9 +117,7 @@ static void start_server(void) {
     base_json = cJSON_Parse(base_text);
     FUZZ_CHECK(cJSON_IsObject(base_json), "initial settings not JSON: %s", base_text);
     cur_json = cJSON_Duplicate(base_json, 1);
-    const char *known = getenv("CX_FUZZ_KNOWN_BUGS");
-    known_bugs = known && strcmp(known, "1") == 0;
-    if (known_bugs) { /* mock_config-1: give the script queue storage */
+    if (fuzz_known_bug("mock_config-1")) { /* give the script queue storage */
         if (mock_server_script_faults(srv, "next 1 ok", err, sizeof err) != 0 ||
             mock_server_script_faults(srv, "clear", err, sizeof err) != 0)
             abort();
@@ -183,7 +180,8 @@ static int has_line_without_eq(const char *text) {
 
 static void fuzz_settings(const char *text) {
     char err[256];
-    if (known_bugs && (has_odd_json_value(text) || has_line_without_eq(text))) return;
+    if (fuzz_known_bug("mock_config-2") && has_odd_json_value(text)) return;
+    if (fuzz_known_bug("mock_config-3") && has_line_without_eq(text)) return;
     int rc = mock_server_configure(srv, text, err, sizeof err);
     check_err(rc, err, sizeof err, "mock_server_configure");
     if (rc < 0) {
@@ -267,10 +265,9 @@ static int64_t script_total(const char *script, int *cleared) {
 static void fuzz_script(const char *text) {
     char err[256];
     FUZZ_CHECK(mock_server_scripted_pending(srv) == 0, "faults left pending by the last input");
-    if (known_bugs) {
-        int cl;
-        if (strchr(text, '-') || script_total(text, &cl) > (int64_t)UINT_MAX) return; /* -4, -5 */
-    }
+    int cl;
+    if (fuzz_known_bug("mock_config-4") && script_total(text, &cl) > (int64_t)UINT_MAX) return;
+    if (fuzz_known_bug("mock_config-5") && strchr(text, '-')) return;
     int rc = mock_server_script_faults(srv, text, err, sizeof err);
     check_err(rc, err, sizeof err, "mock_server_script_faults");
     unsigned pending = mock_server_scripted_pending(srv);

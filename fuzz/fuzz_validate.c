@@ -20,18 +20,20 @@
  *     starting with '-';
  *   - a rejected command stays rejected behind "Z9=; $Z9 " (an empty unquoted expansion is no
  *     word at all, so the shell runs the same command) when it starts with a plain command word;
- *   - cx_validate_commands rejects every element cx_validate_command rejects (and may reject
- *     more: validate.c follows downloads from one element to the next, which validate.h does not
- *     say), reasons in element order, each starting "commands[i] '".
+ *   - cx_validate_commands rejects every element cx_validate_command rejects when no element
+ *     may set a variable or the directory (validate.c follows downloads, assignments and cd
+ *     from one element to the next, which validate.h does not say; so the list may reject
+ *     more), reasons in element order, each starting "commands[i] '"; and the list
+ *     ["Z9=", "$Z9 CMD"] is rejected when CMD is;
  *
- * Known bugs (reproducers in fuzz/crashes/, reported to the owners). CX_FUZZ_KNOWN_BUGS=1 (set
- * for the replay tests) steers around them; drop each workaround once its bug is fixed:
+ * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
+ * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed:
  *   validate-1: an empty variable in front of a command hides it: "X=; $X rm -rf /" is accepted
  *     by cx_validate_command although the shell runs "rm -rf /" (input "rm -rf /"; the check
  *     builds "Z9=; $Z9 rm -rf /"). Workaround: that check is off.
  *   validate-2: the same across cx_validate_commands elements: ["X=", "$X rm -rf /"] is
- *     accepted, though element 1 alone is rejected. Workaround: no list check when a command
- *     assigns an empty value.
+ *     accepted, though element 1 alone is rejected (input "rm -rf /" with
+ *     CX_FUZZ_KNOWN_BUGS=validate-1). Workaround: the ["Z9=", ...] check is off.
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -44,7 +46,6 @@
 
 #define MAX_CMDS 16
 
-static int known_bugs; /* CX_FUZZ_KNOWN_BUGS=1: steer around the bugs listed at the top */
 
 /* Runs cx_validate_command with an exact-size reason buffer of reason_len bytes. */
 static int validate(const char *cmd, size_t reason_len, char *copy_out, size_t copy_len) {
@@ -65,7 +66,8 @@ static int validate(const char *cmd, size_t reason_len, char *copy_out, size_t c
 
 /*
  * Calls fn(body) for each command substitution ($(...) or `...`) outside single quotes whose
- * body is unambiguous: it holds none of ' " \\ ( ) $ ` (so where it ends is plain to see).
+ * body is unambiguous: it holds none of ' " \\ ( ) $ ` (so where it ends is plain to see); the
+ * scan stops at the first substitution that is not.
  * Escaped '$' and '`' (backslash) start nothing, and comments run nothing, as in the shell.
  */
 static void each_simple_substitution(const char *s, void (*fn)(const char *body, const char *cmd)) {
@@ -102,6 +104,7 @@ static void each_simple_substitution(const char *s, void (*fn)(const char *body,
                 i = e;
                 continue;
             }
+            return; /* where this one ends is not plain: the rest cannot be read reliably */
         }
         if (st == NORMAL && c == '\'') st = SINGLE;
         else if (c == '"') st = st == DOUBLE ? NORMAL : DOUBLE;
@@ -152,16 +155,16 @@ static int plain_first_word(const char *cmd) {
     return 1;
 }
 
-/* validate-2 workaround: 1 when a command assigns an empty value (X= X="" X=''). */
-static int has_empty_assignment(const char *s) {
-    for (const char *p = strchr(s, '='); p; p = strchr(p + 1, '=')) {
-        if (p == s || !(p[-1] == '_' || (p[-1] >= 'A' && p[-1] <= 'Z') ||
-                        (p[-1] >= 'a' && p[-1] <= 'z') || (p[-1] >= '0' && p[-1] <= '9')))
-            continue;
-        if (p[1] == '\0' || strchr(" \t\n;&|", p[1]) || strncmp(p + 1, "\"\"", 2) == 0 ||
-            strncmp(p + 1, "''", 2) == 0)
-            return 1;
-    }
+/* 1 when a command may set a variable or the directory that later elements of a list see
+ * (validate.c follows both across elements, and a known value may make a later command
+ * harmless: "X=echo" then "$X rm -rf /"). Errs on the side of "may". */
+static int may_set_state(const char *s) {
+    static const char *const words[] = {"=", "cd", "pushd", "popd", "read", "for", "let",
+                                        "declare", "typeset", "export", "local", "getopts",
+                                        "mapfile", "readarray", "printf", "select", "source", ".",
+                                        "eval", "alias"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(s, words[i])) return 1;
     return 0;
 }
 
@@ -185,7 +188,7 @@ static int check_command(const char *cmd) {
                    "'%s' rejected (%s) but accepted after 'true && '", cmd, reason);
         free(a);
         free(b);
-        if (!known_bugs && plain_first_word(cmd)) {
+        if (!fuzz_known_bug("validate-1") && plain_first_word(cmd)) {
             char *e = concat("Z9=; $Z9 ", cmd, "");
             FUZZ_CHECK(validate(e, 0, NULL, 0) == CX_EREJECTED,
                        "'%s' rejected (%s) but '%s' accepted ($Z9 is empty: it expands to no "
@@ -217,8 +220,6 @@ static int check_command(const char *cmd) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 3 * CX_VALIDATE_MAX_CMD) return 0; /* longer ones are refused by length alone */
     cx__json_hooks_init();
-    const char *kb = getenv("CX_FUZZ_KNOWN_BUGS");
-    known_bugs = kb && strcmp(kb, "1") == 0;
     char *all = fuzz_strndup(data, size);
     const char *cmds[MAX_CMDS];
     int rcs[MAX_CMDS];
@@ -242,7 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int skip_list = 0;
     for (size_t i = 0; i < n; i++) {
         expect += rcs[i] < 0;
-        skip_list |= known_bugs && has_empty_assignment(cmds[i]); /* validate-2 */
+        skip_list |= may_set_state(cmds[i]);
     }
     FUZZ_CHECK(rc == (v.n_rejected ? CX_EREJECTED : 0), "cx_validate_commands gave %d with %zu "
                "rejected", rc, v.n_rejected);
@@ -265,6 +266,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cx_validation_clear(&v);
     FUZZ_CHECK(v.n_rejected == 0 && v.reasons == NULL, "cx_validation_clear left data");
     cJSON_Delete(arr);
+
+    /* An element that assigns an empty value to a variable the next element puts in front of
+     * a rejected command: the shell runs that command, so the list must be rejected. */
+    for (size_t i = 0; i < n && !fuzz_known_bug("validate-2"); i++) {
+        if (rcs[i] == 0 || !plain_first_word(cmds[i])) continue;
+        cJSON *pair = cJSON_CreateArray();
+        char *e = concat("$Z9 ", cmds[i], "");
+        if (pair == NULL) abort();
+        cJSON_AddItemToArray(pair, cJSON_CreateString("Z9="));
+        cJSON_AddItemToArray(pair, cJSON_CreateString(e));
+        struct cx_validation pv;
+        int prc = cx_validate_commands(pair, &pv);
+        FUZZ_CHECK(prc == CX_EREJECTED, "'%s' rejected alone, but the list [\"Z9=\", \"%s\"] "
+                   "is accepted", cmds[i], e);
+        cx_validation_clear(&pv);
+        cJSON_Delete(pair);
+        free(e);
+    }
     free(all);
     return 0;
 }
