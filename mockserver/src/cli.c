@@ -21,7 +21,7 @@ static void usage(FILE *f)
 "/metrics (Prometheus), /stats (JSON) and /admin/{config,reset,faults}.\n"
 "\n"
 "Server:\n"
-"  --host ADDR            listen address, IPv4 (default 127.0.0.1)\n"
+"  --host ADDR            listen address, IPv4 or IPv6 literal (default 127.0.0.1)\n"
 "  --port N               TCP port; 0 picks a free one (default 0)\n"
 "  --port-file PATH       write the chosen port here once listening (temp file + rename)\n"
 "  --threads N            libmicrohttpd worker threads (default 2)\n"

@@ -1459,15 +1459,25 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
     atomic_store(&s->max_body, s->set.max_body);
 
     struct sockaddr_in sa;
+    struct sockaddr_in6 sa6;
+    struct sockaddr *addr = (struct sockaddr *)&sa;
+    unsigned ipv6 = 0;
     memset(&sa, 0, sizeof sa);
+    memset(&sa6, 0, sizeof sa6);
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)(o->port > 0 ? o->port : 0));
     const char *host = o->host && *o->host ? o->host : "127.0.0.1";
     if (!strcmp(host, "localhost"))
         host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        mock__err(err, errlen, "host: '%s' is not an IPv4 address", host);
-        goto fail;
+        sa6.sin6_family = AF_INET6;
+        sa6.sin6_port = sa.sin_port;
+        if (inet_pton(AF_INET6, host, &sa6.sin6_addr) != 1) {
+            mock__err(err, errlen, "host: '%s' is not an IPv4 or IPv6 address", host);
+            goto fail;
+        }
+        addr = (struct sockaddr *)&sa6;
+        ipv6 = MHD_USE_IPv6;
     }
     if (o->port < 0 || o->port > 65535) {
         mock__err(err, errlen, "port: %d is out of range", o->port);
@@ -1479,10 +1489,10 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
     }
     raise_nofile();
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_TURBO | (o->quiet ? 0 : MHD_USE_ERROR_LOG);
+                     MHD_USE_TURBO | ipv6 | (o->quiet ? 0 : MHD_USE_ERROR_LOG);
     unsigned threads = o->threads ? o->threads : 2;
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_SOCK_ADDR, addr,
                             MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0,
                             MHD_OPTION_CONNECTION_LIMIT,
                             o->connection_limit ? o->connection_limit : 20000,
@@ -1501,7 +1511,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : o->port;
-    snprintf(s->url, sizeof s->url, "http://%s:%d", host, s->port);
+    snprintf(s->url, sizeof s->url, ipv6 ? "http://[%s]:%d" : "http://%s:%d", host, s->port);
     if (o->port_file && write_port_file(o->port_file, s->port, err, errlen) < 0)
         goto fail;
     *out = s;

@@ -151,7 +151,8 @@ struct mock_server;
 
 /* Options for mock_server_start. Call mock_options_init first, then change what you need. */
 struct mock_options {
-    const char *host;         /* listen address (IPv4 literal); default "127.0.0.1" */
+    const char *host;         /* listen address: IPv4 or IPv6 literal, or "localhost";
+                                 default "127.0.0.1" */
     int port;                 /* 0 = pick a free port (default) */
     const char *port_file;    /* when set, the chosen port is written here (tmp + rename) once
                                  listening; NULL = none */
