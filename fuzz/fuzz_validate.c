@@ -8,9 +8,8 @@
  *     the reason is NUL-terminated inside its buffer (exact-size buffers, so ASan sees overruns)
  *     and names a rule when there is room;
  *   - in an accepted command, each command substitution ($(...) or `...`, outside single quotes,
- *     not escaped) that the shell would run is accepted on its own (validate.c checks
- *     substitutions recursively; NOTE validate.h still says every substitution is refused,
- *     while validate.c allows read-only queries such as $(uname -r): the header is stale);
+ *     not escaped) that the shell would run is accepted on its own (only read-only queries
+ *     such as $(uname -r) may pass);
  *   - a rejected command stays rejected behind "true; " and "true && " (every simple command is
  *     checked);
  *   - "rm -rf /" after the command on a new line is rejected, and after "; " too when the
@@ -18,22 +17,17 @@
  *     swallow the line break);
  *   - cx_validate_package_name accepts exactly 1..128 characters of [A-Za-z0-9.+_:=~@/-] not
  *     starting with '-';
- *   - a rejected command stays rejected behind "Z9=; $Z9 " (an empty unquoted expansion is no
- *     word at all, so the shell runs the same command) when it starts with a plain command word;
- *   - cx_validate_commands rejects every element cx_validate_command rejects when no element
- *     may set a variable or the directory (validate.c follows downloads, assignments and cd
- *     from one element to the next, which validate.h does not say; so the list may reject
- *     more), reasons in element order, each starting "commands[i] '"; and the list
- *     ["Z9=", "$Z9 CMD"] is rejected when CMD is;
+ *   - a rejected command stays rejected behind "Z9=; $Z9 " and "$CX_FUZZ_UNSET " (an empty or
+ *     unset unquoted expansion is no word at all, so the shell runs the same command) when it
+ *     starts with a plain command word;
+ *   - cx_validate_commands (one script: downloads, assignments and cd carry over, so it may
+ *     reject more) rejects every element cx_validate_command rejects when no element may set a
+ *     variable or the directory, reasons in element order, each starting "commands[i] '"; and
+ *     the list ["Z9=", "$Z9 CMD"] is rejected when CMD is;
  *
  * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
- * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed:
- *   validate-1: an empty variable in front of a command hides it: "X=; $X rm -rf /" is accepted
- *     by cx_validate_command although the shell runs "rm -rf /" (input "rm -rf /"; the check
- *     builds "Z9=; $Z9 rm -rf /"). Workaround: that check is off.
- *   validate-2: the same across cx_validate_commands elements: ["X=", "$X rm -rf /"] is
- *     accepted, though element 1 alone is rejected (input "rm -rf /" with
- *     CX_FUZZ_KNOWN_BUGS=validate-1). Workaround: the ["Z9=", ...] check is off.
+ * fuzz_util.h for CX_FUZZ_KNOWN_BUGS): none open. (validate-1 and validate-2, an empty variable
+ * in front of a command hiding it, are fixed; their reproducers are in fuzz/corpus/validate/.)
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -188,12 +182,19 @@ static int check_command(const char *cmd) {
                    "'%s' rejected (%s) but accepted after 'true && '", cmd, reason);
         free(a);
         free(b);
-        if (!fuzz_known_bug("validate-1") && plain_first_word(cmd)) {
+        if (plain_first_word(cmd)) {
             char *e = concat("Z9=; $Z9 ", cmd, "");
             FUZZ_CHECK(validate(e, 0, NULL, 0) == CX_EREJECTED,
                        "'%s' rejected (%s) but '%s' accepted ($Z9 is empty: it expands to no "
                        "word, so the shell runs the same command)", cmd, reason, e);
             free(e);
+        }
+        if (plain_first_word(cmd)) {
+            char *u = concat("$CX_FUZZ_UNSET ", cmd, "");
+            FUZZ_CHECK(validate(u, 0, NULL, 0) == CX_EREJECTED,
+                       "'%s' rejected (%s) but '%s' accepted (an unset variable in command "
+                       "position is no word: the shell runs the same command)", cmd, reason, u);
+            free(u);
         }
     }
     if (strchr(cmd, '\\') == NULL && strstr(cmd, "<<") == NULL) {
@@ -269,7 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* An element that assigns an empty value to a variable the next element puts in front of
      * a rejected command: the shell runs that command, so the list must be rejected. */
-    for (size_t i = 0; i < n && !fuzz_known_bug("validate-2"); i++) {
+    for (size_t i = 0; i < n; i++) {
         if (rcs[i] == 0 || !plain_first_word(cmds[i])) continue;
         cJSON *pair = cJSON_CreateArray();
         char *e = concat("$Z9 ", cmds[i], "");

@@ -517,6 +517,64 @@ static void test_validate_commands(void **state) {
     cJSON_Delete(notarr);
 }
 
+/* validate-1 / validate-2 (fuzz/corpus/validate/validate-1, -2): bash drops an unquoted
+ * expansion that yields nothing, so "$X rm -rf /" with X empty or unset runs "rm -rf /". The
+ * word after such an expansion must be checked as the command, in one command and across the
+ * elements of a plan. A quoted empty string stays a word ("" rm: a command named ""). */
+static void test_empty_expansion_hides_no_command(void **state) {
+    (void)state;
+    static const struct reject_case cases[] = {
+        {"X=; $X rm -rf /", "root directory"},
+        {"X=; ${X} rm -rf /", "root directory"},
+        {"X=; Y=; $X$Y rm -rf /", "root directory"},
+        {"X=; $X $X rm -rf /", "root directory"},
+        {"X=' '; $X rm -rf /", "root directory"}, /* splits into no word at all */
+        {"X=; sudo $X rm -rf /", "root directory"},
+        {"X=; $X passwd -d root", "passwd -d"},
+        /* Unknown (maybe unset) variables and substitutions may be empty too. */
+        {"$FOO passwd -d root", "passwd -d"},
+        {"${FOO} passwd -d root", "passwd -d"},
+        {"$FOO$BAR passwd -d root", "passwd -d"},
+        {"$A $B dd if=/dev/zero of=/dev/sda", "block device"},
+        {"sudo $FOO kill -9 -1", "kill -1"},
+        {"$(uname -r) passwd -d root", "passwd -d"},
+        {"\"$@\" passwd -d root", "passwd -d"},          /* no arguments: no word */
+        {"\"${arr[@]}\" passwd -d root", "passwd -d"},  /* an empty array: no word */
+        {"X=; $X bash <<EOF\nrm -rf /\nEOF", "root directory"},
+        {NULL, NULL}};
+    char why[256];
+    for (const struct reject_case *c = cases; c->cmd; c++) {
+        if (cx_validate_command(c->cmd, why, sizeof why) != CX_EREJECTED)
+            fail_msg("wrongly accepted: %s", c->cmd);
+        if (strstr(why, c->why) == NULL)
+            fail_msg("reason for '%s' is '%s', expected it to mention '%s'", c->cmd, why, c->why);
+    }
+    static const char *const fine[] = {
+        "SUDO=sudo; $SUDO apt-get install -y nginx", "$SUDO apt-get update",
+        "X=; $X apt-get update", "X=; echo $X hi",
+        "X=; \"$X\" rm -rf /", /* runs a command named "" (not found) */
+        NULL};
+    for (const char *const *c = fine; *c; c++)
+        if (cx_validate_command(*c, why, sizeof why) != 0)
+            fail_msg("wrongly rejected: %s\n  reason: %s", *c, why);
+
+    /* The same across the elements of a plan, which run as one script. */
+    struct cx_validation v;
+    cJSON *plan = make_array("[\"X=\", \"$X rm -rf /\", \"sudo apt-get update\"]");
+    assert_non_null(plan);
+    assert_int_equal(cx_validate_commands(plan, &v), CX_EREJECTED);
+    assert_int_equal(v.n_rejected, 1);
+    assert_string_equal(v.reasons[0], "commands[1] '$X rm -rf /': rm -rf on the root directory");
+    cx_validation_clear(&v);
+    cJSON_Delete(plan);
+    plan = make_array("[\"X=' '\", \"sudo $X mkfs.ext4 /dev/sdb1\"]");
+    assert_non_null(plan);
+    assert_int_equal(cx_validate_commands(plan, &v), CX_EREJECTED);
+    assert_int_equal(v.n_rejected, 1);
+    cx_validation_clear(&v);
+    cJSON_Delete(plan);
+}
+
 static cJSON *g_torture_arr;
 
 static int validate_scenario(void *ctx) {
@@ -548,6 +606,7 @@ int main(void) {
         cmocka_unit_test(test_package_names),
         cmocka_unit_test(test_validate_commands),
         cmocka_unit_test(test_validate_commands_torture),
+        cmocka_unit_test(test_empty_expansion_hides_no_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

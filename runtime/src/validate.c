@@ -15,6 +15,9 @@
  * MK_HOME for ~, ~user, $HOME and ${HOME}; MK_DYN for any other variable or substitution.
  * Path rules treat MK_DYN like a glob ("/home/$USER" may be any home directory), and a path
  * that starts with a variable is also checked as if the variable were empty ("$DIR/" is "/").
+ * Likewise a command word made only of unquoted expansions that may be empty ("$X rm -rf /")
+ * is checked both as the command name and as no word at all (see finish); an unquoted word
+ * known to expand to nothing is dropped, as bash drops it.
  *
  * Substitutions must be read-only queries (uname -r, lsb_release -cs, dpkg
  * --print-architecture, ". /etc/os-release && echo $VERSION_CODENAME", curl of a URL...): a
@@ -889,6 +892,9 @@ static void remember_download(struct vctx *v, const char *val) {
     if (l == 0 || l >= sizeof v->dl_files[0] || streq(b, "-")) return;
     for (size_t i = 0; i < l; i++)
         if (b[i] == MK_DYN || b[i] == MK_HOME) return;
+    size_t have = v->ndl < MAX_DL_FILES ? v->ndl : MAX_DL_FILES;
+    for (size_t i = 0; i < have; i++) /* a command checked twice (see finish) adds it once */
+        if (strlen(v->dl_files[i]) == l && memcmp(v->dl_files[i], b, l) == 0) return;
     char *slot = v->dl_files[v->ndl % MAX_DL_FILES];
     memcpy(slot, b, l);
     slot[l] = '\0';
@@ -1271,6 +1277,13 @@ static int expand_words(struct vctx *v, struct level *L) {
         char *parts[MAX_WORDS];
         size_t m = 0;
         if (++guard > 4 * MAX_WORDS) return reject(v, "has too many words to check");
+        if (w->val_len == 0 && !(w->flags & W_QUOTED)) {
+            /* An unquoted expansion of an empty value ("X=; $X rm -rf /") is no word at all:
+             * bash drops it, and the next word becomes the command. */
+            if (replace_word(v, L, i, parts, 0)) return 1;
+            i--;
+            continue;
+        }
         if ((w->flags & W_SPLIT) && is_assignment(w)) w->flags &= ~W_SPLIT; /* no splitting */
         if (w->flags & W_SPLIT) {
             const char *p = w->val;
@@ -1286,7 +1299,8 @@ static int expand_words(struct vctx *v, struct level *L) {
                 if (!put(L, '\0')) return reject(v, "is too long to check");
             }
             w->flags &= ~W_SPLIT;
-            if (m == 0) parts[m++] = L->arena + L->used, put(L, '\0');
+            /* Only blanks: no word at all, unless a quoted part keeps an empty one. */
+            if (m == 0 && (w->flags & W_QUOTED)) parts[m++] = L->arena + L->used, put(L, '\0');
             if (replace_word(v, L, i, parts, m)) return 1;
             i--; /* look at the first part again (it may hold braces) */
             continue;
@@ -1337,11 +1351,79 @@ static int expand_words(struct vctx *v, struct level *L) {
 
 enum sep { SEP_END, SEP_LIST, SEP_PIPE };
 
-/* Checks the simple command collected in L. */
+/*
+ * 1 when word w may expand to no word at all, so that the word after it may be the command
+ * the shell runs: an unquoted expansion whose value is unknown ($FOO, ${FOO}, $X$Y, $(cmd),
+ * $HOME, which may be unset) and nothing else, or "$@" / "${@}" / "${name[@]}" alone (no
+ * arguments, an empty array). Unquoted expansions known to be empty were already dropped by
+ * expand_words; a quoted empty string ("$X" with X empty) stays a word, as in the shell.
+ */
+static bool may_vanish(const struct word *w) {
+    if (w->val_len == 0) return false;
+    for (size_t i = 0; i < w->val_len; i++)
+        if (w->val[i] != MK_DYN && w->val[i] != MK_HOME) return false;
+    if (!(w->flags & W_QUOTED)) return true;
+    const char *r = w->raw;
+    size_t n = w->raw_len;
+    if ((n == 4 && memcmp(r, "\"$@\"", 4) == 0) || (n == 6 && memcmp(r, "\"${@}\"", 6) == 0))
+        return true;
+    if (n < 8 || memcmp(r, "\"${", 3) != 0 || memcmp(r + n - 5, "[@]}\"", 5) != 0) return false;
+    for (size_t i = 3; i < n - 5; i++)
+        if (!is_name_char(r[i])) return false;
+    return true;
+}
+
+/* What check_simple found, for finish. */
+struct simple_out {
+    size_t cmd_at; /* index in L->w of the command word; L->nw when there is none */
+    bool to_shell; /* the command is a shell or interpreter (here-documents are code) */
+    bool dl;       /* the command downloads */
+};
+
+static int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
+                        struct simple_out *out);
+
+/*
+ * Checks the simple command collected in L, then resets L for the next one. Words that may
+ * expand to nothing in command position ("$FOO rm -rf /": FOO may be empty or unset, and bash
+ * then runs "rm -rf /") are checked both ways: as the command name, and dropped so that the
+ * next word is the command; each further such word is dropped in turn. The command is
+ * rejected when any reading is.
+ */
 static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, struct inner *info) {
+    if (L->nw == 0 && L->nr == 0) return 0; /* "( ... )" and empty lines keep the pipeline state */
+    if (expand_words(v, L)) return 1;
+    bool to_shell = false, dl = false;
+    for (;;) {
+        struct simple_out o;
+        if (check_simple(v, L, depth, info, &o)) return 1;
+        to_shell |= o.to_shell;
+        dl |= o.dl;
+        if (o.cmd_at >= L->nw || !may_vanish(&L->w[o.cmd_at])) break;
+        memmove(&L->w[o.cmd_at], &L->w[o.cmd_at + 1], (L->nw - o.cmd_at - 1) * sizeof L->w[0]);
+        L->nw--;
+    }
+
+    /* Here-documents of this command go to a shell when the command is one. */
+    for (size_t i = 0; i < L->nhd; i++)
+        if (L->hd[i].owner == L->ncmd) L->hd[i].to_shell = to_shell;
+
+    bool next_dl = sep == SEP_PIPE && (L->pipe_dl || dl);
+    L->in_pipe = sep == SEP_PIPE;
+    L->pipe_dl = next_dl;
+    L->ncmd++;
+    L->nw = 0;
+    L->nr = 0;
+    L->used = 0;
+    return 0;
+}
+
+/* Checks one reading of the (expanded) simple command in L against every rule; L is left as
+ * it is, apart from the state it records in v (variables, directory, downloads). */
+static int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
+                        struct simple_out *out) {
     struct word *w = L->w;
     size_t n = L->nw, k = 0;
-    if (n == 0 && L->nr == 0) return 0; /* "( ... )" and empty lines keep the pipeline state */
     bool sudo_shell = false, su_shell = false;
     static const char *const sudo_arg[] = {"-u", "-g", "-C", "-D", "-p", "-h", "-r", "-t", "-T",
                                            "-U", "--user", "--group", "--prompt", "--chdir",
@@ -1361,9 +1443,6 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
                                         "proxychains", "proxychains4", "builtin", "busybox",
                                         "catchsegv", "strace", "ltrace", NULL};
 
-    if (expand_words(v, L)) return 1;
-    w = L->w;
-    n = L->nw;
     for (int guard = 0; guard < 32; guard++) {
         while (k < n && (is_assignment(&w[k]) || is_reserved(&w[k]))) k++;
         if (k >= n) break;
@@ -1647,17 +1726,9 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
     }
     if (dl) record_downloads(v, a, argc, L);
 
-    /* Here-documents of this command go to a shell when the command is one. */
-    for (size_t i = 0; i < L->nhd; i++)
-        if (L->hd[i].owner == L->ncmd) L->hd[i].to_shell = shell || interp;
-
-    bool next_dl = sep == SEP_PIPE && (L->pipe_dl || dl);
-    L->in_pipe = sep == SEP_PIPE;
-    L->pipe_dl = next_dl;
-    L->ncmd++;
-    L->nw = 0;
-    L->nr = 0;
-    L->used = 0;
+    out->cmd_at = argc ? k : n;
+    out->to_shell = shell || interp;
+    out->dl = dl;
     return 0;
 }
 

@@ -6,7 +6,9 @@
  * {a,b} braces expanded, variables assigned earlier in the same command substituted and split,
  * a directory set by an earlier cd applied to relative paths), leading sudo/env/nohup/nice/
  * timeout/xargs/... wrappers and VAR=value assignments skipped, and each is checked against the
- * rules. Text the shell would run as code is checked the same way: $(...) and `...`, <(...),
+ * rules. An unquoted expansion that is empty, or may be (an unknown or unset variable, a
+ * substitution, "$@"), is no word at all to bash: in command position ("$X rm -rf /") the next
+ * word is checked as the command too. Text the shell would run as code is checked the same way: $(...) and `...`, <(...),
  * "sh -c" / "su -c" / "eval" / "env -S" / "trap" strings, here-strings and here-documents given
  * to a shell. Rejected, with a reason naming the rule:
  *   - rm -r (any spelling: -rf, -fr, -r -f, -R, --recursive) on "/", the root glob ("/" followed
