@@ -188,8 +188,6 @@ static int check_command(const char *cmd) {
                        "'%s' rejected (%s) but '%s' accepted ($Z9 is empty: it expands to no "
                        "word, so the shell runs the same command)", cmd, reason, e);
             free(e);
-        }
-        if (plain_first_word(cmd)) {
             char *u = concat("$CX_FUZZ_UNSET ", cmd, "");
             FUZZ_CHECK(validate(u, 0, NULL, 0) == CX_EREJECTED,
                        "'%s' rejected (%s) but '%s' accepted (an unset variable in command "
