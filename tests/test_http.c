@@ -155,6 +155,60 @@ static void test_parse_plain(void **state) {
     assert_null(res.content);
 }
 
+/* http-1 (fuzz/corpus/http/http-1): a usage count is the server's, untrusted. One that is
+ * not a whole number in [0, 2^53] counts as not reported (-1); the answer still parses. Before
+ * the fix 1e40 was cast to int64_t (undefined; INT64_MIN on x86) and 7.5 became 7. */
+static void test_parse_usage_out_of_range(void **state) {
+    (void)state;
+    static const struct {
+        const char *num;
+        long long want;
+    } cases[] = {{"1e40", -1},         {"-1e40", -1},   {"1e400", -1} /* inf in cJSON */,
+                 {"-3", -1},           {"7.5", -1},     {"9.3e18", -1},
+                 {"9223372036854775807", -1},           {"18446744073709551616", -1},
+                 {"1e16", -1},         {"0", 0},        {"12", 12},
+                 {"1e3", 1000},        {"9007199254740992", 9007199254740992LL}};
+    char body[512];
+    struct cx_http_result res;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *n = cases[i].num;
+        snprintf(body, sizeof body,
+                 "{\"model\":\"m\",\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+                 "\"usage\":{\"prompt_tokens\":%s,\"completion_tokens\":%s}}", n, n);
+        assert_int_equal(cx_http_parse(CX_API_OPENAI, 0, 200, body, strlen(body), &res, NULL), 0);
+        if (res.prompt_tokens != cases[i].want || res.completion_tokens != cases[i].want)
+            fail_msg("openai usage %s gave %lld/%lld, want %lld", n, (long long)res.prompt_tokens,
+                     (long long)res.completion_tokens, cases[i].want);
+        cx_http_result_clear(&res);
+        snprintf(body, sizeof body,
+                 "{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"a\"}],"
+                 "\"usage\":{\"input_tokens\":%s,\"output_tokens\":%s}}", n, n);
+        assert_int_equal(cx_http_parse(CX_API_ANTHROPIC, 0, 200, body, strlen(body), &res, NULL), 0);
+        if (res.prompt_tokens != cases[i].want || res.completion_tokens != cases[i].want)
+            fail_msg("anthropic usage %s gave %lld/%lld", n, (long long)res.prompt_tokens,
+                     (long long)res.completion_tokens);
+        cx_http_result_clear(&res);
+        /* Streams: a bad count in a later event leaves the earlier good one standing. */
+        snprintf(body, sizeof body,
+                 "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":3}}\n\n"
+                 "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":%s,\"completion_tokens\":%s}}\n\n"
+                 "data: [DONE]\n\n", n, n);
+        assert_int_equal(cx_http_parse(CX_API_OPENAI, 1, 200, body, strlen(body), &res, NULL), 0);
+        assert_int_equal(res.prompt_tokens, cases[i].want >= 0 ? cases[i].want : 3);
+        assert_int_equal(res.completion_tokens, cases[i].want);
+        cx_http_result_clear(&res);
+        snprintf(body, sizeof body,
+                 "data: {\"type\":\"message_start\",\"message\":{\"model\":\"c\",\"usage\":"
+                 "{\"input_tokens\":%s,\"output_tokens\":1}}}\n\n"
+                 "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":%s}}\n\n"
+                 "data: {\"type\":\"message_stop\"}\n\n", n, n);
+        assert_int_equal(cx_http_parse(CX_API_ANTHROPIC, 1, 200, body, strlen(body), &res, NULL), 0);
+        assert_int_equal(res.prompt_tokens, cases[i].want);
+        assert_int_equal(res.completion_tokens, cases[i].want >= 0 ? cases[i].want : 1);
+        cx_http_result_clear(&res);
+    }
+}
+
 static void test_parse_sse(void **state) {
     (void)state;
     struct cx_http_result res;
@@ -545,7 +599,7 @@ int main(void) {
         cmocka_unit_test(test_mock_faults),   cmocka_unit_test(test_mock_auth_and_keys),
         cmocka_unit_test(test_connect_refused), cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_cancel_in_flight), cmocka_unit_test(test_body_cap),      cmocka_unit_test(test_thread_local),
-        cmocka_unit_test(test_torture),
+        cmocka_unit_test(test_torture),           cmocka_unit_test(test_parse_usage_out_of_range),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -384,9 +384,19 @@ static const char *jstr(const cJSON *o, const char *name) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/*
+ * A usage count the server sent, or -1 (not reported). The value is untrusted: a count that is
+ * not a whole number in [0, 2^53] (negative, fractional, NaN, 1e40 or infinite, which cJSON
+ * gives for 1e400) counts as not reported rather than failing an otherwise good answer, and it
+ * is range-checked before the cast (converting a double outside int64_t's range is undefined).
+ * 2^53 is the largest bound below which every integer is exact in a double.
+ */
 static int64_t jint(const cJSON *o, const char *name) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (int64_t)v->valuedouble : -1;
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d <= 9007199254740992.0) || d != floor(d)) return -1; /* NaN fails too */
+    return (int64_t)d;
 }
 
 /* Replaces every occurrence of the key in s with "[redacted]" (in place, s is a fixed buffer). */
