@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,11 +159,21 @@ void mock__buf_str(struct mock_buf *b, const char *s)
 
 void mock__buf_fmt(struct mock_buf *b, const char *fmt, ...)
 {
+    if (b->oom)
+        return;
+    /* Try the room we have first: most calls fit, and then vsnprintf runs once. */
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->p + b->len : NULL, room, fmt, ap);
     va_end(ap);
-    if (n < 0 || buf_reserve(b, (size_t)n) < 0)
+    if (n < 0)
+        return;
+    if ((size_t)n < room) {
+        b->len += (size_t)n;
+        return;
+    }
+    if (buf_reserve(b, (size_t)n) < 0)
         return;
     va_start(ap, fmt);
     vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
@@ -173,39 +184,38 @@ void mock__buf_fmt(struct mock_buf *b, const char *fmt, ...)
 void mock__buf_json_str(struct mock_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (buf_reserve(b, n + 2) < 0)
+    if (n > (SIZE_MAX - 3) / 6) {
+        b->oom = 1;
         return;
-    b->p[b->len++] = '"';
+    }
+    if (buf_reserve(b, 6 * n + 2) < 0) /* worst case: every byte as \u00XX */
+        return;
+    char *o = b->p + b->len;
+    *o++ = '"';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        size_t el = 0;
-        switch (c) {
-        case '"': esc[0] = '\\'; esc[1] = '"'; el = 2; break;
-        case '\\': esc[0] = '\\'; esc[1] = '\\'; el = 2; break;
-        case '\n': esc[0] = '\\'; esc[1] = 'n'; el = 2; break;
-        case '\r': esc[0] = '\\'; esc[1] = 'r'; el = 2; break;
-        case '\t': esc[0] = '\\'; esc[1] = 't'; el = 2; break;
-        default:
-            if (c < 0x20) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                el = 6;
-            }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
         }
-        if (el) {
-            mock__buf_add(b, esc, el);
-        } else {
-            if (buf_reserve(b, 1) < 0)
-                return;
-            b->p[b->len++] = (char)c;
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
         }
     }
-    if (buf_reserve(b, 1) < 0)
-        return;
-    b->p[b->len++] = '"';
-    b->p[b->len] = 0;
+    *o++ = '"';
+    *o = 0;
+    b->len = (size_t)(o - b->p);
 }
 
 void mock__buf_free(struct mock_buf *b)
