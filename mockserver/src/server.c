@@ -863,7 +863,7 @@ static const char *auth_key(struct req *r)
     const char *a = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     if (a && !strncasecmp(a, "Bearer ", 7))
         return a + 7;
-    if (r->api == MOCK_API_ANTHROPIC)
+    if (r->api == MOCK_API_ANTHROPIC || r->route == MOCK_ROUTE_MODELS)
         return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-api-key");
     return NULL;
 }
@@ -1225,11 +1225,17 @@ static enum MHD_Result dispatch(struct req *r, const char *url, const char *meth
             return method_not_allowed(r, method, url);
         {
             struct mock_timing t;
+            char key[sizeof s->set.required_key];
             pthread_mutex_lock(&s->mu);
+            snprintf(key, sizeof key, "%s", s->set.required_key);
             int has = (s->set.route[MOCK_ROUTE_MODELS].set & 2) != 0; /* models.latency set */
             double scale = s->set.time_scale;
             mock__settings_timing(&s->set, MOCK_ROUTE_MODELS, &t);
             pthread_mutex_unlock(&s->mu);
+            const char *k = auth_key(r);
+            if (key[0] && (!k || strcmp(k, key)))
+                return send_error(r, 401, "invalid_request_error", "Incorrect API key provided.",
+                                  NULL, "invalid_api_key", -1);
             if (has && r->state != ST_DELAY) {
                 double ms = mock__sample_ms(&t, t.latency_ms, 600000, mock__fnv1a64(url, strlen(url)));
                 uint64_t ns = (uint64_t)(ms * scale * 1e6);

@@ -41,7 +41,7 @@
  * AUTH
  *   Any key (or none) is accepted unless required_key is set; then OpenAI routes need
  *   "Authorization: Bearer <key>" and Anthropic routes need "x-api-key: <key>" (or the Bearer
- *   form); otherwise 401 in each API's error shape (type "invalid_request_error"/code
+ *   form; GET /v1/models takes either); otherwise 401 in each API's error shape (type "invalid_request_error"/code
  *   "invalid_api_key" for OpenAI, "authentication_error" for Anthropic). /health, /metrics,
  *   /stats and the /admin/ routes never need a key.
  *
