@@ -17,9 +17,6 @@
  *
  * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
  * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed:
- *   mock_config-1: mock_server_script_faults with no statement (e.g. "clear") on a server that
- *     never had a scripted fault computes s->script + 0 with s->script NULL (UBSan: "applying
- *     zero offset to null pointer", server.c memcpy). Workaround: script one fault at start.
  *   mock_config-2: mock__settings_apply_text (settings.c) reads it->string after cJSON_Delete(j)
  *     when a JSON settings value is not a string, number or bool ({"latency": [1]}): ASan
  *     heap-use-after-free. Workaround: skip JSON settings holding such a value.
@@ -117,11 +114,6 @@ static void start_server(void) {
     base_json = cJSON_Parse(base_text);
     FUZZ_CHECK(cJSON_IsObject(base_json), "initial settings not JSON: %s", base_text);
     cur_json = cJSON_Duplicate(base_json, 1);
-    if (fuzz_known_bug("mock_config-1")) { /* give the script queue storage */
-        if (mock_server_script_faults(srv, "next 1 ok", err, sizeof err) != 0 ||
-            mock_server_script_faults(srv, "clear", err, sizeof err) != 0)
-            abort();
-    }
     atexit(stop_server);
 }
 

@@ -459,6 +459,23 @@ static void test_probabilistic_faults(void **state) {
     mock_server_stop(s);
 }
 
+/* Regression (fuzz/corpus/mock_config/mock_config-1): a script with no statements on a server
+ * whose fault queue never held anything did pointer arithmetic on the NULL queue (UBSan with
+ * clang). Such scripts are valid and leave nothing pending. */
+static void test_script_without_statements(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    const char *empty[] = {"clear", "", " ; \n;", "clear; clear"};
+    for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+        script(s, empty[i]);
+        assert_int_equal(mock_server_scripted_pending(s), 0);
+    }
+    script(s, "next 2 ok; clear");
+    assert_int_equal(mock_server_scripted_pending(s), 0);
+    expect_healthy(s);
+    mock_server_stop(s);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
@@ -481,6 +498,7 @@ int main(void) {
         cmocka_unit_test(test_dangerous),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_probabilistic_faults),
+        cmocka_unit_test(test_script_without_statements),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1615,6 +1615,10 @@ int mock_server_script_faults(struct mock_server *s, const char *script, char *e
     pthread_mutex_lock(&s->mu);
     if (clear)
         s->script_n = 0;
+    if (n == 0) { /* nothing to append; s->script may still be NULL (no NULL + 0, memcpy) */
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
     if (s->script_n + n > s->script_cap) {
         size_t cap = s->script_cap ? s->script_cap : 16;
         while (cap < s->script_n + n)
