@@ -17,9 +17,6 @@
  *
  * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
  * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed:
- *   mock_config-2: mock__settings_apply_text (settings.c) reads it->string after cJSON_Delete(j)
- *     when a JSON settings value is not a string, number or bool ({"latency": [1]}): ASan
- *     heap-use-after-free. Workaround: skip JSON settings holding such a value.
  *   mock_config-3: mock__settings_apply_text (settings.c) frees its copy of the text, then
  *     prints the offending line from it when a line has no '=' ("latency 10ms"): ASan
  *     heap-use-after-free in mock__err. Workaround: skip settings text with such a line.
@@ -131,20 +128,6 @@ static int has_all(const cJSON *obj, const cJSON *sub) {
     return 1;
 }
 
-/* mock_config-2 workaround: 1 when text is a JSON object with a member that is not a string,
- * a number or a bool. */
-static int has_odd_json_value(const char *text) {
-    while (isspace((unsigned char)*text)) text++;
-    if (*text != '{') return 0;
-    cJSON *j = cJSON_Parse(text);
-    int odd = 0;
-    if (cJSON_IsObject(j))
-        for (const cJSON *it = j->child; it; it = it->next)
-            odd |= !(cJSON_IsString(it) || cJSON_IsNumber(it) || cJSON_IsBool(it));
-    cJSON_Delete(j);
-    return odd;
-}
-
 /* mock_config-3 workaround: 1 when text (not JSON) has a line that, without its comment and
  * blanks, is not empty and has no '='. */
 static int has_line_without_eq(const char *text) {
@@ -172,7 +155,6 @@ static int has_line_without_eq(const char *text) {
 
 static void fuzz_settings(const char *text) {
     char err[256];
-    if (fuzz_known_bug("mock_config-2") && has_odd_json_value(text)) return;
     if (fuzz_known_bug("mock_config-3") && has_line_without_eq(text)) return;
     int rc = mock_server_configure(srv, text, err, sizeof err);
     check_err(rc, err, sizeof err, "mock_server_configure");

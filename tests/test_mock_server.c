@@ -736,6 +736,40 @@ static void test_start_errors(void **state) {
     mock_server_stop(NULL);
 }
 
+/* Regression (fuzz/corpus/mock_config/mock_config-2): a JSON setting whose value is not a
+ * string, number or bool was named in the error from the already-deleted JSON tree (ASan
+ * heap-use-after-free). It is refused naming its key, and nothing changes. */
+static void test_settings_json_odd_value(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 3);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *before = t_json(&r);
+    t_resp_free(&r);
+    const char *bad[] = {"{\"latency\": [1]}", "{\"seed\": 5, \"stddev\": {\"a\": 1}}",
+                         "{\"pad_to\": null}"};
+    const char *key[] = {"latency", "stddev", "pad_to"};
+    char err[256];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(err, 0, sizeof err);
+        assert_int_equal(mock_server_configure(s, bad[i], err, sizeof err), -1);
+        if (strstr(err, key[i]) == NULL) fail_msg("'%s': message '%s' does not name %s", bad[i],
+                                                  err, key[i]);
+        t_http(url, "/admin/config", "POST", bad[i], NULL, 0, &r);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body.p, key[i]));
+        t_resp_free(&r);
+    }
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *same = t_json(&r);
+    assert_true(cJSON_Compare(before, same, 1));
+    cJSON_Delete(same);
+    cJSON_Delete(before);
+    t_resp_free(&r);
+    mock_server_stop(s);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
@@ -760,6 +794,7 @@ int main(void) {
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_admin),
         cmocka_unit_test(test_start_errors),
+        cmocka_unit_test(test_settings_json_odd_value),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

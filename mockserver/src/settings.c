@@ -264,9 +264,11 @@ int mock__settings_apply_text(struct mock_settings *s, const char *text, char *e
             } else if (cJSON_IsBool(it)) {
                 v = cJSON_IsTrue(it) ? "1" : "0";
             } else {
+                /* it->string lives in j: write the message before deleting j. */
+                mock__err(err, errlen, "%s: value must be a string or a number",
+                          it->string ? it->string : "?");
                 cJSON_Delete(j);
-                return mock__err(err, errlen, "%s: value must be a string or a number",
-                                 it->string ? it->string : "?");
+                return -1;
             }
             if (mock__settings_set(&n, it->string, v, err, errlen) < 0) {
                 cJSON_Delete(j);
