@@ -19,6 +19,7 @@
 
 #include "cx/clock.h"
 #include "cx/dbpool.h"
+#include "s_util.h"
 
 #define MAX_READERS 8
 
@@ -134,28 +135,14 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    unsigned long seed = (unsigned long)cx_now_ns();
-    long iters = 200;
-    int threads = 200;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--seed") == 0) seed = strtoul(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--iters") == 0) iters = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--threads") == 0) threads = (int)strtol(argv[i + 1], NULL, 10);
-        else {
-            fprintf(stderr, "usage: %s [--seed S] [--iters N] [--threads T]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (threads < 1 || iters < 1) return 2;
-    printf("stress_dbpool: seed %lu iters %ld threads %d\n", seed, iters, threads);
-    fflush(stdout);
-    g.seed = seed;
-    g.ops = (int)(iters / 10 > 0 ? iters / 10 : 1);
+    struct s_args a = {(uint64_t)cx_now_ns(), 200, 200};
+    s_args_parse("dbpool", argc, argv, &a, 4096);
+    int threads = a.threads;
+    g.seed = (unsigned long)a.seed;
+    g.ops = (int)(a.iters / 10 > 0 ? a.iters / 10 : 1);
 
-    char path[256];
-    snprintf(path, sizeof path, "%s/stress_dbpool_%d.db",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid());
+    char path[4096];
+    s_tmp_db("dbpool", "stress.db", path, sizeof path);
     struct cx_pool_options o;
     cx_pool_options_init(&o);
     o.path = path;
@@ -222,11 +209,6 @@ int main(int argc, char **argv) {
     printf("stress_dbpool: %ld writes committed, %ld refused and rolled back, %ld failures: %s\n",
            atomic_load(&g.ok_writes), atomic_load(&g.refused_writes), atomic_load(&g.failures),
            bad ? "FAIL" : "ok");
-    char side[300];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    s_tmp_db_remove(path);
     return bad;
 }

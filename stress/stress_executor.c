@@ -28,6 +28,7 @@
 #include "cx/clock.h"
 #include "cx/executor.h"
 #include "cx/gil.h"
+#include "s_util.h"
 
 #define SUBMITTERS 8
 #define MAX_BATCH 48
@@ -336,20 +337,10 @@ static void *submitter_main(void *p) {
 
 int main(int argc, char **argv) {
     struct shared *sh = calloc(1, sizeof(*sh));
-    sh->seed = (uint64_t)cx_now_ns();
-    sh->iters = 500;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
-            sh->seed = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc)
-            sh->iters = strtol(argv[++i], NULL, 10);
-        else {
-            fprintf(stderr, "usage: %s [--seed S] [--iters N]\n", argv[0]);
-            return 2;
-        }
-    }
-    printf("stress_executor: seed %llu iters %ld\n", (unsigned long long)sh->seed, sh->iters);
-    fflush(stdout);
+    struct s_args a = {(uint64_t)cx_now_ns(), 500, SUBMITTERS};
+    s_args_parse("executor", argc, argv, &a, 0);
+    sh->seed = a.seed;
+    sh->iters = a.iters;
 
     struct cx_executor_options o;
     cx_executor_options_init(&o);

@@ -29,6 +29,7 @@
 
 #include "cx/clock.h"
 #include "cx/limiter.h"
+#include "s_util.h"
 
 struct phase {
     const char *name;
@@ -218,28 +219,11 @@ static int run_phase(const struct phase *ph, uint64_t seed, long iters, int thre
 }
 
 int main(int argc, char **argv) {
-    uint64_t seed = cx_now_ns();
-    long iters = 2000;
-    int threads = 200;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
-            seed = strtoull(argv[++i], NULL, 10);
-        } else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
-            iters = strtol(argv[++i], NULL, 10);
-        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            threads = (int)strtol(argv[++i], NULL, 10);
-        } else {
-            fprintf(stderr, "usage: %s [--seed N] [--iters N] [--threads N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (iters < 1 || threads < 1 || threads > 4096) {
-        fprintf(stderr, "stress_limiter: bad --iters or --threads\n");
-        return 2;
-    }
-    printf("stress_limiter: seed %llu iters %ld threads %d\n", (unsigned long long)seed, iters,
-           threads);
-    fflush(stdout);
+    struct s_args a = {cx_now_ns(), 2000, 200};
+    s_args_parse("limiter", argc, argv, &a, 4096);
+    uint64_t seed = a.seed;
+    long iters = a.iters;
+    int threads = a.threads;
 
     /* tight: at most ~0.2 tokens refill between a grant and its check, so one extra token
      * shows; mixed: a high rate and small burst so pauses and charges bite. */

@@ -32,6 +32,7 @@
 #include "cx/clock.h"
 #include "cx/pipeline.h"
 #include "mock/server.h"
+#include "s_util.h"
 
 /* The table cx/history.h writes. */
 #define CX_HISTORY_TABLE "installation_history"
@@ -244,22 +245,10 @@ static int cmp_i64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    uint64_t seed = (uint64_t)cx_now_ns();
-    long iters = 200;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
-            seed = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc)
-            iters = strtol(argv[++i], NULL, 10);
-        else {
-            fprintf(stderr, "usage: stress_pipeline [--seed S] [--iters N]\n");
-            return 2;
-        }
-    }
-    if (iters < 1)
-        iters = 1;
-    printf("stress_pipeline: seed %llu iters %ld\n", (unsigned long long)seed, iters);
-    fflush(stdout);
+    struct s_args a = {(uint64_t)cx_now_ns(), 200, RUNNERS};
+    s_args_parse("pipeline", argc, argv, &a, 0);
+    uint64_t seed = a.seed;
+    long iters = a.iters;
 
     struct shared sh;
     memset(&sh, 0, sizeof sh);
@@ -267,14 +256,11 @@ int main(int argc, char **argv)
     sh.seed = seed;
     pthread_mutex_init(&sh.ids_mu, NULL);
     sh.ids = calloc((size_t)iters, sizeof *sh.ids);
-    const char *tmp = getenv("TMPDIR");
-    char dirbuf[2048];
-    snprintf(dirbuf, sizeof dirbuf, "%s/cx-stress-pipeline-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (sh.ids == NULL || mkdtemp(dirbuf) == NULL) {
+    if (sh.ids == NULL) {
         perror("stress_pipeline: set-up");
         return 1;
     }
-    snprintf(sh.db, sizeof sh.db, "%s/%s", dirbuf, CX_DB_FILE);
+    s_tmp_db("pipeline", CX_DB_FILE, sh.db, sizeof sh.db);
 
     struct mock_options mo;
     mock_options_init(&mo);
@@ -320,14 +306,7 @@ int main(int argc, char **argv)
     printf("stress_pipeline: %ld runs, %ld refused (%ld dangerous faults scripted)%s\n", iters,
            atomic_load(&sh.refused), atomic_load(&sh.faults),
            atomic_load(&g_failed) ? ", FAILED" : ", ok");
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "%s/%s", dirbuf, CX_DB_FILE);
-    unlink(cmd);
-    snprintf(cmd, sizeof cmd, "%s/%s-wal", dirbuf, CX_DB_FILE);
-    unlink(cmd);
-    snprintf(cmd, sizeof cmd, "%s/%s-shm", dirbuf, CX_DB_FILE);
-    unlink(cmd);
-    rmdir(dirbuf);
+    s_tmp_db_remove(sh.db);
     free(sh.ids);
     pthread_mutex_destroy(&sh.ids_mu);
     return atomic_load(&g_failed) ? 1 : 0;

@@ -24,6 +24,7 @@
 #include "cx/limiter.h"
 #include "cx/router.h"
 #include "mock/server.h"
+#include "s_util.h"
 
 size_t cx__router_sf_waiting(struct cx_router *r);
 
@@ -140,16 +141,11 @@ static void on_done(int rc, struct cx_llm_response *resp, const struct cx_errinf
 }
 
 int main(int argc, char **argv) {
-    uint64_t seed = 1;
-    int iters = 200, threads = 8;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--seed") == 0) seed = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--iters") == 0) iters = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
-    }
-    if (iters < 1) iters = 1;
-    if (threads < 1 || threads > 256) threads = 8;
-    printf("stress_router: seed %llu iters %d threads %d\n", (unsigned long long)seed, iters, threads);
+    struct s_args a = {1, 200, 8};
+    s_args_parse("router", argc, argv, &a, 256);
+    uint64_t seed = a.seed;
+    int iters = (int)a.iters;
+    int threads = a.threads;
 
     char cfg[512];
     snprintf(cfg, sizeof cfg,

@@ -1,0 +1,97 @@
+/* s_util.c - see s_util.h. Command-line parsing and temporary paths for the stress programs;
+ * nothing here runs threads or touches the runtime. */
+#include "s_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+static void usage_exit(const char *name, int threads_max, const char *flag, const char *value,
+                       const char *why) {
+    if (value != NULL)
+        fprintf(stderr, "stress_%s: %s '%s': %s\n", name, flag, value, why);
+    else
+        fprintf(stderr, "stress_%s: %s: %s\n", name, flag, why);
+    fprintf(stderr, "usage: stress_%s [--seed S] [--iters N]%s\n", name,
+            threads_max > 0 ? " [--threads T]" : "");
+    exit(2);
+}
+
+/* A whole decimal number in [lo, hi], nothing before or after it. */
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+    if (*s < '0' || *s > '9') return -1; /* strtoull would take a sign or spaces */
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+void s_args_parse(const char *name, int argc, char **argv, struct s_args *a, int threads_max) {
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i];
+        int is_seed = strcmp(flag, "--seed") == 0;
+        int is_iters = strcmp(flag, "--iters") == 0;
+        int is_threads = threads_max > 0 && strcmp(flag, "--threads") == 0;
+        if (!is_seed && !is_iters && !is_threads) usage_exit(name, threads_max, flag, NULL, "unknown flag");
+        if (i + 1 >= argc) usage_exit(name, threads_max, flag, NULL, "missing its value");
+        const char *value = argv[++i];
+        uint64_t v;
+        if (is_seed) {
+            if (parse_u64(value, 0, UINT64_MAX, &v) < 0)
+                usage_exit(name, threads_max, flag, value, "want an unsigned decimal number");
+            a->seed = v;
+        } else if (is_iters) {
+            if (parse_u64(value, 1, 1000000000, &v) < 0)
+                usage_exit(name, threads_max, flag, value, "want a whole number from 1 to 1000000000");
+            a->iters = (long)v;
+        } else {
+            if (parse_u64(value, 1, (uint64_t)threads_max, &v) < 0) {
+                char why[64];
+                snprintf(why, sizeof why, "want a whole number from 1 to %d", threads_max);
+                usage_exit(name, threads_max, flag, value, why);
+            }
+            a->threads = (int)v;
+        }
+    }
+    printf("stress_%s: seed %llu iters %ld threads %d\n", name, (unsigned long long)a->seed,
+           a->iters, a->threads);
+    fflush(stdout);
+}
+
+void s_tmp_db(const char *name, const char *file, char *path, size_t n) {
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || *base == '\0') base = "/tmp";
+    int len = snprintf(path, n, "%s/stress_%s-XXXXXX", base, name);
+    if (len < 0 || (size_t)len + 1 + strlen(file) + 1 > n) {
+        fprintf(stderr, "stress_%s: temporary path under '%s' too long\n", name, base);
+        exit(1);
+    }
+    if (mkdtemp(path) == NULL) {
+        fprintf(stderr, "stress_%s: mkdtemp '%s': %s\n", name, path, strerror(errno));
+        exit(1);
+    }
+    snprintf(path + len, n - (size_t)len, "/%s", file);
+}
+
+void s_tmp_db_remove(const char *path) {
+    static const char *const sides[] = {"", "-wal", "-shm", "-journal"};
+    size_t n = strlen(path) + 16;
+    char *p = malloc(n);
+    if (p == NULL) return;
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        snprintf(p, n, "%s%s", path, sides[i]);
+        unlink(p);
+    }
+    snprintf(p, n, "%s", path);
+    char *slash = strrchr(p, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+        rmdir(p);
+    }
+    free(p);
+}

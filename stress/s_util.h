@@ -1,0 +1,31 @@
+/*
+ * s_util.h - what every stress program does the same way before and after its run: strict
+ * --seed/--iters/--threads parsing with the one "stress_<name>: seed S iters N threads T" line
+ * (so any failing run can be replayed from its log), and a private temporary database path.
+ */
+#ifndef S_UTIL_H
+#define S_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct s_args {
+    uint64_t seed; /* --seed S: any unsigned 64-bit decimal */
+    long iters;    /* --iters N: 1 or more */
+    int threads;   /* --threads T: 1 .. threads_max */
+};
+
+/* Parses argv into *a, which holds the program's defaults on entry. threads_max 0 means the
+ * program runs a fixed number of threads (a->threads, still printed) and refuses --threads.
+ * An unknown flag, a flag without its value, or a value that is not a whole decimal number in
+ * range prints the flag and the value (and the usage) on stderr and exits 2. On success prints
+ * "stress_<name>: seed S iters N threads T" on stdout and flushes it. */
+void s_args_parse(const char *name, int argc, char **argv, struct s_args *a, int threads_max);
+
+/* Makes a fresh directory $TMPDIR/stress_<name>-XXXXXX (TMPDIR unset or empty: /tmp) and writes
+ * "<that dir>/<file>" into path[n]; prints why and exits 1 if it cannot. */
+void s_tmp_db(const char *name, const char *file, char *path, size_t n);
+/* Removes a database s_tmp_db named, its -wal, -shm and -journal files, and its directory. */
+void s_tmp_db_remove(const char *path);
+
+#endif
