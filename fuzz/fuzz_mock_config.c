@@ -17,9 +17,6 @@
  *
  * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
  * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed:
- *   mock_config-3: mock__settings_apply_text (settings.c) frees its copy of the text, then
- *     prints the offending line from it when a line has no '=' ("latency 10ms"): ASan
- *     heap-use-after-free in mock__err. Workaround: skip settings text with such a line.
  *   mock_config-4: mock_server_scripted_pending sums the counts in an unsigned int, so five
  *     "next 1000000000 ok" report 705032704 pending. Workaround: skip scripts over UINT_MAX.
  *   mock_config-5: mock_server_script_faults takes N with sscanf %lu, which accepts a sign:
@@ -128,34 +125,8 @@ static int has_all(const cJSON *obj, const cJSON *sub) {
     return 1;
 }
 
-/* mock_config-3 workaround: 1 when text (not JSON) has a line that, without its comment and
- * blanks, is not empty and has no '='. */
-static int has_line_without_eq(const char *text) {
-    const char *p = text;
-    while (isspace((unsigned char)*p)) p++;
-    if (*p == '{') return 0;
-    for (const char *l = text; *l;) {
-        const char *nl = strchr(l, '\n');
-        size_t n = nl ? (size_t)(nl - l) : strlen(l);
-        const char *h = memchr(l, '#', n);
-        if (h) n = (size_t)(h - l);
-        int blank = 1, eq = 0;
-        for (size_t i = 0; i < n; i++) {
-            blank &= isspace((unsigned char)l[i]) != 0;
-            eq |= l[i] == '=';
-        }
-        if (!blank && !eq) return 1;
-        l += n;
-        l = strchr(l, '\n');
-        if (l == NULL) break;
-        l++;
-    }
-    return 0;
-}
-
 static void fuzz_settings(const char *text) {
     char err[256];
-    if (fuzz_known_bug("mock_config-3") && has_line_without_eq(text)) return;
     int rc = mock_server_configure(srv, text, err, sizeof err);
     check_err(rc, err, sizeof err, "mock_server_configure");
     if (rc < 0) {

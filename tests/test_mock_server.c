@@ -770,6 +770,36 @@ static void test_settings_json_odd_value(void **state) {
     mock_server_stop(s);
 }
 
+/* Regression (fuzz/corpus/mock_config/mock_config-3): a settings line without '=' was quoted in
+ * the error from the freed copy of the text (ASan heap-use-after-free), also from the network
+ * through POST /admin/config. It is refused quoting the line and its number; nothing changes. */
+static void test_settings_line_without_eq(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 3);
+    const char *url = mock_server_url(s);
+    struct t_resp r;
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *before = t_json(&r);
+    t_resp_free(&r);
+    t_http(url, "/admin/config", "POST", "latency 10ms", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body.p, "line 1"));
+    assert_non_null(strstr(r.body.p, "latency 10ms"));
+    t_resp_free(&r);
+    char err[256];
+    assert_int_equal(mock_server_configure(s, "seed = 5\n# note\n  latency 10ms  \n", err,
+                                           sizeof err), -1);
+    if (strstr(err, "line 3") == NULL || strstr(err, "'latency 10ms'") == NULL)
+        fail_msg("message '%s' does not quote line 3", err);
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *same = t_json(&r);
+    assert_true(cJSON_Compare(before, same, 1));
+    cJSON_Delete(same);
+    cJSON_Delete(before);
+    t_resp_free(&r);
+    mock_server_stop(s);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
@@ -795,6 +825,7 @@ int main(void) {
         cmocka_unit_test(test_admin),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_settings_json_odd_value),
+        cmocka_unit_test(test_settings_line_without_eq),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -293,9 +293,10 @@ int mock__settings_apply_text(struct mock_settings *s, const char *text, char *e
         if (!*t)
             continue;
         char *eq = strchr(t, '=');
-        if (!eq) {
+        if (!eq) { /* t points into copy: write the message before freeing it */
+            mock__err(err, errlen, "line %d: expected 'key = value', got '%.60s'", line, t);
             free(copy);
-            return mock__err(err, errlen, "line %d: expected 'key = value', got '%.60s'", line, t);
+            return -1;
         }
         *eq = 0;
         char *k = trim(t), *v = trim(eq + 1);
