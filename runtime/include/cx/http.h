@@ -90,7 +90,8 @@ struct cx_http_result {
     char *content;            /* owned: the assistant's text (all text blocks / deltas joined) */
     char *model;              /* owned: the model the server reports, NULL when absent */
     long status;              /* HTTP status (200) */
-    int64_t prompt_tokens;    /* usage as reported; -1 when the server did not report it */
+    int64_t prompt_tokens;    /* usage as reported; -1 when the server did not report it or
+                                 reported a count that is not a whole number in 0..2^53 */
     int64_t completion_tokens;
     double retry_after_s;     /* only on failure: seconds from Retry-After, -1 when absent */
 };
