@@ -476,6 +476,48 @@ static void test_script_without_statements(void **state) {
     mock_server_stop(s);
 }
 
+static int script_rc(struct mock_server *s, const char *text, char *err, size_t errlen) {
+    err[0] = '\0';
+    return mock_server_script_faults(s, text, err, errlen);
+}
+
+/* Regression (fuzz/corpus/mock_config/mock_config-4): the pending count was summed in an
+ * unsigned int, so five "next 1000000000 ok" reported 705032704. The queue holds at most
+ * MOCK_SCRIPT_MAX_PENDING faults; a script that would go past it is refused whole. */
+static void test_script_pending_limit(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    char err[256];
+    const char *g = "next 1000000000 ok";
+    char five[128], four[128];
+    snprintf(five, sizeof five, "%s;%s;%s;%s;%s", g, g, g, g, g);
+    snprintf(four, sizeof four, "%s;%s;%s;%s", g, g, g, g);
+    assert_int_equal(script_rc(s, five, err, sizeof err), -1);
+    assert_non_null(strstr(err, "pending"));
+    assert_int_equal(mock_server_scripted_pending(s), 0);
+    script(s, four);
+    assert_true(mock_server_scripted_pending(s) == 4000000000u);
+    /* Appending up to the limit is fine, one past it is refused and changes nothing, also when
+     * the script clears first (all-or-nothing). */
+    char rest[64];
+    snprintf(rest, sizeof rest, "next %u 503", MOCK_SCRIPT_MAX_PENDING - 4000000000u);
+    script(s, rest);
+    assert_true(mock_server_scripted_pending(s) == MOCK_SCRIPT_MAX_PENDING);
+    assert_int_equal(script_rc(s, "next 1 429", err, sizeof err), -1);
+    assert_non_null(strstr(err, "pending"));
+    assert_int_equal(script_rc(s, "clear; next 2 ok", err, sizeof err), 0);
+    assert_int_equal(mock_server_scripted_pending(s), 2);
+    script(s, four);
+    char clear_five[160];
+    snprintf(clear_five, sizeof clear_five, "clear; next 2 ok; clear; %s", five);
+    assert_int_equal(script_rc(s, clear_five, err, sizeof err), -1);
+    assert_true(mock_server_scripted_pending(s) == 4000000002u);
+    script(s, "clear");
+    assert_int_equal(mock_server_scripted_pending(s), 0);
+    expect_healthy(s);
+    mock_server_stop(s);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
@@ -499,6 +541,7 @@ int main(void) {
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_probabilistic_faults),
         cmocka_unit_test(test_script_without_statements),
+        cmocka_unit_test(test_script_pending_limit),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

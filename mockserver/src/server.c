@@ -1612,7 +1612,18 @@ int mock_server_script_faults(struct mock_server *s, const char *script, char *e
     free(copy);
     if (rc < 0)
         return -1;
+    uint64_t add = 0; /* at most 64 x 1e9: no overflow */
+    for (size_t i = 0; i < n; i++)
+        add += items[i].count;
     pthread_mutex_lock(&s->mu);
+    uint64_t have = 0;
+    for (size_t i = 0; !clear && i < s->script_n; i++)
+        have += s->script[i].count;
+    if (have + add > MOCK_SCRIPT_MAX_PENDING) {
+        pthread_mutex_unlock(&s->mu);
+        return mock__err(err, errlen, "script: %llu faults would be pending, more than %u",
+                         (unsigned long long)(have + add), MOCK_SCRIPT_MAX_PENDING);
+    }
     if (clear)
         s->script_n = 0;
     if (n == 0) { /* nothing to append; s->script may still be NULL (no NULL + 0, memcpy) */
@@ -1641,11 +1652,11 @@ unsigned mock_server_scripted_pending(const struct mock_server *s)
 {
     struct mock_server *m = (struct mock_server *)s;
     pthread_mutex_lock(&m->mu);
-    unsigned n = 0;
+    uint64_t n = 0; /* <= MOCK_SCRIPT_MAX_PENDING (mock_server_script_faults checks) */
     for (size_t i = 0; i < m->script_n; i++)
         n += m->script[i].count;
     pthread_mutex_unlock(&m->mu);
-    return n;
+    return (unsigned)n;
 }
 
 char *mock_server_stats_json(struct mock_server *s)

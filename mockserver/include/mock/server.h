@@ -194,14 +194,20 @@ const char *mock_server_url(const struct mock_server *s);
  * Threads: any thread. */
 int mock_server_configure(struct mock_server *s, const char *text, char *err, size_t errlen);
 
+/* Most scripted faults pending at once (the sum of the queue's counts); it fits an unsigned,
+ * so mock_server_scripted_pending never wraps. */
+#define MOCK_SCRIPT_MAX_PENDING 4294967295u
+
 /* Appends scripted faults, same syntax as {"script": ...}: statements separated by ';' or
  * newlines, each "next N FAULT" (N >= 1) or "clear". Example: "next 3 429; next 1 ok; next 1
- * reset". All-or-nothing. Returns 0, or -1 with err naming the bad statement.
- * Threads: any thread. */
+ * reset". All-or-nothing. Returns 0, or -1 with err naming the bad statement. A script that
+ * would leave more than MOCK_SCRIPT_MAX_PENDING faults pending (counting what is already
+ * queued, unless the script clears it) is refused. Threads: any thread. */
 int mock_server_script_faults(struct mock_server *s, const char *script, char *err,
                               size_t errlen);
 
-/* Number of scripted faults still waiting. Threads: any thread. */
+/* Number of scripted faults still waiting (at most MOCK_SCRIPT_MAX_PENDING).
+ * Threads: any thread. */
 unsigned mock_server_scripted_pending(const struct mock_server *s);
 
 /* The stats JSON (shape above), returned: the caller frees it with free(). NULL on out of
