@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "cx/pipeline.h"
 #include "mock/server.h"
+#include "t_mock.h"
 #include "t_util.h"
 
 struct fx {
@@ -167,13 +168,9 @@ static void test_install_json_and_cache(void **state)
 
     /* Another server (standing for a real API, same provider and model): the embedded mock's
      * answers are not served to it, since cache keys name the endpoint. */
-    struct mock_options mo;
-    mock_options_init(&mo);
-    mo.time_scale = 0.01;
-    struct mock_server *s = NULL;
-    char err[256], url[256];
-    assert_int_equal(mock_server_start(&mo, &s, err, sizeof err), 0);
-    snprintf(url, sizeof url, "%s/v1", mock_server_url(s));
+    char url[256];
+    struct mock_server *s = t_mock_start(NULL, 0.01, url, sizeof url);
+    assert_non_null(s);
     rc = run_cx(f, "--json", "--base-url", url, "install", "nginx", "redis", "postgresql",
                 "docker", "nodejs", NULL);
     assert_int_equal(rc, 0);

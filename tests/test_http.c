@@ -15,6 +15,7 @@
 #include "cx/clock.h"
 #include "cx/http.h"
 #include "mock/server.h"
+#include "t_mock.h"
 #include "t_util.h"
 
 #define SECRET "sk-cx-test-DO-NOT-LOG-7f3a9c"
@@ -24,28 +25,14 @@ static char g_base[128];
 
 static int setup(void **state) {
     (void)state;
-    struct mock_options o;
-    mock_options_init(&o);
-    o.time_scale = 0.001;
-    o.config_text = "retry_after = 50ms\nstall = 5s\n";
-    char err[256];
-    if (mock_server_start(&o, &g_mock, err, sizeof err) != 0) {
-        fprintf(stderr, "mock_server_start: %s\n", err);
-        return -1;
-    }
-    snprintf(g_base, sizeof g_base, "%s/v1", mock_server_url(g_mock));
-    return 0;
+    g_mock = t_mock_start("retry_after = 50ms\nstall = 5s\n", 0.001, g_base, sizeof g_base);
+    return g_mock != NULL ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
     mock_server_stop(g_mock);
     return 0;
-}
-
-static void script(const char *s) {
-    char err[256];
-    assert_int_equal(mock_server_script_faults(g_mock, s, err, sizeof err), 0);
 }
 
 static void req_for(struct cx_http_request *r, enum cx_api api, int stream, const char *prompt) {
@@ -354,7 +341,7 @@ static void test_mock_faults(void **state) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char s[64];
         snprintf(s, sizeof s, "next 1 %s", cases[i].fault);
-        script(s);
+        t_mock_script(g_mock, s);
         struct cx_http_request r;
         req_for(&r, cases[i].api, cases[i].stream, "Install package: redis");
         struct cx_http_result res;
@@ -394,11 +381,9 @@ static void test_mock_auth_and_keys(void **state) {
     mock_options_init(&o);
     o.time_scale = 0.001;
     o.required_key = "the-right-key";
-    struct mock_server *m;
-    char err[256];
-    assert_int_equal(mock_server_start(&o, &m, err, sizeof err), 0);
     char base[128];
-    snprintf(base, sizeof base, "%s/v1", mock_server_url(m));
+    struct mock_server *m = t_mock_start_opts(&o, base, sizeof base);
+    assert_non_null(m);
     struct cx_http_client *c = client();
     for (int api = 0; api < 2; api++) {
         struct cx_http_request r;
@@ -437,7 +422,7 @@ static void test_connect_refused(void **state) {
 static void test_deadline(void **state) {
     (void)state;
     struct cx_http_client *c = client();
-    script("next 1 stall");
+    t_mock_script(g_mock, "next 1 stall");
     struct cx_http_request r;
     req_for(&r, CX_API_ANTHROPIC, 0, "hello");
     r.deadline = cx_deadline_after_ms(150);
@@ -485,7 +470,7 @@ static void *cancel_main(void *p) {
 static void test_cancel_in_flight(void **state) {
     (void)state;
     struct cx_http_client *c = client();
-    script("next 1 stall");
+    t_mock_script(g_mock, "next 1 stall");
     atomic_int flag = 0;
     struct canceller cc = {&flag};
     pthread_t t;

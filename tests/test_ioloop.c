@@ -14,6 +14,7 @@
 #include "cx/ioloop.h"
 #include "cx_internal.h"
 #include "mock/server.h"
+#include "t_mock.h"
 #include "t_util.h"
 
 static struct mock_server *g_mock;
@@ -21,28 +22,14 @@ static char g_base[128];
 
 static int setup(void **state) {
     (void)state;
-    struct mock_options o;
-    mock_options_init(&o);
-    o.time_scale = 0.001;
-    o.config_text = "latency = 2s\nstall = 10s\n"; /* 2 ms after scaling */
-    char err[256];
-    if (mock_server_start(&o, &g_mock, err, sizeof err) != 0) {
-        fprintf(stderr, "mock_server_start: %s\n", err);
-        return -1;
-    }
-    snprintf(g_base, sizeof g_base, "%s/v1", mock_server_url(g_mock));
-    return 0;
+    g_mock = t_mock_start("latency = 2s\nstall = 10s\n", 0.001, g_base, sizeof g_base); /* 2 ms after scaling */
+    return g_mock != NULL ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
     mock_server_stop(g_mock);
     return 0;
-}
-
-static void script(const char *s) {
-    char err[256];
-    assert_int_equal(mock_server_script_faults(g_mock, s, err, sizeof err), 0);
 }
 
 /* Completion bookkeeping shared by the callbacks (they run on the I/O thread). */
@@ -171,7 +158,7 @@ static void test_faults_and_deadline(void **state) {
     for (int i = 0; i < 4; i++) {
         char s[64];
         snprintf(s, sizeof s, "next 1 %s", faults[i]);
-        script(s);
+        t_mock_script(g_mock, s);
         struct cx_http_request r;
         char p[64];
         request(&r, 0, p, sizeof p);
@@ -185,7 +172,7 @@ static void test_faults_and_deadline(void **state) {
         cx_http_xfer_free(j.x);
     }
     /* a stalled reply ends at the deadline */
-    script("next 1 stall");
+    t_mock_script(g_mock, "next 1 stall");
     struct cx_http_request r;
     char p[64];
     request(&r, 1, p, sizeof p);
@@ -210,7 +197,7 @@ static void test_cancel(void **state) {
     assert_int_equal(cx_ioloop_new(NULL, &loop, NULL), 0);
     struct waitset ws;
     ws_init(&ws);
-    script("next 1 stall");
+    t_mock_script(g_mock, "next 1 stall");
     atomic_int cancel = 0;
     struct cx_http_request r;
     char p[64];
@@ -275,7 +262,7 @@ static void test_timers_and_shutdown(void **state) {
     assert_int_equal(t[0].order, 2);
     assert_true(cx_now_ns() >= when[0]);
     /* a transfer stuck in flight and the hour-long timer at shutdown */
-    script("next 1 stall");
+    t_mock_script(g_mock, "next 1 stall");
     struct cx_http_request r;
     char p[64];
     request(&r, 1, p, sizeof p);

@@ -17,6 +17,7 @@
 #include "cx/history.h"
 #include "cx/pipeline.h"
 #include "mock/server.h"
+#include "t_mock.h"
 #include "t_util.h"
 
 #define SEED_REQUEST "install nginx redis postgresql docker nodejs"
@@ -36,9 +37,8 @@ static int setup(void **state)
     mock_options_init(&mo);
     mo.latency_ms = 20;
     mo.time_scale = 0.1; /* 2 ms per reply: the replies still overlap, the test stays quick */
-    char err[256];
-    assert_int_equal(mock_server_start(&mo, &f->mock, err, sizeof err), 0);
-    snprintf(f->url, sizeof f->url, "%s/v1", mock_server_url(f->mock));
+    f->mock = t_mock_start_opts(&mo, f->url, sizeof f->url);
+    assert_non_null(f->mock);
     f->dir = t_tmpdir("pipeline");
     f->db = t_path(f->dir, CX_DB_FILE);
     *state = f;
@@ -369,8 +369,7 @@ static void test_dangerous_plan_refused(void **state)
 {
     struct fx *f = *state;
     struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
-    char err[256];
-    assert_int_equal(mock_server_script_faults(f->mock, "next 1 dangerous", err, sizeof err), 0);
+    t_mock_script(f->mock, "next 1 dangerous");
     struct cx_run_options ro;
     cx_run_options_init(&ro);
     ro.apt_mode = CX_APT_SIMULATE;
@@ -412,8 +411,7 @@ static void test_partial_failure(void **state)
 {
     struct fx *f = *state;
     struct cx_pipeline *p = open_p(f, NULL, CX_IO_THREAD_LOCAL, CX_MODE_SERIAL);
-    char err[256];
-    assert_int_equal(mock_server_script_faults(f->mock, "next 1 500", err, sizeof err), 0);
+    t_mock_script(f->mock, "next 1 500");
     struct cx_install_report *r = NULL;
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);

@@ -24,6 +24,7 @@
 #include "cx/router.h"
 #include "cx_internal.h"
 #include "mock/server.h"
+#include "t_mock.h"
 #include "t_util.h"
 
 #define SECRET "sk-ant-router-SECRET-do-not-log-91c2"
@@ -36,28 +37,14 @@ static char g_base[128];
 
 static int setup(void **state) {
     (void)state;
-    struct mock_options o;
-    mock_options_init(&o);
-    o.time_scale = 0.001;
-    o.config_text = "retry_after = 40ms\nstall = 10s\n";
-    char err[256];
-    if (mock_server_start(&o, &g_mock, err, sizeof err) != 0) {
-        fprintf(stderr, "mock_server_start: %s\n", err);
-        return -1;
-    }
-    snprintf(g_base, sizeof g_base, "%s/v1", mock_server_url(g_mock));
-    return 0;
+    g_mock = t_mock_start("retry_after = 40ms\nstall = 10s\n", 0.001, g_base, sizeof g_base);
+    return g_mock != NULL ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
     mock_server_stop(g_mock);
     return 0;
-}
-
-static void script(const char *s) {
-    char err[256];
-    assert_int_equal(mock_server_script_faults(g_mock, s, err, sizeof err), 0);
 }
 
 static uint64_t mock_api_requests(void) {
@@ -195,7 +182,7 @@ static void test_retry_after(void **state) {
     o.limiter = lim;
     o.fallback = 0;
     struct cx_router *r = router(&o);
-    script("next 2 429");
+    t_mock_script(g_mock, "next 2 429");
     struct cx_llm_query q;
     struct cx_llm_response resp;
     query(&q, CX_TASK_USER_CHAT, "Install package: postgresql");
@@ -246,7 +233,7 @@ static void test_pause_is_shared(void **state) {
     opts_mock(&o);
     o.limiter = lim;
     struct cx_router *r = router(&o);
-    script("next 1 429");
+    t_mock_script(g_mock, "next 1 429");
     struct bg a = {r, "Install package: nodejs", -1};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, bg_main, &a), 0);
@@ -276,13 +263,8 @@ static void test_pause_is_shared(void **state) {
 
 /* A second mock server (a genuinely different endpoint), started by the test that needs it. */
 static struct mock_server *mock2(char *base, size_t len) {
-    struct mock_options mo;
-    mock_options_init(&mo);
-    mo.time_scale = 0.001;
-    struct mock_server *m;
-    char err[256];
-    assert_int_equal(mock_server_start(&mo, &m, err, sizeof err), 0);
-    snprintf(base, len, "%s/v1", mock_server_url(m));
+    struct mock_server *m = t_mock_start(NULL, 0.001, base, len);
+    assert_non_null(m);
     return m;
 }
 
@@ -306,7 +288,7 @@ static void test_fallback(void **state) {
     o.backoff_base_ns = CX_NSEC_PER_MSEC;
     o.backoff_cap_ns = 20 * CX_NSEC_PER_MSEC;
     struct cx_router *r = router(&o);
-    script("next 3 500");
+    t_mock_script(g_mock, "next 3 500");
     uint64_t a0 = mock_api_requests(), b0 = api_requests_of(b);
     struct cx_llm_query q;
     struct cx_llm_response resp;
@@ -332,7 +314,7 @@ static void test_fallback(void **state) {
      * another name, so a failing query is sent max_attempts times, not 4 x max_attempts. */
     opts_mock(&o);
     r = router(&o);
-    script("next 3 500");
+    t_mock_script(g_mock, "next 3 500");
     a0 = mock_api_requests();
     struct cx_errinfo ei;
     query(&q, CX_TASK_USER_CHAT, "Install package: nginx same endpoint");
@@ -355,7 +337,7 @@ static void test_fallback(void **state) {
     opts_mock(&o);
     o.fallback = 0;
     r = router(&o);
-    script("next 1 429; next 1 503; next 1 reset");
+    t_mock_script(g_mock, "next 1 429; next 1 503; next 1 reset");
     query(&q, CX_TASK_USER_CHAT, "Install package: nginx fallback");
     assert_int_equal(cx_router_complete(r, &q, &resp, &ei), CX_ECONN);
     assert_int_equal(ei.code, CX_ECONN);
@@ -373,10 +355,9 @@ static void test_4xx_not_retried(void **state) {
     mock_options_init(&mo);
     mo.time_scale = 0.001;
     mo.required_key = "only-this-key";
-    struct mock_server *m;
-    char err[256], base[128];
-    assert_int_equal(mock_server_start(&mo, &m, err, sizeof err), 0);
-    snprintf(base, sizeof base, "%s/v1", mock_server_url(m));
+    char base[128];
+    struct mock_server *m = t_mock_start_opts(&mo, base, sizeof base);
+    assert_non_null(m);
     struct cx_router_options o;
     opts_mock(&o);
     o.base_url = base;
@@ -407,7 +388,7 @@ static void test_deadline(void **state) {
     o.max_attempts = 10;
     o.attempt_timeout_ns = 60 * CX_NSEC_PER_MSEC;
     struct cx_router *r = router(&o);
-    script("next 10 stall");
+    t_mock_script(g_mock, "next 10 stall");
     struct cx_llm_query q;
     struct cx_llm_response resp;
     struct cx_errinfo ei;
@@ -421,8 +402,7 @@ static void test_deadline(void **state) {
     assert_non_null(strstr(ei.msg, "timed out"));
     assert_non_null(strstr(ei.msg, "deadline"));
     cx_router_free(r);
-    char err[256];
-    assert_int_equal(mock_server_script_faults(g_mock, "clear", err, sizeof err), 0);
+    t_mock_script(g_mock, "clear");
 }
 
 /* ---- single flight ---- */
@@ -534,7 +514,7 @@ static void test_token_bucket(void **state) {
     r = router(&o);
     tok = cx__router_token_limiter(r);
     double before = cx_limiter_tokens(tok);
-    script("next 1 500");
+    t_mock_script(g_mock, "next 1 500");
     struct cx_errinfo ei;
     query(&q, CX_TASK_USER_CHAT, "Install package: refund");
     assert_int_equal(cx_router_complete(r, &q, &resp, &ei), CX_ESERVER);
@@ -900,7 +880,7 @@ static void test_async_retries_and_sf(void **state) {
     o.limiter = lim;
     o.fallback = 0;
     struct cx_router *r = router(&o);
-    script("next 2 503");
+    t_mock_script(g_mock, "next 2 503");
     struct cx_llm_query q;
     query(&q, CX_TASK_USER_CHAT, "Install package: async same");
     struct cx_llm_response out[N];
@@ -1150,7 +1130,7 @@ static void test_async_on_executor(void **state) {
     eo.threads = 3;
     struct cx_executor *ex;
     assert_int_equal(cx_executor_new(&eo, &ex, NULL), 0);
-    script("next 3 503"); /* some queries retry: their later CPU steps come through post again */
+    t_mock_script(g_mock, "next 3 503"); /* some queries retry: their later CPU steps come through post again */
     static struct exq qs[N];
     struct cx_task tasks[N];
     for (int i = 0; i < N; i++) {
@@ -1207,7 +1187,7 @@ static void test_single_flight_failure(void **state) {
     o.max_attempts = 1;
     o.attempt_timeout_ns = (uint64_t)(400 * t_timeout_scale()) * CX_NSEC_PER_MSEC;
     struct cx_router *r = router(&o);
-    script("next 1 stall"); /* holds the leader's only attempt until its timeout */
+    t_mock_script(g_mock, "next 1 stall"); /* holds the leader's only attempt until its timeout */
     uint64_t n0 = mock_api_requests();
     struct sff t[N];
     pthread_t th[N];
@@ -1286,7 +1266,7 @@ static void test_keys_never_logged(void **state) {
     for (int i = 0; i < 8; i++) {
         char s[64];
         snprintf(s, sizeof s, "next 1 %s", faults[i]);
-        script(s);
+        t_mock_script(g_mock, s);
         struct cx_llm_query q;
         struct cx_llm_response resp;
         struct cx_errinfo ei;
@@ -1300,10 +1280,9 @@ static void test_keys_never_logged(void **state) {
     struct mock_options mo;
     mock_options_init(&mo);
     mo.required_key = "another";
-    struct mock_server *m;
-    char err[256], base[128];
-    assert_int_equal(mock_server_start(&mo, &m, err, sizeof err), 0);
-    snprintf(base, sizeof base, "%s/v1", mock_server_url(m));
+    char base[128];
+    struct mock_server *m = t_mock_start_opts(&mo, base, sizeof base);
+    assert_non_null(m);
     o.base_url = base;
     o.fallback = 1;
     r = router(&o);
