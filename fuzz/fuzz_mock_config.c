@@ -16,10 +16,8 @@
  *     is the sum of the accepted "next N" counts (counted here in 64 bits); "clear" empties it.
  *
  * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
- * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed:
- *   mock_config-5: mock_server_script_faults takes N with sscanf %lu, which accepts a sign:
- *     "next -18446744073709551615 429" is taken as 1 (server.h: N >= 1). Workaround: skip
- *     scripts with a '-'.
+ * fuzz_util.h for CX_FUZZ_KNOWN_BUGS). Drop each workaround once its bug is fixed: none open
+ * (mock_config-1..5 are fixed; their reproducers are in fuzz/corpus/mock_config/).
  */
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -207,7 +205,6 @@ static int64_t script_total(const char *script, int *cleared) {
 static void fuzz_script(const char *text) {
     char err[256];
     FUZZ_CHECK(mock_server_scripted_pending(srv) == 0, "faults left pending by the last input");
-    if (fuzz_known_bug("mock_config-5") && strchr(text, '-')) return;
     int rc = mock_server_script_faults(srv, text, err, sizeof err);
     check_err(rc, err, sizeof err, "mock_server_script_faults");
     unsigned pending = mock_server_scripted_pending(srv);

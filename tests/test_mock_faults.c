@@ -518,6 +518,39 @@ static void test_script_pending_limit(void **state) {
     mock_server_stop(s);
 }
 
+/* Regression (fuzz/corpus/mock_config/mock_config-5): N was read with sscanf %lu, which takes a
+ * sign and wraps: "next -18446744073709551615 429" was taken as 1. N is digits only, 1..1e9,
+ * and words are separated by blanks. Each bad script is refused whole, naming the statement. */
+static void test_script_strict_syntax(void **state) {
+    (void)state;
+    struct mock_server *s = t_mock_start(NULL, 1);
+    char err[256];
+    const char *bad[] = {"next -18446744073709551615 429", "next -1 429", "next +3 429",
+                         "next 10disconnect", "next 3 ok extra", "next 0 ok",
+                         "next 1000000001 ok", "next 99999999999999999999 ok", "next 0x10 ok",
+                         "next 3", "next ok", "nexts 1 ok", "clear now", "next 1 nope",
+                         "next 1 ok; next - 2 ok", "next 1 ok; next 2 5003"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (script_rc(s, bad[i], err, sizeof err) != -1)
+            fail_msg("'%s' was accepted (%u pending)", bad[i], mock_server_scripted_pending(s));
+        assert_int_equal(mock_server_scripted_pending(s), 0);
+        assert_true(strlen(err) > 0);
+    }
+    assert_non_null(strstr(err, "5003"));
+    /* Blanks of any kind (CRLF scripts too), leading zeros and the bounds are fine. */
+    script(s, "  next\t2   429 ;\r\nnext 0001 ok\r\n;next 1000000000 ok");
+    assert_int_equal(mock_server_scripted_pending(s), 1000000003);
+    script(s, "clear");
+    struct t_resp r;
+    t_http(mock_server_url(s), "/admin/faults", "POST", "{\"next\": -1, \"fault\": \"429\"}",
+           NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    t_resp_free(&r);
+    assert_int_equal(mock_server_scripted_pending(s), 0);
+    expect_healthy(s);
+    mock_server_stop(s);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
@@ -542,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_probabilistic_faults),
         cmocka_unit_test(test_script_without_statements),
         cmocka_unit_test(test_script_pending_limit),
+        cmocka_unit_test(test_script_strict_syntax),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

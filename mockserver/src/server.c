@@ -30,6 +30,7 @@
  *   shared random generator.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -1562,6 +1563,43 @@ int mock_server_configure(struct mock_server *s, const char *text, char *err, si
     return rc;
 }
 
+/* Splits st in place into blank-separated words (at most max, into w); returns how many, or
+ * max + 1 when there are more. */
+static size_t split_words(char *st, char **w, size_t max)
+{
+    size_t n = 0;
+    for (char *p = st;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            return n;
+        if (n == max)
+            return max + 1;
+        w[n++] = p;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
+        if (*p)
+            *p++ = 0;
+    }
+}
+
+/* The N of "next N FAULT": decimal digits only (no sign, no blanks, nothing after), 1..1e9.
+ * Returns it, or 0 when d is not such a number. */
+static unsigned parse_script_count(const char *d)
+{
+    unsigned long v = 0;
+    if (!*d)
+        return 0;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return 0;
+        v = v * 10 + (unsigned long)(*d - '0');
+        if (v > 1000000000ul)
+            return 0;
+    }
+    return (unsigned)v;
+}
+
 int mock_server_script_faults(struct mock_server *s, const char *script, char *err,
                               size_t errlen)
 {
@@ -1575,29 +1613,33 @@ int mock_server_script_faults(struct mock_server *s, const char *script, char *e
     int clear = 0, rc = 0;
     char *save = NULL;
     for (char *st = strtok_r(copy, ";\n", &save); st; st = strtok_r(NULL, ";\n", &save)) {
-        char w1[16], w3[24], extra[2];
-        unsigned long cnt;
-        while (*st == ' ' || *st == '\t')
-            st++;
-        if (!*st)
+        /* The statement as written, for messages (splitting writes NULs into st). */
+        const char *orig = script + (st - copy);
+        while (*orig == ' ' || *orig == '\t')
+            orig++;
+        int shown = (int)strcspn(orig, ";\n");
+        if (shown > 60)
+            shown = 60;
+        char *w[3];
+        size_t nw = split_words(st, w, 3);
+        if (nw == 0)
             continue;
-        if (sscanf(st, "%15s", w1) == 1 && !strcmp(w1, "clear") &&
-            sscanf(st, "%15s %1s", w1, extra) == 1) {
+        if (nw == 1 && !strcmp(w[0], "clear")) {
             clear = 1;
             n = 0;
             continue;
         }
-        if (sscanf(st, "%15s %lu %23s %1s", w1, &cnt, w3, extra) != 3 || strcmp(w1, "next") ||
-            cnt < 1 || cnt > 1000000000ul) {
-            rc = mock__err(err, errlen, "script: expected 'next N FAULT' or 'clear', got '%.60s'",
-                           st);
+        unsigned cnt = nw == 3 && !strcmp(w[0], "next") ? parse_script_count(w[1]) : 0;
+        if (cnt == 0) {
+            rc = mock__err(err, errlen, "script: expected 'next N FAULT' (N = 1..1000000000) "
+                           "or 'clear', got '%.*s'", shown, orig);
             break;
         }
-        int f = mock__fault_from_name(w3);
+        int f = mock__fault_from_name(w[2]);
         if (f < 0) {
-            rc = mock__err(err, errlen, "script: unknown fault '%s' in '%.60s' (ok, 429, 500, "
+            rc = mock__err(err, errlen, "script: unknown fault '%.40s' in '%.*s' (ok, 429, 500, "
                            "502, 503, 529, reset, stall, malformed, cut, disconnect, corrupt, "
-                           "duplicate, truncate, dangerous)", w3, st);
+                           "duplicate, truncate, dangerous)", w[2], shown, orig);
             break;
         }
         if (n == sizeof items / sizeof items[0]) {
@@ -1605,7 +1647,7 @@ int mock_server_script_faults(struct mock_server *s, const char *script, char *e
                            sizeof items / sizeof items[0]);
             break;
         }
-        items[n].count = (unsigned)cnt;
+        items[n].count = cnt;
         items[n].fault = f;
         n++;
     }

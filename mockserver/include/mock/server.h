@@ -199,8 +199,9 @@ int mock_server_configure(struct mock_server *s, const char *text, char *err, si
 #define MOCK_SCRIPT_MAX_PENDING 4294967295u
 
 /* Appends scripted faults, same syntax as {"script": ...}: statements separated by ';' or
- * newlines, each "next N FAULT" (N >= 1) or "clear". Example: "next 3 429; next 1 ok; next 1
- * reset". All-or-nothing. Returns 0, or -1 with err naming the bad statement. A script that
+ * newlines, each "next N FAULT" or "clear", words separated by blanks; N is decimal digits
+ * only (no sign), 1..1000000000. Example: "next 3 429; next 1 ok; next 1 reset".
+ * All-or-nothing. Returns 0, or -1 with err naming the bad statement. A script that
  * would leave more than MOCK_SCRIPT_MAX_PENDING faults pending (counting what is already
  * queued, unless the script clears it) is refused. Threads: any thread. */
 int mock_server_script_faults(struct mock_server *s, const char *script, char *err,
