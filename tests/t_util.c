@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "cx/clock.h"
+#include "cx/dbpool.h"
 
 double t_timeout_scale(void) {
     const char *s = getenv("CX_TEST_TIMEOUT_SCALE");
@@ -56,6 +57,34 @@ char *t_path(const char *dir, const char *name) {
     char *p = malloc(n);
     assert_non_null(p);
     snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+char *t_dir;
+
+int t_dir_setup(void **state) {
+    (void)state;
+    t_dir = t_tmpdir(program_invocation_short_name);
+    return t_dir ? 0 : -1;
+}
+
+int t_dir_teardown(void **state) {
+    (void)state;
+    t_rmrf(t_dir);
+    free(t_dir);
+    t_dir = NULL;
+    return 0;
+}
+
+struct cx_pool *t_pool_open(const char *path, int readers) {
+    struct cx_pool_options o;
+    cx_pool_options_init(&o);
+    o.path = path;
+    if (readers > 0) o.readers = readers;
+    struct cx_pool *p = NULL;
+    struct cx_errinfo ei;
+    int rc = cx_pool_open(&o, &p, &ei);
+    if (rc != 0) fail_msg("cx_pool_open(%s): %s: %s", path, cx_err_name(rc), ei.msg);
     return p;
 }
 
@@ -136,6 +165,42 @@ long t_torture(int (*scenario)(void *ctx), void *ctx) {
         if (live != 0) fail_msg("torture: failing allocation %ld of %ld leaked %ld blocks", i, n, live);
     }
     return n;
+}
+
+void t_latch_init(struct t_latch *l) {
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cond, &a);
+    pthread_condattr_destroy(&a);
+    l->count = 0;
+}
+
+void t_latch_destroy(struct t_latch *l) {
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->mu);
+}
+
+void t_latch_add(struct t_latch *l) {
+    pthread_mutex_lock(&l->mu);
+    l->count++;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+}
+
+int t_latch_wait(struct t_latch *l, int want, uint64_t deadline) {
+    struct timespec ts = cx_deadline_to_timespec(deadline);
+    pthread_mutex_lock(&l->mu);
+    while (l->count < want) {
+        if (deadline == CX_DEADLINE_NONE)
+            pthread_cond_wait(&l->cond, &l->mu);
+        else if (pthread_cond_timedwait(&l->cond, &l->mu, &ts) != 0 && l->count < want)
+            break;
+    }
+    int ok = l->count >= want;
+    pthread_mutex_unlock(&l->mu);
+    return ok;
 }
 
 int t_refused_port(int *fd) {

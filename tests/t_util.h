@@ -1,10 +1,12 @@
 /*
  * t_util.h - helpers shared by the CMocka tests: deadlines scaled under sanitizers, temporary
- * directories, and the counting/failing allocator behind the allocation-torture runs.
+ * directories, a latch for threads to meet the test at, and the counting/failing allocator
+ * behind the allocation-torture runs.
  */
 #ifndef T_UTIL_H
 #define T_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -24,6 +26,34 @@ char *t_tmpdir(const char *tag);
 void t_rmrf(const char *path);
 /* Joins dir and name into a malloc'd path. */
 char *t_path(const char *dir, const char *name);
+
+/* A CMocka group setup/teardown pair for files that keep every test's files in one directory:
+ * t_dir_setup makes t_dir (a t_tmpdir named after the program), t_dir_teardown removes it with
+ * everything below and frees it. */
+extern char *t_dir;
+int t_dir_setup(void **state);
+int t_dir_teardown(void **state);
+
+/* Opens a cx_pool on path with default options but `readers` (<= 0: the default); fails the
+ * test, naming the path and the reason, if that does not return 0. Close with cx_pool_close. */
+struct cx_pool;
+struct cx_pool *t_pool_open(const char *path, int readers);
+
+/* A latch: a counter threads bump and others wait on until it reaches a value, with a deadline.
+ * Plain pthread primitives (CLOCK_MONOTONIC condvar), so it is usable from any thread the
+ * runtime starts without touching the runtime's own locks. */
+struct t_latch {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int count; /* guarded by mu */
+};
+void t_latch_init(struct t_latch *l);
+void t_latch_destroy(struct t_latch *l);
+/* count++ and wake every waiter. Threads: any thread. */
+void t_latch_add(struct t_latch *l);
+/* 1 when count reached `want` before the cx deadline (CX_DEADLINE_NONE: waits for ever), else 0.
+ * Threads: any thread. */
+int t_latch_wait(struct t_latch *l, int want, uint64_t deadline);
 
 /* A loopback TCP port on which connections are refused for as long as *fd stays open: a socket
  * bound to 127.0.0.1:0 that never listens (safer than assuming a fixed port is free). The

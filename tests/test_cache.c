@@ -15,41 +15,20 @@
 #include "cx_internal.h"
 #include "t_util.h"
 
-static char *g_dir;
-
-static int setup(void **state) {
-    (void)state;
-    g_dir = t_tmpdir("cache");
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    t_rmrf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
 struct fx {
     struct cx_pool *pool;
     struct cx_cache *cache;
 };
 
 static void fx_open(struct fx *f, const char *name, size_t max_entries, int refresh_ms) {
-    char *path = t_path(g_dir, name);
-    struct cx_pool_options po;
-    cx_pool_options_init(&po);
-    po.path = path;
-    po.readers = 3;
+    char *path = t_path(t_dir, name);
+    f->pool = t_pool_open(path, 3);
     struct cx_errinfo ei;
-    int rc = cx_pool_open(&po, &f->pool, &ei);
-    if (rc < 0) fprintf(stderr, "%s\n", ei.msg);
-    assert_int_equal(rc, 0);
     struct cx_cache_options co;
     cx_cache_options_init(&co);
     co.max_entries = max_entries;
     co.refresh_interval_ms = refresh_ms;
-    rc = cx_cache_new(f->pool, &co, &f->cache, &ei);
+    int rc = cx_cache_new(f->pool, &co, &f->cache, &ei);
     if (rc < 0) fprintf(stderr, "%s\n", ei.msg);
     assert_int_equal(rc, 0);
     free(path);
@@ -143,12 +122,8 @@ static void test_exact_similar_miss(void **state) {
 
 static void test_threshold(void **state) {
     (void)state;
-    char *path = t_path(g_dir, "thr.db");
-    struct cx_pool_options po;
-    cx_pool_options_init(&po);
-    po.path = path;
-    struct cx_pool *p;
-    assert_int_equal(cx_pool_open(&po, &p, NULL), 0);
+    char *path = t_path(t_dir, "thr.db");
+    struct cx_pool *p = t_pool_open(path, 0);
     struct cx_cache_options co;
     cx_cache_options_init(&co);
     assert_int_equal(co.max_entries, 500);
@@ -220,7 +195,7 @@ static void test_eviction_order(void **state) {
 /* A put that cannot get the write lock fails with CX_EBUSY and changes nothing. */
 static void test_put_busy(void **state) {
     (void)state;
-    char *path = t_path(g_dir, "busy.db");
+    char *path = t_path(t_dir, "busy.db");
     struct cx_pool_options po;
     cx_pool_options_init(&po);
     po.path = path;
@@ -279,7 +254,7 @@ static void test_corrupt_table(void **state) {
     cx_pool_checkin(f.pool, db);
     fx_close(&f); /* the last close checkpoints the WAL into the file */
 
-    char *path = t_path(g_dir, "dmg.db");
+    char *path = t_path(t_dir, "dmg.db");
     FILE *fp = fopen(path, "r+b");
     assert_non_null(fp);
     assert_int_equal(fseek(fp, (root - 1) * page, SEEK_SET), 0);
@@ -424,7 +399,7 @@ static int proc_side(const char *path, const char *tag) {
 
 static void test_two_processes(void **state) {
     (void)state;
-    char *path = t_path(g_dir, "procs.db");
+    char *path = t_path(t_dir, "procs.db");
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -642,5 +617,5 @@ int main(void) {
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_alloc_torture),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, t_dir_setup, t_dir_teardown);
 }

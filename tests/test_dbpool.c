@@ -12,32 +12,9 @@
 #include "cx_internal.h"
 #include "t_util.h"
 
-static char *g_dir;
-
-static int setup(void **state) {
-    (void)state;
-    g_dir = t_tmpdir("dbpool");
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    t_rmrf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
 static struct cx_pool *open_pool(const char *name, int readers) {
-    char *path = t_path(g_dir, name);
-    struct cx_pool_options o;
-    cx_pool_options_init(&o);
-    o.path = path;
-    o.readers = readers;
-    struct cx_pool *p = NULL;
-    struct cx_errinfo ei;
-    int rc = cx_pool_open(&o, &p, &ei);
-    if (rc < 0) fprintf(stderr, "open: %s\n", ei.msg);
-    assert_int_equal(rc, 0);
+    char *path = t_path(t_dir, name);
+    struct cx_pool *p = t_pool_open(path, readers);
     free(path);
     return p;
 }
@@ -71,7 +48,7 @@ static void test_options_and_bad_input(void **state) {
     o.path = "";
     assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "path is empty"));
-    char *path = t_path(g_dir, "bad.db");
+    char *path = t_path(t_dir, "bad.db");
     o.path = path;
     o.readers = 0;
     assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EINVAL);
@@ -106,7 +83,7 @@ static void test_options_and_bad_input(void **state) {
 static void test_unwritable_path(void **state) {
     (void)state;
     /* A path below a regular file cannot be created, even by root. */
-    char *file = t_path(g_dir, "plainfile");
+    char *file = t_path(t_dir, "plainfile");
     FILE *f = fopen(file, "w");
     assert_non_null(f);
     fputs("x", f);
@@ -142,7 +119,7 @@ static size_t read_file(const char *path, unsigned char *buf, size_t cap) {
 }
 
 static void check_corrupt(const void *data, size_t n, const char *name) {
-    char *path = t_path(g_dir, name);
+    char *path = t_path(t_dir, name);
     write_file(path, data, n);
     struct cx_pool_options o;
     cx_pool_options_init(&o);
@@ -346,7 +323,7 @@ static void test_write_from_writer_refused(void **state) {
 /* Another process holding the write lock past the busy timeout: CX_EBUSY, nothing lost. */
 static void test_busy_other_writer(void **state) {
     (void)state;
-    char *path = t_path(g_dir, "busy.db");
+    char *path = t_path(t_dir, "busy.db");
     struct cx_pool_options o;
     cx_pool_options_init(&o);
     o.path = path;
@@ -377,7 +354,7 @@ static void test_busy_other_writer(void **state) {
 
 static void test_checkout_timeout(void **state) {
     (void)state;
-    char *path = t_path(g_dir, "timeout.db");
+    char *path = t_path(t_dir, "timeout.db");
     struct cx_pool_options o;
     cx_pool_options_init(&o);
     o.path = path;
@@ -529,7 +506,7 @@ static int open_scenario(void *ctx) {
 
 static void test_alloc_torture(void **state) {
     (void)state;
-    char *path = t_path(g_dir, "torture.db");
+    char *path = t_path(t_dir, "torture.db");
     assert_true(t_torture(open_scenario, path) > 3);
     free(path);
 }
@@ -548,5 +525,5 @@ int main(void) {
         cmocka_unit_test(test_two_pools_one_file),
         cmocka_unit_test(test_alloc_torture),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, t_dir_setup, t_dir_teardown);
 }

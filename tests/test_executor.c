@@ -21,45 +21,6 @@
 #include "cx/gil.h"
 #include "cqueue.h" /* internal: the completion queues themselves */
 
-/* ---- a latch: wait until a counter reaches a value, with a deadline ---- */
-struct latch {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int count;
-};
-
-static void latch_init(struct latch *l) {
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cond, &a);
-    pthread_condattr_destroy(&a);
-    l->count = 0;
-}
-
-static void latch_destroy(struct latch *l) {
-    pthread_cond_destroy(&l->cond);
-    pthread_mutex_destroy(&l->mu);
-}
-
-static void latch_add(struct latch *l) {
-    pthread_mutex_lock(&l->mu);
-    l->count++;
-    pthread_cond_broadcast(&l->cond);
-    pthread_mutex_unlock(&l->mu);
-}
-
-static int latch_wait(struct latch *l, int want, uint64_t deadline) {
-    struct timespec ts = cx_deadline_to_timespec(deadline);
-    pthread_mutex_lock(&l->mu);
-    while (l->count < want)
-        if (pthread_cond_timedwait(&l->cond, &l->mu, &ts) != 0 && l->count < want) break;
-    int ok = l->count >= want;
-    pthread_mutex_unlock(&l->mu);
-    return ok;
-}
-
 static struct cx_executor *make(enum cx_exec_mode mode, int threads) {
     struct cx_executor_options o;
     cx_executor_options_init(&o);
@@ -154,7 +115,7 @@ struct once {
     _Atomic int *runs;
     _Atomic int others_done;
     _Atomic int blocker_timed_out;
-    struct latch others;
+    struct t_latch others;
 };
 
 struct once_arg {
@@ -171,10 +132,10 @@ static int once_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *
     if (a->i == 0) {
         /* Block this worker until every other task ran: the tasks queued behind us on our
          * deque can only run if someone steals them. */
-        if (!latch_wait(&o->others, o->n - 1, t_deadline_ms(10000)))
+        if (!t_latch_wait(&o->others, o->n - 1, t_deadline_ms(10000)))
             atomic_store(&o->blocker_timed_out, 1);
     } else {
-        latch_add(&o->others);
+        t_latch_add(&o->others);
     }
     /* No cmocka asserts on worker threads: report through the status instead. */
     if (cx_task_worker(ctx) < 0 || cx_task_worker(ctx) >= 4) return CX_ERANGE;
@@ -187,7 +148,7 @@ static void test_exactly_once_with_stealing(void **state) {
     enum { N = 2000 };
     struct once o = {.n = N};
     o.runs = calloc(N, sizeof(*o.runs));
-    latch_init(&o.others);
+    t_latch_init(&o.others);
     struct once_arg *args = calloc(N, sizeof(*args));
     struct cx_task *tasks = calloc(N, sizeof(*tasks));
     for (int i = 0; i < N; i++) {
@@ -218,7 +179,7 @@ static void test_exactly_once_with_stealing(void **state) {
     assert_true(es.steals >= 1); /* see once_task */
     cx_batch_free(b);
     cx_executor_free(ex);
-    latch_destroy(&o.others);
+    t_latch_destroy(&o.others);
     free(o.runs);
     free(args);
     free(tasks);
@@ -279,19 +240,19 @@ static void test_failures_isolated(void **state) {
 /* ---- completion order and the progress callback ---- */
 
 struct order {
-    struct latch main_saw_fast;
+    struct t_latch main_saw_fast;
 };
 
 static int slow_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
     (void)ctx, (void)res;
     struct order *o = arg;
-    return latch_wait(&o->main_saw_fast, 1, t_deadline_ms(10000)) ? 0 : CX_ETIMEDOUT;
+    return t_latch_wait(&o->main_saw_fast, 1, t_deadline_ms(10000)) ? 0 : CX_ETIMEDOUT;
 }
 
 static void test_completion_order(void **state) {
     (void)state;
     struct order o;
-    latch_init(&o.main_saw_fast);
+    t_latch_init(&o.main_saw_fast);
     struct cx_task tasks[2] = {{slow_task, &o}, {noop_task, NULL}};
     struct cx_executor *ex = make(CX_MODE_FREE, 2);
     struct cx_batch *b;
@@ -301,7 +262,7 @@ static void test_completion_order(void **state) {
     assert_int_equal(r->index, 1); /* the fast one first: completion order */
     assert_int_equal(cx_batch_next(b, 0, &r), CX_ETIMEDOUT); /* slow one still blocked */
     assert_false(cx_batch_done(b));
-    latch_add(&o.main_saw_fast);
+    t_latch_add(&o.main_saw_fast);
     assert_int_equal(cx_batch_next(b, t_deadline_ms(10000), &r), 0);
     assert_int_equal(r->index, 0);
     assert_int_equal(r->status, 0);
@@ -309,7 +270,7 @@ static void test_completion_order(void **state) {
     assert_true(cx_batch_done(b));
     cx_batch_free(b);
     cx_executor_free(ex);
-    latch_destroy(&o.main_saw_fast);
+    t_latch_destroy(&o.main_saw_fast);
 }
 
 struct prog {
@@ -365,15 +326,15 @@ static void test_progress(void **state) {
 /* ---- cancellation ---- */
 
 struct gate {
-    struct latch started, go;
+    struct t_latch started, go;
     _Atomic int saw_cancel;
 };
 
 static int gated_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
     (void)res;
     struct gate *g = arg;
-    latch_add(&g->started);
-    if (!latch_wait(&g->go, 1, t_deadline_ms(10000))) return CX_ETIMEDOUT;
+    t_latch_add(&g->started);
+    if (!t_latch_wait(&g->go, 1, t_deadline_ms(10000))) return CX_ETIMEDOUT;
     if (cx_task_cancelled(ctx)) {
         atomic_store(&g->saw_cancel, 1);
         return CX_ECANCELED;
@@ -385,15 +346,15 @@ static void test_cancel(void **state) {
     (void)state;
     enum { N = 10 };
     struct gate g = {0};
-    latch_init(&g.started);
-    latch_init(&g.go);
+    t_latch_init(&g.started);
+    t_latch_init(&g.go);
     struct cx_task tasks[N];
     tasks[0] = (struct cx_task){gated_task, &g};
     for (int i = 1; i < N; i++) tasks[i] = (struct cx_task){noop_task, NULL};
     struct cx_executor *ex = make(CX_MODE_SERIAL, 1); /* task 0 blocks the only worker */
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
-    assert_true(latch_wait(&g.started, 1, t_deadline_ms(10000)));
+    assert_true(t_latch_wait(&g.started, 1, t_deadline_ms(10000)));
     cx_batch_cancel(b);
     cx_batch_cancel(b); /* idempotent */
     /* The queued ones complete at once, without running, while task 0 still runs. */
@@ -405,7 +366,7 @@ static void test_cancel(void **state) {
         assert_int_equal(r->start_ns, 0);
     }
     assert_false(cx_batch_done(b));
-    latch_add(&g.go);
+    t_latch_add(&g.go);
     assert_int_equal(cx_batch_wait(b, t_deadline_ms(10000), NULL, NULL), 0);
     assert_int_equal(atomic_load(&g.saw_cancel), 1);
     struct cx_batch_stats st;
@@ -420,8 +381,8 @@ static void test_cancel(void **state) {
     assert_int_equal(st.successful, 3);
     cx_batch_free(b);
     cx_executor_free(ex);
-    latch_destroy(&g.started);
-    latch_destroy(&g.go);
+    t_latch_destroy(&g.started);
+    t_latch_destroy(&g.go);
 }
 
 /* cx_batch_free on a running batch cancels it and waits; cx_executor_free with a live batch
@@ -430,7 +391,7 @@ static void test_cancel(void **state) {
 static int wait_cancel_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
     (void)res;
     struct gate *g = arg;
-    latch_add(&g->started);
+    t_latch_add(&g->started);
     uint64_t deadline = t_deadline_ms(10000);
     while (!cx_task_cancelled(ctx)) {
         if (cx_deadline_expired(deadline)) return CX_ETIMEDOUT;
@@ -445,21 +406,21 @@ static void test_free_while_running(void **state) {
     enum { N = 50 };
     struct cx_task tasks[N];
     struct gate g = {0};
-    latch_init(&g.started);
-    latch_init(&g.go);
+    t_latch_init(&g.started);
+    t_latch_init(&g.go);
     tasks[0] = (struct cx_task){wait_cancel_task, &g};
     for (int i = 1; i < N; i++) tasks[i] = (struct cx_task){noop_task, NULL};
 
     struct cx_executor *ex = make(CX_MODE_SERIAL, 1);
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
-    assert_true(latch_wait(&g.started, 1, t_deadline_ms(10000)));
+    assert_true(t_latch_wait(&g.started, 1, t_deadline_ms(10000)));
     cx_batch_free(b); /* cancels, waits for task 0 */
     assert_int_equal(atomic_load(&g.saw_cancel), 1);
 
     atomic_store(&g.saw_cancel, 0);
     assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
-    assert_true(latch_wait(&g.started, 2, t_deadline_ms(10000)));
+    assert_true(t_latch_wait(&g.started, 2, t_deadline_ms(10000)));
     cx_executor_free(ex);
     assert_int_equal(atomic_load(&g.saw_cancel), 1);
     assert_true(cx_batch_done(b));
@@ -468,8 +429,8 @@ static void test_free_while_running(void **state) {
     cx_batch_stats(b, &st);
     assert_int_equal(st.cancelled, N);
     cx_batch_free(b);
-    latch_destroy(&g.started);
-    latch_destroy(&g.go);
+    t_latch_destroy(&g.started);
+    t_latch_destroy(&g.go);
 }
 
 /* ---- suspension (hybrid I/O) ---- */
@@ -633,7 +594,7 @@ static void test_suspend_serial(void **state) {
 
 /* A suspended task of a cancelled batch still runs its continuation and sees the flag. */
 struct susp_cancel {
-    struct latch suspended;
+    struct t_latch suspended;
     struct cx_task_handle *h;
     _Atomic int saw_cancel;
 };
@@ -649,19 +610,19 @@ static int sc_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *re
     (void)res;
     struct susp_cancel *s = arg;
     s->h = cx_task_suspend(ctx);
-    latch_add(&s->suspended);
+    t_latch_add(&s->suspended);
     return CX_EAGAIN;
 }
 
 static void test_suspended_then_cancelled(void **state) {
     (void)state;
     struct susp_cancel s = {0};
-    latch_init(&s.suspended);
+    t_latch_init(&s.suspended);
     struct cx_task t[3] = {{sc_task, &s}, {noop_task, NULL}, {noop_task, NULL}};
     struct cx_executor *ex = make(CX_MODE_SERIAL, 1);
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, t, 3, &b), 0);
-    assert_true(latch_wait(&s.suspended, 1, t_deadline_ms(10000)));
+    assert_true(t_latch_wait(&s.suspended, 1, t_deadline_ms(10000)));
     cx_batch_cancel(b);
     /* In serial mode tasks 1 and 2 cannot have started while task 0 is suspended. */
     for (int i = 0; i < 2; i++) {
@@ -678,7 +639,7 @@ static void test_suspended_then_cancelled(void **state) {
     assert_int_equal(cx_batch_results(b)[0].status, 0);
     cx_batch_free(b);
     cx_executor_free(ex);
-    latch_destroy(&s.suspended);
+    t_latch_destroy(&s.suspended);
 }
 
 /* ---- modes ---- */
@@ -736,7 +697,7 @@ static void test_serial_order(void **state) {
 struct gil_rec {
     _Atomic int cpu_inside, cpu_max, violations;
     _Atomic int io_inside, io_max;
-    struct latch io_meet; /* two tasks meet inside their I/O sections */
+    struct t_latch io_meet; /* two tasks meet inside their I/O sections */
 };
 
 static void rec_max(_Atomic int *maxp, int now) {
@@ -766,8 +727,8 @@ static int gil_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *r
     rec_max(&g->io_max, now);
     if (cx_task_index(ctx) < 2) {
         /* Tasks 0 and 1 wait for each other inside I/O: only possible if I/O drops the GIL. */
-        latch_add(&g->io_meet);
-        if (!latch_wait(&g->io_meet, 2, t_deadline_ms(10000))) return CX_ETIMEDOUT;
+        t_latch_add(&g->io_meet);
+        if (!t_latch_wait(&g->io_meet, 2, t_deadline_ms(10000))) return CX_ETIMEDOUT;
     }
     atomic_fetch_sub(&g->io_inside, 1);
     cx_gil_io_end();
@@ -782,7 +743,7 @@ static void test_gil_mode(void **state) {
     (void)state;
     enum { N = 300 };
     struct gil_rec g = {0};
-    latch_init(&g.io_meet);
+    t_latch_init(&g.io_meet);
     struct cx_task tasks[N];
     for (int i = 0; i < N; i++) tasks[i] = (struct cx_task){gil_task, &g};
     struct cx_executor_options o;
@@ -806,21 +767,21 @@ static void test_gil_mode(void **state) {
     assert_true(gs.acquisitions >= 2 * N);
     cx_batch_free(b);
     cx_executor_free(ex);
-    latch_destroy(&g.io_meet);
+    t_latch_destroy(&g.io_meet);
 }
 
 /* Free mode: two CPU sections can overlap (they meet at a latch without any I/O bracket). */
 static int meet_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
     (void)ctx, (void)res;
-    struct latch *l = arg;
-    latch_add(l);
-    return latch_wait(l, 2, t_deadline_ms(10000)) ? 0 : CX_ETIMEDOUT;
+    struct t_latch *l = arg;
+    t_latch_add(l);
+    return t_latch_wait(l, 2, t_deadline_ms(10000)) ? 0 : CX_ETIMEDOUT;
 }
 
 static void test_free_mode_parallel(void **state) {
     (void)state;
-    struct latch l;
-    latch_init(&l);
+    struct t_latch l;
+    t_latch_init(&l);
     struct cx_task tasks[2] = {{meet_task, &l}, {meet_task, &l}};
     struct cx_executor *ex = make(CX_MODE_FREE, 2);
     struct cx_batch *b;
@@ -831,7 +792,7 @@ static void test_free_mode_parallel(void **state) {
     assert_null(cx_executor_gil(ex));
     cx_batch_free(b);
     cx_executor_free(ex);
-    latch_destroy(&l);
+    t_latch_destroy(&l);
 }
 
 /* A mode changes scheduling, never results. */

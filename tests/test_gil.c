@@ -15,50 +15,6 @@
 #include "cx/clock.h"
 #include "cx/gil.h"
 
-/* A tiny latch: wait until a counter reaches a value, with a deadline. */
-struct latch {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int count;
-};
-
-static void latch_init(struct latch *l) {
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cond, &a);
-    pthread_condattr_destroy(&a);
-    l->count = 0;
-}
-
-static void latch_destroy(struct latch *l) {
-    pthread_cond_destroy(&l->cond);
-    pthread_mutex_destroy(&l->mu);
-}
-
-static void latch_add(struct latch *l) {
-    pthread_mutex_lock(&l->mu);
-    l->count++;
-    pthread_cond_broadcast(&l->cond);
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* 1 when count reached `want` before the deadline. */
-static int latch_wait(struct latch *l, int want, uint64_t deadline) {
-    struct timespec ts = cx_deadline_to_timespec(deadline);
-    pthread_mutex_lock(&l->mu);
-    while (l->count < want) {
-        if (deadline == CX_DEADLINE_NONE)
-            pthread_cond_wait(&l->cond, &l->mu);
-        else if (pthread_cond_timedwait(&l->cond, &l->mu, &ts) != 0 && l->count < want)
-            break;
-    }
-    int ok = l->count >= want;
-    pthread_mutex_unlock(&l->mu);
-    return ok;
-}
-
 static void test_new_free(void **state) {
     (void)state;
     struct cx_gil *g = NULL;
@@ -179,55 +135,55 @@ static void test_cpu_sections_never_overlap(void **state) {
 
 struct io_pair {
     struct cx_gil *g;
-    struct latch holder_in_io, other_got_it, other_done;
+    struct t_latch holder_in_io, other_got_it, other_done;
 };
 
 static void *io_other(void *p) {
     struct io_pair *x = p;
-    latch_wait(&x->holder_in_io, 1, CX_DEADLINE_NONE);
+    t_latch_wait(&x->holder_in_io, 1, CX_DEADLINE_NONE);
     cx_gil_acquire(x->g); /* must not block for long: the holder is in I/O */
-    latch_add(&x->other_got_it);
+    t_latch_add(&x->other_got_it);
     cx_gil_release(x->g);
-    latch_add(&x->other_done);
+    t_latch_add(&x->other_done);
     return NULL;
 }
 
 static void test_io_releases(void **state) {
     (void)state;
     struct io_pair x;
-    latch_init(&x.holder_in_io);
-    latch_init(&x.other_got_it);
-    latch_init(&x.other_done);
+    t_latch_init(&x.holder_in_io);
+    t_latch_init(&x.other_got_it);
+    t_latch_init(&x.other_done);
     assert_int_equal(cx_gil_new(0, &x.g), 0);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, io_other, &x), 0);
     cx_gil_acquire(x.g);
     cx_gil_io_begin();
-    latch_add(&x.holder_in_io);
+    t_latch_add(&x.holder_in_io);
     /* While we are "in I/O" the other thread takes and drops the GIL. */
-    assert_true(latch_wait(&x.other_got_it, 1, t_deadline_ms(5000)));
-    assert_true(latch_wait(&x.other_done, 1, t_deadline_ms(5000)));
+    assert_true(t_latch_wait(&x.other_got_it, 1, t_deadline_ms(5000)));
+    assert_true(t_latch_wait(&x.other_done, 1, t_deadline_ms(5000)));
     cx_gil_io_end();
     assert_int_equal(cx_gil_held(), 1);
     cx_gil_release(x.g);
     pthread_join(th, NULL);
     cx_gil_free(x.g);
-    latch_destroy(&x.holder_in_io);
-    latch_destroy(&x.other_got_it);
-    latch_destroy(&x.other_done);
+    t_latch_destroy(&x.holder_in_io);
+    t_latch_destroy(&x.other_got_it);
+    t_latch_destroy(&x.other_done);
 }
 
 /* ---- forced switching ---- */
 
 struct sw {
     struct cx_gil *g;
-    struct latch holder_has_it;
+    struct t_latch holder_has_it;
     _Atomic int waiter_got_it;
 };
 
 static void *sw_waiter(void *p) {
     struct sw *s = p;
-    latch_wait(&s->holder_has_it, 1, CX_DEADLINE_NONE);
+    t_latch_wait(&s->holder_has_it, 1, CX_DEADLINE_NONE);
     cx_gil_acquire(s->g); /* the holder never releases voluntarily */
     atomic_store(&s->waiter_got_it, 1);
     cx_cpu_work_ns(2 * CX_NSEC_PER_MSEC);
@@ -238,12 +194,12 @@ static void *sw_waiter(void *p) {
 static void test_long_section_yields(void **state) {
     (void)state;
     struct sw s = {0};
-    latch_init(&s.holder_has_it);
+    t_latch_init(&s.holder_has_it);
     assert_int_equal(cx_gil_new(1 * CX_NSEC_PER_MSEC, &s.g), 0);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, sw_waiter, &s), 0);
     cx_gil_acquire(s.g);
-    latch_add(&s.holder_has_it);
+    t_latch_add(&s.holder_has_it);
     /* One long CPU section, cut into 1 ms pieces only to look at the flag; the GIL is never
      * released here except by cx_gil_checkpoint's forced switch. */
     uint64_t deadline = t_deadline_ms(10000);
@@ -258,7 +214,7 @@ static void test_long_section_yields(void **state) {
     assert_true(st.drop_requests >= 1);
     assert_int_equal(st.overlaps, 0);
     cx_gil_free(s.g);
-    latch_destroy(&s.holder_has_it);
+    t_latch_destroy(&s.holder_has_it);
 }
 
 /* Two threads both burning 50 ms with a 1 ms interval: both finish, sections never overlap. */

@@ -12,13 +12,8 @@
 #include "t_util.h"
 
 static struct cx_pool *open_pool(const char *path) {
-    struct cx_pool_options o;
-    cx_pool_options_init(&o);
-    o.path = path;
-    o.readers = 2;
-    struct cx_pool *p = NULL;
+    struct cx_pool *p = t_pool_open(path, 2);
     struct cx_errinfo ei;
-    if (cx_pool_open(&o, &p, &ei) < 0) fail_msg("cx_pool_open: %s", ei.msg);
     if (cx_history_init(p, &ei) < 0) fail_msg("cx_history_init: %s", ei.msg);
     return p;
 }
@@ -162,12 +157,8 @@ static void test_empty_and_uninitialised(void **state) {
     (void)state;
     char *dir = t_tmpdir("hist");
     char *path = t_path(dir, "h.db");
-    struct cx_pool_options o;
-    cx_pool_options_init(&o);
-    o.path = path;
-    struct cx_pool *p = NULL;
+    struct cx_pool *p = t_pool_open(path, 0);
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), 0);
     struct cx_history_entry e = {0};
     e.request = "x";
     e.executed = "real";

@@ -534,12 +534,8 @@ static void test_cache_and_validator(void **state) {
     (void)state;
     char *dir = t_tmpdir("router");
     char *path = t_path(dir, "cache.db");
-    struct cx_pool_options po;
-    cx_pool_options_init(&po);
-    po.path = path;
-    struct cx_pool *pool;
+    struct cx_pool *pool = t_pool_open(path, 0);
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&po, &pool, &ei), 0);
     struct cx_cache *cache;
     assert_int_equal(cx_cache_new(pool, NULL, &cache, &ei), 0);
     struct cx_router_options o;
@@ -588,11 +584,8 @@ struct tcache {
 static void tcache_open(struct tcache *t, double threshold) {
     t->dir = t_tmpdir("router-cache");
     t->path = t_path(t->dir, "cache.db");
-    struct cx_pool_options po;
-    cx_pool_options_init(&po);
-    po.path = t->path;
+    t->pool = t_pool_open(t->path, 0);
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&po, &t->pool, &ei), 0);
     struct cx_cache_options co;
     cx_cache_options_init(&co);
     if (threshold > 0) co.similarity_threshold = threshold;
