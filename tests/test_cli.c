@@ -224,14 +224,10 @@ static void test_io_designs_identical(void **state)
 static void test_dangerous_refused(void **state)
 {
     struct fx *f = *state;
-    struct mock_options mo;
-    mock_options_init(&mo);
-    struct mock_server *s = NULL;
-    char err[256];
-    assert_int_equal(mock_server_start(&mo, &s, err, sizeof err), 0);
     char url[256];
-    snprintf(url, sizeof url, "%s/v1", mock_server_url(s));
-    assert_int_equal(mock_server_script_faults(s, "next 1 dangerous", err, sizeof err), 0);
+    struct mock_server *s = t_mock_start_opts(NULL, url, sizeof url);
+    assert_non_null(s);
+    t_mock_script(s, "next 1 dangerous");
     int rc = run_cx(f, "--base-url", url, "install", "docker", "--json", "--simulate", "1ms",
                     NULL);
     assert_int_equal(rc, CX_EXIT_REFUSED);
@@ -244,7 +240,7 @@ static void test_dangerous_refused(void **state)
     assert_true(cJSON_IsTrue(get(o, "refused")));
     assert_int_equal(get(o, "exit_code")->valueint, CX_EXIT_REFUSED);
     cJSON_Delete(o);
-    assert_int_equal(mock_server_script_faults(s, "next 1 dangerous", err, sizeof err), 0);
+    t_mock_script(s, "next 1 dangerous");
     rc = run_cx(f, "--base-url", url, "install", "nginx", NULL);
     assert_int_equal(rc, CX_EXIT_REFUSED);
     assert_non_null(strstr(f->out, "REJECTED"));
@@ -256,17 +252,13 @@ static void test_dangerous_refused(void **state)
 static void test_failed_queries(void **state)
 {
     struct fx *f = *state;
-    struct mock_options mo;
-    mock_options_init(&mo);
-    struct mock_server *s = NULL;
-    char err[256];
-    assert_int_equal(mock_server_start(&mo, &s, err, sizeof err), 0);
     char url[256];
-    snprintf(url, sizeof url, "%s/v1", mock_server_url(s));
+    struct mock_server *s = t_mock_start_opts(NULL, url, sizeof url);
+    assert_non_null(s);
     /* one attempt; with a base URL every provider is that server, which is not tried again
      * under another provider's name: one 500 fails the query */
     setenv("CORTEX_MAX_RETRIES", "0", 1);
-    assert_int_equal(mock_server_script_faults(s, "next 1 500", err, sizeof err), 0);
+    t_mock_script(s, "next 1 500");
     int rc = run_cx(f, "--base-url", url, "--mode", "serial", "--no-cache", "install", "nginx",
                     "redis", "--json", NULL);
     assert_int_equal(rc, CX_EXIT_PARTIAL);
@@ -279,7 +271,7 @@ static void test_failed_queries(void **state)
     assert_null(strstr(plan, "install -y nginx"));
     cJSON_free(plan);
     cJSON_Delete(o);
-    assert_int_equal(mock_server_script_faults(s, "next 1 500", err, sizeof err), 0);
+    t_mock_script(s, "next 1 500");
     rc = run_cx(f, "--base-url", url, "--no-cache", "install", "nginx", NULL);
     assert_int_equal(rc, CX_EXIT_ERROR);
     assert_non_null(strstr(f->out, "nginx: query failed"));
