@@ -40,17 +40,10 @@ struct shared {
     _Atomic long failures, exact, similar, misses, puts;
     pthread_barrier_t start;
     int ops;
-    unsigned long seed;
+    uint64_t seed;
 };
 
 static struct shared g;
-
-static unsigned long rnd(unsigned long *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 static void fail(const char *what, const char *msg) {
     fprintf(stderr, "stress_cache: %s: %s\n", what, msg);
@@ -94,18 +87,18 @@ static void check_similar(const char *json, const char *query, const char *syste
 
 static void *worker(void *arg) {
     long tid = (long)arg;
-    unsigned long s = g.seed * 2654435761UL + (unsigned long)tid * 40503UL + 1;
+    uint64_t s = g.seed * 2654435761UL + (unsigned long)tid * 40503UL + 1;
     char prompt[256], value[400];
     pthread_barrier_wait(&g.start);
     for (int i = 0; i < g.ops; i++) {
-        int ci = (int)(rnd(&s) % 2);
+        int ci = (int)(s_xorshift64(&s) % 2);
         struct cx_cache *c = g.cache[ci];
-        int key = (int)(rnd(&s) % NKEYS);
-        unsigned long op = rnd(&s) % 100;
+        int key = (int)(s_xorshift64(&s) % NKEYS);
+        uint64_t op = s_xorshift64(&s) % 100;
         struct cx_errinfo ei;
         const char *system = system_of(key);
         if (op < 65) {
-            int variant = (int)(rnd(&s) % 3 == 0);
+            int variant = (int)(s_xorshift64(&s) % 3 == 0);
             make_prompt(key, variant, prompt, sizeof prompt);
             struct cx_cache_key k = {"openai", "gpt-4o", system, prompt};
             char *json = NULL;
@@ -208,7 +201,7 @@ int main(int argc, char **argv) {
     struct s_args a = {(uint64_t)cx_now_ns(), 200, 200};
     s_args_parse("cache", argc, argv, &a, 4096);
     int threads = a.threads;
-    g.seed = (unsigned long)a.seed;
+    g.seed = a.seed;
     g.ops = (int)(a.iters / 10 > 0 ? a.iters / 10 : 1);
 
     char path[4096];

@@ -32,17 +32,10 @@ struct shared {
     _Atomic long sum_ok; /* sum of the values of committed writes */
     pthread_barrier_t start;
     int ops;
-    unsigned long seed;
+    uint64_t seed;
 };
 
 static struct shared g;
-
-static unsigned long rnd(unsigned long *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 static void fail(const char *what, const char *msg) {
     fprintf(stderr, "stress_dbpool: %s: %s\n", what, msg);
@@ -84,12 +77,12 @@ static void async_done(int rc, void *arg) {
 
 static void *worker(void *arg) {
     long tid = (long)arg;
-    unsigned long s = g.seed * 2654435761UL + (unsigned long)tid * 40503UL + 1;
+    uint64_t s = g.seed * 2654435761UL + (unsigned long)tid * 40503UL + 1;
     pthread_barrier_wait(&g.start);
     for (int i = 0; i < g.ops; i++) {
-        int pi = (int)(rnd(&s) % 2);
+        int pi = (int)(s_xorshift64(&s) % 2);
         struct cx_pool *p = g.pool[pi];
-        unsigned long op = rnd(&s) % 10;
+        uint64_t op = s_xorshift64(&s) % 10;
         struct cx_errinfo ei;
         long v = tid * 1000000L + i + 1;
         if (op < 6) {
@@ -138,7 +131,7 @@ int main(int argc, char **argv) {
     struct s_args a = {(uint64_t)cx_now_ns(), 200, 200};
     s_args_parse("dbpool", argc, argv, &a, 4096);
     int threads = a.threads;
-    g.seed = (unsigned long)a.seed;
+    g.seed = a.seed;
     g.ops = (int)(a.iters / 10 > 0 ? a.iters / 10 : 1);
 
     char path[4096];

@@ -193,18 +193,11 @@ struct submitter {
     struct pool_rec priv_rec;
 };
 
-static uint64_t rnd(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 static struct cx_executor *new_private(uint64_t *rng) {
     struct cx_executor_options o;
     cx_executor_options_init(&o);
-    o.threads = 2 + (int)(rnd(rng) % 5);
-    o.mode = rnd(rng) % 2 ? CX_MODE_FREE : CX_MODE_GIL;
+    o.threads = 2 + (int)(s_xorshift64(rng) % 5);
+    o.mode = s_xorshift64(rng) % 2 ? CX_MODE_FREE : CX_MODE_GIL;
     o.switch_interval_ns = 100 * CX_NSEC_PER_USEC;
     struct cx_executor *ex = NULL;
     struct cx_errinfo ei;
@@ -261,18 +254,18 @@ static void check_batch(struct cx_batch *b, struct req *reqs, size_t n, int drai
 static void one_iteration(struct submitter *s) {
     struct shared *sh = s->sh;
     uint64_t *rng = &s->rng;
-    int pool = (int)(rnd(rng) % P_COUNT);
+    int pool = (int)(s_xorshift64(rng) % P_COUNT);
     struct cx_executor *ex = pool == P_PRIVATE ? s->priv : sh->pools[pool];
     struct pool_rec *rec = pool == P_PRIVATE ? &s->priv_rec : &sh->recs[pool];
-    size_t n = (size_t)(rnd(rng) % MAX_BATCH);
+    size_t n = (size_t)(s_xorshift64(rng) % MAX_BATCH);
     struct req reqs[MAX_BATCH];
     struct cx_task tasks[MAX_BATCH];
     memset(reqs, 0, sizeof reqs);
     for (size_t i = 0; i < n; i++) {
-        reqs[i].kind = (enum kind)(rnd(rng) % K_COUNT);
-        reqs[i].rounds = reqs[i].kind == K_SUSPEND ? 1 + (int)(rnd(rng) % 2)
+        reqs[i].kind = (enum kind)(s_xorshift64(rng) % K_COUNT);
+        reqs[i].rounds = reqs[i].kind == K_SUSPEND ? 1 + (int)(s_xorshift64(rng) % 2)
                          : reqs[i].kind == K_SELF  ? 1
-                                                   : (int)(rnd(rng) % 100);
+                                                   : (int)(s_xorshift64(rng) % 100);
         reqs[i].rounds_left = reqs[i].rounds;
         reqs[i].pool = pool;
         reqs[i].rec = rec;
@@ -284,7 +277,7 @@ static void one_iteration(struct submitter *s) {
     if (rc != 0) return;
     atomic_fetch_add(&sh->batches, 1);
     atomic_fetch_add(&sh->tasks, (long)n);
-    int action = (int)(rnd(rng) % 10);
+    int action = (int)(s_xorshift64(rng) % 10);
     if (action < 6) {
         /* Consume everything, half by next and half by wait. */
         size_t got = 0;
@@ -299,7 +292,7 @@ static void one_iteration(struct submitter *s) {
         /* Take a few, cancel, take the rest. */
         struct cx_task_result *r;
         size_t got = 0;
-        size_t take = n ? (size_t)(rnd(rng) % n) : 0;
+        size_t take = n ? (size_t)(s_xorshift64(rng) % n) : 0;
         while (got < take && cx_batch_next(b, cx_deadline_after_ms(60000), &r) == 0) got++;
         cx_batch_cancel(b);
         atomic_fetch_add(&sh->cancelled_batches, 1);

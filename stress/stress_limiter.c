@@ -67,13 +67,6 @@ static atomic_llong g_charged;  /* steps charged with adjust (reported) */
 static atomic_int g_broken;
 static _Atomic(double) g_min_slack; /* the closest any check came to the bound, in tokens */
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void broken(const char *what, double a, double b) {
     if (atomic_exchange(&g_broken, 1) == 0)
         fprintf(stderr, "stress_limiter: INVARIANT BROKEN: %s (%.6f > %.6f)\n", what, a, b);
@@ -100,7 +93,7 @@ static void *worker_main(void *arg) {
     uint64_t rng = w->seed;
     pthread_barrier_wait(&g_go);
     for (long i = 0; i < w->iters && !atomic_load(&g_broken); i++) {
-        uint64_t r = splitmix(&rng);
+        uint64_t r = s_splitmix64(&rng);
         long steps = 1 + (long)((r >> 8) % 4); /* steps */
         double n = (double)steps * g_phase->unit;
         unsigned op = (unsigned)(r % 100);

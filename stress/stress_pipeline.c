@@ -80,14 +80,6 @@ struct runner {
     uint64_t rng;
 };
 
-static uint64_t next_rand(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 static struct cx_pipeline *open_pipeline(struct shared *sh, enum cx_io_design io,
                                          enum cx_exec_mode mode, int use_cache, int similar)
 {
@@ -173,8 +165,8 @@ static void *runner_main(void *arg)
     enum cx_exec_mode mode = (enum cx_exec_mode)(rn->index % 3);
     struct cx_pipeline *own = NULL;
     if (rn->index >= SHARED) {
-        own = open_pipeline(sh, next_rand(&rn->rng) % 2 ? CX_IO_HYBRID : CX_IO_THREAD_LOCAL,
-                            mode, rn->index % 2, rn->index % 2 && next_rand(&rn->rng) % 2);
+        own = open_pipeline(sh, s_xorshift64(&rn->rng) % 2 ? CX_IO_HYBRID : CX_IO_THREAD_LOCAL,
+                            mode, rn->index % 2, rn->index % 2 && s_xorshift64(&rn->rng) % 2);
         CHECK(own != NULL, "runner %d could not open its pipeline", rn->index);
         if (own == NULL)
             return NULL;
@@ -184,11 +176,11 @@ static void *runner_main(void *arg)
         long it = atomic_fetch_add(&sh->next_iter, 1);
         if (it >= sh->iters || atomic_load(&g_failed))
             break;
-        size_t npk = 1 + next_rand(&rn->rng) % 4;
+        size_t npk = 1 + s_xorshift64(&rn->rng) % 4;
         const char *pk[4];
         char request[256] = "install";
         for (size_t i = 0; i < npk; i++) {
-            size_t k = next_rand(&rn->rng) % NPKGS;
+            size_t k = s_xorshift64(&rn->rng) % NPKGS;
             pk[i] = k < NFIXED ? k_pkgs[k] : g_tools[k - NFIXED];
             int dup = 0;
             for (size_t j = 0; j < i; j++)
@@ -200,7 +192,7 @@ static void *runner_main(void *arg)
             strcat(request, " ");
             strcat(request, pk[i]);
         }
-        if (next_rand(&rn->rng) % 16 == 0) {
+        if (s_xorshift64(&rn->rng) % 16 == 0) {
             char err[128];
             if (mock_server_script_faults(sh->mock, "next 1 dangerous", err, sizeof err) == 0)
                 atomic_fetch_add(&sh->faults, 1);

@@ -44,13 +44,6 @@ static atomic_int g_bad;
         }                                                                                \
     } while (0)
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 static int expected_failure(int rc) {
     return rc == CX_ERATELIMIT || rc == CX_ESERVER || rc == CX_EOVERLOADED || rc == CX_ECONN ||
            rc == CX_EPARSE || rc == CX_ETIMEDOUT;
@@ -58,17 +51,17 @@ static int expected_failure(int rc) {
 
 static void make_query(struct cx_llm_query *q, uint64_t *rng, char *prompt, size_t n, int *pkg) {
     cx_llm_query_init(q);
-    *pkg = (int)(splitmix(rng) % NPKG);
+    *pkg = (int)(s_splitmix64(rng) % NPKG);
     /* half the prompts repeat (single flight), half are unique (many transfers in flight) */
-    if (splitmix(rng) % 2)
+    if (s_splitmix64(rng) % 2)
         snprintf(prompt, n, "Install package: %s", k_pkgs[*pkg]);
     else
-        snprintf(prompt, n, "Install package: %s-%llu", k_pkgs[*pkg], (unsigned long long)(splitmix(rng) % 100000));
-    q->task = (enum cx_task_type)(splitmix(rng) % CX_TASK_COUNT);
+        snprintf(prompt, n, "Install package: %s-%llu", k_pkgs[*pkg], (unsigned long long)(s_splitmix64(rng) % 100000));
+    q->task = (enum cx_task_type)(s_splitmix64(rng) % CX_TASK_COUNT);
     q->system = "You are a Linux package expert.";
     q->prompt = prompt;
     q->max_tokens = 512;
-    q->stream = splitmix(rng) % 2;
+    q->stream = s_splitmix64(rng) % 2;
     q->deadline = cx_deadline_after_ms(30000);
 }
 
