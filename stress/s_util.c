@@ -3,6 +3,7 @@
 #include "s_util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,23 @@ void s_args_parse(const char *name, int argc, char **argv, struct s_args *a, int
     printf("stress_%s: seed %llu iters %ld threads %d\n", name, (unsigned long long)a->seed,
            a->iters, a->threads);
     fflush(stdout);
+}
+
+void s_run_threads(const char *name, int n, void *(*fn)(void *)) {
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    if (th == NULL) {
+        fprintf(stderr, "stress_%s: out of memory for %d threads\n", name, n);
+        exit(1);
+    }
+    for (long t = 0; t < n; t++) {
+        int rc = pthread_create(&th[t], NULL, fn, (void *)t);
+        if (rc != 0) {
+            fprintf(stderr, "stress_%s: cannot start thread %ld: %s\n", name, t, strerror(rc));
+            exit(1);
+        }
+    }
+    for (int t = 0; t < n; t++) pthread_join(th[t], NULL);
+    free(th);
 }
 
 void s_tmp_db(const char *name, const char *file, char *path, size_t n) {

@@ -2,7 +2,7 @@
  * s_util.h - what every stress program does the same way before and after its run: strict
  * --seed/--iters/--threads parsing with the one "stress_<name>: seed S iters N threads T" line
  * (so any failing run can be replayed from its log), the seeded generators they draw choices
- * from, and a private temporary database path.
+ * from, starting and joining the worker threads, and a private temporary database path.
  */
 #ifndef S_UTIL_H
 #define S_UTIL_H
@@ -40,6 +40,10 @@ static inline uint64_t s_splitmix64(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
+
+/* Runs fn((void *)(long)i) on n new threads, i = 0 .. n-1, and joins them all; prints which
+ * thread could not be started and exits 1 if pthread_create fails. Threads: one caller. */
+void s_run_threads(const char *name, int n, void *(*fn)(void *));
 
 /* Makes a fresh directory $TMPDIR/stress_<name>-XXXXXX (TMPDIR unset or empty: /tmp) and writes
  * "<that dir>/<file>" into path[n]; prints why and exits 1 if it cannot. */

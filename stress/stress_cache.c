@@ -226,15 +226,7 @@ int main(int argc, char **argv) {
         }
     }
     pthread_barrier_init(&g.start, NULL, (unsigned)threads);
-    pthread_t *th = calloc((size_t)threads, sizeof *th);
-    for (long t = 0; t < threads; t++) {
-        if (pthread_create(&th[t], NULL, worker, (void *)t) != 0) {
-            fprintf(stderr, "stress_cache: cannot start thread %ld\n", t);
-            return 1;
-        }
-    }
-    for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
-    free(th);
+    s_run_threads("cache", threads, worker);
     pthread_barrier_destroy(&g.start);
     int bad = final_check() || atomic_load(&g.failures) != 0;
     printf("stress_cache: %ld exact hits, %ld similar hits, %ld misses, %ld puts, "

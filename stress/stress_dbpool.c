@@ -160,15 +160,7 @@ int main(int argc, char **argv) {
         }
     }
     pthread_barrier_init(&g.start, NULL, (unsigned)threads);
-    pthread_t *th = calloc((size_t)threads, sizeof *th);
-    for (long t = 0; t < threads; t++) {
-        if (pthread_create(&th[t], NULL, worker, (void *)t) != 0) {
-            fprintf(stderr, "stress_dbpool: cannot start thread %ld\n", t);
-            return 1;
-        }
-    }
-    for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
-    free(th);
+    s_run_threads("dbpool", threads, worker);
     pthread_barrier_destroy(&g.start);
     /* Closing finishes every queued async write. */
     cx_pool_close(g.pool[1]);
