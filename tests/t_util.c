@@ -88,60 +88,85 @@ struct cx_pool *t_pool_open(const char *path, int readers) {
     return p;
 }
 
-/* ---- counting allocator: a 16-byte header keeps blocks aligned and marks ours ---- */
+/* ---- counting allocator ----
+ * Installed before main (constructor) and never removed, so every block the runtime hands out
+ * in a test process carries our 16-byte header, whichever phase allocated or frees it (an
+ * in-process mock server may free after a torture run a block it allocated during one).
+ * While counting (t_alloc_install .. t_alloc_uninstall) allocations by the test's own threads
+ * are counted and may fail; allocations on a mock server's threads (mock_thread_is_server,
+ * which shares cJSON's global hooks with the runtime) are neither counted nor failed. */
 
 static atomic_long g_count, g_live, g_fail_at;
-#define T_MAGIC 0x7a11c0deUL
+static atomic_int g_counting;
+#define T_MAGIC 0x7a11c0deUL      /* counted while live */
+#define T_MAGIC_FREE 0x7a11f4eeUL /* not counted */
+
+int mock_thread_is_server(void) __attribute__((weak));
+
+static int counted_thread(void) {
+    return atomic_load(&g_counting) && !(mock_thread_is_server && mock_thread_is_server());
+}
+
+/* 1 when this allocation attempt must fail. */
+static int attempt_fails(void) {
+    long i = atomic_fetch_add(&g_count, 1) + 1;
+    long f = atomic_load(&g_fail_at);
+    return f > 0 && i >= f;
+}
+
+static unsigned long *header_of(void *p, const char *who) {
+    unsigned long *h = (unsigned long *)((char *)p - 16);
+    if (h[0] != T_MAGIC && h[0] != T_MAGIC_FREE) {
+        fprintf(stderr, "%s: block not from the test allocator\n", who);
+        abort();
+    }
+    return h;
+}
 
 static void *t_malloc(size_t n, void *ctx) {
     (void)ctx;
-    long i = atomic_fetch_add(&g_count, 1) + 1;
-    long f = atomic_load(&g_fail_at);
-    if (f > 0 && i >= f) return NULL;
+    int counted = counted_thread();
+    if (counted && attempt_fails()) return NULL;
     unsigned long *h = malloc(n + 16);
     if (h == NULL) return NULL;
-    h[0] = T_MAGIC;
-    atomic_fetch_add(&g_live, 1);
+    h[0] = counted ? T_MAGIC : T_MAGIC_FREE;
+    if (counted) atomic_fetch_add(&g_live, 1);
     return (char *)h + 16;
 }
 
 static void t_free(void *p, void *ctx) {
     (void)ctx;
     if (p == NULL) return;
-    unsigned long *h = (unsigned long *)((char *)p - 16);
-    if (h[0] != T_MAGIC) {
-        fprintf(stderr, "t_free: block not from the test allocator\n");
-        abort();
-    }
+    unsigned long *h = header_of(p, "t_free");
+    if (h[0] == T_MAGIC) atomic_fetch_sub(&g_live, 1);
     h[0] = 0;
-    atomic_fetch_sub(&g_live, 1);
     free(h);
 }
 
 static void *t_realloc(void *p, size_t n, void *ctx) {
     if (p == NULL) return t_malloc(n, ctx);
-    long i = atomic_fetch_add(&g_count, 1) + 1;
-    long f = atomic_load(&g_fail_at);
-    if (f > 0 && i >= f) return NULL;
-    unsigned long *h = (unsigned long *)((char *)p - 16);
-    if (h[0] != T_MAGIC) {
-        fprintf(stderr, "t_realloc: block not from the test allocator\n");
-        abort();
-    }
+    unsigned long *h = header_of(p, "t_realloc");
+    if (counted_thread() && attempt_fails()) return NULL;
     unsigned long *nh = realloc(h, n + 16);
     if (nh == NULL) return NULL;
     return (char *)nh + 16;
 }
 
+static const struct cx_allocator t_allocator = {t_malloc, t_realloc, t_free, NULL};
+
+__attribute__((constructor)) static void t_alloc_setup(void) { cx_set_allocator(&t_allocator); }
+
 void t_alloc_install(long fail_at) {
     atomic_store(&g_count, 0);
     atomic_store(&g_live, 0);
     atomic_store(&g_fail_at, fail_at);
-    struct cx_allocator a = {t_malloc, t_realloc, t_free, NULL};
-    cx_set_allocator(&a);
+    atomic_store(&g_counting, 1);
 }
 
-void t_alloc_uninstall(void) { cx_set_allocator(NULL); }
+void t_alloc_uninstall(void) {
+    atomic_store(&g_counting, 0);
+    atomic_store(&g_fail_at, 0);
+}
 long t_alloc_count(void) { return atomic_load(&g_count); }
 long t_alloc_live(void) { return atomic_load(&g_live); }
 

@@ -61,10 +61,11 @@ int t_latch_wait(struct t_latch *l, int want, uint64_t deadline);
 int t_refused_port(int *fd);
 
 /* ---- allocation torture ----
- * t_alloc_install(fail_at): from now on the runtime allocates through a counting allocator;
- * the fail_at-th allocation (1-based) and every one after it fail (0: never fail).
- * t_alloc_uninstall(): back to libc. t_alloc_count(): allocations attempted since install.
- * t_alloc_live(): blocks allocated and not yet freed since install. */
+ * t_alloc_install(fail_at): from now on allocations made by the runtime on the test's threads
+ * are counted; the fail_at-th (1-based) and every one after it fail (0: never fail).
+ * t_alloc_uninstall(): stop counting and failing. t_alloc_count(): allocations attempted since
+ * install. t_alloc_live(): blocks allocated since install and not yet freed. Allocations on an
+ * in-process mock server's threads are never counted or failed (see mock_thread_is_server). */
 void t_alloc_install(long fail_at);
 void t_alloc_uninstall(void);
 long t_alloc_count(void);

@@ -171,4 +171,8 @@ size_t mock__proto_head_frames(const struct mock_reply *r);
 /* Appends frame k (SSE text, ending in a blank line). corrupt: break its JSON. */
 void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt);
 
+/* Set to 1 on every thread that runs server code (libmicrohttpd's workers, the timer thread):
+ * see mock_thread_is_server in mock/server.h. */
+extern _Thread_local int mock__server_thread;
+
 #endif

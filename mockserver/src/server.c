@@ -126,6 +126,10 @@ static void add_common_headers(struct req *r, struct MHD_Response *resp)
     }
 }
 
+_Thread_local int mock__server_thread;
+
+int mock_thread_is_server(void) { return mock__server_thread; }
+
 static enum MHD_Result queue(struct req *r, unsigned status, struct MHD_Response *resp,
                              const char *ctype)
 {
@@ -304,6 +308,7 @@ static uint64_t itl_gap_ns(const struct req *r, unsigned i)
 
 static ssize_t partial_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
+    mock__server_thread = 1;
     struct req *r = cls;
     if (pos < r->pcut) {
         size_t n = r->pcut - (size_t)pos;
@@ -326,6 +331,7 @@ static void malformed_frame(struct req *r)
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
+    mock__server_thread = 1;
     struct req *r = cls;
     struct mock_server *s = r->srv;
     (void)pos;
@@ -1276,6 +1282,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                                const char *method, const char *version, const char *upload_data,
                                size_t *upload_size, void **con_cls)
 {
+    mock__server_thread = 1;
     struct mock_server *s = cls;
     struct req *r = *con_cls;
     (void)version;
@@ -1343,6 +1350,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
+    mock__server_thread = 1;
     struct mock_server *s = cls;
     struct req *r = *con_cls;
     (void)c;

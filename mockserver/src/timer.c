@@ -82,6 +82,7 @@ static struct entry pop(struct mock_timer *t)
 
 static void *timer_main(void *arg)
 {
+    mock__server_thread = 1;
     struct mock_timer *t = arg;
     struct entry batch[256];
     pthread_mutex_lock(&t->mu);

@@ -235,6 +235,12 @@ void mock_server_reset_stats(struct mock_server *s);
  * Threads: any thread but not twice for one server, and not from inside a request. */
 void mock_server_stop(struct mock_server *s);
 
+/* 1 when the calling thread is one of a mock server's own threads (a libmicrohttpd worker or
+ * the timer thread), 0 otherwise. The in-process server shares cJSON's global allocation hooks
+ * with the code that embeds it; a test that fails or counts allocations uses this to leave the
+ * server's allocations out. Threads: any thread. */
+int mock_thread_is_server(void);
+
 /* Runs the cx-mock command line (argv as given to main). Used by main.c so the flag parser can
  * be tested in-process. Returns the process exit status. Blocks until SIGINT/SIGTERM.
  * Threads: main thread (installs signal handling). */
