@@ -29,7 +29,8 @@ void cx__json_hooks_init(void);
 /* Fills ei (when not NULL) and returns code, so `return cx__err(ei, CX_EINVAL, "...")` works. */
 int cx__err(struct cx_errinfo *ei, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int cx__verr(struct cx_errinfo *ei, int code, const char *fmt, va_list ap);
+int cx__verr(struct cx_errinfo *ei, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /* Like cx__err but also records a foreign detail code. */
 int cx__err_detail(struct cx_errinfo *ei, int code, long detail, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
