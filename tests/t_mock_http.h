@@ -278,6 +278,62 @@ static inline void t_mock_settle(struct mock_server *s) {
     }
 }
 
+/* Fails the test unless the server takes this configuration text (mock_server_configure). */
+static inline void t_mock_configure(struct mock_server *s, const char *text) {
+    char err[256];
+    if (mock_server_configure(s, text, err, sizeof err) != 0) fail_msg("configure: %s", err);
+}
+
+/* Fails the test unless the server takes this fault script (mock_server_script_faults). */
+static inline void t_mock_script(struct mock_server *s, const char *text) {
+    char err[256];
+    if (mock_server_script_faults(s, text, err, sizeof err) != 0) fail_msg("script: %s", err);
+}
+
+/* The server's counters once every request has finished (t_mock_settle first). */
+static inline void t_mock_counts(struct mock_server *s, struct mock_counts *mc) {
+    t_mock_settle(s);
+    mock_server_counts(s, mc);
+}
+
+/* The server's statistics as JSON once every request has finished. Free with cJSON_Delete. */
+static inline cJSON *t_mock_stats(struct mock_server *s) {
+    t_mock_settle(s);
+    char *js = mock_server_stats_json(s);
+    assert_non_null(js);
+    cJSON *j = cJSON_Parse(js);
+    free(js);
+    assert_non_null(j);
+    return j;
+}
+
+/* The header lines the messages route needs besides the body's Content-Type. */
+static inline const char *const *t_msg_hdrs(void) {
+    static const char *const h[] = {"anthropic-version: 2023-06-01", NULL};
+    return h;
+}
+
+/* Performs one request and frees the response; returns its status (0 when none arrived). */
+static inline long t_http_status(const char *base, const char *path, const char *method,
+                                 const char *body, const char *const *hdrs) {
+    struct t_resp r;
+    long st = t_http(base, path, method, body, hdrs, 0, &r);
+    t_resp_free(&r);
+    return st;
+}
+
+/* CMocka group setup/teardown for the suites that use curl. */
+static inline int t_mock_group_setup(void **state) {
+    (void)state;
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+static inline int t_mock_group_teardown(void **state) {
+    (void)state;
+    curl_global_cleanup();
+    return 0;
+}
+
 /* Request bodies. */
 static inline char *t_chat_body(const char *model, const char *prompt, int stream,
                                 int include_usage) {
@@ -318,6 +374,18 @@ static inline char *t_messages_body(const char *model, const char *prompt, int s
     cJSON_Delete(b);
     assert_non_null(s);
     return s;
+}
+
+/* One request with model "m" and this prompt on the chat (api 0) or messages (api 1) route;
+ * a chat stream asks for the usage chunk. Returns r->status. */
+static inline long t_mock_call(struct mock_server *s, int api, const char *prompt, int stream,
+                               long timeout_ms, struct t_resp *r) {
+    char *body = api == 0 ? t_chat_body("m", prompt, stream, stream)
+                          : t_messages_body("m", prompt, stream);
+    long st = t_http(mock_server_url(s), api == 0 ? "/v1/chat/completions" : "/v1/messages",
+                     "POST", body, api == 0 ? NULL : t_msg_hdrs(), timeout_ms, r);
+    cJSON_free(body);
+    return st;
 }
 
 #endif

@@ -6,29 +6,6 @@
 
 #include "../mockserver/src/content.h"
 
-static const char *const MSG_HDRS[] = {"anthropic-version: 2023-06-01", NULL};
-
-static void script(struct mock_server *s, const char *text) {
-    char err[256];
-    if (mock_server_script_faults(s, text, err, sizeof err) != 0) fail_msg("script: %s", err);
-}
-
-static void configure(struct mock_server *s, const char *text) {
-    char err[256];
-    if (mock_server_configure(s, text, err, sizeof err) != 0) fail_msg("configure: %s", err);
-}
-
-/* One request on the chat (api 0) or messages (api 1) route. */
-static long call(struct mock_server *s, int api, const char *prompt, int stream, long timeout_ms,
-                 struct t_resp *r) {
-    char *body = api == 0 ? t_chat_body("m", prompt, stream, stream)
-                          : t_messages_body("m", prompt, stream);
-    long st = t_http(mock_server_url(s), api == 0 ? "/v1/chat/completions" : "/v1/messages",
-                     "POST", body, api == 0 ? NULL : MSG_HDRS, timeout_ms, r);
-    cJSON_free(body);
-    return st;
-}
-
 /* A broken transfer must END (error or early close), not hang until the client gives up. */
 static long fault_timeout_ms(void) { return (long)(3000 * t_timeout_scale()); }
 
@@ -41,7 +18,7 @@ static void assert_ended(const struct t_resp *r, const char *what) {
 /* The server answers normally after a fault (nothing stuck, nothing leaked into the next). */
 static void expect_healthy(struct mock_server *s) {
     struct t_resp r;
-    assert_int_equal(call(s, 0, "hi", 0, 0, &r), 200);
+    assert_int_equal(t_mock_call(s, 0, "hi", 0, 0, &r), 200);
     assert_int_equal(r.cc, CURLE_OK);
     t_resp_free(&r);
 }
@@ -74,8 +51,8 @@ static void test_429(void **state) {
     char v[64];
     for (int api = 0; api < 2; api++) {
         struct t_resp r;
-        script(s, "next 1 429");
-        assert_int_equal(call(s, api, "hi", 0, 0, &r), 429);
+        t_mock_script(s, "next 1 429");
+        assert_int_equal(t_mock_call(s, api, "hi", 0, 0, &r), 429);
         assert_true(t_header(&r, "retry-after", v, sizeof v));
         assert_string_equal(v, "1");
         assert_true(t_header(&r, "retry-after-ms", v, sizeof v));
@@ -85,10 +62,10 @@ static void test_429(void **state) {
         t_resp_free(&r);
     }
     /* Retry-After rounds up to whole seconds; retry-after-ms is exact. */
-    configure(s, "retry_after = 2500ms");
-    script(s, "next 1 429");
+    t_mock_configure(s, "retry_after = 2500ms");
+    t_mock_script(s, "next 1 429");
     struct t_resp r;
-    assert_int_equal(call(s, 0, "hi", 0, 0, &r), 429);
+    assert_int_equal(t_mock_call(s, 0, "hi", 0, 0, &r), 429);
     assert_true(t_header(&r, "retry-after", v, sizeof v));
     assert_string_equal(v, "3");
     assert_true(t_header(&r, "retry-after-ms", v, sizeof v));
@@ -96,8 +73,7 @@ static void test_429(void **state) {
     t_resp_free(&r);
     expect_healthy(s);
     struct mock_counts mc;
-    t_mock_settle(s);
-    mock_server_counts(s, &mc);
+    t_mock_counts(s, &mc);
     assert_int_equal(mc.faults, 3);
     mock_server_stop(s);
 }
@@ -120,9 +96,9 @@ static void test_server_errors(void **state) {
             char sc[64];
             struct t_resp r;
             snprintf(sc, sizeof sc, "next 1 %s", cases[i].fault);
-            script(s, sc);
+            t_mock_script(s, sc);
             long want = api == 0 ? cases[i].chat_status : cases[i].msg_status;
-            if (call(s, api, "Install package: nginx", 0, 0, &r) != want)
+            if (t_mock_call(s, api, "Install package: nginx", 0, 0, &r) != want)
                 fail_msg("fault %s api %d: status %ld, want %ld", cases[i].fault, api, r.status,
                          want);
             assert_int_equal(r.cc, CURLE_OK);
@@ -142,15 +118,11 @@ static void test_server_errors(void **state) {
     }
     expect_healthy(s);
     /* Stats name the injected faults. */
-    t_mock_settle(s);
-    char *js = mock_server_stats_json(s);
-    cJSON *j = cJSON_Parse(js);
-    assert_non_null(j);
+    cJSON *j = t_mock_stats(s);
     assert_int_equal((int)t_jnum(j, "faults.500"), 2);
     assert_int_equal((int)t_jnum(j, "faults.529"), 2);
     assert_int_equal((int)t_jnum(j, "routes.messages.status.529"), 1);
     cJSON_Delete(j);
-    free(js);
     mock_server_stop(s);
 }
 
@@ -160,8 +132,8 @@ static void test_reset_and_disconnect(void **state) {
     for (int api = 0; api < 2; api++) {
         for (int stream = 0; stream < 2; stream++) {
             struct t_resp r;
-            script(s, "next 1 reset");
-            call(s, api, "Install package: nginx", stream, fault_timeout_ms(), &r);
+            t_mock_script(s, "next 1 reset");
+            t_mock_call(s, api, "Install package: nginx", stream, fault_timeout_ms(), &r);
             if (r.cc == CURLE_OK) fail_msg("reset: api %d stream %d completed", api, stream);
             assert_ended(&r, stream ? "reset (stream)" : "reset");
             t_resp_free(&r);
@@ -169,12 +141,12 @@ static void test_reset_and_disconnect(void **state) {
     }
     expect_healthy(s);
     /* disconnect: closed after disconnect_after, before the (long) reply was due. */
-    configure(s, "latency = 5s\ndisconnect_after = 100ms");
+    t_mock_configure(s, "latency = 5s\ndisconnect_after = 100ms");
     for (int api = 0; api < 2; api++) {
         struct t_resp r;
-        script(s, "next 1 disconnect");
+        t_mock_script(s, "next 1 disconnect");
         double t0 = t_now_s();
-        call(s, api, "hi", 0, fault_timeout_ms(), &r);
+        t_mock_call(s, api, "hi", 0, fault_timeout_ms(), &r);
         assert_ended(&r, "disconnect");
         double dt = t_now_s() - t0;
         assert_int_not_equal(r.cc, CURLE_OK);
@@ -182,7 +154,7 @@ static void test_reset_and_disconnect(void **state) {
         assert_true(dt < 4.0);
         t_resp_free(&r);
     }
-    configure(s, "latency = 0");
+    t_mock_configure(s, "latency = 0");
     expect_healthy(s);
     mock_server_stop(s);
 }
@@ -191,9 +163,9 @@ static void test_stall(void **state) {
     (void)state;
     struct mock_server *s = t_mock_start("stall = 600s", 1);
     struct t_resp r;
-    script(s, "next 1 stall");
+    t_mock_script(s, "next 1 stall");
     double t0 = t_now_s();
-    call(s, 0, "hi", 0, 300, &r);
+    t_mock_call(s, 0, "hi", 0, 300, &r);
     assert_int_equal(r.cc, CURLE_OPERATION_TIMEDOUT);
     assert_true(t_now_s() - t0 >= 0.29);
     t_resp_free(&r);
@@ -208,8 +180,8 @@ static void test_malformed(void **state) {
     struct mock_server *s = t_mock_start(NULL, 1);
     for (int api = 0; api < 2; api++) {
         struct t_resp r;
-        script(s, "next 1 malformed");
-        assert_int_equal(call(s, api, "Install package: nginx", 0, 0, &r), 200);
+        t_mock_script(s, "next 1 malformed");
+        assert_int_equal(t_mock_call(s, api, "Install package: nginx", 0, 0, &r), 200);
         assert_int_equal(r.cc, CURLE_OK);
         assert_non_null(r.body.p);
         cJSON *j = cJSON_ParseWithLength(r.body.p, r.body.len);
@@ -217,8 +189,8 @@ static void test_malformed(void **state) {
         t_resp_free(&r);
 
         /* Streams: a data line that is not JSON. */
-        script(s, "next 1 malformed");
-        assert_int_equal(call(s, api, "Install package: nginx", 1, 0, &r), 200);
+        t_mock_script(s, "next 1 malformed");
+        assert_int_equal(t_mock_call(s, api, "Install package: nginx", 1, 0, &r), 200);
         struct t_sse sse;
         t_sse_parse(r.body.p, r.body.len, &sse);
         int bad = 0;
@@ -279,7 +251,7 @@ static void test_stream_faults(void **state) {
     static struct stream_view ok, v; /* large: keep them off the stack */
     for (int api = 0; api < 2; api++) {
         struct t_resp r;
-        assert_int_equal(call(s, api, "Install package: redis", 1, 0, &r), 200);
+        assert_int_equal(t_mock_call(s, api, "Install package: redis", 1, 0, &r), 200);
         view_stream(api, &r, &ok);
         assert_true(ok.done);
         assert_int_equal(ok.bad, 0);
@@ -288,8 +260,8 @@ static void test_stream_faults(void **state) {
         t_resp_free(&r);
 
         /* cut: 3 tokens, then the stream ends without its final events. */
-        script(s, "next 1 cut");
-        call(s, api, "Install package: redis", 1, fault_timeout_ms(), &r);
+        t_mock_script(s, "next 1 cut");
+        t_mock_call(s, api, "Install package: redis", 1, fault_timeout_ms(), &r);
         assert_ended(&r, "cut");
         assert_int_equal(r.status, 200);
         view_stream(api, &r, &v);
@@ -299,8 +271,8 @@ static void test_stream_faults(void **state) {
         t_resp_free(&r);
 
         /* corrupt: exactly one frame carries broken JSON. */
-        script(s, "next 1 corrupt");
-        call(s, api, "Install package: redis", 1, fault_timeout_ms(), &r);
+        t_mock_script(s, "next 1 corrupt");
+        t_mock_call(s, api, "Install package: redis", 1, fault_timeout_ms(), &r);
         assert_ended(&r, "corrupt");
         assert_int_equal(r.status, 200);
         view_stream(api, &r, &v);
@@ -308,8 +280,8 @@ static void test_stream_faults(void **state) {
         t_resp_free(&r);
 
         /* duplicate: one content frame twice, everything else intact. */
-        script(s, "next 1 duplicate");
-        call(s, api, "Install package: redis", 1, 0, &r);
+        t_mock_script(s, "next 1 duplicate");
+        t_mock_call(s, api, "Install package: redis", 1, 0, &r);
         assert_int_equal(r.cc, CURLE_OK);
         view_stream(api, &r, &v);
         assert_true(v.done);
@@ -327,8 +299,8 @@ static void test_stream_faults(void **state) {
         t_resp_free(&r);
 
         /* truncate: the final event is cut short and the connection closed. */
-        script(s, "next 1 truncate");
-        call(s, api, "Install package: redis", 1, fault_timeout_ms(), &r);
+        t_mock_script(s, "next 1 truncate");
+        t_mock_call(s, api, "Install package: redis", 1, fault_timeout_ms(), &r);
         assert_ended(&r, "truncate (stream)");
         view_stream(api, &r, &v);
         assert_false(v.done);
@@ -337,8 +309,8 @@ static void test_stream_faults(void **state) {
     }
     /* truncate without streaming: a body shorter than promised, then a close. */
     struct t_resp r;
-    script(s, "next 1 truncate");
-    call(s, 0, "Install package: redis", 0, fault_timeout_ms(), &r);
+    t_mock_script(s, "next 1 truncate");
+    t_mock_call(s, 0, "Install package: redis", 0, fault_timeout_ms(), &r);
     assert_ended(&r, "truncate");
     assert_true(r.cc != CURLE_OK || cJSON_ParseWithLength(r.body.p, r.body.len) == NULL);
     t_resp_free(&r);
@@ -351,8 +323,8 @@ static void test_dangerous(void **state) {
     struct mock_server *s = t_mock_start(NULL, 1);
     for (int api = 0; api < 2; api++) {
         struct t_resp r;
-        script(s, "next 1 dangerous");
-        assert_int_equal(call(s, api, "Install package: nginx", 0, 0, &r), 200);
+        t_mock_script(s, "next 1 dangerous");
+        assert_int_equal(t_mock_call(s, api, "Install package: nginx", 0, 0, &r), 200);
         cJSON *j = t_json(&r);
         const char *text = api == 0 ? t_jstr(j, "choices.0.message.content")
                                     : t_jstr(j, "content.0.text");
@@ -360,15 +332,15 @@ static void test_dangerous(void **state) {
         cJSON_Delete(j);
         t_resp_free(&r);
         /* The next one is clean. */
-        assert_int_equal(call(s, api, "Install package: nginx", 0, 0, &r), 200);
+        assert_int_equal(t_mock_call(s, api, "Install package: nginx", 0, 0, &r), 200);
         assert_null(strstr(r.body.p, "| sh"));
         assert_null(strstr(r.body.p, "rm -rf /"));
         t_resp_free(&r);
     }
     /* Streaming carries it too. */
-    script(s, "next 1 dangerous");
+    t_mock_script(s, "next 1 dangerous");
     struct t_resp r;
-    assert_int_equal(call(s, 0, "Install package: htop", 1, 0, &r), 200);
+    assert_int_equal(t_mock_call(s, 0, "Install package: htop", 1, 0, &r), 200);
     static struct stream_view v;
     view_stream(0, &r, &v);
     assert_true(strstr(v.text, "| sh") != NULL || strstr(v.text, "rm -rf /") != NULL);
@@ -383,7 +355,7 @@ static void test_rate_limit(void **state) {
     int ok = 0, limited = 0;
     for (int i = 0; i < 5; i++) {
         struct t_resp r;
-        long st = call(s, i % 2, "hi", 0, 0, &r);
+        long st = t_mock_call(s, i % 2, "hi", 0, 0, &r);
         if (st == 200) {
             ok++;
         } else {
@@ -399,13 +371,10 @@ static void test_rate_limit(void **state) {
     assert_int_equal(ok, 2);
     assert_int_equal(limited, 3);
     struct mock_counts mc;
-    t_mock_settle(s);
-    mock_server_counts(s, &mc);
+    t_mock_counts(s, &mc);
     assert_int_equal(mc.rate_limited, 3);
     /* Operational routes are not limited. */
-    struct t_resp r;
-    assert_int_equal(t_http(mock_server_url(s), "/health", "GET", NULL, NULL, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(mock_server_url(s), "/health", "GET", NULL, NULL), 200);
     mock_server_stop(s);
 }
 
@@ -416,14 +385,12 @@ static void fault_pattern(uint64_t seed, long out[24]) {
         char prompt[64];
         struct t_resp r;
         snprintf(prompt, sizeof prompt, "Install package: pkg%d", i);
-        out[i] = call(s, i % 2, prompt, 0, 0, &r);
+        out[i] = t_mock_call(s, i % 2, prompt, 0, 0, &r);
         assert_true(out[i] == 200 || out[i] == 500);
         t_resp_free(&r);
     }
     /* Health and stats never fault. */
-    struct t_resp r;
-    assert_int_equal(t_http(mock_server_url(s), "/health", "GET", NULL, NULL, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(mock_server_url(s), "/health", "GET", NULL, NULL), 200);
     mock_server_stop(s);
 }
 
@@ -443,14 +410,14 @@ static void test_probabilistic_faults(void **state) {
      * p = 0.5 retrying the same body eventually succeeds. */
     struct mock_server *s = t_mock_start("fault.429 = 1", 2);
     struct t_resp r;
-    assert_int_equal(call(s, 0, "hi", 0, 0, &r), 429);
+    assert_int_equal(t_mock_call(s, 0, "hi", 0, 0, &r), 429);
     t_resp_free(&r);
-    assert_int_equal(call(s, 1, "hi", 0, 0, &r), 429);
+    assert_int_equal(t_mock_call(s, 1, "hi", 0, 0, &r), 429);
     t_resp_free(&r);
-    configure(s, "fault.429 = 0\nfault.503 = 0.5");
+    t_mock_configure(s, "fault.429 = 0\nfault.503 = 0.5");
     int got200 = 0, got503 = 0;
     for (int i = 0; i < 30 && !(got200 && got503); i++) {
-        long st = call(s, 0, "the same body every time", 0, 0, &r);
+        long st = t_mock_call(s, 0, "the same body every time", 0, 0, &r);
         got200 |= st == 200;
         got503 |= st == 503;
         t_resp_free(&r);
@@ -467,10 +434,10 @@ static void test_script_without_statements(void **state) {
     struct mock_server *s = t_mock_start(NULL, 1);
     const char *empty[] = {"clear", "", " ; \n;", "clear; clear"};
     for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
-        script(s, empty[i]);
+        t_mock_script(s, empty[i]);
         assert_int_equal(mock_server_scripted_pending(s), 0);
     }
-    script(s, "next 2 ok; clear");
+    t_mock_script(s, "next 2 ok; clear");
     assert_int_equal(mock_server_scripted_pending(s), 0);
     expect_healthy(s);
     mock_server_stop(s);
@@ -495,24 +462,24 @@ static void test_script_pending_limit(void **state) {
     assert_int_equal(script_rc(s, five, err, sizeof err), -1);
     assert_non_null(strstr(err, "pending"));
     assert_int_equal(mock_server_scripted_pending(s), 0);
-    script(s, four);
+    t_mock_script(s, four);
     assert_true(mock_server_scripted_pending(s) == 4000000000u);
     /* Appending up to the limit is fine, one past it is refused and changes nothing, also when
      * the script clears first (all-or-nothing). */
     char rest[64];
     snprintf(rest, sizeof rest, "next %u 503", MOCK_SCRIPT_MAX_PENDING - 4000000000u);
-    script(s, rest);
+    t_mock_script(s, rest);
     assert_true(mock_server_scripted_pending(s) == MOCK_SCRIPT_MAX_PENDING);
     assert_int_equal(script_rc(s, "next 1 429", err, sizeof err), -1);
     assert_non_null(strstr(err, "pending"));
     assert_int_equal(script_rc(s, "clear; next 2 ok", err, sizeof err), 0);
     assert_int_equal(mock_server_scripted_pending(s), 2);
-    script(s, four);
+    t_mock_script(s, four);
     char clear_five[160];
     snprintf(clear_five, sizeof clear_five, "clear; next 2 ok; clear; %s", five);
     assert_int_equal(script_rc(s, clear_five, err, sizeof err), -1);
     assert_true(mock_server_scripted_pending(s) == 4000000002u);
-    script(s, "clear");
+    t_mock_script(s, "clear");
     assert_int_equal(mock_server_scripted_pending(s), 0);
     expect_healthy(s);
     mock_server_stop(s);
@@ -538,9 +505,9 @@ static void test_script_strict_syntax(void **state) {
     }
     assert_non_null(strstr(err, "5003"));
     /* Blanks of any kind (CRLF scripts too), leading zeros and the bounds are fine. */
-    script(s, "  next\t2   429 ;\r\nnext 0001 ok\r\n;next 1000000000 ok");
+    t_mock_script(s, "  next\t2   429 ;\r\nnext 0001 ok\r\n;next 1000000000 ok");
     assert_int_equal(mock_server_scripted_pending(s), 1000000003);
-    script(s, "clear");
+    t_mock_script(s, "clear");
     struct t_resp r;
     t_http(mock_server_url(s), "/admin/faults", "POST", "{\"next\": -1, \"fault\": \"429\"}",
            NULL, 0, &r);
@@ -549,17 +516,6 @@ static void test_script_strict_syntax(void **state) {
     assert_int_equal(mock_server_scripted_pending(s), 0);
     expect_healthy(s);
     mock_server_stop(s);
-}
-
-static int group_setup(void **state) {
-    (void)state;
-    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    curl_global_cleanup();
-    return 0;
 }
 
 int main(void) {
@@ -577,5 +533,5 @@ int main(void) {
         cmocka_unit_test(test_script_pending_limit),
         cmocka_unit_test(test_script_strict_syntax),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, t_mock_group_setup, t_mock_group_teardown);
 }
