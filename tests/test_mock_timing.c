@@ -4,8 +4,6 @@
  * and a clean stop with requests (delayed, streaming, stalled) still in flight. */
 #include "t_mock_http.h"
 
-static const char *const MSG_HDRS[] = {"anthropic-version: 2023-06-01", NULL};
-
 /* Generous upper slack for one reply, in seconds: scheduling on a shared 2-core machine (and
  * ctest -j running other suites beside this one). */
 static double slack_s(void) { return 0.250 * t_timeout_scale(); }
@@ -21,32 +19,17 @@ static void multi_add(CURLM *m, struct multi_req *q, const char *url, const char
                       const char *body);
 static int multi_drive(CURLM *m, double wait_s, struct mock_server *s, unsigned want_in_flight);
 static void multi_finish(CURLM *m, struct multi_req *q, size_t n);
+static void multi_chat_all(CURLM *m, struct multi_req *q, size_t n, const char *url,
+                           const char *body);
 
-static void configure(struct mock_server *s, const char *text) {
-    char err[256];
-    if (mock_server_configure(s, text, err, sizeof err) != 0) fail_msg("configure: %s", err);
-}
-
-static cJSON *stats(struct mock_server *s) {
-    t_mock_settle(s);
-    char *js = mock_server_stats_json(s);
-    assert_non_null(js);
-    cJSON *j = cJSON_Parse(js);
-    free(js);
-    assert_non_null(j);
-    return j;
-}
-
-static double timed_chat(struct mock_server *s, const char *prompt, int stream) {
+/* Seconds one non-streaming request on the chat (api 0) or messages (api 1) route took. */
+static double timed_call(struct mock_server *s, int api, const char *prompt) {
     struct t_resp r;
-    char *body = t_chat_body("m", prompt, stream, 0);
     double t0 = t_now_s();
-    assert_int_equal(t_http(mock_server_url(s), "/v1/chat/completions", "POST", body, NULL, 0, &r),
-                     200);
+    assert_int_equal(t_mock_call(s, api, prompt, 0, 0, &r), 200);
     double dt = t_now_s() - t0;
     assert_int_equal(r.cc, CURLE_OK);
     t_resp_free(&r);
-    cJSON_free(body);
     return dt;
 }
 
@@ -55,10 +38,10 @@ static void test_fixed_latency(void **state) {
     /* 4 s scaled by 0.05 is 200 ms. */
     struct mock_server *s = t_mock_start("latency = 4s\ntime_scale = 0.05", 1);
     for (int i = 0; i < 5; i++) {
-        double dt = timed_chat(s, i % 2 ? "Install package: nginx" : "hi", 0);
+        double dt = timed_call(s, 0, i % 2 ? "Install package: nginx" : "hi");
         if (dt < 0.200 || dt > 0.200 + slack_s()) fail_msg("delivered %.4f s for 0.200 s", dt);
     }
-    cJSON *j = stats(s);
+    cJSON *j = t_mock_stats(s);
     assert_int_equal((int)t_jnum(j, "histograms.configured.count"), 5);
     double conf = t_jnum(j, "histograms.configured.p50");
     assert_true(conf > 193.0 && conf < 207.0); /* log buckets: ~3% resolution */
@@ -67,22 +50,15 @@ static void test_fixed_latency(void **state) {
     cJSON_Delete(j);
 
     /* Per-route override: the messages route is slower, chat keeps the global latency. */
-    configure(s, "latency = 2s\nmessages.latency = 6s");
-    struct t_resp r;
-    char *body = t_messages_body("m", "hi", 0);
-    double t0 = t_now_s();
-    assert_int_equal(t_http(mock_server_url(s), "/v1/messages", "POST", body, MSG_HDRS, 0, &r),
-                     200);
-    double dt = t_now_s() - t0;
+    t_mock_configure(s, "latency = 2s\nmessages.latency = 6s");
+    double dt = timed_call(s, 1, "hi");
     assert_true(dt >= 0.300 && dt < 0.300 + slack_s());
-    t_resp_free(&r);
-    cJSON_free(body);
-    dt = timed_chat(s, "hi", 0);
+    dt = timed_call(s, 0, "hi");
     assert_true(dt >= 0.100 && dt < 0.100 + slack_s());
 
     /* Zero latency is fast. */
-    configure(s, "latency = 0\nmessages.latency = 0");
-    dt = timed_chat(s, "hi", 0);
+    t_mock_configure(s, "latency = 0\nmessages.latency = 0");
+    dt = timed_call(s, 0, "hi");
     assert_true(dt < slack_s());
     mock_server_stop(s);
 }
@@ -94,7 +70,7 @@ static void test_uniform_latency(void **state) {
     for (int i = 0; i < 8; i++) {
         char prompt[32];
         snprintf(prompt, sizeof prompt, "question %d", i);
-        double dt = timed_chat(s, prompt, 0);
+        double dt = timed_call(s, 0, prompt);
         assert_true(dt >= 0.020 && dt <= 0.120 + slack_s());
         if (dt < lo) lo = dt;
         if (dt > hi) hi = dt;
@@ -102,15 +78,15 @@ static void test_uniform_latency(void **state) {
     assert_true(hi - lo > 0.010); /* really spread, not fixed */
     /* The sampled latencies are deterministic: the configured histogram of a second server
      * with the same seed and requests matches exactly. */
-    cJSON *a = stats(s);
+    cJSON *a = t_mock_stats(s);
     mock_server_stop(s);
     s = t_mock_start("dist = uniform\nlatency = 20ms\nlatency_max = 120ms", 5);
     for (int i = 0; i < 8; i++) {
         char prompt[32];
         snprintf(prompt, sizeof prompt, "question %d", i);
-        timed_chat(s, prompt, 0);
+        timed_call(s, 0, prompt);
     }
-    cJSON *b = stats(s);
+    cJSON *b = t_mock_stats(s);
     assert_true(cJSON_Compare(t_jget(a, "histograms.configured"), t_jget(b, "histograms.configured"), 1));
     cJSON_Delete(a);
     cJSON_Delete(b);
@@ -125,9 +101,9 @@ static void test_normal_and_load_factor(void **state) {
     for (int i = 0; i < 12; i++) {
         char prompt[32];
         snprintf(prompt, sizeof prompt, "normal %d", i);
-        timed_chat(s, prompt, 0);
+        timed_call(s, 0, prompt);
     }
-    cJSON *j = stats(s);
+    cJSON *j = t_mock_stats(s);
     double mean = t_jnum(j, "histograms.configured.mean");
     double lo = t_jnum(j, "histograms.configured.min"), hi = t_jnum(j, "histograms.configured.max");
     assert_true(mean > 35.0 && mean < 65.0);
@@ -146,9 +122,7 @@ static void test_normal_and_load_factor(void **state) {
     struct multi_req q[4];
     memset(q, 0, sizeof q);
     char *chat = t_chat_body("m", "hi", 0, 0);
-    for (int i = 0; i < 4; i++) multi_add(m, &q[i], mock_server_url(s), "/v1/chat/completions", chat);
-    assert_int_equal(multi_drive(m, 30 * t_timeout_scale(), NULL, 0), 0);
-    multi_finish(m, q, 4);
+    multi_chat_all(m, q, 4, mock_server_url(s), chat);
     double longest = 0;
     for (int i = 0; i < 4; i++) {
         assert_int_equal(q[i].r.status, 200);
@@ -156,7 +130,7 @@ static void test_normal_and_load_factor(void **state) {
         t_resp_free(&q[i].r);
     }
     assert_true(longest >= 2.9 * lat);
-    j = stats(s);
+    j = t_mock_stats(s);
     assert_true(t_jnum(j, "histograms.configured.max") >= 2900.0 * lat);
     cJSON_Delete(j);
     curl_multi_cleanup(m);
@@ -188,7 +162,7 @@ static void test_stream_timing(void **state) {
     assert_true(tokens > 20);
     double want = 0.080 + (tokens - 1) * 0.004;
     if (dt < want || dt > want + 2 * slack_s()) fail_msg("stream took %.4f s, want %.4f", dt, want);
-    cJSON *j = stats(s);
+    cJSON *j = t_mock_stats(s);
     double ttft = t_jnum(j, "histograms.ttft.p50"), itl = t_jnum(j, "histograms.itl.p50");
     assert_true(ttft >= 77.0 && ttft < 80.0 + 1000.0 * slack_s());
     assert_true(itl >= 3.8 && itl < 4.0 + 1000.0 * slack_s());
@@ -204,7 +178,7 @@ static void multi_add(CURLM *m, struct multi_req *q, const char *url, const char
     char full[512];
     snprintf(full, sizeof full, "%s%s", url, path);
     q->body = strdup(body);
-    q->e = t_easy(full, "POST", q->body, strstr(path, "messages") ? MSG_HDRS : NULL,
+    q->e = t_easy(full, "POST", q->body, strstr(path, "messages") ? t_msg_hdrs() : NULL,
                   (long)(30000 * t_timeout_scale()), &q->r, &q->hl);
     curl_easy_setopt(q->e, CURLOPT_PRIVATE, q);
     assert_int_equal(curl_multi_add_handle(m, q->e), CURLM_OK);
@@ -245,6 +219,15 @@ static void multi_finish(CURLM *m, struct multi_req *q, size_t n) {
     }
 }
 
+/* Sends n copies of body to the chat route at once and runs them all to the end (30 s scaled);
+ * the responses are left in q[i].r for the caller to check and free. */
+static void multi_chat_all(CURLM *m, struct multi_req *q, size_t n, const char *url,
+                           const char *body) {
+    for (size_t i = 0; i < n; i++) multi_add(m, &q[i], url, "/v1/chat/completions", body);
+    assert_int_equal(multi_drive(m, 30 * t_timeout_scale(), NULL, 0), 0);
+    multi_finish(m, q, n);
+}
+
 #define NCONC 48
 
 static void test_concurrency(void **state) {
@@ -279,12 +262,11 @@ static void test_concurrency(void **state) {
     assert_true(wall >= lat);
     assert_true(wall < 2 * lat + slack_s());
     struct mock_counts mc;
-    t_mock_settle(s);
-    mock_server_counts(s, &mc);
+    t_mock_counts(s, &mc);
     assert_int_equal(mc.in_flight_max, NCONC);
     assert_int_equal(mc.in_flight, 0);
     assert_int_equal(mc.api_requests, NCONC);
-    cJSON *j = stats(s);
+    cJSON *j = t_mock_stats(s);
     assert_int_equal((int)t_jnum(j, "in_flight_max"), NCONC);
     assert_true(t_jnum(j, "histograms.error.p99") < 1000.0 * slack_s());
     cJSON_Delete(j);
@@ -304,16 +286,14 @@ static void test_max_running(void **state) {
     memset(q, 0, sizeof q);
     char *chat = t_chat_body("m", "hi", 0, 0);
     double t0 = t_now_s();
-    for (int i = 0; i < 6; i++) multi_add(m, &q[i], mock_server_url(s), "/v1/chat/completions", chat);
-    assert_int_equal(multi_drive(m, 30 * t_timeout_scale(), NULL, 0), 0);
+    multi_chat_all(m, q, 6, mock_server_url(s), chat);
     double wall = t_now_s() - t0;
-    multi_finish(m, q, 6);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(q[i].r.status, 200);
         t_resp_free(&q[i].r);
     }
     assert_true(wall >= 0.300);
-    cJSON *j = stats(s);
+    cJSON *j = t_mock_stats(s);
     assert_true(t_jnum(j, "queued_max") >= 2);
     assert_true(t_jnum(j, "histograms.queued.max") >= 90.0);
     cJSON_Delete(j);
@@ -323,7 +303,7 @@ static void test_max_running(void **state) {
     char cfg[96];
     snprintf(cfg, sizeof cfg, "max_running = 1\nmax_queue = 1\nlatency = %.0fms",
              500 * t_timeout_scale());
-    configure(s, cfg);
+    t_mock_configure(s, cfg);
     char *msg = t_messages_body("m", "hi", 0);
     for (int i = 0; i < 6; i++)
         multi_add(m, &q[i], mock_server_url(s), i < 3 ? "/v1/chat/completions" : "/v1/messages",
@@ -352,8 +332,7 @@ static void test_stop_in_flight(void **state) {
     /* Requests delayed 20 s, streams with 1 s between tokens, and a stalled one: stopping the
      * server must answer or close all of them at once, not wait for their delays. */
     struct mock_server *s = t_mock_start("latency = 20s\nchat.ttft = 10ms\nchat.itl = 1s", 1);
-    char err[128];
-    assert_int_equal(mock_server_script_faults(s, "next 1 stall", err, sizeof err), 0);
+    t_mock_script(s, "next 1 stall");
     CURLM *m = curl_multi_init();
     static struct multi_req q[NSTOP];
     memset(q, 0, sizeof q);
@@ -387,17 +366,6 @@ static void test_stop_in_flight(void **state) {
     cJSON_free(msg);
 }
 
-static int group_setup(void **state) {
-    (void)state;
-    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    curl_global_cleanup();
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_latency),  cmocka_unit_test(test_uniform_latency),
@@ -405,5 +373,5 @@ int main(void) {
         cmocka_unit_test(test_stream_timing),  cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_max_running),    cmocka_unit_test(test_stop_in_flight),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, t_mock_group_setup, t_mock_group_teardown);
 }
