@@ -199,7 +199,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: bench_sweep [options]\n"
             "  --sizes LIST        batch sizes (default 1,3,5,10,20, the seed's)\n"
-            "  --trials N          trials per cell, the median is reported (default 3)\n"
+            "  --trials N          trials per cell, the median is reported (default 5)\n"
             "  --latency-ms MS     LLM latency before scaling (default 1650, the seed's)\n"
             "  --cpu-ms MS         CPU per answer before scaling (default 850, the seed's)\n"
             "  --time-scale F      multiplies both (default 0.05)\n"
@@ -275,6 +275,17 @@ static int parse_args(struct sweep *s, int argc, char **argv) {
     return 0;
 }
 
+/* The 1-minute load average, so a reader can tell a busy machine from a slow program. */
+static double load_average(void) {
+    double la = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &la) != 1) la = -1;
+        fclose(f);
+    }
+    return la;
+}
+
 static int usable_cores(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
@@ -328,7 +339,7 @@ static int gate(const struct sweep *s, const double *speedup, const double *mode
 
 int main(int argc, char **argv) {
     struct sweep s = {
-        .sizes = {1, 3, 5, 10, 20}, .n_sizes = 5, .trials = 3, .latency_ms = 1650,
+        .sizes = {1, 3, 5, 10, 20}, .n_sizes = 5, .trials = 5, .latency_ms = 1650,
         .cpu_ms = 850, .scale = 0.05, .seed = 1, .modes = {CX_MODE_SERIAL, CX_MODE_GIL, CX_MODE_FREE},
         .n_modes = 3, .tolerance = 0.10, .model_tolerance = 0.10,
     };
@@ -358,8 +369,9 @@ int main(int argc, char **argv) {
     printf("  mock LLM at %s, latency L = %.1f ms, CPU per answer c = %.1f ms "
            "(%.0f ms / %.0f ms x time scale %g)\n",
            s.base_url, L * 1e3, c * 1e3, s.latency_ms, s.cpu_ms, s.scale);
-    printf("  usable cores P = %d, threads = batch size, %d trials per cell (median)\n\n", s.cores,
-           s.trials);
+    printf("  usable cores P = %d, threads = batch size, %d trials per cell (median), "
+           "load average %.2f\n\n",
+           s.cores, s.trials, load_average());
     printf("  %5s", "n");
     for (int m = 0; m < s.n_modes; m++) printf(" %9s_s", cx_executor_mode_name(s.modes[m]));
     printf(" %12s %8s %8s %12s\n", "free/gil", "model", "dev", "free/serial");
@@ -412,6 +424,9 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
+    printf("\n  load average after: %.2f (other work on the machine shows up in the free column "
+           "first)\n",
+           load_average());
     printf("\n  model seconds (serial n (L + c), gil L + n c, free L + max(1, n/P) c):\n");
     for (int i = 0; i < s.n_sizes; i++) {
         int n = s.sizes[i];
