@@ -7,7 +7,6 @@
 #include "../mockserver/src/content.h"
 
 static const char *const OPENAI_PROMPT = "Install package: nginx";
-static const char *const MSG_HDRS[] = {"anthropic-version: 2023-06-01", NULL};
 
 /* Non-streaming OpenAI reply: shape and usage; returns the content (malloc'd). */
 static char *check_chat_reply(const struct t_resp *r, const char *model) {
@@ -33,6 +32,15 @@ static char *check_chat_reply(const struct t_resp *r, const char *model) {
     char *out = strdup(content);
     cJSON_Delete(j);
     return out;
+}
+
+/* The content of a non-streaming chat reply (model "m") to prompt, checked (malloc'd). */
+static char *chat_reply(struct mock_server *s, const char *prompt) {
+    struct t_resp r;
+    t_mock_call(s, 0, prompt, 0, 0, &r);
+    char *content = check_chat_reply(&r, "m");
+    t_resp_free(&r);
+    return content;
 }
 
 /* The commands array of the ```json block in text, printed compactly (cJSON_free). */
@@ -64,12 +72,8 @@ static void test_chat_completions(void **state) {
     free(content);
 
     /* Plain chat: no JSON block. */
-    body = t_chat_body("m", "hello there", 0, 0);
-    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
-    content = check_chat_reply(&r, "m");
+    content = chat_reply(s, "hello there");
     assert_null(strstr(content, "```"));
-    t_resp_free(&r);
-    cJSON_free(body);
     free(content);
 
     /* As the real API: a request without a model is refused, naming the parameter. */
@@ -95,6 +99,15 @@ static void test_chat_completions(void **state) {
 }
 
 /* Parses an OpenAI stream; returns the concatenated content; *pieces = frames with content. */
+/* Appends piece to the malloc'd string *text. */
+static void append(char **text, const char *piece) {
+    size_t a = strlen(*text), b = strlen(piece);
+    char *t = realloc(*text, a + b + 1);
+    assert_non_null(t);
+    memcpy(t + a, piece, b + 1);
+    *text = t;
+}
+
 static char *check_chat_stream(const struct t_resp *r, int include_usage, unsigned *pieces,
                                unsigned *usage_completion) {
     assert_int_equal(r->cc, CURLE_OK);
@@ -138,9 +151,7 @@ static char *check_chat_stream(const struct t_resp *r, int include_usage, unsign
             cJSON *piece = t_jget(c, "choices.0.delta.content");
             if (cJSON_IsString(piece) && piece->valuestring[0] != '\0') {
                 assert_true(saw_role);
-                size_t a = strlen(text), b = strlen(piece->valuestring);
-                text = realloc(text, a + b + 1);
-                memcpy(text + a, piece->valuestring, b + 1);
+                append(&text, piece->valuestring);
                 (*pieces)++;
             }
             cJSON *fin = t_jget(c, "choices.0.finish_reason");
@@ -213,7 +224,7 @@ static void test_messages(void **state) {
     const char *url = mock_server_url(s);
     struct t_resp r;
     char *body = t_messages_body("claude-3-5-haiku-latest", "Diagnose error: No space left on device", 0);
-    t_http(url, "/v1/messages", "POST", body, MSG_HDRS, 0, &r);
+    t_http(url, "/v1/messages", "POST", body, t_msg_hdrs(), 0, &r);
     char *text = check_messages_reply(&r, "claude-3-5-haiku-latest");
     assert_non_null(strstr(text, "\"cause\""));
     assert_non_null(strstr(text, "df -h"));
@@ -238,7 +249,7 @@ static void test_messages_stream(void **state) {
     const char *url = mock_server_url(s);
     struct t_resp r;
     char *body = t_messages_body("claude-x", "Hardware check: gpu RTX 4090", 1);
-    t_http(url, "/v1/messages", "POST", body, MSG_HDRS, 0, &r);
+    t_http(url, "/v1/messages", "POST", body, t_msg_hdrs(), 0, &r);
     cJSON_free(body);
     assert_int_equal(r.cc, CURLE_OK);
     assert_int_equal(r.status, 200);
@@ -283,10 +294,7 @@ static void test_messages_stream(void **state) {
             assert_string_equal(t_jstr(d, "content_block.type"), "text");
         } else if (stage == 2) {
             assert_string_equal(t_jstr(d, "delta.type"), "text_delta");
-            const char *p = t_jstr(d, "delta.text");
-            size_t a = strlen(text), b = strlen(p);
-            text = realloc(text, a + b + 1);
-            memcpy(text + a, p, b + 1);
+            append(&text, t_jstr(d, "delta.text"));
             deltas++;
         } else if (stage == 4) {
             assert_string_equal(t_jstr(d, "delta.stop_reason"), "end_turn");
@@ -314,11 +322,7 @@ static void test_max_tokens(void **state) {
     struct mock_server *s = t_mock_start(NULL, 1);
     const char *url = mock_server_url(s);
     struct t_resp r;
-    char *body = t_chat_body("m", "Install package: postgresql", 0, 0);
-    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
-    char *full = check_chat_reply(&r, "m");
-    t_resp_free(&r);
-    cJSON_free(body);
+    char *full = chat_reply(s, "Install package: postgresql");
     /* The cut reply is the first 7 pieces of the full one, finish_reason "length". */
     size_t starts[8];
     assert_int_equal(mock_content_split(full, strlen(full), starts, 8), 8);
@@ -344,7 +348,7 @@ static void test_max_tokens(void **state) {
             char *txt = cJSON_PrintUnformatted(b);
             cJSON_Delete(b);
             assert_int_equal(t_http(url, api == 0 ? "/v1/chat/completions" : "/v1/messages",
-                                    "POST", txt, api == 0 ? NULL : MSG_HDRS, 0, &r), 200);
+                                    "POST", txt, api == 0 ? NULL : t_msg_hdrs(), 0, &r), 200);
             cJSON_free(txt);
             if (!stream) {
                 cJSON *j = t_json(&r);
@@ -423,14 +427,9 @@ static void test_models_health_metrics_stats(void **state) {
     t_resp_free(&r);
 
     /* The library call returns the same shape. */
-    t_mock_settle(s);
-    char *sj = mock_server_stats_json(s);
-    assert_non_null(sj);
-    j = cJSON_Parse(sj);
-    assert_non_null(j);
+    j = t_mock_stats(s);
     assert_int_equal((int)t_jnum(j, "routes.chat.requests"), 1);
     cJSON_Delete(j);
-    free(sj);
     struct mock_counts mc;
     mock_server_counts(s, &mc);
     assert_int_equal(mc.api_requests, 1);
@@ -482,25 +481,20 @@ static void test_auth(void **state) {
     cJSON_Delete(j);
     t_resp_free(&r);
     const char *good[] = {"Authorization: Bearer sk-test-123", NULL};
-    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", chat, good, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", chat, good), 200);
 
-    t_http(url, "/v1/messages", "POST", msg, MSG_HDRS, 0, &r);
+    t_http(url, "/v1/messages", "POST", msg, t_msg_hdrs(), 0, &r);
     check_anthropic_error(&r, 401, "authentication_error");
     t_resp_free(&r);
     const char *xkey[] = {"x-api-key: sk-test-123", "anthropic-version: 2023-06-01", NULL};
-    assert_int_equal(t_http(url, "/v1/messages", "POST", msg, xkey, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/v1/messages", "POST", msg, xkey), 200);
     const char *bearer[] = {"Authorization: Bearer sk-test-123", "anthropic-version: 2023-06-01",
                             NULL};
-    assert_int_equal(t_http(url, "/v1/messages", "POST", msg, bearer, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/v1/messages", "POST", msg, bearer), 200);
 
     /* Operational routes never need the key. */
-    assert_int_equal(t_http(url, "/health", "GET", NULL, NULL, 0, &r), 200);
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/stats", "GET", NULL, NULL, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/health", "GET", NULL, NULL), 200);
+    assert_int_equal(t_http_status(url, "/stats", "GET", NULL, NULL), 200);
     cJSON_free(chat);
     cJSON_free(msg);
     mock_server_stop(s);
@@ -521,7 +515,7 @@ static void test_bad_input(void **state) {
     t_http(url, "/v1/chat/completions", "POST", "{\"messages\": [", NULL, 0, &r);
     check_openai_error(&r, 400, "invalid_request_error");
     t_resp_free(&r);
-    t_http(url, "/v1/messages", "POST", "not json at all", MSG_HDRS, 0, &r);
+    t_http(url, "/v1/messages", "POST", "not json at all", t_msg_hdrs(), 0, &r);
     check_anthropic_error(&r, 400, "invalid_request_error");
     t_resp_free(&r);
     /* Valid JSON with the wrong shape: messages missing or not an array. */
@@ -529,7 +523,7 @@ static void test_bad_input(void **state) {
     check_openai_error(&r, 400, "invalid_request_error");
     t_resp_free(&r);
     t_http(url, "/v1/messages", "POST", "{\"model\":\"m\",\"max_tokens\":5,\"messages\":7}",
-           MSG_HDRS, 0, &r);
+           t_msg_hdrs(), 0, &r);
     check_anthropic_error(&r, 400, "invalid_request_error");
     t_resp_free(&r);
 
@@ -542,9 +536,7 @@ static void test_bad_input(void **state) {
     t_http(url, "/v1/messages", "GET", NULL, NULL, 0, &r);
     check_anthropic_error(&r, 405, NULL);
     t_resp_free(&r);
-    t_http(url, "/health", "DELETE", NULL, NULL, 0, &r);
-    assert_int_equal(r.status, 405);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/health", "DELETE", NULL, NULL), 405);
 
     /* Over max_body: 413, and the server keeps serving. */
     size_t big = 10000;
@@ -553,18 +545,14 @@ static void test_bad_input(void **state) {
     int n = snprintf(body, 64, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
     memset(body + n, 'x', big);
     strcpy(body + n + big, "\"}]}");
-    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
-    assert_int_equal(r.status, 413);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", body, NULL), 413);
     free(body);
     char *ok = t_chat_body("m", "hi", 0, 0);
-    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", ok, NULL, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", ok, NULL), 200);
     cJSON_free(ok);
 
     struct mock_counts mc;
-    t_mock_settle(s);
-    mock_server_counts(s, &mc);
+    t_mock_counts(s, &mc);
     assert_true(mc.status_4xx >= 8);
     mock_server_stop(s);
 }
@@ -576,18 +564,11 @@ static void test_determinism(void **state) {
     char *first[4];
     struct mock_server *s = t_mock_start(NULL, 77);
     for (int i = 0; i < 4; i++) {
-        struct t_resp r;
-        char *body = t_chat_body("m", prompts[i], 0, 0);
-        t_http(mock_server_url(s), "/v1/chat/completions", "POST", body, NULL, 0, &r);
-        first[i] = check_chat_reply(&r, "m");
-        t_resp_free(&r);
+        first[i] = chat_reply(s, prompts[i]);
         /* Again on the same server: the same text. */
-        t_http(mock_server_url(s), "/v1/chat/completions", "POST", body, NULL, 0, &r);
-        char *again = check_chat_reply(&r, "m");
+        char *again = chat_reply(s, prompts[i]);
         assert_string_equal(again, first[i]);
         free(again);
-        t_resp_free(&r);
-        cJSON_free(body);
     }
     mock_server_stop(s);
 
@@ -595,10 +576,7 @@ static void test_determinism(void **state) {
     for (uint64_t seed = 77; seed <= 78; seed++) {
         s = t_mock_start(NULL, seed);
         for (int i = 0; i < 4; i++) {
-            struct t_resp r;
-            char *body = t_chat_body("m", prompts[i], 0, 0);
-            t_http(mock_server_url(s), "/v1/chat/completions", "POST", body, NULL, 0, &r);
-            char *text = check_chat_reply(&r, "m");
+            char *text = chat_reply(s, prompts[i]);
             if (seed == 77) assert_string_equal(text, first[i]);
             if (i < 3) {
                 char *a = fenced_commands(text), *b = fenced_commands(first[i]);
@@ -607,12 +585,39 @@ static void test_determinism(void **state) {
                 cJSON_free(b);
             }
             free(text);
-            t_resp_free(&r);
-            cJSON_free(body);
         }
         mock_server_stop(s);
     }
     for (int i = 0; i < 4; i++) free(first[i]);
+}
+
+/* GET /admin/config as JSON (asserts 200). Free with cJSON_Delete. */
+static cJSON *admin_config(const char *url) {
+    struct t_resp r;
+    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
+    cJSON *j = t_json(&r);
+    t_resp_free(&r);
+    return j;
+}
+
+/* Asserts GET /admin/config is the same as before (same != 0) or differs from it (same == 0). */
+static void expect_config(const char *url, const cJSON *before, int same) {
+    cJSON *now = admin_config(url);
+    if (same) assert_true(cJSON_Compare(before, now, 1));
+    else assert_false(cJSON_Compare(before, now, 1));
+    cJSON_Delete(now);
+}
+
+/* Asserts POST /admin/config with body is refused (400) by a reply that contains word and, when
+ * not NULL, also. */
+static void expect_config_refused(const char *url, const char *body, const char *word,
+                                  const char *also) {
+    struct t_resp r;
+    t_http(url, "/admin/config", "POST", body, NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body.p, word));
+    if (also != NULL) assert_non_null(strstr(r.body.p, also));
+    t_resp_free(&r);
 }
 
 static void test_admin(void **state) {
@@ -620,42 +625,23 @@ static void test_admin(void **state) {
     struct mock_server *s = t_mock_start(NULL, 3);
     const char *url = mock_server_url(s);
     struct t_resp r;
-    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
-    cJSON *before = t_json(&r);
+    cJSON *before = admin_config(url);
     assert_non_null(t_jget(before, "time_scale"));
     assert_non_null(t_jget(before, "seed"));
-    t_resp_free(&r);
 
     /* All-or-nothing: a bad value names its key and changes nothing. */
-    t_http(url, "/admin/config", "POST", "{\"seed\": 99, \"latency\": \"soon\"}", NULL, 0, &r);
-    assert_int_equal(r.status, 400);
-    assert_non_null(strstr(r.body.p, "latency"));
-    t_resp_free(&r);
-    t_http(url, "/admin/config", "POST", "{\"no_such_key\": 1}", NULL, 0, &r);
-    assert_int_equal(r.status, 400);
-    assert_non_null(strstr(r.body.p, "no_such_key"));
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
-    cJSON *same = t_json(&r);
-    assert_true(cJSON_Compare(before, same, 1));
-    cJSON_Delete(same);
-    t_resp_free(&r);
+    expect_config_refused(url, "{\"seed\": 99, \"latency\": \"soon\"}", "latency", NULL);
+    expect_config_refused(url, "{\"no_such_key\": 1}", "no_such_key", NULL);
+    expect_config(url, before, 1);
 
     /* A good change shows in GET and in behaviour (pad_to makes replies big). */
-    assert_int_equal(t_http(url, "/admin/config", "POST", "{\"seed\": 99, \"pad_to\": 5000}",
-                            NULL, 0, &r), 200);
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
-    cJSON *after = t_json(&r);
-    assert_false(cJSON_Compare(before, after, 1));
-    cJSON_Delete(after);
-    t_resp_free(&r);
-    char *body = t_chat_body("m", "Install package: nginx", 0, 0);
-    t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r);
-    char *text = check_chat_reply(&r, "m");
+    assert_int_equal(t_http_status(url, "/admin/config", "POST",
+                                   "{\"seed\": 99, \"pad_to\": 5000}", NULL), 200);
+    expect_config(url, before, 0);
+    char *text = chat_reply(s, "Install package: nginx");
     assert_true(strlen(text) >= 5000);
     free(text);
-    t_resp_free(&r);
+    char *body = t_chat_body("m", "Install package: nginx", 0, 0);
     /* The library call accepts config-file text too. */
     char err[256];
     assert_int_equal(mock_server_configure(s, "pad_to = 0\n# comment\n", err, sizeof err), 0);
@@ -670,40 +656,29 @@ static void test_admin(void **state) {
     assert_int_equal(t_http(url, "/admin/faults", "GET", NULL, NULL, 0, &r), 200);
     assert_non_null(strstr(r.body.p, "500"));
     t_resp_free(&r);
-    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 500);
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/admin/faults", "POST", "{\"next\": 1, \"fault\": \"502\"}",
-                            NULL, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", body, NULL), 500);
+    assert_int_equal(t_http_status(url, "/admin/faults", "POST",
+                                   "{\"next\": 1, \"fault\": \"502\"}", NULL), 200);
     assert_int_equal(mock_server_scripted_pending(s), 3);
-    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 500);
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 200);
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/v1/chat/completions", "POST", body, NULL, 0, &r), 502);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", body, NULL), 500);
+    assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", body, NULL), 200);
+    assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", body, NULL), 502);
     assert_int_equal(mock_server_scripted_pending(s), 0);
-    t_http(url, "/admin/faults", "POST", "{\"script\": \"next 0 500\"}", NULL, 0, &r);
-    assert_int_equal(r.status, 400);
-    t_resp_free(&r);
-    t_http(url, "/admin/faults", "POST", "{\"script\": \"next 2 explode\"}", NULL, 0, &r);
-    assert_int_equal(r.status, 400);
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/admin/faults", "POST", "{\"script\": \"next 5 503\"}", NULL,
-                            0, &r), 200);
-    t_resp_free(&r);
-    assert_int_equal(t_http(url, "/admin/faults", "POST", "{\"clear\": true}", NULL, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/admin/faults", "POST",
+                                   "{\"script\": \"next 0 500\"}", NULL), 400);
+    assert_int_equal(t_http_status(url, "/admin/faults", "POST",
+                                   "{\"script\": \"next 2 explode\"}", NULL), 400);
+    assert_int_equal(t_http_status(url, "/admin/faults", "POST",
+                                   "{\"script\": \"next 5 503\"}", NULL), 200);
+    assert_int_equal(t_http_status(url, "/admin/faults", "POST", "{\"clear\": true}", NULL), 200);
     assert_int_equal(mock_server_scripted_pending(s), 0);
 
     /* Reset zeroes the statistics. */
     struct mock_counts mc;
-    t_mock_settle(s);
-    mock_server_counts(s, &mc);
+    t_mock_counts(s, &mc);
     assert_true(mc.api_requests >= 4);
     assert_true(mc.faults >= 3);
-    assert_int_equal(t_http(url, "/admin/reset", "POST", "{}", NULL, 0, &r), 200);
-    t_resp_free(&r);
+    assert_int_equal(t_http_status(url, "/admin/reset", "POST", "{}", NULL), 200);
     mock_server_counts(s, &mc);
     assert_int_equal(mc.api_requests, 0);
     assert_int_equal(mc.faults, 0);
@@ -743,10 +718,7 @@ static void test_settings_json_odd_value(void **state) {
     (void)state;
     struct mock_server *s = t_mock_start(NULL, 3);
     const char *url = mock_server_url(s);
-    struct t_resp r;
-    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
-    cJSON *before = t_json(&r);
-    t_resp_free(&r);
+    cJSON *before = admin_config(url);
     const char *bad[] = {"{\"latency\": [1]}", "{\"seed\": 5, \"stddev\": {\"a\": 1}}",
                          "{\"pad_to\": null}"};
     const char *key[] = {"latency", "stddev", "pad_to"};
@@ -756,17 +728,10 @@ static void test_settings_json_odd_value(void **state) {
         assert_int_equal(mock_server_configure(s, bad[i], err, sizeof err), -1);
         if (strstr(err, key[i]) == NULL) fail_msg("'%s': message '%s' does not name %s", bad[i],
                                                   err, key[i]);
-        t_http(url, "/admin/config", "POST", bad[i], NULL, 0, &r);
-        assert_int_equal(r.status, 400);
-        assert_non_null(strstr(r.body.p, key[i]));
-        t_resp_free(&r);
+        expect_config_refused(url, bad[i], key[i], NULL);
     }
-    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
-    cJSON *same = t_json(&r);
-    assert_true(cJSON_Compare(before, same, 1));
-    cJSON_Delete(same);
+    expect_config(url, before, 1);
     cJSON_Delete(before);
-    t_resp_free(&r);
     mock_server_stop(s);
 }
 
@@ -777,38 +742,16 @@ static void test_settings_line_without_eq(void **state) {
     (void)state;
     struct mock_server *s = t_mock_start(NULL, 3);
     const char *url = mock_server_url(s);
-    struct t_resp r;
-    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
-    cJSON *before = t_json(&r);
-    t_resp_free(&r);
-    t_http(url, "/admin/config", "POST", "latency 10ms", NULL, 0, &r);
-    assert_int_equal(r.status, 400);
-    assert_non_null(strstr(r.body.p, "line 1"));
-    assert_non_null(strstr(r.body.p, "latency 10ms"));
-    t_resp_free(&r);
+    cJSON *before = admin_config(url);
+    expect_config_refused(url, "latency 10ms", "line 1", "latency 10ms");
     char err[256];
     assert_int_equal(mock_server_configure(s, "seed = 5\n# note\n  latency 10ms  \n", err,
                                            sizeof err), -1);
     if (strstr(err, "line 3") == NULL || strstr(err, "'latency 10ms'") == NULL)
         fail_msg("message '%s' does not quote line 3", err);
-    assert_int_equal(t_http(url, "/admin/config", "GET", NULL, NULL, 0, &r), 200);
-    cJSON *same = t_json(&r);
-    assert_true(cJSON_Compare(before, same, 1));
-    cJSON_Delete(same);
+    expect_config(url, before, 1);
     cJSON_Delete(before);
-    t_resp_free(&r);
     mock_server_stop(s);
-}
-
-static int group_setup(void **state) {
-    (void)state;
-    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    curl_global_cleanup();
-    return 0;
 }
 
 int main(void) {
@@ -827,5 +770,5 @@ int main(void) {
         cmocka_unit_test(test_settings_json_odd_value),
         cmocka_unit_test(test_settings_line_without_eq),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, t_mock_group_setup, t_mock_group_teardown);
 }
