@@ -91,6 +91,15 @@ static void test_builtin_plans(void **state) {
     }
 }
 
+/* The reply to prompt (seed 7) names the package want. */
+static void expect_package(const char *prompt, const char *want) {
+    struct mock_content mc;
+    cJSON *obj = gen_json(prompt, 7, 0, 0, &mc);
+    assert_string_equal(str_of(obj, "package"), want);
+    cJSON_Delete(obj);
+    mock_content_free(&mc);
+}
+
 static void test_generic_plan_and_sanitizing(void **state) {
     (void)state;
     struct mock_content mc;
@@ -104,10 +113,7 @@ static void test_generic_plan_and_sanitizing(void **state) {
     mock_content_free(&mc);
 
     /* Valid characters are echoed as given, including + . _ - */
-    obj = gen_json("install libstdc++6_x.y-z", 7, 0, 0, &mc);
-    assert_string_equal(str_of(obj, "package"), "libstdc++6_x.y-z");
-    cJSON_Delete(obj);
-    mock_content_free(&mc);
+    expect_package("install libstdc++6_x.y-z", "libstdc++6_x.y-z");
 
     /* Shell metacharacters never reach a command. */
     obj = gen_json("Install package: $(reboot);rm|x`y`", 7, 0, 0, &mc);
@@ -117,10 +123,7 @@ static void test_generic_plan_and_sanitizing(void **state) {
     mock_content_free(&mc);
 
     /* Nothing valid left: a placeholder name. */
-    obj = gen_json("Install package: $$$", 7, 0, 0, &mc);
-    assert_string_equal(str_of(obj, "package"), "unknown-package");
-    cJSON_Delete(obj);
-    mock_content_free(&mc);
+    expect_package("Install package: $$$", "unknown-package");
 
     /* Names are capped at 64 characters. */
     char prompt[200] = "Install package: ";
