@@ -276,6 +276,10 @@ static void test_retry_after(void **state) {
     assert_true(cx_http_parse_retry_after("", 0) < 0);
     assert_true(cx_http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 0) == 0); /* past date */
     assert_true(cx_http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1) < 0);
+    /* Far-future values are capped at a day, numbers and dates alike, so callers can turn
+     * them into nanoseconds without overflowing a uint64_t. */
+    assert_true(cx_http_parse_retry_after("1e30", 0) == 86400.0);
+    assert_true(cx_http_parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", 0) == 86400.0);
 }
 
 /* ---- against the mock ---- */

@@ -374,6 +374,7 @@ double cx_http_parse_retry_after(const char *value, int is_ms) {
     time_t when = curl_getdate(value, NULL);
     if (when == (time_t)-1) return -1;
     double s = difftime(when, time(NULL));
+    if (s > 86400.0) s = 86400.0; /* the same one-day cap as numbers: callers convert to ns */
     return s > 0 ? s : 0;
 }
 

@@ -147,7 +147,8 @@ CX_API int cx_http_parse(enum cx_api api, int stream, long status, const char *b
 
 /*
  * Parses a Retry-After style header value: "retry-after-ms: 250" (is_ms=1) or "Retry-After: 1.5"
- * / an HTTP date (is_ms=0). Returns seconds (>= 0) or -1 when the value is not understood.
+ * / an HTTP date (is_ms=0). Returns seconds (>= 0, capped at 86,400 so a caller can convert to
+ * nanoseconds without overflow) or -1 when the value is not understood.
  * Threads: any thread.
  */
 CX_API double cx_http_parse_retry_after(const char *value, int is_ms);
