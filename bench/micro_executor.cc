@@ -24,7 +24,7 @@
 
 #include "cx/executor.h"
 
-extern "C" uint64_t cx__cqueue_bench(int producers, uint64_t per_producer, int use_lock);
+#include "cqueue_bench.h"
 
 namespace {
 

@@ -83,9 +83,10 @@ static void check_default(const struct cx_config *c) {
 }
 
 static void check_ranges(const struct cx_config *c) {
-    FUZZ_CHECK(isfinite(c->rate_limit_rps) && c->rate_limit_rps > 0, "rps %g", c->rate_limit_rps);
+    /* rps 0 means no limit (CORTEX_RATE_LIMIT_RPS=0 or inf). */
+    FUZZ_CHECK(isfinite(c->rate_limit_rps) && c->rate_limit_rps >= 0, "rps %g", c->rate_limit_rps);
     FUZZ_CHECK(isfinite(c->rate_limit_burst) && c->rate_limit_burst >= 1 &&
-                   c->rate_limit_burst / c->rate_limit_rps <= 1e9,
+                   (c->rate_limit_rps == 0 || c->rate_limit_burst / c->rate_limit_rps <= 1e9),
                "burst %g (rps %g)", c->rate_limit_burst, c->rate_limit_rps);
     FUZZ_CHECK(isfinite(c->tokens_per_minute) &&
                    (c->tokens_per_minute == 0 || c->tokens_per_minute >= 1),

@@ -25,7 +25,7 @@ static const char *fake_get(const char *name, void *ctx) {
 
 static void assert_defaults(const struct cx_config *c) {
     assert_true(c->rate_limit_rps == 5.0);
-    assert_true(c->rate_limit_burst == 5.0);
+    assert_true(c->rate_limit_burst == 4.0); /* one token below the provider's max(1, rps) */
     assert_true(c->tokens_per_minute == 0.0);
     assert_int_equal(c->thread_pool_size, 10);
     assert_int_equal(c->db_pool_size, 5);
@@ -158,7 +158,10 @@ static void test_burst_follows_rps(void **state) {
     assert_non_null(strstr(ei.msg, "CORTEX_RATE_LIMIT_BURST"));
     const char *fast[] = {"CORTEX_RATE_LIMIT_RPS", "20", NULL};
     assert_int_equal(cx_config_load(&c, fake_get, (void *)fast, NULL), 0);
-    assert_true(c.rate_limit_burst == 20.0);
+    assert_true(c.rate_limit_burst == 19.0);
+    const char *two[] = {"CORTEX_RATE_LIMIT_RPS", "2", NULL};
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)two, NULL), 0);
+    assert_true(c.rate_limit_burst == 1.0);
     const char *slow[] = {"CORTEX_RATE_LIMIT_RPS", "0.25", NULL};
     assert_int_equal(cx_config_load(&c, fake_get, (void *)slow, NULL), 0);
     assert_true(c.rate_limit_rps == 0.25);
@@ -166,6 +169,23 @@ static void test_burst_follows_rps(void **state) {
     const char *both[] = {"CORTEX_RATE_LIMIT_RPS", "20", "CORTEX_RATE_LIMIT_BURST", "2.5", NULL};
     assert_int_equal(cx_config_load(&c, fake_get, (void *)both, NULL), 0);
     assert_true(c.rate_limit_burst == 2.5);
+}
+
+/* 0, inf and the words for it turn the request limiter off (stored as rate 0), with no burst
+ * check against a zero rate. */
+static void test_rate_unlimited(void **state) {
+    (void)state;
+    static const char *const words[] = {"0", "inf", "INF", "infinity", "unlimited", " off ", "0.0"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        struct cx_config c;
+        cx_config_init(&c);
+        const char *env[] = {"CORTEX_RATE_LIMIT_RPS", words[i], "CORTEX_RATE_LIMIT_BURST", "3", NULL};
+        struct cx_errinfo ei;
+        if (cx_config_load(&c, fake_get, (void *)env, &ei) != 0)
+            fail_msg("CORTEX_RATE_LIMIT_RPS='%s' refused: %s", words[i], ei.msg);
+        assert_true(c.rate_limit_rps == 0.0);
+        cx_config_clear(&c);
+    }
 }
 
 struct bad_case {
@@ -176,10 +196,9 @@ static void test_bad_values(void **state) {
     (void)state;
     static const struct bad_case cases[] = {
         {"CORTEX_RATE_LIMIT_RPS", "abc", "not a number"},
-        {"CORTEX_RATE_LIMIT_RPS", "0", "must be >"},
-        {"CORTEX_RATE_LIMIT_RPS", "-3", "must be >"},
+        {"CORTEX_RATE_LIMIT_RPS", "-3", "must be >= 0"},
         {"CORTEX_RATE_LIMIT_RPS", "nan", "finite"},
-        {"CORTEX_RATE_LIMIT_RPS", "inf", "finite"},
+        {"CORTEX_RATE_LIMIT_RPS", "-inf", "finite"},
         {"CORTEX_RATE_LIMIT_RPS", "1e999", "finite"},
         {"CORTEX_RATE_LIMIT_RPS", "5x", "not a number"},
         {"CORTEX_RATE_LIMIT_RPS", "5 5", "not a number"},
@@ -416,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_every_variable),
         cmocka_unit_test(test_burst_follows_rps),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_rate_unlimited),
         cmocka_unit_test(test_data_dir),
         cmocka_unit_test(test_keys_and_urls),
         cmocka_unit_test(test_exec_mode_variables),

@@ -7,8 +7,8 @@
  * before it sleeps, and a producer takes `mu` only when it sees that flag, so the common path
  * (consumer busy or polling) never touches a lock.
  *
- * cx__lqueue is the plain mutex + condition variable queue, kept so bench/micro_executor.cc
- * can show the lock-free one is not worse (and so the choice is measured, not assumed).
+ * The plain mutex + condition variable queue it is measured against lives in
+ * bench/cqueue_bench.c, with the benchmark driver.
  *
  * Nodes are embedded in the caller's structures; the queues never allocate after init.
  */
@@ -49,24 +49,6 @@ void cx__cqueue_push(struct cx__cqueue *q, struct cx__cq_node *n);
 struct cx__cq_node *cx__cqueue_trypop(struct cx__cqueue *q);
 /* Consumer only: waits until a node arrives or `deadline` passes (then NULL). */
 struct cx__cq_node *cx__cqueue_pop(struct cx__cqueue *q, uint64_t deadline);
-
-struct cx__lqueue {
-    struct cx__mutex mu;
-    pthread_cond_t cond;
-    struct cx__cq_node *first, *last; /* guarded by mu */
-    int waiting;                      /* guarded by mu */
-};
-int cx__lqueue_init(struct cx__lqueue *q);
-void cx__lqueue_destroy(struct cx__lqueue *q);
-void cx__lqueue_push(struct cx__lqueue *q, struct cx__cq_node *n);
-struct cx__cq_node *cx__lqueue_pop(struct cx__lqueue *q, uint64_t deadline);
-
-/*
- * For bench/micro_executor.cc (C++ cannot include this header's C11 atomics): `producers`
- * threads each push `per_producer` nodes while this thread pops them all; returns the elapsed
- * nanoseconds, or 0 when a thread or allocation failed. use_lock picks cx__lqueue.
- */
-uint64_t cx__cqueue_bench(int producers, uint64_t per_producer, int use_lock);
 
 #ifdef __cplusplus
 }

@@ -12,9 +12,11 @@
  * "CORTEX_RATE_LIMIT_RPS='abc': not a number". API keys are never put in messages or logs.
  *
  *   variable                            field                       default
- *   CORTEX_RATE_LIMIT_RPS               rate_limit_rps              5.0      (> 0, finite)
- *   CORTEX_RATE_LIMIT_BURST             rate_limit_burst            max(1, rps) (>= 1, finite,
- *                                                                    burst/rps <= 1e9 s)
+ *   CORTEX_RATE_LIMIT_RPS               rate_limit_rps              5.0      (>= 0, finite;
+ *                                        0, inf, infinity, unlimited or off: no limit, stored 0)
+ *   CORTEX_RATE_LIMIT_BURST             rate_limit_burst            rps - 1 when rps > 2, else 1
+ *                                        (>= 1, finite, burst/rps <= 1e9 s): one token below a
+ *                                        provider bucket of max(1, rps), see config.c
  *   CORTEX_TOKENS_PER_MINUTE            tokens_per_minute           0 = unlimited (0 or >= 1)
  *   CORTEX_THREAD_POOL_SIZE             thread_pool_size            10       (1..1024)
  *   CORTEX_DB_POOL_SIZE                 db_pool_size                5        (1..64)
@@ -60,7 +62,7 @@ enum cx_io_design { CX_IO_THREAD_LOCAL = 0, CX_IO_HYBRID = 1, CX_IO_AUTO = 2 };
 
 /* All strings are owned by the struct (freed by cx_config_clear); other modules borrow them. */
 struct cx_config {
-    double rate_limit_rps;             /* requests per second for the shared limiter */
+    double rate_limit_rps;             /* requests per second for the shared limiter; 0: none */
     double rate_limit_burst;           /* the limiter's capacity */
     double tokens_per_minute;          /* LLM tokens per minute; 0 = unlimited */
     int thread_pool_size;
