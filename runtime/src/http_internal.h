@@ -1,10 +1,18 @@
 /*
- * http_internal.h - what http.c shares with ioloop.c: the transfer's layout and the two calls that
- * put a transfer on a curl easy handle and record how it ended. Not part of the public API.
+ * http_internal.h - what the http_*.c files share with each other and with ioloop.c: the
+ * transfer's layout, the calls that put a transfer on a curl easy handle and record how it ended,
+ * and the answer parser's context and helpers that the wire-format files use. Not part of the
+ * public API.
+ *
+ * The files: http_xfer.c (transfer set-up and end, Retry-After, curl error mapping),
+ * http_answer.c (status and error bodies, cx_http_parse), http_sse.c (SSE framing),
+ * http_openai.c and http_anthropic.c (the two wire formats), http_client.c (the thread-local
+ * blocking client).
  */
 #ifndef CX_HTTP_INTERNAL_H
 #define CX_HTTP_INTERNAL_H
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <stdatomic.h>
 
@@ -61,5 +69,40 @@ void cx__http_xfer_ended(struct cx_http_xfer *x, CURL *easy, CURLcode rc);
 void cx__http_xfer_abort(struct cx_http_xfer *x, int reason);
 /* curl_global_init through pthread_once; 0 or CX_EIO. */
 int cx__http_global_init(void);
+
+/* ---- answer parsing, shared by http_answer.c, http_sse.c and the wire-format files ---- */
+
+struct cx__http_parse_ctx {
+    struct cx__buf text;
+    char *model;
+    int64_t in_tok, out_tok;
+    int done;       /* [DONE] / message_stop seen */
+    int err;        /* an error event */
+    char errmsg[256];
+    const char *key;
+    size_t key_len;
+};
+
+/* o[name] when it is a string, else NULL (borrowed from o). */
+const char *cx__http_jstr(const cJSON *o, const char *name);
+/* A usage count o[name] the server sent, or -1 (absent or not a whole number in 0..2^53). */
+int64_t cx__http_jint(const cJSON *o, const char *name);
+/* Replaces every occurrence of key[0..kl) in the NUL-terminated s[cap] with "[redacted]". */
+void cx__http_redact(char *s, size_t cap, const char *key, size_t kl);
+/* Keeps the first model name seen; 0 or CX_ENOMEM. */
+int cx__http_set_model(struct cx__http_parse_ctx *p, const char *m);
+/* Records an error object (an error event, or an error body with a 2xx status) in p. Returns 0. */
+int cx__http_stream_error(struct cx__http_parse_ctx *p, const cJSON *root);
+/* After cJSON failed on len bytes: CX_ENOMEM if memory ran out, else CX_EPARSE. */
+int cx__http_json_fail_code(size_t len);
+/* One OpenAI stream chunk / one Anthropic stream event into p; 0, CX_EPARSE or CX_ENOMEM. */
+int cx__http_openai_chunk(struct cx__http_parse_ctx *p, const cJSON *root);
+int cx__http_anthropic_event(struct cx__http_parse_ctx *p, const cJSON *root);
+/* An SSE body into p through the API's event parser. */
+int cx__http_parse_sse(enum cx_api api, const char *body, size_t len, struct cx__http_parse_ctx *p);
+/* A status + body into *out (success) or ei (failure), redacting key[0..key_len) from messages. */
+int cx__http_parse_body(enum cx_api api, int stream, long status, const char *body, size_t len,
+                        const char *key, size_t key_len, struct cx_http_result *out,
+                        struct cx_errinfo *ei);
 
 #endif /* CX_HTTP_INTERNAL_H */
