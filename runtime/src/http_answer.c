@@ -142,36 +142,8 @@ static int parse_plain(enum cx_api api, const char *body, size_t len, struct cx_
         return 0;
     }
     if ((rc = cx__http_set_model(p, cx__http_jstr(root, "model"))) < 0) goto out;
-    if (api == CX_API_OPENAI) {
-        const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
-        const cJSON *c0 = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
-        if (!cJSON_IsObject(msg)) {
-            rc = CX_EPARSE;
-            goto out;
-        }
-        const char *t = cx__http_jstr(msg, "content");
-        if (t && (rc = cx__buf_append(&p->text, t, strlen(t))) < 0) goto out;
-        const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
-        p->in_tok = cx__http_jint(u, "prompt_tokens");
-        p->out_tok = cx__http_jint(u, "completion_tokens");
-    } else {
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
-        if (!cJSON_IsArray(content)) {
-            rc = CX_EPARSE;
-            goto out;
-        }
-        const cJSON *b;
-        cJSON_ArrayForEach(b, content) {
-            const char *bt = cx__http_jstr(b, "type");
-            const char *t = cx__http_jstr(b, "text");
-            if (bt && strcmp(bt, "text") == 0 && t && (rc = cx__buf_append(&p->text, t, strlen(t))) < 0)
-                goto out;
-        }
-        const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
-        p->in_tok = cx__http_jint(u, "input_tokens");
-        p->out_tok = cx__http_jint(u, "output_tokens");
-    }
+    rc = api == CX_API_OPENAI ? cx__http_openai_plain(p, root) : cx__http_anthropic_plain(p, root);
+    if (rc < 0) goto out;
     p->done = 1;
 out:
     cJSON_Delete(root);

@@ -1,5 +1,6 @@
 /*
- * http_anthropic.c - the Anthropic Messages wire format: one streamed event's fields.
+ * http_anthropic.c - the Anthropic Messages wire format: the request body, a plain answer's
+ * fields and one streamed event's fields.
  *
  * What it does not do: SSE framing (http_sse.c), error bodies and status codes (http_answer.c).
  */
@@ -10,6 +11,48 @@
 #include <cjson/cJSON.h>
 
 #include "http_internal.h"
+
+/* max_tokens is required and the system prompt is a top-level field, not a message. */
+char *cx__http_anthropic_body(const struct cx_http_request *req) {
+    cJSON *root = cJSON_CreateObject();
+    if (root == NULL) return NULL;
+    cJSON *msgs = NULL, *m = NULL;
+    int ok = cJSON_AddStringToObject(root, "model", req->model) != NULL;
+    if (ok) ok = cJSON_AddNumberToObject(root, "max_tokens", req->max_tokens) != NULL;
+    if (ok && req->system && req->system[0])
+        ok = cJSON_AddStringToObject(root, "system", req->system) != NULL;
+    if (ok) ok = (msgs = cJSON_AddArrayToObject(root, "messages")) != NULL;
+    if (ok) {
+        m = cJSON_CreateObject();
+        ok = m != NULL && cJSON_AddItemToArray(msgs, m);
+        if (!ok) cJSON_Delete(m);
+        ok = ok && cJSON_AddStringToObject(m, "role", "user") &&
+             cJSON_AddStringToObject(m, "content", req->prompt);
+    }
+    if (ok) ok = cJSON_AddNumberToObject(root, "temperature", req->temperature) != NULL;
+    if (ok && req->stream) ok = cJSON_AddBoolToObject(root, "stream", 1) != NULL;
+    char *out = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return out;
+}
+
+/* Every "text" content block, joined. */
+int cx__http_anthropic_plain(struct cx__http_parse_ctx *p, const cJSON *root) {
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
+    if (!cJSON_IsArray(content)) return CX_EPARSE;
+    const cJSON *b;
+    int rc;
+    cJSON_ArrayForEach(b, content) {
+        const char *bt = cx__http_jstr(b, "type");
+        const char *t = cx__http_jstr(b, "text");
+        if (bt && strcmp(bt, "text") == 0 && t && (rc = cx__buf_append(&p->text, t, strlen(t))) < 0)
+            return rc;
+    }
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
+    p->in_tok = cx__http_jint(u, "input_tokens");
+    p->out_tok = cx__http_jint(u, "output_tokens");
+    return 0;
+}
 
 int cx__http_anthropic_event(struct cx__http_parse_ctx *p, const cJSON *root) {
     const char *type = cx__http_jstr(root, "type");

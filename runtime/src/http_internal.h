@@ -95,6 +95,12 @@ int cx__http_set_model(struct cx__http_parse_ctx *p, const char *m);
 int cx__http_stream_error(struct cx__http_parse_ctx *p, const cJSON *root);
 /* After cJSON failed on len bytes: CX_ENOMEM if memory ran out, else CX_EPARSE. */
 int cx__http_json_fail_code(size_t len);
+/* The JSON request body for req (returned: free with cJSON_free), or NULL when out of memory. */
+char *cx__http_openai_body(const struct cx_http_request *req);
+char *cx__http_anthropic_body(const struct cx_http_request *req);
+/* A plain (non-streamed) answer's text and usage into p; 0, CX_EPARSE or CX_ENOMEM. */
+int cx__http_openai_plain(struct cx__http_parse_ctx *p, const cJSON *root);
+int cx__http_anthropic_plain(struct cx__http_parse_ctx *p, const cJSON *root);
 /* One OpenAI stream chunk / one Anthropic stream event into p; 0, CX_EPARSE or CX_ENOMEM. */
 int cx__http_openai_chunk(struct cx__http_parse_ctx *p, const cJSON *root);
 int cx__http_anthropic_event(struct cx__http_parse_ctx *p, const cJSON *root);

@@ -1,6 +1,6 @@
 /*
  * http_openai.c - the OpenAI Chat Completions wire format (OpenAI, Kimi K2, Ollama, vLLM): one
- * streamed chunk's fields.
+ * request body, a plain answer's fields and one streamed chunk's fields.
  *
  * What it does not do: SSE framing (http_sse.c), error bodies and status codes (http_answer.c).
  */
@@ -11,6 +11,52 @@
 #include <cjson/cJSON.h>
 
 #include "http_internal.h"
+
+/* The system prompt is the first message; streaming asks for a usage chunk (stream_options). */
+char *cx__http_openai_body(const struct cx_http_request *req) {
+    cJSON *root = cJSON_CreateObject();
+    if (root == NULL) return NULL;
+    cJSON *msgs = NULL, *m = NULL;
+    int ok = cJSON_AddStringToObject(root, "model", req->model) != NULL;
+    if (ok) ok = (msgs = cJSON_AddArrayToObject(root, "messages")) != NULL;
+    if (ok && req->system && req->system[0]) {
+        ok = (m = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(msgs, m);
+        if (!ok) cJSON_Delete(m);
+        ok = ok && cJSON_AddStringToObject(m, "role", "system") &&
+             cJSON_AddStringToObject(m, "content", req->system);
+    }
+    if (ok) {
+        m = cJSON_CreateObject();
+        ok = m != NULL && cJSON_AddItemToArray(msgs, m);
+        if (!ok) cJSON_Delete(m);
+        ok = ok && cJSON_AddStringToObject(m, "role", "user") &&
+             cJSON_AddStringToObject(m, "content", req->prompt);
+    }
+    if (ok) ok = cJSON_AddNumberToObject(root, "max_tokens", req->max_tokens) != NULL;
+    if (ok) ok = cJSON_AddNumberToObject(root, "temperature", req->temperature) != NULL;
+    if (ok && req->stream) {
+        ok = cJSON_AddBoolToObject(root, "stream", 1) != NULL;
+        cJSON *so = ok ? cJSON_AddObjectToObject(root, "stream_options") : NULL;
+        ok = so != NULL && cJSON_AddBoolToObject(so, "include_usage", 1) != NULL;
+    }
+    char *out = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return out;
+}
+
+int cx__http_openai_plain(struct cx__http_parse_ctx *p, const cJSON *root) {
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+    const cJSON *c0 = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
+    if (!cJSON_IsObject(msg)) return CX_EPARSE;
+    const char *t = cx__http_jstr(msg, "content");
+    int rc;
+    if (t && (rc = cx__buf_append(&p->text, t, strlen(t))) < 0) return rc;
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
+    p->in_tok = cx__http_jint(u, "prompt_tokens");
+    p->out_tok = cx__http_jint(u, "completion_tokens");
+    return 0;
+}
 
 int cx__http_openai_chunk(struct cx__http_parse_ctx *p, const cJSON *root) {
     if (cJSON_GetObjectItemCaseSensitive(root, "error")) return cx__http_stream_error(p, root);

@@ -111,46 +111,6 @@ static int add_key_header(struct cx_http_xfer *x, const char *prefix, const char
     return 0;
 }
 
-static char *build_body(const struct cx_http_request *req) {
-    cJSON *root = cJSON_CreateObject();
-    if (root == NULL) return NULL;
-    cJSON *msgs = NULL, *m = NULL;
-    int ok = cJSON_AddStringToObject(root, "model", req->model) != NULL;
-    if (ok && req->api == CX_API_ANTHROPIC) {
-        ok = cJSON_AddNumberToObject(root, "max_tokens", req->max_tokens) != NULL;
-        if (ok && req->system && req->system[0])
-            ok = cJSON_AddStringToObject(root, "system", req->system) != NULL;
-    }
-    if (ok) ok = (msgs = cJSON_AddArrayToObject(root, "messages")) != NULL;
-    if (ok && req->api == CX_API_OPENAI && req->system && req->system[0]) {
-        ok = (m = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(msgs, m);
-        if (!ok) cJSON_Delete(m);
-        ok = ok && cJSON_AddStringToObject(m, "role", "system") &&
-             cJSON_AddStringToObject(m, "content", req->system);
-    }
-    if (ok) {
-        m = cJSON_CreateObject();
-        ok = m != NULL && cJSON_AddItemToArray(msgs, m);
-        if (!ok) cJSON_Delete(m);
-        ok = ok && cJSON_AddStringToObject(m, "role", "user") &&
-             cJSON_AddStringToObject(m, "content", req->prompt);
-    }
-    if (ok && req->api == CX_API_OPENAI)
-        ok = cJSON_AddNumberToObject(root, "max_tokens", req->max_tokens) != NULL;
-    if (ok) ok = cJSON_AddNumberToObject(root, "temperature", req->temperature) != NULL;
-    if (ok && req->stream) {
-        ok = cJSON_AddBoolToObject(root, "stream", 1) != NULL;
-        if (ok && req->api == CX_API_OPENAI) {
-            cJSON *so = cJSON_AddObjectToObject(root, "stream_options");
-            ok = so != NULL && cJSON_AddBoolToObject(so, "include_usage", 1) != NULL;
-        }
-    }
-    char *out = ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    return out;
-}
-
-
 int cx_http_xfer_new(const struct cx_http_request *req, struct cx_http_xfer **out,
                      struct cx_errinfo *ei) {
     if (out == NULL || req == NULL) return cx__err(ei, CX_EINVAL, "cx_http_xfer_new: req/out is NULL");
@@ -193,7 +153,7 @@ int cx_http_xfer_new(const struct cx_http_request *req, struct cx_http_xfer **ou
         return cx__err(ei, rc, "cx_http_xfer_new: cannot build the URL (%s)", cx_strerror(rc));
     }
     x->url = cx__buf_take(&url);
-    x->body = build_body(req);
+    x->body = req->api == CX_API_ANTHROPIC ? cx__http_anthropic_body(req) : cx__http_openai_body(req);
     if (x->url == NULL || x->body == NULL) {
         cx_http_xfer_free(x);
         return cx__err(ei, CX_ENOMEM, "cx_http_xfer_new: out of memory building the body");
