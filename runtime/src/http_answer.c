@@ -150,9 +150,15 @@ out:
     return rc;
 }
 
+void cx__http_redact_secrets(char *s, size_t cap, const struct cx_http_xfer *x) {
+    if (x == NULL) return;
+    cx__http_redact(s, cap, x->key_ref, x->key_len);
+    cx__http_redact(s, cap, x->cred_ref, x->cred_len);
+}
+
 int cx__http_parse_body(enum cx_api api, int stream, long status, const char *body, size_t len,
-                      const char *key, size_t key_len, struct cx_http_result *out,
-                      struct cx_errinfo *ei) {
+                        const struct cx_http_xfer *x, struct cx_http_result *out,
+                        struct cx_errinfo *ei) {
     const char *apiname = api == CX_API_ANTHROPIC ? "anthropic" : "openai";
     if (status < 200 || status > 299) {
         int code = status_code(status);
@@ -160,11 +166,11 @@ int cx__http_parse_body(enum cx_api api, int stream, long status, const char *bo
         cJSON *root = len ? cJSON_ParseWithLength(body, len) : NULL;
         if (root) error_fields(root, &msg, &type);
         if (type && strstr(type, "overloaded")) code = CX_EOVERLOADED;
-        char buf[320];
-        snprintf(buf, sizeof buf, "HTTP %ld %s from the %s API%s%s", status, status_words(code),
-                 apiname, msg ? ": " : "", msg ? msg : "");
+        char buf[512];
+        snprintf(buf, sizeof buf, "HTTP %ld %s from the %s API%s%s%s%s", status, status_words(code),
+                 apiname, x ? " at " : "", x ? x->url_shown : "", msg ? ": " : "", msg ? msg : "");
         cJSON_Delete(root);
-        cx__http_redact(buf, sizeof buf, key, key_len);
+        cx__http_redact_secrets(buf, sizeof buf, x);
         return cx__err_detail(ei, code, status, "%s", buf);
     }
     struct cx__http_parse_ctx p;
@@ -181,7 +187,7 @@ int cx__http_parse_body(enum cx_api api, int stream, long status, const char *bo
     else
         rc = parse_plain(api, body, len, &p);
     if (rc == 0 && p.err) {
-        cx__http_redact(p.errmsg, sizeof p.errmsg, key, key_len);
+        cx__http_redact_secrets(p.errmsg, sizeof p.errmsg, x);
         rc = cx__err_detail(ei, p.err, status, "%s API: %s", apiname, p.errmsg);
     } else if (rc == CX_EPARSE) {
         rc = cx__err_detail(ei, rc, status, "malformed %s %s body (%zu bytes)", apiname,
@@ -215,5 +221,5 @@ int cx_http_parse(enum cx_api api, int stream, long status, const char *body, si
     if (out == NULL || (body == NULL && len > 0)) return cx__err(ei, CX_EINVAL, "cx_http_parse: out/body is NULL");
     cx__json_hooks_init();
     cx_http_result_init(out);
-    return cx__http_parse_body(api, stream, status, body ? body : "", len, NULL, 0, out, ei);
+    return cx__http_parse_body(api, stream, status, body ? body : "", len, NULL, out, ei);
 }

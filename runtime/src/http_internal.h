@@ -30,7 +30,10 @@ enum {
 struct cx_http_xfer {
     enum cx_api api;
     int stream;
-    char *url;                  /* owned */
+    char *url;                  /* owned: may carry user:password@, wiped on free */
+    char *url_shown;            /* owned: url redacted (cx_http_url_redact), for every message */
+    const char *cred_ref;       /* points into url: its userinfo secret, for redaction; or NULL */
+    size_t cred_len;
     char *body;                 /* owned: JSON request body */
     size_t body_len;
     struct curl_slist *headers; /* owned; the key lives here only, wiped on free */
@@ -106,9 +109,25 @@ int cx__http_openai_chunk(struct cx__http_parse_ctx *p, const cJSON *root);
 int cx__http_anthropic_event(struct cx__http_parse_ctx *p, const cJSON *root);
 /* An SSE body into p through the API's event parser. */
 int cx__http_parse_sse(enum cx_api api, const char *body, size_t len, struct cx__http_parse_ctx *p);
-/* A status + body into *out (success) or ei (failure), redacting key[0..key_len) from messages. */
+/* Redacts x's key and URL credentials from s[cap] (x NULL: nothing to redact). */
+void cx__http_redact_secrets(char *s, size_t cap, const struct cx_http_xfer *x);
+/* A status + body into *out (success) or ei (failure). x (NULL for cx_http_parse) names the URL
+ * in messages and gives the secrets to redact from them. */
 int cx__http_parse_body(enum cx_api api, int stream, long status, const char *body, size_t len,
-                        const char *key, size_t key_len, struct cx_http_result *out,
+                        const struct cx_http_xfer *x, struct cx_http_result *out,
                         struct cx_errinfo *ei);
+
+/* ---- URLs (http_url.c) ---- */
+
+/* The URL a transfer posts to: base normalized (cx_http_base_url_normalize) with the API's
+ * endpoint inserted before any query. *out returned: free with cx__free. 0, CX_EINVAL (naming the
+ * redacted URL) or CX_ENOMEM. */
+int cx__http_endpoint_url(enum cx_api api, const char *base, char **out, struct cx_errinfo *ei);
+/* cx_http_url_redact into a fresh string (returned: free with cx__free), NULL when out of memory. */
+char *cx__http_url_redact_dup(const char *url);
+/* The secret in url's userinfo (the password, or the user name when there is no password) as
+ * [*ref, *ref + *len) inside url; *ref NULL when there is none or it is shorter than 4 bytes
+ * (redacting a 1-3 byte string from a message would garble it for no gain). */
+void cx__http_url_secret(const char *url, const char **ref, size_t *len);
 
 #endif /* CX_HTTP_INTERNAL_H */

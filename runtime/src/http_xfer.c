@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -141,20 +142,17 @@ int cx_http_xfer_new(const struct cx_http_request *req, struct cx_http_xfer **ou
     atomic_init(&x->cancel_req, 0);
     cx__buf_init(&x->resp, req->max_body ? req->max_body : CX_HTTP_DEFAULT_MAX_BODY);
 
-    struct cx__buf url;
-    cx__buf_init(&url, 8192);
-    size_t bl = strlen(req->base_url);
-    while (bl > 0 && req->base_url[bl - 1] == '/') bl--;
-    rc = cx__buf_append(&url, req->base_url, bl);
-    if (rc == 0)
-        rc = cx__buf_printf(&url, "%s", req->api == CX_API_ANTHROPIC ? "/messages" : "/chat/completions");
+    /* The base is validated and normalized here (cx/http.h, "Base URLs"), so a bad one fails
+     * before any I/O, naming the URL without its credentials. */
+    rc = cx__http_endpoint_url(req->api, req->base_url, &x->url, ei);
     if (rc < 0) {
         cx_http_xfer_free(x);
-        return cx__err(ei, rc, "cx_http_xfer_new: cannot build the URL (%s)", cx_strerror(rc));
+        return rc;
     }
-    x->url = cx__buf_take(&url);
+    x->url_shown = cx__http_url_redact_dup(x->url);
+    cx__http_url_secret(x->url, &x->cred_ref, &x->cred_len);
     x->body = req->api == CX_API_ANTHROPIC ? cx__http_anthropic_body(req) : cx__http_openai_body(req);
-    if (x->url == NULL || x->body == NULL) {
+    if (x->url_shown == NULL || x->body == NULL) {
         cx_http_xfer_free(x);
         return cx__err(ei, CX_ENOMEM, "cx_http_xfer_new: out of memory building the body");
     }
@@ -182,7 +180,9 @@ int cx_http_xfer_new(const struct cx_http_request *req, struct cx_http_xfer **ou
 void cx_http_xfer_free(struct cx_http_xfer *x) {
     if (x == NULL) return;
     free_headers(x);
+    if (x->url) wipe(x->url, strlen(x->url)); /* it may carry user:password@ */
     cx__free(x->url);
+    cx__free(x->url_shown);
     if (x->body) cJSON_free(x->body);
     cx__buf_reset(&x->resp);
     cx__free(x);
@@ -366,27 +366,30 @@ int cx_http_xfer_finish(struct cx_http_xfer *x, struct cx_http_result *out, stru
     out->retry_after_s = x->retry_after_s;
     const char *api = x->api == CX_API_ANTHROPIC ? "anthropic" : "openai";
     double el = cx_elapsed_s(x->started_ns, cx_now_ns());
+    const char *url = x->url_shown;
     if (x->abort_reason == CX__ABORT_CANCEL)
-        return cx__err(ei, CX_ECANCELED, "%s request canceled after %.3f s", api, el);
+        return cx__err(ei, CX_ECANCELED, "%s request to %s canceled after %.3f s", api, url, el);
     if (x->abort_reason == CX__ABORT_CLOSED)
-        return cx__err(ei, CX_ECANCELED, "%s request canceled: the I/O loop shut down", api);
+        return cx__err(ei, CX_ECANCELED, "%s request to %s canceled: the I/O loop shut down", api, url);
     if (x->abort_reason == CX__ABORT_DEADLINE)
-        return cx__err(ei, CX_ETIMEDOUT, "%s request timed out: the deadline passed before it was sent", api);
+        return cx__err(ei, CX_ETIMEDOUT, "%s request to %s timed out: the deadline passed before it was sent",
+                       api, url);
     if (x->curl_rc != CURLE_OK) {
         if (x->curl_rc == CURLE_WRITE_ERROR && x->write_err == CX_ETOOBIG)
-            return cx__err_detail(ei, CX_ETOOBIG, x->status, "%s answer larger than the %zu-byte cap", api,
-                                  x->resp.max);
+            return cx__err_detail(ei, CX_ETOOBIG, x->status, "%s answer from %s larger than the %zu-byte cap",
+                                  api, url, x->resp.max);
         if (x->curl_rc == CURLE_WRITE_ERROR && x->write_err == CX_ENOMEM)
             return cx__err(ei, CX_ENOMEM, "%s answer: out of memory while receiving", api);
         int code = curl_code_map(x->curl_rc);
-        char buf[300];
-        /* curl's error buffer names the host and the cause; it never contains headers. */
-        snprintf(buf, sizeof buf, "%s request %s after %.3f s: %s", api,
+        char buf[512];
+        /* curl's error buffer names the host and the cause; it never contains headers. The URL
+         * shown is the redacted one; the secrets are redacted from curl's text too. */
+        snprintf(buf, sizeof buf, "%s request to %s %s after %.3f s: %s", api, url,
                  code == CX_ETIMEDOUT ? "timed out" : "failed", el,
                  x->errbuf[0] ? x->errbuf : curl_easy_strerror((CURLcode)x->curl_rc));
-        cx__http_redact(buf, sizeof buf, x->key_ref, x->key_len);
+        cx__http_redact_secrets(buf, sizeof buf, x);
         return cx__err_detail(ei, code, x->curl_rc, "%s", buf);
     }
-    return cx__http_parse_body(x->api, x->stream, x->status, x->resp.p ? x->resp.p : "", x->resp.len, x->key_ref,
-                      x->key_len, out, ei);
+    return cx__http_parse_body(x->api, x->stream, x->status, x->resp.p ? x->resp.p : "", x->resp.len, x,
+                               out, ei);
 }
