@@ -235,6 +235,33 @@ static void test_xfer_url(void **state) {
 
 #define KEY "sk-url-test-key-1234"
 
+static const char *endpoint_of(enum cx_api api) { return api == A ? "messages" : "chat/completions"; }
+static const char *format_of(enum cx_api api) { return api == A ? "anthropic" : "openai"; }
+
+/* One small request to url in format api (key may be NULL); returns its code, ei filled. */
+static int call(struct cx_http_client *c, enum cx_api api, const char *url, const char *key,
+                struct cx_errinfo *ei) {
+    struct cx_http_request r;
+    cx_http_request_init(&r);
+    r.api = api;
+    r.base_url = url;
+    r.api_key = key;
+    r.model = "m";
+    r.prompt = "p";
+    r.deadline = t_deadline_ms(5000);
+    struct cx_http_result res;
+    memset(ei, 0, sizeof *ei);
+    int rc = cx_http_client_complete(c, &r, &res, ei);
+    cx_http_result_clear(&res);
+    return rc;
+}
+
+/* msg holds want (printing both when not). */
+static void expect_in(const char *msg, const char *want) {
+    if (strstr(msg, want) == NULL) printf("msg: %s\nwant: %s\n", msg, want);
+    assert_non_null(strstr(msg, want));
+}
+
 /* routes.<name>.requests from the mock's stats. */
 static long route_requests(struct mock_server *m, const char *route) {
     char *js = mock_server_stats_json(m);
@@ -257,8 +284,8 @@ static long route_reaches(struct mock_server *m, const char *route, long want) {
     return v;
 }
 
-static void test_mock_both_spellings(void **state) {
-    (void)state;
+/* A mock that accepts KEY only (each format's header). */
+static struct mock_server *keyed_mock(void) {
     struct mock_options o;
     mock_options_init(&o);
     o.time_scale = 0.001;
@@ -266,6 +293,12 @@ static void test_mock_both_spellings(void **state) {
     char base[128];
     struct mock_server *m = t_mock_start_opts(&o, base, sizeof base);
     assert_non_null(m);
+    return m;
+}
+
+static void test_mock_both_spellings(void **state) {
+    (void)state;
+    struct mock_server *m = keyed_mock();
     const char *root = mock_server_url(m); /* "http://127.0.0.1:PORT", no /v1 */
     struct cx_http_client *c;
     assert_int_equal(cx_http_client_new(NULL, &c, NULL), 0);
@@ -290,7 +323,7 @@ static void test_mock_both_spellings(void **state) {
                 struct cx_errinfo ei;
                 memset(&ei, 0, sizeof ei);
                 int rc = cx_http_client_complete(c, &r, &res, &ei);
-                if (rc != 0) printf("%s '%s' stream %d: %s\n", api == A ? "anthropic" : "openai", url, stream, ei.msg);
+                if (rc != 0) printf("%s '%s' stream %d: %s\n", format_of(r.api), url, stream, ei.msg);
                 assert_int_equal(rc, 0);
                 assert_int_equal(res.status, 200);
                 assert_non_null(res.content);
@@ -307,24 +340,14 @@ static void test_mock_both_spellings(void **state) {
     }
     /* the key is checked on both spellings: without it each format gets its 401 */
     for (int api = 0; api < 2; api++) {
-        struct cx_http_request r;
-        cx_http_request_init(&r);
-        r.api = (enum cx_api)api;
-        r.base_url = root;
-        r.api_key = "sk-wrong-key";
-        r.model = "m";
-        r.prompt = "p";
-        r.deadline = t_deadline_ms(5000);
-        struct cx_http_result res;
         struct cx_errinfo ei;
-        assert_int_equal(cx_http_client_complete(c, &r, &res, &ei), CX_EAUTH);
+        assert_int_equal(call(c, (enum cx_api)api, root, "sk-wrong-key", &ei), CX_EAUTH);
         assert_int_equal(ei.detail, 401);
         /* the message names the wire format and the URL posted to */
         char want[200];
-        snprintf(want, sizeof want, "from the %s API at %s/v1/%s", api == A ? "anthropic" : "openai", root,
-                 api == A ? "messages" : "chat/completions");
-        if (strstr(ei.msg, want) == NULL) printf("msg: %s\nwant: %s\n", ei.msg, want);
-        assert_non_null(strstr(ei.msg, want));
+        snprintf(want, sizeof want, "from the %s API at %s/v1/%s", format_of((enum cx_api)api), root,
+                 endpoint_of((enum cx_api)api));
+        expect_in(ei.msg, want);
         assert_null(strstr(ei.msg, "sk-wrong-key"));
     }
     cx_http_client_free(c);
@@ -342,47 +365,24 @@ static void test_url_credentials_not_shown(void **state) {
     char url[160];
     snprintf(url, sizeof url, "http://user:SECRET-PW-42@127.0.0.1:%d/v1", port);
     for (int api = 0; api < 2; api++) {
-        struct cx_http_request r;
-        cx_http_request_init(&r);
-        r.api = (enum cx_api)api;
-        r.base_url = url;
-        r.model = "m";
-        r.prompt = "p";
-        r.deadline = t_deadline_ms(5000);
-        struct cx_http_result res;
         struct cx_errinfo ei;
-        assert_int_equal(cx_http_client_complete(c, &r, &res, &ei), CX_ECONN);
+        assert_int_equal(call(c, (enum cx_api)api, url, NULL, &ei), CX_ECONN);
         assert_null(strstr(ei.msg, "SECRET"));
         char want[160];
-        snprintf(want, sizeof want, "request to http://127.0.0.1:%d/v1/%s failed", port,
-                 api == A ? "messages" : "chat/completions");
-        if (strstr(ei.msg, want) == NULL) printf("msg: %s\nwant: %s\n", ei.msg, want);
-        assert_non_null(strstr(ei.msg, want));
+        snprintf(want, sizeof want, "%s request to http://127.0.0.1:%d/v1/%s failed", format_of((enum cx_api)api),
+                 port, endpoint_of((enum cx_api)api));
+        expect_in(ei.msg, want);
     }
     close(fd);
 
     /* an HTTP error from a server reached with credentials in its URL */
-    struct mock_options o;
-    mock_options_init(&o);
-    o.time_scale = 0.001;
-    o.required_key = KEY;
-    char base[128];
-    struct mock_server *m = t_mock_start_opts(&o, base, sizeof base);
-    assert_non_null(m);
+    struct mock_server *m = keyed_mock();
     snprintf(url, sizeof url, "http://user:SECRET-PW-42@127.0.0.1:%d?token=SECRET-TOKEN", mock_server_port(m));
     for (int api = 0; api < 2; api++) {
-        struct cx_http_request r;
-        cx_http_request_init(&r);
-        r.api = (enum cx_api)api;
-        r.base_url = url;
-        r.model = "m";
-        r.prompt = "p";
-        r.deadline = t_deadline_ms(5000);
-        struct cx_http_result res;
         struct cx_errinfo ei;
-        assert_int_equal(cx_http_client_complete(c, &r, &res, &ei), CX_EAUTH);
+        assert_int_equal(call(c, (enum cx_api)api, url, NULL, &ei), CX_EAUTH);
         assert_null(strstr(ei.msg, "SECRET"));
-        assert_non_null(strstr(ei.msg, "?token=REDACTED"));
+        expect_in(ei.msg, "?token=REDACTED");
     }
     mock_server_stop(m);
     cx_http_client_free(c);

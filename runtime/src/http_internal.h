@@ -98,6 +98,9 @@ int cx__http_set_model(struct cx__http_parse_ctx *p, const char *m);
 int cx__http_stream_error(struct cx__http_parse_ctx *p, const cJSON *root);
 /* After cJSON failed on len bytes: CX_ENOMEM if memory ran out, else CX_EPARSE. */
 int cx__http_json_fail_code(size_t len);
+/* Appends {"role": role, "content": content} to the array msgs (both APIs' message shape).
+ * 0 or CX_ENOMEM (msgs may then hold a partial message; the caller deletes the whole tree). */
+int cx__http_add_message(cJSON *msgs, const char *role, const char *content);
 /* The JSON request body for req (returned: free with cJSON_free), or NULL when out of memory. */
 char *cx__http_openai_body(const struct cx_http_request *req);
 char *cx__http_anthropic_body(const struct cx_http_request *req);

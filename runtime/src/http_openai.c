@@ -16,22 +16,11 @@
 char *cx__http_openai_body(const struct cx_http_request *req) {
     cJSON *root = cJSON_CreateObject();
     if (root == NULL) return NULL;
-    cJSON *msgs = NULL, *m = NULL;
+    cJSON *msgs = NULL;
     int ok = cJSON_AddStringToObject(root, "model", req->model) != NULL;
     if (ok) ok = (msgs = cJSON_AddArrayToObject(root, "messages")) != NULL;
-    if (ok && req->system && req->system[0]) {
-        ok = (m = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(msgs, m);
-        if (!ok) cJSON_Delete(m);
-        ok = ok && cJSON_AddStringToObject(m, "role", "system") &&
-             cJSON_AddStringToObject(m, "content", req->system);
-    }
-    if (ok) {
-        m = cJSON_CreateObject();
-        ok = m != NULL && cJSON_AddItemToArray(msgs, m);
-        if (!ok) cJSON_Delete(m);
-        ok = ok && cJSON_AddStringToObject(m, "role", "user") &&
-             cJSON_AddStringToObject(m, "content", req->prompt);
-    }
+    if (ok && req->system && req->system[0]) ok = cx__http_add_message(msgs, "system", req->system) == 0;
+    if (ok) ok = cx__http_add_message(msgs, "user", req->prompt) == 0;
     if (ok) ok = cJSON_AddNumberToObject(root, "max_tokens", req->max_tokens) != NULL;
     if (ok) ok = cJSON_AddNumberToObject(root, "temperature", req->temperature) != NULL;
     if (ok && req->stream) {

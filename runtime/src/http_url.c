@@ -158,10 +158,11 @@ static int split(const char *url, struct parts *p, char *why, size_t n) {
     const char *a = url + as, *aend = url + ae;
     for (const char *c = a; c < aend; c++)
         if (*c == '@') p->user = a, p->user_len = (size_t)(c - a), p->has_user = 1;
-    const char *h = p->has_user ? a + p->user_len + 1 : a;
+    const char *h = p->has_user ? a + p->user_len + 1 : a; /* the '@' lies before aend */
+    size_t hl = h < aend ? (size_t)(aend - h) : 0;
     const char *hend;
-    if (h < aend && *h == '[') { /* an IPv6 literal */
-        const char *rb = memchr(h, ']', (size_t)(aend - h));
+    if (hl > 0 && *h == '[') { /* an IPv6 literal */
+        const char *rb = memchr(h, ']', hl);
         if (rb == NULL) {
             snprintf(why, n, "has an IPv6 host without its closing ']'");
             return CX_EINVAL;
@@ -179,7 +180,7 @@ static int split(const char *url, struct parts *p, char *why, size_t n) {
             return CX_EINVAL;
         }
     } else {
-        hend = memchr(h, ':', (size_t)(aend - h));
+        hend = memchr(h, ':', hl);
         if (hend == NULL) hend = aend;
         for (const char *c = h; c < hend; c++) {
             if (!host_char((unsigned char)*c)) {

@@ -112,6 +112,19 @@ static int add_key_header(struct cx_http_xfer *x, const char *prefix, const char
     return 0;
 }
 
+int cx__http_add_message(cJSON *msgs, const char *role, const char *content) {
+    cJSON *m = cJSON_CreateObject();
+    if (m == NULL) return CX_ENOMEM;
+    if (!cJSON_AddItemToArray(msgs, m)) {
+        cJSON_Delete(m);
+        return CX_ENOMEM;
+    }
+    /* m belongs to msgs now: a failure below leaves a partial message the caller deletes */
+    if (!cJSON_AddStringToObject(m, "role", role) || !cJSON_AddStringToObject(m, "content", content))
+        return CX_ENOMEM;
+    return 0;
+}
+
 int cx_http_xfer_new(const struct cx_http_request *req, struct cx_http_xfer **out,
                      struct cx_errinfo *ei) {
     if (out == NULL || req == NULL) return cx__err(ei, CX_EINVAL, "cx_http_xfer_new: req/out is NULL");
