@@ -6,8 +6,8 @@
  *
  * The files: http_xfer.c (transfer set-up and end, Retry-After, curl error mapping),
  * http_answer.c (status and error bodies, cx_http_parse), http_sse.c (SSE framing),
- * http_openai.c and http_anthropic.c (the two wire formats), http_client.c (the thread-local
- * blocking client).
+ * http_openai.c and http_anthropic.c (the two wire formats), http_url.c (base URL validation,
+ * normalization and redaction), http_client.c (the thread-local blocking client).
  */
 #ifndef CX_HTTP_INTERNAL_H
 #define CX_HTTP_INTERNAL_H

@@ -1,7 +1,8 @@
 /*
- * http_xfer.c - one transfer's set-up and end: the URL, headers and body of a cx_http_request,
- * the curl easy options and callbacks, Retry-After, and how a transfer ended (curl code, HTTP
- * status) mapped to a CX_E*.
+ * http_xfer.c - one transfer's set-up and end: the URL (the base normalized by http_url.c),
+ * headers and body of a cx_http_request, the curl easy options and callbacks, Retry-After, and
+ * how a transfer ended (curl code, HTTP status) mapped to a CX_E*, with every URL in a message
+ * redacted.
  *
  * What it does not do: the wire formats' bodies and answers (http_openai.c, http_anthropic.c,
  * http_sse.c, http_answer.c), waiting for the bytes (http_client.c blocks on a thread's handle,
