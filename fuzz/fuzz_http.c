@@ -13,7 +13,11 @@
  *   - success gives owned content (no longer than the body), the status and retry_after_s -1;
  *     failure owns nothing (content and model NULL) and fills ei;
  *   - an SSE body parses the same with "\r\n" line ends as with "\n";
- *   - retry-after is -1 or a finite number >= 0; results are repeatable.
+ *   - retry-after is -1 or a finite number >= 0; results are repeatable;
+ *   - the first line as a base URL (cx_http_base_url_normalize for the input's API,
+ *     cx_http_url_redact): normalizing gives 0 or CX_EINVAL with a message, an http(s) URL that
+ *     normalizes to itself again; redacting gives printable text that redacts to itself, and
+ *     neither the redacted text nor an error message holds the URL's password.
  *
  * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
  * fuzz_util.h for CX_FUZZ_KNOWN_BUGS): none open. (http-1, a usage count of 1e40 cast to
@@ -57,6 +61,63 @@ static void check_retry_after(const char *line) {
         FUZZ_CHECK(r2 == r || (!is_ms && r >= 0 && r2 >= 0 && fabs(r2 - r) <= 1.0),
                    "retry-after not repeatable: %g then %g", r, r2);
     }
+}
+
+/* The password of a "scheme://user:password@host" line when it is at least 4 bytes long and
+ * appears nowhere else in the line (so finding it in an output means it leaked), else NULL.
+ * Malloc'd. */
+static char *url_password(const char *line) {
+    const char *sep = strstr(line, "://");
+    if (sep == NULL || (size_t)(sep - line) > strcspn(line, "/?#")) return NULL;
+    const char *a = sep + 3;
+    size_t alen = strcspn(a, "/?#");
+    const char *at = NULL, *colon = NULL;
+    for (size_t i = 0; i < alen; i++) {
+        if (a[i] == '@') at = a + i;
+        if (a[i] == ':' && colon == NULL) colon = a + i;
+    }
+    if (at == NULL || colon == NULL || colon > at || at - colon - 1 < 4) return NULL;
+    char *pw = fuzz_strndup(colon + 1, (size_t)(at - colon - 1));
+    const char *first = strstr(line, pw);
+    if (first != colon + 1 || strstr(colon + 2, pw) != NULL) {
+        free(pw);
+        return NULL;
+    }
+    return pw;
+}
+
+static void check_url(enum cx_api api, const char *line) {
+    char *pw = url_password(line);
+    char red[1024];
+    int rc = cx_http_url_redact(line, red, sizeof red);
+    FUZZ_CHECK(rc == 0 || rc == CX_ETOOBIG, "redact gave %d", rc);
+    for (const char *c = red; *c; c++)
+        FUZZ_CHECK((unsigned char)*c >= 0x20 && *c != 0x7f, "redacted URL holds byte 0x%02x", *c);
+    FUZZ_CHECK(pw == NULL || strstr(red, pw) == NULL, "redacted '%s' shows the password", red);
+    if (rc == 0) {
+        char red2[1024];
+        FUZZ_CHECK(cx_http_url_redact(red, red2, sizeof red2) == 0 && strcmp(red, red2) == 0,
+                   "redact not idempotent: '%s' -> '%s'", red, red2);
+    }
+    char *norm = NULL;
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    rc = cx_http_base_url_normalize(api, line, &norm, &ei);
+    FUZZ_CHECK(rc == 0 || rc == CX_EINVAL, "normalize gave %d (%s)", rc, cx_err_name(rc));
+    if (rc == 0) {
+        FUZZ_CHECK(strncmp(norm, "http://", 7) == 0 || strncmp(norm, "https://", 8) == 0,
+                   "normalized '%s' is not http(s)", norm);
+        char *again = NULL;
+        FUZZ_CHECK(cx_http_base_url_normalize(api, norm, &again, NULL) == 0 && strcmp(again, norm) == 0,
+                   "normalize not idempotent: '%s' -> '%s'", norm, again ? again : "(error)");
+        cx_free(again);
+        cx_free(norm);
+    } else {
+        FUZZ_CHECK(norm == NULL && ei.code == rc && ei.msg[0] && fuzz_terminated(ei.msg, sizeof ei.msg),
+                   "normalize failed without a message");
+        FUZZ_CHECK(pw == NULL || strstr(ei.msg, pw) == NULL, "error '%s' shows the password", ei.msg);
+    }
+    free(pw);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -130,6 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while (ll < len && ll < 256 && body[ll] != '\n' && body[ll] != '\0') ll++;
     char *line = fuzz_strndup(body, ll);
     check_retry_after(line);
+    check_url(api, line);
     free(line);
     free(body);
     return 0;

@@ -11,8 +11,31 @@
  *      SSE event stream into a cx_http_result (CPU).
  * Both designs run steps 1 and 3 through the same code, so they give identical results.
  *
- * Base URLs include the API version like the OpenAI SDK does ("https://api.openai.com/v1",
- * "http://127.0.0.1:PORT/v1"); the client appends "/chat/completions" or "/messages".
+ * Base URLs. The official SDKs disagree: the OpenAI SDK's base carries the version and it
+ * appends "/chat/completions" ("https://api.openai.com/v1"), the Anthropic SDK's base has none
+ * and it appends "/v1/messages" ("https://api.anthropic.com"). Here one convention serves both,
+ * so either spelling works with either wire format: a base is normalized (cx_http_base_url_
+ * normalize, which cx_http_xfer_new applies to every request) to the *versioned* base, the URL
+ * the client appends "/chat/completions" (OpenAI) or "/messages" (Anthropic) to:
+ *   - the scheme and host are lowercased, trailing '/' removed, the port written in decimal;
+ *   - an endpoint the client appends itself is dropped (a pasted ".../v1/chat/completions" or
+ *     ".../v1/messages" works);
+ *   - a base whose path ends in "/v1" is kept as it is, so "http://HOST/v1" behaves exactly as
+ *     it always has;
+ *   - OpenAI format: a base with no path gets "/v1" ("http://HOST" -> "http://HOST/v1"); any
+ *     other path is kept, as the OpenAI SDK keeps it ("/api/openai/v1", "/v1beta/openai");
+ *   - Anthropic format: a base not ending in "/v1" gets it, as the Anthropic SDK appends it
+ *     ("http://HOST" -> "http://HOST/v1", "https://gw.example/anthropic" -> ".../anthropic/v1");
+ *   - a query ("?api-version=1") is kept and stays after the endpoint; a fragment is refused.
+ * Only http and https are accepted, with a host, a port in 1..65535 and no spaces, control
+ * characters or non-ASCII bytes; anything else is CX_EINVAL before any I/O, with a message
+ * naming the URL redacted ("base URL 'ftp://x': scheme 'ftp' is not supported (use http or
+ * https)").
+ *
+ * URL credentials: a base may carry "user:password@" (sent by curl as HTTP Basic auth). Every
+ * URL this module puts in a message goes through cx_http_url_redact first, and the password is
+ * redacted from curl's and the server's text too. Callers that store or print a base URL (cache
+ * keys, logs, errors) must do the same.
  *
  * Keys: taken as options (the config module reads the environment), sent only in the
  * Authorization / x-api-key header, never copied into an error message or a log line, and wiped
@@ -49,8 +72,8 @@ extern "C" {
 
 /* Which wire format a provider speaks. */
 enum cx_api {
-    CX_API_OPENAI = 0,    /* POST {base}/chat/completions, "Authorization: Bearer KEY" */
-    CX_API_ANTHROPIC = 1  /* POST {base}/messages, "x-api-key: KEY", anthropic-version header */
+    CX_API_OPENAI = 0,    /* POST {versioned base}/chat/completions, "Authorization: Bearer KEY" */
+    CX_API_ANTHROPIC = 1  /* POST {versioned base}/messages, "x-api-key: KEY", anthropic-version */
 };
 
 /* Default cap on a response body (bytes). */
@@ -62,7 +85,8 @@ enum cx_api {
  */
 struct cx_http_request {
     enum cx_api api;
-    const char *base_url;     /* required, e.g. "http://127.0.0.1:8080/v1" (trailing '/' ok) */
+    const char *base_url;     /* required, e.g. "http://127.0.0.1:8080/v1" or "http://127.0.0.1:8080"
+                                 (normalized as "Base URLs" above says) */
     const char *api_key;      /* NULL or "" for servers without auth (Ollama, the mock) */
     const char *model;        /* required */
     const char *system;       /* system prompt, NULL for none */
@@ -107,9 +131,10 @@ struct cx_http_xfer;
 
 /*
  * Builds a transfer from req: the JSON body (system prompt placement differs per API; streaming
- * OpenAI requests ask for usage with stream_options), the headers and the URL. *out is returned:
- * free it with cx_http_xfer_free. The curl easy handle is attached later by whoever moves the bytes.
- * Returns 0, CX_EINVAL (a required field missing, naming it) or CX_ENOMEM.
+ * OpenAI requests ask for usage with stream_options), the headers and the URL (the base
+ * normalized, see "Base URLs"). *out is returned: free it with cx_http_xfer_free. The curl easy
+ * handle is attached later by whoever moves the bytes.
+ * Returns 0, CX_EINVAL (a required field missing or a bad base URL, naming it) or CX_ENOMEM.
  * Threads: any thread.
  */
 CX_API int cx_http_xfer_new(const struct cx_http_request *req, struct cx_http_xfer **out,
@@ -133,7 +158,8 @@ CX_API int cx_http_xfer_finish(struct cx_http_xfer *x, struct cx_http_result *ou
 /* The request body (NUL-terminated JSON) the transfer will send, for tests and debugging.
  * Borrowed: valid until the transfer is freed. Threads: owner. */
 CX_API const char *cx_http_xfer_body(const struct cx_http_xfer *x);
-/* The URL the transfer will post to. Borrowed like the body. Threads: owner. */
+/* The URL the transfer will post to, credentials included (print it through
+ * cx_http_url_redact). Borrowed like the body. Threads: owner. */
 CX_API const char *cx_http_xfer_url(const struct cx_http_xfer *x);
 
 /*
@@ -152,6 +178,36 @@ CX_API int cx_http_parse(enum cx_api api, int stream, long status, const char *b
  * Threads: any thread.
  */
 CX_API double cx_http_parse_retry_after(const char *value, int is_ms);
+
+/* ---- URLs ---- */
+
+/*
+ * Writes url into out[outlen] without its credentials: the userinfo ("user:password@") is
+ * removed, and the value of every query or fragment parameter named like a credential (key,
+ * api_key, api-key, apikey, x-api-key, token, access_token, refresh_token, id_token, auth,
+ * auth_token, password, passwd, pass, secret, client_secret, signature, sig; any case) becomes
+ * REDACTED. Control characters are written percent-encoded, so the result is safe to print. Works
+ * on any string, URL or not ("user:pw@host:11434" loses "user:pw@" too). Use it for every URL that
+ * is stored (cache keys) or printed (errors, logs).
+ * url and out are borrowed. Returns 0; CX_ETOOBIG when out was too small (out then holds a
+ * NUL-terminated prefix of the redacted text, never any of the removed secrets); CX_EINVAL when url
+ * or out is NULL or outlen is 0 (out, if any, is "").
+ * Threads: any thread.
+ */
+CX_API int cx_http_url_redact(const char *url, char *out, size_t outlen);
+
+/*
+ * Validates a base URL and normalizes it for the wire format api, as "Base URLs" at the top of
+ * this file says (the same step cx_http_xfer_new applies; normalizing twice changes nothing).
+ * url is borrowed; *out is returned (free it with cx_free; it keeps the URL's credentials, so
+ * redact it before storing or printing it). Returns 0, CX_EINVAL with ei->msg naming the URL
+ * redacted and what is wrong ("base URL 'notaurl' is not an http(s) URL (expected
+ * http://HOST[:PORT][/PATH])", "base URL 'http://h:0/v1': port 0 is out of range (1..65535)"),
+ * or CX_ENOMEM. On failure *out is NULL.
+ * Threads: any thread.
+ */
+CX_API int cx_http_base_url_normalize(enum cx_api api, const char *url, char **out,
+                                      struct cx_errinfo *ei);
 
 /* ---- the thread-local client (the seed's ThreadLocalClients, section 4.1) ---- */
 
