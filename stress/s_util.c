@@ -32,7 +32,7 @@ double s_timeout_scale(void) {
         return v;
     }
 #if defined(__SANITIZE_THREAD__)
-    return 5;
+    return 4;
 #elif defined(__SANITIZE_ADDRESS__)
     return 2;
 #else

@@ -54,8 +54,8 @@ void s_tmp_db(const char *name, const char *file, char *path, size_t n);
 void s_tmp_db_remove(const char *path);
 
 /* How much longer waits may take in this build: $CX_TIMEOUT_SCALE when set (a positive number;
- * anything else is refused with a message and exit 2), else 5 under ThreadSanitizer, 2 under
- * AddressSanitizer, 1 otherwise. Threads: any thread. */
+ * anything else is refused with a message and exit 2), else 4 under ThreadSanitizer, 2 under
+ * AddressSanitizer, 1 otherwise (the factors the tsan and asan test presets set). Threads: any thread. */
 double s_timeout_scale(void);
 /* ms x s_timeout_scale(), for the deadlines of the waits that detect hangs. Threads: any. */
 long s_scaled_ms(long ms);
