@@ -194,6 +194,8 @@ int main(int argc, char **argv) {
     printf("stress_dbpool: %ld writes committed, %ld refused and rolled back, %ld failures: %s\n",
            atomic_load(&g.ok_writes), atomic_load(&g.refused_writes), atomic_load(&g.failures),
            bad ? "FAIL" : "ok");
+    /* threads: the workers and each pool's writer thread */
+    s_report("dbpool", threads + 2, (long long)threads * g.ops, !bad);
     s_tmp_db_remove(path);
     return bad;
 }

@@ -54,6 +54,7 @@ struct worker {
     long nlog;
     struct pause_rec *pauses;
     long npauses;
+    long ops; /* operations done */
 };
 
 static struct cx_limiter *g_lim;
@@ -130,11 +131,14 @@ static void *worker_main(void *arg) {
             cx_limiter_adjust(g_lim, n);
             atomic_fetch_add(&g_charged, steps);
         }
+        w->ops++;
         double tok = cx_limiter_tokens(g_lim);
         if (tok > g_phase->burst + 1e-9) broken("balance above burst", tok, g_phase->burst);
     }
     return NULL;
 }
+
+static long long g_total_ops; /* over both phases, for the closing line */
 
 static int run_phase(const struct phase *ph, uint64_t seed, long iters, int threads) {
     g_phase = ph;
@@ -200,6 +204,7 @@ static int run_phase(const struct phase *ph, uint64_t seed, long iters, int thre
            ph->name, admitted, elapsed, allowed, ph->burst, ph->rate, refunded, charged, atomic_load(&g_min_slack), ws[0].npauses, checked,
            atomic_load(&g_broken) ? "FAILED" : "ok");
     for (int i = 0; i < threads; i++) {
+        g_total_ops += ws[i].ops;
         free(ws[i].log);
         free(ws[i].pauses);
     }
@@ -224,5 +229,7 @@ int main(int argc, char **argv) {
                                           {"mixed", 200000, 100, 0.5, 1}};
     for (size_t i = 0; i < 2 && !atomic_load(&g_broken); i++)
         if (run_phase(&phases[i], seed + i, iters, threads) < 0) return 2;
+    /* threads: each phase starts its own */
+    s_report("limiter", 2L * threads, g_total_ops, !atomic_load(&g_broken));
     return atomic_load(&g_broken) ? 1 : 0;
 }

@@ -296,6 +296,8 @@ int main(int argc, char **argv) {
     free(ws);
     pthread_mutex_destroy(&pd.mu);
     pthread_cond_destroy(&pd.cond);
+    /* threads: the blocking callers, the I/O loop, two mocks' two workers and timer each */
+    s_report("router", threads + 1 + 6, (long long)ok + failed + submitted, !atomic_load(&g_bad));
     if (atomic_load(&g_bad)) {
         printf("stress_router: FAILED (seed %llu)\n", (unsigned long long)seed);
         return 1;
