@@ -66,6 +66,7 @@ static atomic_llong g_admitted; /* steps granted */
 static atomic_llong g_refunded; /* steps refunded with adjust */
 static atomic_llong g_charged;  /* steps charged with adjust (reported) */
 static atomic_int g_broken;
+static _Atomic long g_progress; /* operations / 64 (the hang monitor's clock) */
 static _Atomic(double) g_min_slack; /* the closest any check came to the bound, in tokens */
 
 static void broken(const char *what, double a, double b) {
@@ -131,7 +132,7 @@ static void *worker_main(void *arg) {
             cx_limiter_adjust(g_lim, n);
             atomic_fetch_add(&g_charged, steps);
         }
-        w->ops++;
+        if (++w->ops % 64 == 0) atomic_fetch_add(&g_progress, 1);
         double tok = cx_limiter_tokens(g_lim);
         if (tok > g_phase->burst + 1e-9) broken("balance above burst", tok, g_phase->burst);
     }
@@ -216,6 +217,10 @@ static int run_phase(const struct phase *ph, uint64_t seed, long iters, int thre
     return 0;
 }
 
+static void describe(char *buf, size_t n) {
+    snprintf(buf, n, "about %ld operations done (in steps of 64 per thread)", 64 * atomic_load(&g_progress));
+}
+
 int main(int argc, char **argv) {
     struct s_args a = {cx_now_ns(), 2000, 200};
     s_args_parse("limiter", argc, argv, &a, 4096);
@@ -227,9 +232,11 @@ int main(int argc, char **argv) {
      * shows; mixed: a high rate and small burst so pauses and charges bite. */
     static const struct phase phases[] = {{"tight", 20000, 200, 0.125, 0},
                                           {"mixed", 200000, 100, 0.5, 1}};
+    s_watch_start("limiter", &g_progress, s_scaled_ms(60000), describe);
     for (size_t i = 0; i < 2 && !atomic_load(&g_broken); i++)
         if (run_phase(&phases[i], seed + i, iters, threads) < 0) return 2;
-    /* threads: each phase starts its own */
-    s_report("limiter", 2L * threads, g_total_ops, !atomic_load(&g_broken));
+    s_watch_stop();
+    /* threads: each phase starts its own, plus the monitor */
+    s_report("limiter", 2L * threads + 1, g_total_ops, !atomic_load(&g_broken));
     return atomic_load(&g_broken) ? 1 : 0;
 }
