@@ -1,13 +1,134 @@
-/* s_util.c - see s_util.h. Command-line parsing and temporary paths for the stress programs;
- * nothing here runs threads or touches the runtime. */
+/* s_util.c - see s_util.h. Command-line parsing, temporary paths, wait scaling and the closing
+ * line for the stress programs; nothing here touches the runtime. */
 #include "s_util.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Sanitizer builds keep their assertions (STYLE.md): the lock-held assertions (CX_ASSERT_HELD,
+ * active unless NDEBUG) catch a removed lock in a way TSan alone may not. The tsan preset's
+ * RelWithDebInfo flags therefore leave -DNDEBUG out; this stops a build that puts it back. */
+#if defined(CX_SANITIZED) && defined(NDEBUG)
+#error "sanitizer builds must keep assertions on: remove -DNDEBUG (see CMakePresets.json)"
+#endif
+
+double s_timeout_scale(void) {
+    const char *e = getenv("CX_TIMEOUT_SCALE");
+    if (e != NULL && *e != '\0') {
+        char *end;
+        errno = 0;
+        double v = strtod(e, &end);
+        if (errno != 0 || *end != '\0' || !(v > 0) || v > 1000) {
+            fprintf(stderr, "stress: CX_TIMEOUT_SCALE '%s': want a positive number up to 1000\n", e);
+            exit(2);
+        }
+        return v;
+    }
+#if defined(__SANITIZE_THREAD__)
+    return 4;
+#elif defined(__SANITIZE_ADDRESS__)
+    return 2;
+#else
+    return 1;
+#endif
+}
+
+long s_scaled_ms(long ms) { return (long)((double)ms * s_timeout_scale()); }
+
+void s_hang(const char *name, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    fprintf(stderr, "stress_%s: HANG: %s\n", name, msg);
+    fflush(stderr);
+    _exit(1);
+}
+
+static struct {
+    const char *name;
+    _Atomic long *progress;
+    long limit_ms;
+    void (*describe)(char *buf, size_t n);
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int stop; /* guarded by mu */
+    pthread_t th;
+} g_watch = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *watch_main(void *p) {
+    (void)p;
+    long last = atomic_load(g_watch.progress);
+    struct timespec since;
+    clock_gettime(CLOCK_MONOTONIC, &since);
+    pthread_mutex_lock(&g_watch.mu);
+    while (!g_watch.stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&g_watch.cond, &g_watch.mu, &ts);
+        if (g_watch.stop) break;
+        long now = atomic_load(g_watch.progress);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (now != last) {
+            last = now;
+            since = ts;
+            continue;
+        }
+        long idle_ms = (long)(ts.tv_sec - since.tv_sec) * 1000 + (ts.tv_nsec - since.tv_nsec) / 1000000;
+        if (idle_ms >= g_watch.limit_ms) {
+            char what[400] = "";
+            if (g_watch.describe != NULL) g_watch.describe(what, sizeof what);
+            s_hang(g_watch.name, "no progress for %ld ms (progress counter stuck at %ld): %s",
+                   idle_ms, now, what);
+        }
+    }
+    pthread_mutex_unlock(&g_watch.mu);
+    return NULL;
+}
+
+void s_watch_start(const char *name, _Atomic long *progress, long limit_ms,
+                   void (*describe)(char *buf, size_t n)) {
+    g_watch.name = name;
+    g_watch.progress = progress;
+    g_watch.limit_ms = limit_ms;
+    g_watch.describe = describe;
+    g_watch.stop = 0;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g_watch.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&g_watch.th, NULL, watch_main, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "stress_%s: cannot start the progress monitor: %s\n", name, strerror(rc));
+        exit(1);
+    }
+}
+
+void s_watch_stop(void) {
+    pthread_mutex_lock(&g_watch.mu);
+    g_watch.stop = 1;
+    pthread_cond_signal(&g_watch.cond);
+    pthread_mutex_unlock(&g_watch.mu);
+    pthread_join(g_watch.th, NULL);
+    pthread_cond_destroy(&g_watch.cond);
+}
+
+void s_report(const char *name, long threads, long long operations, int ok) {
+    printf("stress_%s: threads %ld operations %lld: %s\n", name, threads, operations,
+           ok ? "ok" : "FAILED");
+    fflush(stdout);
+}
 
 
 static void usage_exit(const char *name, int threads_max, const char *flag, const char *value,

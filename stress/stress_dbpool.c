@@ -30,6 +30,7 @@ struct shared {
     _Atomic long failures;
     _Atomic long ok_writes, refused_writes, async_pending, async_done;
     _Atomic long sum_ok; /* sum of the values of committed writes */
+    _Atomic long progress; /* operations finished (the hang monitor's clock) */
     pthread_barrier_t start;
     int ops;
     uint64_t seed;
@@ -72,6 +73,7 @@ static void async_done(int rc, void *arg) {
         fail("async write", cx_strerror(rc));
     }
     atomic_fetch_add(&g.async_done, 1);
+    atomic_fetch_add(&g.progress, 1);
     free(a);
 }
 
@@ -79,7 +81,7 @@ static void *worker(void *arg) {
     long tid = (long)arg;
     uint64_t s = g.seed * 2654435761UL + (unsigned long)tid * 40503UL + 1;
     pthread_barrier_wait(&g.start);
-    for (int i = 0; i < g.ops; i++) {
+    for (int i = 0; i < g.ops; i++, atomic_fetch_add(&g.progress, 1)) {
         int pi = (int)(s_xorshift64(&s) % 2);
         struct cx_pool *p = g.pool[pi];
         uint64_t op = s_xorshift64(&s) % 10;
@@ -127,6 +129,11 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+static void describe(char *buf, size_t n) {
+    snprintf(buf, n, "%ld writes committed, %ld async writes queued and %ld completed",
+             atomic_load(&g.ok_writes), atomic_load(&g.async_pending), atomic_load(&g.async_done));
+}
+
 int main(int argc, char **argv) {
     struct s_args a = {(uint64_t)cx_now_ns(), 200, 200};
     s_args_parse("dbpool", argc, argv, &a, 4096);
@@ -160,6 +167,7 @@ int main(int argc, char **argv) {
         }
     }
     pthread_barrier_init(&g.start, NULL, (unsigned)threads);
+    s_watch_start("dbpool", &g.progress, s_scaled_ms(60000), describe);
     s_run_threads("dbpool", threads, worker);
     pthread_barrier_destroy(&g.start);
     /* Closing finishes every queued async write. */
@@ -194,6 +202,9 @@ int main(int argc, char **argv) {
     printf("stress_dbpool: %ld writes committed, %ld refused and rolled back, %ld failures: %s\n",
            atomic_load(&g.ok_writes), atomic_load(&g.refused_writes), atomic_load(&g.failures),
            bad ? "FAIL" : "ok");
+    /* threads: the workers, each pool's writer thread, the monitor */
+    s_watch_stop();
+    s_report("dbpool", threads + 2 + 1, (long long)threads * g.ops, !bad);
     s_tmp_db_remove(path);
     return bad;
 }

@@ -8,16 +8,32 @@
  * before returning, burn CPU around an I/O bracket, poll for cancellation), submits it to a
  * random pool and then waits, consumes a few and cancels, or frees it at once.
  *
- * Invariants checked (exit 1 on the first broken one, after printing it):
- *   - every result comes back exactly once through cx_batch_next / cx_batch_wait;
+ * Invariants checked (exit 1 after printing the broken one):
+ *   - every result comes back exactly once through cx_batch_next / cx_batch_wait, and a result
+ *     is checked the moment cx_batch_next returns it, before anything else touches the batch:
+ *     a completion queue that publishes a result before its fields are written (a weakened
+ *     release/acquire pair) shows as a wrong status or end time, and under TSan as a race,
+ *     instead of being hidden behind the synchronisation of a stats call made first;
  *   - a task that started ran exactly once; a task cancelled before it started never ran;
  *   - a task that ran has the status its kind dictates (cancellation aside), its error text and
  *     its token count (one per continuation);
- *   - statistics add up (successful + failed == total; tokens match);
+ *   - each batch's statistics equal what its results showed: total, successful, failed,
+ *     cancelled and tokens counted one by one;
+ *   - each pool's tasks_run equals the task and continuation invocations the tasks counted
+ *     themselves (checked when the pool is idle);
  *   - gil pool: no two CPU pieces overlap (our own counter) and the GIL saw 0 overlaps;
  *   - serial pool: never more than one task in flight, suspended ones included.
+ * Hangs are reports, not waits: each result must arrive within 20 s (x s_timeout_scale), each
+ * drain within 60 s, and a monitor thread fails the run when no iteration, batch free or pool
+ * teardown has finished for 30 s, printing the counters (a lost update on the executor's
+ * pending count strands queued tasks with every worker asleep: this is how it shows).
  *
- * Usage: stress_executor [--seed S] [--iters N]
+ * DESIGN. Threads: SUBMITTERS submitters, one I/O thread (resumes suspended tasks), one
+ * progress monitor (s_util), the pools' workers. Shared: the pools, per-pool counters (atomics),
+ * the I/O thread's queue (io_mu). Shutdown: submitters are joined, their private pools freed,
+ * the shared pools freed, then the I/O thread is stopped and joined.
+ *
+ * Usage: stress_executor [--seed S] [--iters N] [--threads SUBMITTERS (default 8, at most 256)]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +66,7 @@ static _Atomic int g_failed;
 
 /* Per-pool counters the tasks update. */
 struct pool_rec {
+    _Atomic long invocations; /* task and continuation calls, to compare with tasks_run */
     _Atomic int cpu_inside;   /* gil pool: tasks inside a pure-CPU piece */
     _Atomic int cpu_max;
     _Atomic int inflight;     /* serial pool: tasks started and not complete */
@@ -136,6 +153,7 @@ static int suspend_once(struct cx_task_ctx *ctx, struct req *r) {
 
 static int cont_fn(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
     struct req *r = arg;
+    atomic_fetch_add(&r->rec->invocations, 1);
     res->tokens++;
     if (r->rounds_left > 0) return suspend_once(ctx, r);
     return finish(r, 0);
@@ -143,6 +161,7 @@ static int cont_fn(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *re
 
 static int task_fn(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
     struct req *r = arg;
+    atomic_fetch_add(&r->rec->invocations, 1);
     CHECK(atomic_fetch_add(&r->runs, 1) == 0, "task ran twice");
     if (r->pool == P_SERIAL) {
         int now = atomic_fetch_add(&r->rec->inflight, 1) + 1;
@@ -183,7 +202,11 @@ struct shared {
     long iters;
     _Atomic long next_iter;
     _Atomic long batches, tasks, cancelled_batches, executor_rebuilds;
+    _Atomic long progress;       /* iterations and teardowns finished (the monitor's clock) */
+    _Atomic long private_threads; /* workers of every private pool ever started */
 };
+
+static struct shared *g_sh; /* for the monitor's description */
 
 struct submitter {
     struct shared *sh;
@@ -193,7 +216,7 @@ struct submitter {
     struct pool_rec priv_rec;
 };
 
-static struct cx_executor *new_private(uint64_t *rng) {
+static struct cx_executor *new_private(uint64_t *rng, struct shared *sh) {
     struct cx_executor_options o;
     cx_executor_options_init(&o);
     o.threads = 2 + (int)(s_xorshift64(rng) % 5);
@@ -203,52 +226,130 @@ static struct cx_executor *new_private(uint64_t *rng) {
     struct cx_errinfo ei;
     int rc = cx_executor_new(&o, &ex, &ei);
     CHECK(rc == 0, "cx_executor_new: %s", ei.msg);
+    if (rc == 0) atomic_fetch_add(&sh->private_threads, o.threads);
     return ex;
 }
 
-static void check_batch(struct cx_batch *b, struct req *reqs, size_t n, int drained) {
+/* What a batch's results showed, counted one by one as they came back. */
+struct tally {
+    unsigned char seen[MAX_BATCH];
+    size_t got, ok, failed, cancelled;
+    uint64_t tokens;
+};
+
+static const char *const k_pool_names[P_COUNT] = {"serial", "gil", "free", "private"};
+
+/* Checks one result against the task it belongs to; x must be complete (returned by
+ * cx_batch_next, or any result after cx_batch_wait returned 0). */
+static void take_result(struct tally *t, const struct cx_task_result *x, struct req *reqs, size_t n) {
+    if (x->index >= n) {
+        CHECK(0, "result index %zu in a batch of %zu", x->index, n);
+        return;
+    }
+    CHECK(!t->seen[x->index], "result %zu returned twice", x->index);
+    t->seen[x->index] = 1;
+    t->got++;
+    struct req *r = &reqs[x->index];
+    CHECK(x->end_ns != 0, "result %zu returned before its end time was written", x->index);
+    CHECK(x->start_ns == 0 || x->end_ns >= x->start_ns, "result %zu ends before it starts", x->index);
+    t->tokens += x->tokens;
+    if (x->status == 0) t->ok++;
+    else t->failed++;
+    if (x->status == CX_ECANCELED) t->cancelled++;
+    if (x->start_ns == 0) {
+        CHECK(x->status == CX_ECANCELED, "never started but status %d", x->status);
+        CHECK(atomic_load(&r->runs) == 0, "cancelled task ran");
+        return;
+    }
+    CHECK(atomic_load(&r->runs) == 1, "task ran %d times", atomic_load(&r->runs));
+    switch (r->kind) {
+    case K_OK:
+        CHECK(x->status == 0 && x->value == r, "ok task status %d", x->status);
+        break;
+    case K_FAIL: {
+        char want[32];
+        snprintf(want, sizeof want, "kind fail %d", r->rounds);
+        CHECK(x->status == CX_EIO, "fail task status %d", x->status);
+        CHECK(x->error == NULL || strcmp(x->error, want) == 0, "error text '%s'", x->error);
+        break;
+    }
+    case K_SUSPEND:
+    case K_SELF:
+        CHECK(x->status == 0, "suspend task status %d", x->status);
+        CHECK(x->tokens == (uint64_t)r->rounds, "continuations %llu != %d",
+              (unsigned long long)x->tokens, r->rounds);
+        break;
+    case K_POLL:
+        CHECK(x->status == 0 || x->status == CX_ECANCELED, "poll status %d", x->status);
+        break;
+    default:
+        CHECK(x->status == 0, "cpu task status %d", x->status);
+    }
+}
+
+/* The next result, checked at once; CX_ENOENT when all are back. A result that does not come
+ * within the limit is a hang: reported with what the batch had returned, then exit. */
+static int next_checked(struct cx_batch *b, struct tally *t, struct req *reqs, size_t n, int pool) {
+    struct cx_task_result *x;
+    int rc = cx_batch_next(b, cx_deadline_after_ms(s_scaled_ms(20000)), &x);
+    if (rc == CX_ETIMEDOUT) {
+        long ran = 0;
+        for (size_t i = 0; i < n; i++) ran += atomic_load(&reqs[i].runs);
+        s_hang("executor", "%s pool: batch of %zu tasks returned %zu results, then none for %ld ms "
+               "(%ld of its tasks had started)", k_pool_names[pool], n, t->got, s_scaled_ms(20000), ran);
+    }
+    if (rc == 0) take_result(t, x, reqs, n);
+    return rc;
+}
+
+struct drain {
+    size_t expect; /* the next `done` progress must report */
+    int bad;
+};
+
+static void on_progress(size_t done, size_t total, void *ud) {
+    struct drain *d = ud;
+    if (done != d->expect || done > total) d->bad = 1;
+    d->expect++;
+}
+
+/* Drains what cx_batch_next has not returned with cx_batch_wait, then checks every result that
+ * came back that way, the progress calls, and the batch's stats against the tally. */
+static void drain_and_check(struct cx_batch *b, struct tally *t, struct req *reqs, size_t n, int pool) {
+    struct drain d = {t->got + 1, 0};
+    size_t before = t->got;
+    int rc = cx_batch_wait(b, cx_deadline_after_ms(s_scaled_ms(60000)), on_progress, &d);
+    if (rc == CX_ETIMEDOUT)
+        s_hang("executor", "%s pool: batch of %zu tasks not drained within %ld ms (%zu returned "
+               "by next, %zu more reported by progress)", k_pool_names[pool], n,
+               s_scaled_ms(60000), before, d.expect - 1 - before);
+    CHECK(rc == 0, "wait: %s", cx_strerror(rc));
+    CHECK(!d.bad && d.expect - 1 == n, "progress reported %zu of %zu, out of order: %d",
+          d.expect - 1, n, d.bad);
+    struct cx_task_result *x;
+    CHECK(cx_batch_next(b, 0, &x) == CX_ENOENT, "more results than tasks");
     struct cx_task_result *res = cx_batch_results(b);
+    for (size_t i = 0; i < n; i++)
+        if (!t->seen[i]) take_result(t, &res[i], reqs, n);
+    for (size_t i = 0; i < n; i++) CHECK(res[i].index == i, "index %zu at %zu", res[i].index, i);
+    CHECK(t->got == n, "%zu results came back for %zu tasks", t->got, n);
     struct cx_batch_stats st;
     cx_batch_stats(b, &st);
     CHECK(st.total == n, "stats total %zu != %zu", st.total, n);
-    CHECK(st.successful + st.failed == n, "successful + failed != total");
-    uint64_t tokens = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct req *r = &reqs[i];
-        const struct cx_task_result *x = &res[i];
-        tokens += x->tokens;
-        CHECK(x->index == i, "index %zu at %zu", x->index, i);
-        if (x->start_ns == 0) {
-            CHECK(x->status == CX_ECANCELED, "never started but status %d", x->status);
-            CHECK(atomic_load(&r->runs) == 0, "cancelled task ran");
-            continue;
-        }
-        CHECK(atomic_load(&r->runs) == 1, "task ran %d times", atomic_load(&r->runs));
-        switch (r->kind) {
-        case K_OK:
-            CHECK(x->status == 0 && x->value == r, "ok task status %d", x->status);
-            break;
-        case K_FAIL: {
-            char want[32];
-            snprintf(want, sizeof want, "kind fail %d", r->rounds);
-            CHECK(x->status == CX_EIO, "fail task status %d", x->status);
-            CHECK(x->error == NULL || strcmp(x->error, want) == 0, "error text '%s'", x->error);
-            break;
-        }
-        case K_SUSPEND:
-        case K_SELF:
-            CHECK(x->status == 0, "suspend task status %d", x->status);
-            CHECK(x->tokens == (uint64_t)r->rounds, "continuations %llu != %d",
-                  (unsigned long long)x->tokens, r->rounds);
-            break;
-        case K_POLL:
-            CHECK(x->status == 0 || x->status == CX_ECANCELED, "poll status %d", x->status);
-            break;
-        default:
-            CHECK(x->status == 0, "cpu task status %d", x->status);
-        }
-    }
-    if (drained) CHECK(st.tokens == tokens, "stats tokens mismatch");
+    CHECK(st.successful == t->ok && st.failed == t->failed && st.cancelled == t->cancelled,
+          "stats say %zu ok %zu failed %zu cancelled, the results %zu / %zu / %zu", st.successful,
+          st.failed, st.cancelled, t->ok, t->failed, t->cancelled);
+    CHECK(st.tokens == t->tokens, "stats tokens %llu, results %llu", (unsigned long long)st.tokens,
+          (unsigned long long)t->tokens);
+}
+
+/* Every invocation the pool's tasks counted is one in its tasks_run, once the pool is idle. */
+static void check_invocations(struct cx_executor *ex, struct pool_rec *rec, const char *what) {
+    struct cx_executor_stats es;
+    cx_executor_stats(ex, &es);
+    CHECK(es.tasks_run == (uint64_t)atomic_load(&rec->invocations),
+          "%s pool: tasks_run %llu, the tasks counted %ld invocations", what,
+          (unsigned long long)es.tasks_run, atomic_load(&rec->invocations));
 }
 
 static void one_iteration(struct submitter *s) {
@@ -277,45 +378,43 @@ static void one_iteration(struct submitter *s) {
     if (rc != 0) return;
     atomic_fetch_add(&sh->batches, 1);
     atomic_fetch_add(&sh->tasks, (long)n);
+    struct tally t;
+    memset(&t, 0, sizeof t);
     int action = (int)(s_xorshift64(rng) % 10);
     if (action < 6) {
         /* Consume everything, half by next and half by wait. */
-        size_t got = 0;
-        struct cx_task_result *r;
-        while (got < n / 2 && cx_batch_next(b, cx_deadline_after_ms(60000), &r) == 0) got++;
-        rc = cx_batch_wait(b, cx_deadline_after_ms(60000), NULL, NULL);
-        CHECK(rc == 0, "wait: %s", cx_strerror(rc));
-        CHECK(cx_batch_next(b, 0, &r) == CX_ENOENT, "more results than tasks");
-        check_batch(b, reqs, n, 1);
+        while (t.got < n / 2 && next_checked(b, &t, reqs, n, pool) == 0) {
+        }
+        drain_and_check(b, &t, reqs, n, pool);
         cx_batch_free(b);
     } else if (action < 8) {
-        /* Take a few, cancel, take the rest. */
-        struct cx_task_result *r;
-        size_t got = 0;
+        /* Take a few, cancel, take the rest, all by next. */
         size_t take = n ? (size_t)(s_xorshift64(rng) % n) : 0;
-        while (got < take && cx_batch_next(b, cx_deadline_after_ms(60000), &r) == 0) got++;
+        while (t.got < take && next_checked(b, &t, reqs, n, pool) == 0) {
+        }
         cx_batch_cancel(b);
         atomic_fetch_add(&sh->cancelled_batches, 1);
-        while (cx_batch_next(b, cx_deadline_after_ms(60000), &r) == 0) got++;
-        CHECK(got == n, "got %zu results of %zu", got, n);
-        check_batch(b, reqs, n, 1);
+        while (next_checked(b, &t, reqs, n, pool) == 0) {
+        }
+        CHECK(t.got == n, "got %zu results of %zu", t.got, n);
+        drain_and_check(b, &t, reqs, n, pool);
         cx_batch_free(b);
     } else if (action < 9 || pool != P_PRIVATE) {
-        /* Free at once: cancels and waits. Results are still readable until the free, so
-         * only the run counts can be checked afterwards: nothing may run after free. */
+        /* Free at once: cancels and waits (a hang here is the monitor's to report). Only the
+         * run counts can be checked afterwards: nothing may run after free. */
         cx_batch_free(b);
         for (size_t i = 0; i < n; i++) CHECK(atomic_load(&reqs[i].runs) <= 1, "ran twice");
     } else {
         /* Tear the private executor down under a live batch, then drain the batch. */
         cx_executor_free(s->priv);
         CHECK(cx_batch_done(b), "batch not done after executor free");
-        rc = cx_batch_wait(b, 0, NULL, NULL);
-        CHECK(rc == 0, "wait after executor free: %s", cx_strerror(rc));
-        check_batch(b, reqs, n, 1);
+        drain_and_check(b, &t, reqs, n, pool);
         cx_batch_free(b);
-        s->priv = new_private(rng);
+        atomic_store(&s->priv_rec.invocations, 0);
+        s->priv = new_private(rng, sh);
         atomic_fetch_add(&sh->executor_rebuilds, 1);
     }
+    atomic_fetch_add(&sh->progress, 1);
 }
 
 static void *submitter_main(void *p) {
@@ -328,12 +427,24 @@ static void *submitter_main(void *p) {
     return NULL;
 }
 
+static void describe(char *buf, size_t n) {
+    struct shared *sh = g_sh;
+    long inv = 0;
+    for (int i = 0; i < P_COUNT - 1; i++) inv += atomic_load(&sh->recs[i].invocations);
+    snprintf(buf, n, "%ld iterations of %ld started, %ld batches and %ld tasks submitted, "
+             "%ld task invocations on the shared pools", atomic_load(&sh->next_iter), sh->iters,
+             atomic_load(&sh->batches), atomic_load(&sh->tasks), inv);
+}
+
 int main(int argc, char **argv) {
     struct shared *sh = calloc(1, sizeof(*sh));
     struct s_args a = {(uint64_t)cx_now_ns(), 500, SUBMITTERS};
-    s_args_parse("executor", argc, argv, &a, 0);
+    s_args_parse("executor", argc, argv, &a, 256);
+    if (sh == NULL) return 2;
+    g_sh = sh;
     sh->seed = a.seed;
     sh->iters = a.iters;
+    int nsub = a.threads;
 
     struct cx_executor_options o;
     cx_executor_options_init(&o);
@@ -346,25 +457,35 @@ int main(int argc, char **argv) {
         struct cx_errinfo ei;
         if (cx_executor_new(&o, &sh->pools[i], &ei) != 0) {
             fprintf(stderr, "stress_executor: cannot create pool: %s\n", ei.msg);
-            return 1;
+            return 2;
         }
     }
+    s_watch_start("executor", &sh->progress, s_scaled_ms(30000), describe);
     pthread_t io;
-    pthread_create(&io, NULL, io_main, NULL);
+    if (pthread_create(&io, NULL, io_main, NULL) != 0) {
+        fprintf(stderr, "stress_executor: cannot start the I/O thread\n");
+        return 2;
+    }
 
-    struct submitter subs[SUBMITTERS];
-    pthread_t th[SUBMITTERS];
+    struct submitter *subs = calloc((size_t)nsub, sizeof *subs);
+    pthread_t *th = calloc((size_t)nsub, sizeof *th);
+    if (subs == NULL || th == NULL) return 2;
     uint64_t t0 = cx_now_ns();
-    for (int i = 0; i < SUBMITTERS; i++) {
+    for (int i = 0; i < nsub; i++) {
         subs[i] = (struct submitter){.sh = sh, .id = i};
         subs[i].rng = (sh->seed + 1) * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xBF58476D1CE4E5B9ULL;
         if (subs[i].rng == 0) subs[i].rng = 1;
-        subs[i].priv = new_private(&subs[i].rng);
-        pthread_create(&th[i], NULL, submitter_main, &subs[i]);
+        subs[i].priv = new_private(&subs[i].rng, sh);
+        if (pthread_create(&th[i], NULL, submitter_main, &subs[i]) != 0) {
+            fprintf(stderr, "stress_executor: cannot start submitter %d\n", i);
+            return 2;
+        }
     }
-    for (int i = 0; i < SUBMITTERS; i++) {
+    for (int i = 0; i < nsub; i++) {
         pthread_join(th[i], NULL);
+        if (subs[i].priv != NULL) check_invocations(subs[i].priv, &subs[i].priv_rec, "private");
         cx_executor_free(subs[i].priv);
+        atomic_fetch_add(&sh->progress, 1);
     }
     struct cx_gil_stats gs;
     cx_gil_stats(cx_executor_gil(sh->pools[P_GIL]), &gs);
@@ -374,20 +495,31 @@ int main(int argc, char **argv) {
     CHECK(atomic_load(&sh->recs[P_SERIAL].inflight_max) <= 1, "serial pool: %d in flight",
           atomic_load(&sh->recs[P_SERIAL].inflight_max));
     CHECK(atomic_load(&sh->recs[P_SERIAL].cpu_max) <= 1, "serial pool: overlap");
+    for (int i = 0; i < 3; i++) check_invocations(sh->pools[i], &sh->recs[i], k_pool_names[i]);
     struct cx_executor_stats es;
     cx_executor_stats(sh->pools[P_FREE], &es);
-    for (int i = 0; i < 3; i++) cx_executor_free(sh->pools[i]);
+    for (int i = 0; i < 3; i++) {
+        cx_executor_free(sh->pools[i]);
+        atomic_fetch_add(&sh->progress, 1);
+    }
     pthread_mutex_lock(&io_mu);
     io_stop = 1;
     pthread_cond_signal(&io_cond);
     pthread_mutex_unlock(&io_mu);
     pthread_join(io, NULL);
+    s_watch_stop();
     printf("stress_executor: %ld batches, %ld tasks, %ld cancelled batches, %ld rebuilds, "
            "free-pool steals %llu, gil forced switches %llu, %.2f s: %s\n",
            atomic_load(&sh->batches), atomic_load(&sh->tasks),
            atomic_load(&sh->cancelled_batches), atomic_load(&sh->executor_rebuilds),
            (unsigned long long)es.steals, (unsigned long long)gs.forced_switches,
            cx_elapsed_s(t0, cx_now_ns()), atomic_load(&g_failed) ? "FAILED" : "ok");
+    /* threads: the shared pools, the private pools ever started, submitters, I/O, monitor */
+    s_report("executor", 1 + 64 + 192 + atomic_load(&sh->private_threads) + nsub + 2,
+             atomic_load(&sh->tasks), !atomic_load(&g_failed));
+    int failed = atomic_load(&g_failed);
+    free(subs);
+    free(th);
     free(sh);
-    return atomic_load(&g_failed) ? 1 : 0;
+    return failed ? 1 : 0;
 }

@@ -54,6 +54,7 @@ struct worker {
     long nlog;
     struct pause_rec *pauses;
     long npauses;
+    long ops; /* operations done */
 };
 
 static struct cx_limiter *g_lim;
@@ -65,6 +66,7 @@ static atomic_llong g_admitted; /* steps granted */
 static atomic_llong g_refunded; /* steps refunded with adjust */
 static atomic_llong g_charged;  /* steps charged with adjust (reported) */
 static atomic_int g_broken;
+static _Atomic long g_progress; /* operations / 64 (the hang monitor's clock) */
 static _Atomic(double) g_min_slack; /* the closest any check came to the bound, in tokens */
 
 static void broken(const char *what, double a, double b) {
@@ -130,11 +132,14 @@ static void *worker_main(void *arg) {
             cx_limiter_adjust(g_lim, n);
             atomic_fetch_add(&g_charged, steps);
         }
+        if (++w->ops % 64 == 0) atomic_fetch_add(&g_progress, 1);
         double tok = cx_limiter_tokens(g_lim);
         if (tok > g_phase->burst + 1e-9) broken("balance above burst", tok, g_phase->burst);
     }
     return NULL;
 }
+
+static long long g_total_ops; /* over both phases, for the closing line */
 
 static int run_phase(const struct phase *ph, uint64_t seed, long iters, int threads) {
     g_phase = ph;
@@ -200,6 +205,7 @@ static int run_phase(const struct phase *ph, uint64_t seed, long iters, int thre
            ph->name, admitted, elapsed, allowed, ph->burst, ph->rate, refunded, charged, atomic_load(&g_min_slack), ws[0].npauses, checked,
            atomic_load(&g_broken) ? "FAILED" : "ok");
     for (int i = 0; i < threads; i++) {
+        g_total_ops += ws[i].ops;
         free(ws[i].log);
         free(ws[i].pauses);
     }
@@ -209,6 +215,10 @@ static int run_phase(const struct phase *ph, uint64_t seed, long iters, int thre
     g_lim = NULL;
     pthread_barrier_destroy(&g_go);
     return 0;
+}
+
+static void describe(char *buf, size_t n) {
+    snprintf(buf, n, "about %ld operations done (in steps of 64 per thread)", 64 * atomic_load(&g_progress));
 }
 
 int main(int argc, char **argv) {
@@ -222,7 +232,11 @@ int main(int argc, char **argv) {
      * shows; mixed: a high rate and small burst so pauses and charges bite. */
     static const struct phase phases[] = {{"tight", 20000, 200, 0.125, 0},
                                           {"mixed", 200000, 100, 0.5, 1}};
+    s_watch_start("limiter", &g_progress, s_scaled_ms(60000), describe);
     for (size_t i = 0; i < 2 && !atomic_load(&g_broken); i++)
         if (run_phase(&phases[i], seed + i, iters, threads) < 0) return 2;
+    s_watch_stop();
+    /* threads: each phase starts its own, plus the monitor */
+    s_report("limiter", 2L * threads + 1, g_total_ops, !atomic_load(&g_broken));
     return atomic_load(&g_broken) ? 1 : 0;
 }

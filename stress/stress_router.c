@@ -33,6 +33,7 @@ static const char *k_pkgs[] = {"nginx", "redis", "postgresql", "docker", "nodejs
 #define NPKG (sizeof k_pkgs / sizeof k_pkgs[0])
 
 static atomic_int g_bad;
+static _Atomic long g_progress; /* queries ended (the hang monitor's clock) */
 
 #define CHECK(cond, ...)                                                                 \
     do {                                                                                 \
@@ -100,6 +101,7 @@ static void *worker_main(void *p) {
         check_result(rc, &resp, &ei, pkg);
         if (rc == 0) w->ok++;
         else w->failed++;
+        atomic_fetch_add(&g_progress, 1);
         cx_llm_response_clear(&resp);
     }
     return NULL;
@@ -127,10 +129,15 @@ static void on_done(int rc, struct cx_llm_response *resp, const struct cx_errinf
     if (resp) cx_llm_response_clear(resp);
     pthread_mutex_lock(&o->p->mu);
     o->p->done++;
+    atomic_fetch_add(&g_progress, 1);
     if (rc == 0) o->p->ok++;
     else o->p->failed++;
     pthread_cond_broadcast(&o->p->cond);
     pthread_mutex_unlock(&o->p->mu);
+}
+
+static void describe(char *buf, size_t n) {
+    snprintf(buf, n, "%ld queries ended", atomic_load(&g_progress));
 }
 
 int main(int argc, char **argv) {
@@ -195,6 +202,7 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    s_watch_start("router", &g_progress, s_scaled_ms(60000), describe);
     /* phase 1: blocking calls, thread-local and hybrid routers at once */
     uint64_t t0 = cx_now_ns();
     pthread_t *th = calloc((size_t)threads, sizeof *th);
@@ -296,6 +304,9 @@ int main(int argc, char **argv) {
     free(ws);
     pthread_mutex_destroy(&pd.mu);
     pthread_cond_destroy(&pd.cond);
+    s_watch_stop();
+    /* threads: the blocking callers, the I/O loop, two mocks' two workers and timer each, the monitor */
+    s_report("router", threads + 1 + 6 + 1, (long long)ok + failed + submitted, !atomic_load(&g_bad));
     if (atomic_load(&g_bad)) {
         printf("stress_router: FAILED (seed %llu)\n", (unsigned long long)seed);
         return 1;
