@@ -93,7 +93,9 @@ static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 /* ---- state transitions (caller holds mu) ---- */
 
-static void mark_down_locked(struct cx__fleet *f, const char *reason) {
+/* `attempt`: the failure was a connection attempt (which doubles the backoff while down), not
+ * one more in-flight command on the dead server (which changes nothing once down). */
+static void mark_down_locked(struct cx__fleet *f, const char *reason, int attempt) {
     CX_ASSERT_HELD(&f->mu);
     if (atomic_load(&f->up)) {
         atomic_store(&f->up, 0);
@@ -101,8 +103,10 @@ static void mark_down_locked(struct cx__fleet *f, const char *reason) {
         f->transitions++;
         f->gen++;
         f->backoff_ns = f->backoff_min_ns;
-    } else {
+    } else if (attempt) {
         f->backoff_ns = min_u64(f->backoff_ns * 2, f->backoff_max_ns);
+    } else {
+        return;
     }
     f->next_attempt = cx_now_ns() + f->backoff_ns;
     snprintf(f->reason, sizeof f->reason, "%s", reason);
@@ -322,7 +326,7 @@ static int checkout(struct cx__fleet *f, uint64_t deadline, struct slot **out,
     cx__mutex_lock(&f->mu);
     if (mine) f->connecting = 0;
     if (rc < 0) {
-        mark_down_locked(f, local.msg);
+        mark_down_locked(f, local.msg, 1);
         s->busy = 0;
         pthread_cond_signal(&f->cond);
         cx__mutex_unlock(&f->mu);
@@ -345,7 +349,7 @@ static void checkin(struct cx__fleet *f, struct slot *s, const char *broken) {
     if (broken != NULL) {
         dead = s->c;
         s->c = NULL;
-        mark_down_locked(f, broken);
+        mark_down_locked(f, broken, 0);
     }
     s->busy = 0;
     pthread_cond_signal(&f->cond);
@@ -517,7 +521,7 @@ int cx__fleet_open(const struct cx__fleet_options *o, struct cx__fleet **out,
             return rc;
         }
         cx__mutex_lock(&f->mu);
-        mark_down_locked(f, local.msg);
+        mark_down_locked(f, local.msg, 1);
         cx__mutex_unlock(&f->mu);
     } else {
         f->slots[0].c = c;
