@@ -362,7 +362,7 @@ int cx__fleet_command(struct cx__fleet *f, uint64_t deadline, int argc, const ch
     if (f == NULL || argv == NULL || argc < 1 || out == NULL)
         return cx__err(ei, CX_EINVAL, "cx__fleet_command: bad arguments");
     *out = NULL;
-    struct slot *s;
+    struct slot *s = NULL;
     int rc = checkout(f, deadline, &s, ei);
     if (rc < 0) return rc;
     uint64_t left = cx_deadline_remaining_ns(deadline);
