@@ -24,7 +24,7 @@
 #include "cx_internal.h"
 
 #define PREFIX_MAX 64
-#define REASON_MAX 200
+#define REASON_MAX 384 /* as struct cx_errinfo.msg: a reason is one of those messages */
 
 extern const char cx__script_reserve[], cx__script_adjust[], cx__script_pause[];
 extern const char cx__script_cache_get[], cx__script_cache_put[], cx__script_flight[];
