@@ -367,6 +367,47 @@ static void test_down_at_start_uses_share(void **state) {
     t_redis_restart(&rs);
 }
 
+
+/* Switching tiers hands the debt over instead of admitting two queues at once. */
+static void test_handover(void **state) {
+    (void)state;
+    struct cx__fleet *f = fleet_open(rs.url, 0);
+    struct cx__ratelimit *rl = rl_open(f, 100, 1, 0, 2); /* fallback: 50/s */
+    uint64_t w = 0;
+    for (int i = 0; i < 20; i++) /* Redis grants this process 0.2 s into the future */
+        assert_int_equal(cx__ratelimit_reserve(rl, 0, UINT64_MAX, &w, NULL), 0);
+    assert_true(w > 150 * CX_NSEC_PER_MSEC);
+    assert_int_equal(cx__ratelimit_fallbacks(rl), 0);
+    t_redis_kill(&rs);
+    /* The fallback neither starts full nor before Redis's queue for this process has drained. */
+    assert_int_equal(cx__ratelimit_reserve(rl, 0, UINT64_MAX, &w, NULL), 0);
+    assert_int_equal(cx__ratelimit_fallbacks(rl), 1);
+    assert_true(w > 100 * CX_NSEC_PER_MSEC);
+    for (int i = 0; i < 10; i++) /* the fallback's own queue: 10 more at 50/s */
+        assert_int_equal(cx__ratelimit_reserve(rl, 0, UINT64_MAX, &w, NULL), 0);
+    assert_true(w > 250 * CX_NSEC_PER_MSEC);
+    t_redis_restart(&rs); /* empty: the shared bucket forgot everything */
+    uint64_t deadline = t_deadline_ms(5000);
+    const char *ping[1] = {"PING"};
+    while (!cx__fleet_up(f) && !cx_deadline_expired(deadline)) {
+        struct redisReply *r;
+        if (cx__fleet_command(f, t_deadline_ms(500), 1, ping, NULL, &r, NULL) == 0)
+            cx__fleet_reply_free(r);
+        else
+            cx_sleep_ns(10 * CX_NSEC_PER_MSEC);
+    }
+    assert_true(cx__fleet_up(f));
+    uint64_t fb = cx__ratelimit_fallbacks(rl);
+    /* The first answer from Redis charges the fallback's outstanding grants to the fleet... */
+    assert_int_equal(cx__ratelimit_reserve(rl, 0, UINT64_MAX, &w, NULL), 0);
+    /* ...so the next taker queues behind them rather than being let through at once. */
+    assert_int_equal(cx__ratelimit_reserve(rl, 0, UINT64_MAX, &w, NULL), 0);
+    assert_int_equal(cx__ratelimit_fallbacks(rl), fb);
+    assert_true(w > 100 * CX_NSEC_PER_MSEC);
+    cx__ratelimit_free(rl);
+    cx__fleet_free(f);
+}
+
 /* ---- kill -9 mid-run ---- */
 
 struct killer_arg {
@@ -472,6 +513,7 @@ int main(void) {
         cmocka_unit_test_setup(test_noscript_reload, flush),
         cmocka_unit_test_setup(test_corrupt_keys, flush),
         cmocka_unit_test_setup(test_down_at_start_uses_share, flush),
+        cmocka_unit_test_setup(test_handover, flush),
         cmocka_unit_test_setup(test_kill_mid_run, flush),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

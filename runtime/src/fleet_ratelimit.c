@@ -215,7 +215,18 @@ struct fleet_rl {
     double tpm;
     uint64_t op_timeout_ns;
     _Atomic(uint64_t) fallbacks;
+    /* Hand-over between the tiers (see "Switching tiers" above fleet_reserve). */
+    double local_rps;                  /* the fallback's request rate */
+    _Atomic(uint64_t) redis_horizon;   /* latest grant (monotonic) Redis gave this process */
+    _Atomic(uint64_t) local_horizon;   /* latest grant the fallback gave */
+    _Atomic int on_fallback;           /* 1 from the first fallback until Redis answers again */
 };
+
+static void raise_to(_Atomic(uint64_t) *a, uint64_t v) {
+    uint64_t cur = atomic_load(a);
+    while (cur < v && !atomic_compare_exchange_weak(a, &cur, v)) {
+    }
+}
 
 /* An outage (as opposed to an answer, even an error one): served by the fallback. */
 static int is_outage(int rc) { return rc == CX_ECONN || rc == CX_ETIMEDOUT; }
@@ -227,6 +238,40 @@ static int reply_ints(const redisReply *r, long long *a, long long *b) {
     *a = r->element[0]->integer;
     *b = r->element[1]->integer;
     return 0;
+}
+
+/*
+ * Switching tiers. Reservations are granted ahead of time (a busy fleet's queue runs about
+ * threads / rate seconds ahead), so a switch would admit two queues at once: the one already
+ * granted by the tier being left, and a fresh one from the other. To keep the sum near the
+ * quota, each process hands over its own debt:
+ *   - to the fallback, at the first call Redis cannot answer: if this process had been taking
+ *     from Redis, the fallback starts empty (a busy fleet's bucket is empty) and paused until
+ *     the latest grant Redis gave it; a process that never reached Redis starts with its share
+ *     of the burst (burst / fleet_size), as a fresh local limiter would;
+ *   - back to Redis, at the first call it answers again: the requests the fallback has granted
+ *     into the future ((local horizon - now) * local rate) are charged to the shared bucket.
+ * Each process hands over only what it granted, so the charges add up across the fleet.
+ */
+static void enter_fallback(struct fleet_rl *f) {
+    if (atomic_exchange(&f->on_fallback, 1)) return;
+    uint64_t horizon = atomic_load(&f->redis_horizon);
+    if (horizon == 0) return; /* never took from Redis */
+    struct local_rl *l = f->fallback;
+    cx_limiter_adjust(l->req, cx_limiter_burst(l->req));
+    if (l->tok != NULL) cx_limiter_adjust(l->tok, cx_limiter_burst(l->tok));
+    if (horizon > cx_now_ns()) local_pause(&l->base, horizon, NULL);
+}
+
+static int fleet_adjust(struct cx__ratelimit *rl, double requests, double tokens,
+                        struct cx_errinfo *ei);
+
+static void leave_fallback(struct fleet_rl *f) {
+    if (!atomic_exchange(&f->on_fallback, 0)) return;
+    uint64_t now = cx_now_ns(), horizon = atomic_load(&f->local_horizon);
+    if (horizon <= now) return;
+    double debt = (double)(horizon - now) / 1e9 * f->local_rps;
+    if (debt > 0) fleet_adjust(&f->base, debt, 0, NULL);
 }
 
 static int fleet_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_wait_ns,
@@ -247,12 +292,16 @@ static int fleet_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
                             3, keys, 6, args, &r, &local);
     if (is_outage(rc)) {
         atomic_fetch_add(&f->fallbacks, 1);
-        return local_reserve(&f->fallback->base, tokens, max_wait_ns, wait_ns, ei);
+        enter_fallback(f);
+        rc = local_reserve(&f->fallback->base, tokens, max_wait_ns, wait_ns, ei);
+        if (rc == 0) raise_to(&f->local_horizon, cx_now_ns() + *wait_ns);
+        return rc;
     }
     if (rc < 0) {
         if (ei) *ei = local;
         return rc;
     }
+    leave_fallback(f);
     long long taken, wait_us;
     if (reply_ints(r, &taken, &wait_us) < 0) {
         cx__fleet_reply_free(r);
@@ -261,6 +310,7 @@ static int fleet_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
     }
     cx__fleet_reply_free(r);
     *wait_ns = wait_us <= 0 ? 0 : (uint64_t)wait_us * 1000;
+    if (taken) raise_to(&f->redis_horizon, cx_now_ns() + *wait_ns);
     return taken ? 0 : CX_ETIMEDOUT;
 }
 
@@ -405,6 +455,10 @@ int cx__ratelimit_open(const struct cx__ratelimit_options *o, struct cx__fleet *
     f->tpm = o->tpm;
     f->op_timeout_ns = (uint64_t)o->op_timeout_ms * CX_NSEC_PER_MSEC;
     atomic_init(&f->fallbacks, 0);
+    atomic_init(&f->redis_horizon, 0);
+    atomic_init(&f->local_horizon, 0);
+    atomic_init(&f->on_fallback, 0);
+    f->local_rps = o->rps / (double)o->fleet_size;
     double n = (double)o->fleet_size;
     rc = local_new(o->rps / n, o->burst / n, o->tpm / n, &f->fallback, ei);
     if (rc < 0) {
