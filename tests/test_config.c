@@ -429,6 +429,84 @@ static void test_torture(void **state) {
     assert_int_equal(t_torture(load_scenario, NULL), 6);
 }
 
+/* ---- fleet mode (appended with the fleet module) ---- */
+
+static void test_fleet_variables(void **state) {
+    (void)state;
+    struct cx_config c;
+    const char *none[] = {NULL};
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)none, NULL), 0);
+    assert_null(c.redis_url); /* no URL: no fleet, behaviour as before */
+    assert_null(c.redis_password);
+    assert_null(c.redis_prefix);
+    assert_int_equal(c.fleet_size, 1);
+    assert_int_equal(c.redis_optional, 0);
+    cx_config_clear(&c);
+    const char *all[] = {"CORTEX_REDIS_URL", " redis://:pw-in-url@10.0.0.5:6380/2 ",
+                         "CORTEX_REDIS_PASSWORD", "pw-from-env",
+                         "CORTEX_REDIS_PREFIX", "ci-fleet",
+                         "CORTEX_FLEET_SIZE", "8",
+                         "CORTEX_REDIS_OPTIONAL", "yes", NULL};
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)all, NULL), 0);
+    assert_string_equal(c.redis_url, "redis://:pw-in-url@10.0.0.5:6380/2");
+    assert_string_equal(c.redis_password, "pw-from-env");
+    assert_string_equal(c.redis_prefix, "ci-fleet");
+    assert_int_equal(c.fleet_size, 8);
+    assert_int_equal(c.redis_optional, 1);
+    cx_config_clear(&c);
+    assert_null(c.redis_url);
+    assert_int_equal(c.fleet_size, 1);
+    const char *unix_url[] = {"CORTEX_REDIS_URL", "unix:///run/redis.sock?db=1", NULL};
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)unix_url, NULL), 0);
+    assert_string_equal(c.redis_url, "unix:///run/redis.sock?db=1");
+    cx_config_clear(&c);
+}
+
+static void test_fleet_bad_values(void **state) {
+    (void)state;
+    static const struct bad_case cases[] = {
+        {"CORTEX_FLEET_SIZE", "0", "[1, 100000]"},
+        {"CORTEX_FLEET_SIZE", "two", "not an integer"},
+        {"CORTEX_REDIS_OPTIONAL", "maybe", "expected 1 or 0"},
+        {"CORTEX_REDIS_URL", "http://cache:6379", "unknown scheme"},
+        {"CORTEX_REDIS_URL", "redis://cache:99999", "port"},
+        {"CORTEX_REDIS_URL", "rediss://cache:6380", "TLS"},
+        {"CORTEX_REDIS_PREFIX", "two words", "blank"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *env[] = {cases[i].name, cases[i].value, "CORTEX_BASE_URL", "http://x", NULL};
+        struct cx_config c;
+        struct cx_errinfo ei;
+        memset(&ei, 0, sizeof ei);
+        int rc = cx_config_load(&c, fake_get, (void *)env, &ei);
+        if (rc != CX_ECONFIG || strstr(ei.msg, cases[i].name) == NULL ||
+            strstr(ei.msg, cases[i].value) == NULL || strstr(ei.msg, cases[i].why) == NULL)
+            fail_msg("%s='%s': rc %d, message \"%s\" (wanted CX_ECONFIG and \"%s\")",
+                     cases[i].name, cases[i].value, rc, ei.msg, cases[i].why);
+        assert_int_equal(ei.code, CX_ECONFIG);
+        assert_defaults(&c);
+        assert_null(c.redis_url);
+    }
+    /* A bad URL's message masks its password; a password alone is refused without quoting it. */
+    const char *pw[] = {"CORTEX_REDIS_URL", "redis://:hunter2@cache:notaport/0", NULL};
+    struct cx_config c;
+    struct cx_errinfo ei;
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)pw, &ei), CX_ECONFIG);
+    assert_non_null(strstr(ei.msg, "CORTEX_REDIS_URL='redis://:***@cache:notaport/0'"));
+    assert_null(strstr(ei.msg, "hunter2"));
+    const char *alone[] = {"CORTEX_REDIS_PASSWORD", "hunter2", NULL};
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)alone, &ei), CX_ECONFIG);
+    assert_non_null(strstr(ei.msg, "CORTEX_REDIS_PASSWORD"));
+    assert_non_null(strstr(ei.msg, "CORTEX_REDIS_URL"));
+    assert_null(strstr(ei.msg, "hunter2"));
+    char longp[80];
+    memset(longp, 'p', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    const char *lp[] = {"CORTEX_REDIS_PREFIX", longp, NULL};
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)lp, &ei), CX_ECONFIG);
+    assert_non_null(strstr(ei.msg, "at most 64"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
@@ -442,6 +520,8 @@ int main(void) {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_load_env),
         cmocka_unit_test(test_torture),
+        cmocka_unit_test(test_fleet_variables),
+        cmocka_unit_test(test_fleet_bad_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 
 #include "cx/clock.h"
 #include "cx_internal.h"
+#include "fleet.h"
 
 /* Longest part of a bad value quoted back in a message. */
 #define QUOTE_MAX 64
@@ -48,6 +49,11 @@ void cx_config_init(struct cx_config *c) {
     c->request_timeout_ms = 60000;
     c->connect_timeout_ms = 10000;
     c->max_retries = 3;
+    c->redis_url = NULL;
+    c->redis_password = NULL;
+    c->redis_prefix = NULL;
+    c->fleet_size = 1;
+    c->redis_optional = 0;
 }
 
 static void free_secret(char *s) {
@@ -64,6 +70,9 @@ void cx_config_clear(struct cx_config *c) {
     free_secret(c->openai_api_key);
     free_secret(c->kimi_api_key);
     cx__free(c->ollama_base_url);
+    free_secret(c->redis_url);
+    free_secret(c->redis_password);
+    cx__free(c->redis_prefix);
     cx_config_init(c);
 }
 
@@ -273,6 +282,42 @@ static int load_exec_mode(struct loader *ld, struct cx_config *c) {
     return 0;
 }
 
+/* Fleet mode: the numbers, then the strings, each checked as the fleet will use it. */
+static int load_fleet(struct loader *ld, struct cx_config *c) {
+    int rc;
+    if ((rc = get_int(ld, "CORTEX_FLEET_SIZE", 1, 100000, &c->fleet_size)) < 0) return rc;
+    if ((rc = get_bool(ld, "CORTEX_REDIS_OPTIONAL", &c->redis_optional)) < 0) return rc;
+    if ((rc = get_string(ld, "CORTEX_REDIS_URL", &c->redis_url)) < 0) return rc;
+    if ((rc = get_string(ld, "CORTEX_REDIS_PASSWORD", &c->redis_password)) < 0) return rc;
+    if ((rc = get_string(ld, "CORTEX_REDIS_PREFIX", &c->redis_prefix)) < 0) return rc;
+    if (c->redis_password != NULL && c->redis_url == NULL)
+        return cx__err(ld->ei, CX_ECONFIG, "CORTEX_REDIS_PASSWORD is set but CORTEX_REDIS_URL is "
+                       "not: set the URL of the fleet's Redis, or unset the password");
+    if (c->redis_url != NULL) {
+        /* The parser quotes the URL with its password masked, never as given. */
+        struct cx__redis_url u;
+        rc = cx__redis_url_parse(c->redis_url, "CORTEX_REDIS_URL", NULL, &u, ld->ei);
+        cx__redis_url_clear(&u);
+        if (rc < 0 && rc != CX_ENOMEM) { /* rediss:// (CX_ENOTSUP) is a configuration error too */
+            if (ld->ei != NULL) ld->ei->code = CX_ECONFIG;
+            return CX_ECONFIG;
+        }
+        if (rc < 0) return rc;
+    }
+    if (c->redis_prefix != NULL) {
+        const char *p = c->redis_prefix;
+        size_t n = strlen(p);
+        if (n > 64)
+            return cx__err(ld->ei, CX_ECONFIG, "CORTEX_REDIS_PREFIX='%.*s...': at most 64 "
+                           "characters (got %zu)", QUOTE_MAX, p, n);
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+                return cx__err(ld->ei, CX_ECONFIG, "CORTEX_REDIS_PREFIX='%.*s': blank, control or "
+                               "non-ASCII character at position %zu", QUOTE_MAX, p, i + 1);
+    }
+    return 0;
+}
+
 static int load_all(struct loader *ld, struct cx_config *c) {
     int rc;
     if ((rc = get_rate(ld, "CORTEX_RATE_LIMIT_RPS", &c->rate_limit_rps)) < 0) return rc;
@@ -334,6 +379,7 @@ static int load_all(struct loader *ld, struct cx_config *c) {
         return rc;
     if ((rc = get_string2(ld, "CORTEX_OLLAMA_BASE_URL", "OLLAMA_HOST", &c->ollama_base_url)) < 0)
         return rc;
+    if ((rc = load_fleet(ld, c)) < 0) return rc;
     return 0;
 }
 

@@ -38,6 +38,19 @@
  *   CORTEX_REQUEST_TIMEOUT_MS           request_timeout_ms          60000    (1..86400000)
  *   CORTEX_CONNECT_TIMEOUT_MS           connect_timeout_ms          10000    (1..3600000)
  *   CORTEX_MAX_RETRIES                  max_retries                 3        (0..100)
+ *   CORTEX_REDIS_URL                    redis_url                   NULL = no fleet (forms in
+ *                                        runtime/src/fleet.h: redis://[[user]:pw@]host[:port][/db],
+ *                                        unix:///path?db=N; rediss:// is refused). Checked here;
+ *                                        a secret, since it may hold a password: never quoted
+ *                                        unredacted, wiped by cx_config_clear
+ *   CORTEX_REDIS_PASSWORD               redis_password              NULL (a secret; wins over the
+ *                                        URL's; refused without CORTEX_REDIS_URL)
+ *   CORTEX_REDIS_PREFIX                 redis_prefix                NULL = "cortex" (1..64
+ *                                        printable ASCII characters, no blanks): one per fleet
+ *   CORTEX_FLEET_SIZE                   fleet_size                  1        (1..100000): while
+ *                                        Redis is down each process limits itself to quota / N
+ *   CORTEX_REDIS_OPTIONAL               redis_optional              0        (1: run without the
+ *                                        fleet when Redis cannot be reached at start)
  *
  * Execution mode: CORTEX_EXEC_MODE names it; CORTEX_USE_FREE_THREADING is the seed's switch
  * (1/true/yes/on = free, 0/false/no/off = gil). When both are set they must agree: "1" agrees
@@ -81,6 +94,12 @@ struct cx_config {
     int request_timeout_ms;
     int connect_timeout_ms;
     int max_retries;
+    /* Fleet mode (appended; see the table above). */
+    char *redis_url;                   /* secret (may hold a password): NULL = no fleet */
+    char *redis_password;              /* secret */
+    char *redis_prefix;                /* NULL = "cortex" */
+    int fleet_size;
+    int redis_optional;
 };
 
 /* Fills *c with the defaults (no environment, no allocation; strings NULL). Overwrites *c
