@@ -15,6 +15,7 @@
  * whatever hooks the process installed, so its buffers are freed with cJSON_free/cJSON_Delete.
  */
 #include "content.h"
+#include "content_internal.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -24,7 +25,7 @@
 
 #include <cjson/cJSON.h>
 
-#define NAME_MAX_LEN 64
+#define NAME_MAX_LEN MOCK_PKG_NAME_MAX
 #define WORD_MAX 8
 
 /* ---------------------------------------------------------------------------------------------
@@ -120,16 +121,6 @@ static uint64_t fnv1a(const char *s) {
         h *= 0x100000001b3ull;
     }
     return h;
-}
-
-/* Case-insensitive search for needle in hay; with at_word, only at a word start. */
-static const char *find_ci(const char *hay, const char *needle, int at_word) {
-    size_t nl = strlen(needle);
-    for (const char *p = hay; *p; p++) {
-        if (at_word && p > hay && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) continue;
-        if (strncasecmp(p, needle, nl) == 0) return p;
-    }
-    return NULL;
 }
 
 /* Length of a valid UTF-8 sequence at s (at most avail bytes), 0 if invalid. */
@@ -427,6 +418,12 @@ static const struct hw_rule hw_generic = {
      "Collect an inventory of the machine first."},
     {"lshw -short", "inxi -F"}};
 
+static const char no_package_reply[] =
+    "Which package should I install? Name it, for example \"install nginx\" or \"set up redis "
+    "and git\", and I will reply with the commands.";
+
+static const char *const chat_intro[2] = {"Here is my answer:", "Answer:"};
+
 static const char *const chat_replies[4] = {
     "I can help with installing packages, diagnosing errors and checking hardware.",
     "I am a Linux assistant: ask me to install a package, diagnose an error or check hardware.",
@@ -499,7 +496,7 @@ static int emit_fenced(struct sb *b, const char *intro, cJSON *obj, const char *
 
 /* Extracts the first whitespace-delimited word at p as a package name: trailing sentence
  * punctuation and surrounding quotes removed, then either echoed (valid name) or sanitized. */
-static void package_name(const char *p, char name[NAME_MAX_LEN + 1]) {
+void mock__package_name(const char *p, char name[NAME_MAX_LEN + 1]) {
     while (*p && is_space_byte((unsigned char)*p)) p++;
     const char *e = p;
     while (*e && !is_space_byte((unsigned char)*e)) e++;
@@ -531,34 +528,138 @@ static const struct pkg_plan *lookup_pkg(const char *name) {
     return NULL;
 }
 
-static int gen_install(struct sb *b, const char *name, uint64_t r, size_t pad_to, int dangerous) {
-    const struct pkg_plan *pp = lookup_pkg(name);
-    const char *cmds[MAX_CMDS];
-    char install_cmd[NAME_MAX_LEN + 32], explain[512], intro[128];
-    size_t n = 0;
-    if (pp != NULL) {
-        while (n < MAX_CMDS && pp->cmds[n] != NULL) {
-            cmds[n] = pp->cmds[n];
-            n++;
+#define PLAN_MAX_CMDS (1 + MOCK_PROMPT_MAX_PKGS * MAX_CMDS)
+
+/* The commands of a plan, with storage for the ones it composes. */
+struct plan {
+    const char *cmds[PLAN_MAX_CMDS];
+    size_t n;
+    char own[MOCK_PROMPT_MAX_PKGS + 1][2 * MOCK_PROMPT_MAX_PKGS * (NAME_MAX_LEN + 36) + 64];
+    size_t n_own;
+};
+
+/* "name=version" for apt, quoted when the version is a glob so the shell leaves it alone. */
+static void apt_arg(char *dst, size_t cap, const char *name, const char *version) {
+    if (version[0] == '\0') snprintf(dst, cap, "%s", name);
+    else if (strchr(version, '*') != NULL) snprintf(dst, cap, "'%s=%s'", name, version);
+    else snprintf(dst, cap, "%s=%s", name, version);
+}
+
+/* Appends a builtin plan's commands (update excluded when skip_update), pinning the first apt
+ * name of its install line to version. */
+static void plan_builtin(struct plan *pl, const struct pkg_plan *pp, const char *version,
+                         int skip_update) {
+    static const char install[] = "sudo apt-get install -y ";
+    for (size_t i = 0; i < MAX_CMDS && pp->cmds[i] != NULL; i++) {
+        const char *c = pp->cmds[i];
+        if (skip_update && strcmp(c, "sudo apt-get update") == 0) continue;
+        if (version[0] && strncmp(c, install, sizeof install - 1) == 0) {
+            char *o = pl->own[pl->n_own++], first[NAME_MAX_LEN + 1], arg[NAME_MAX_LEN + 40];
+            const char *rest = c + sizeof install - 1;
+            size_t fl = strcspn(rest, " ");
+            snprintf(first, sizeof first, "%.*s", (int)fl, rest);
+            apt_arg(arg, sizeof arg, first, version);
+            snprintf(o, sizeof pl->own[0], "%s%s%s", install, arg, rest + fl);
+            c = o;
         }
-        snprintf(explain, sizeof explain, "%s", pp->explain[r % 3]);
-    } else {
-        snprintf(install_cmd, sizeof install_cmd, "sudo apt-get install -y %s", name);
-        cmds[n++] = "sudo apt-get update";
-        cmds[n++] = install_cmd;
-        fill(explain, sizeof explain, generic_explain[r % 3], name);
+        pl->cmds[pl->n++] = c;
     }
-    if (dangerous) {
-        /* The last command is swapped (for a generic plan that is the install itself). */
-        cmds[n - 1] = dangerous_cmds[(r >> 8) % 2];
+}
+
+/* Joins names as "a", "a and b", "a, b and c" into dst. */
+static void join_names(char *dst, size_t cap, const char *const *names, size_t n) {
+    size_t o = 0;
+    dst[0] = '\0';
+    for (size_t i = 0; i < n && o < cap; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " and " : ", ";
+        int k = snprintf(dst + o, cap - o, "%s%s", sep, names[i]);
+        if (k < 0) break;
+        o += (size_t)k;
     }
-    fill(intro, sizeof intro, plan_intro[(r >> 4) % 3], pp ? pp->key : name);
+}
+
+static const char *const multi_explain[3] = {
+    "The package index is refreshed once, then %s are installed from the distribution "
+    "repositories; services are enabled and checked where the distribution ships one.",
+    "One index update serves every package: %s come from the official repositories, each with "
+    "the checks its own plan uses.",
+    "apt installs %s after a single update of the package lists; the commands after each install "
+    "start and verify the services."};
+
+cJSON *mock__plan_object(const struct mock_prompt *pr, uint64_t r, int dangerous, char *intro_buf,
+                         size_t intro_cap) {
+    struct plan *pl = calloc(1, sizeof *pl);
+    const char *names[MOCK_PROMPT_MAX_PKGS], *seen[MOCK_PROMPT_MAX_PKGS];
+    size_t n_names = 0, n_generic = 0;
+    char explain[1024], joined[MOCK_PROMPT_MAX_PKGS * (NAME_MAX_LEN + 8)];
+    if (pl == NULL) return NULL;
+    char *generic_line = pl->own[MOCK_PROMPT_MAX_PKGS]; /* the one install line of unknown names */
+    size_t gl = (size_t)snprintf(generic_line, sizeof pl->own[0], "sudo apt-get install -y");
+    pl->cmds[pl->n++] = "sudo apt-get update";
+    for (size_t i = 0; i < pr->n_pkgs; i++) {
+        const struct mock_pkg_ref *ref = &pr->pkgs[i];
+        const struct pkg_plan *pp = lookup_pkg(ref->name);
+        const char *key = pp ? pp->key : ref->name;
+        int dup = 0;
+        for (size_t k = 0; k < n_names; k++) dup |= strcmp(seen[k], key) == 0;
+        if (dup) continue;
+        seen[n_names] = key;
+        names[n_names++] = key;
+        if (pp != NULL) {
+            plan_builtin(pl, pp, ref->version, 1);
+        } else {
+            char arg[NAME_MAX_LEN + 40];
+            apt_arg(arg, sizeof arg, ref->name, ref->version);
+            if (n_generic++ == 0) pl->cmds[pl->n++] = generic_line;
+            gl += (size_t)snprintf(generic_line + gl, sizeof pl->own[0] - gl, " %s", arg);
+        }
+    }
+    const struct pkg_plan *only = n_names == 1 ? lookup_pkg(names[0]) : NULL;
+    if (n_names == 1 && only != NULL) snprintf(explain, sizeof explain, "%s", only->explain[r % 3]);
+    else if (n_names == 1) fill(explain, sizeof explain, generic_explain[r % 3], names[0]);
+    join_names(joined, sizeof joined, names, n_names);
+    if (n_names > 1) fill(explain, sizeof explain, multi_explain[r % 3], joined);
+    /* The last command is swapped (for a generic plan that is the install itself). */
+    if (dangerous) pl->cmds[pl->n - 1] = dangerous_cmds[(r >> 8) % 2];
+    if (intro_buf != NULL) fill(intro_buf, intro_cap, plan_intro[(r >> 4) % 3], joined);
 
     cJSON *obj = cJSON_CreateObject();
-    int rc = -1;
-    if (obj != NULL && add_str(obj, "package", pp ? pp->key : name) == 0 &&
-        add_str_array(obj, "commands", cmds, n) == 0 && add_str(obj, "explanation", explain) == 0)
-        rc = emit_fenced(b, intro, obj, "explanation", explain, pad_to);
+    int ok = obj != NULL && add_str(obj, "package", names[0]) == 0;
+    if (ok && n_names > 1) {
+        const char *vals[MOCK_PROMPT_MAX_PKGS];
+        char pinned[MOCK_PROMPT_MAX_PKGS][NAME_MAX_LEN + MOCK_PKG_VERSION_MAX + 2];
+        for (size_t i = 0, k = 0; i < pr->n_pkgs && k < n_names; i++) {
+            const struct pkg_plan *pp = lookup_pkg(pr->pkgs[i].name);
+            if (strcmp(pp ? pp->key : pr->pkgs[i].name, names[k]) != 0) continue;
+            snprintf(pinned[k], sizeof pinned[k], "%s%s%s", names[k],
+                     pr->pkgs[i].version[0] ? "=" : "", pr->pkgs[i].version);
+            vals[k] = pinned[k];
+            k++;
+        }
+        ok = add_str_array(obj, "packages", vals, n_names) == 0;
+    } else if (ok && pr->pkgs[0].version[0]) {
+        ok = add_str(obj, "version", pr->pkgs[0].version) == 0;
+    }
+    ok = ok && add_str_array(obj, "commands", pl->cmds, pl->n) == 0 &&
+         add_str(obj, "explanation", explain) == 0;
+    free(pl);
+    if (!ok) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static int gen_install(struct sb *b, const struct mock_prompt *pr, uint64_t r, size_t pad_to,
+                       int dangerous) {
+    char intro[MOCK_PROMPT_MAX_PKGS * (NAME_MAX_LEN + 8) + 64];
+    cJSON *obj = mock__plan_object(pr, r, dangerous, intro, sizeof intro);
+    if (obj == NULL) return -1;
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(obj, "explanation");
+    struct sb base = {0};
+    int rc = sb_str(&base, ex->valuestring);
+    if (rc == 0) rc = emit_fenced(b, intro, obj, "explanation", base.p, pad_to);
+    free(base.p);
     cJSON_Delete(obj);
     return rc;
 }
@@ -566,15 +667,15 @@ static int gen_install(struct sb *b, const char *name, uint64_t r, size_t pad_to
 static int gen_diagnose(struct sb *b, const char *err_text, uint64_t r, size_t pad_to) {
     const struct diag_rule *dr = &diag_generic;
     for (size_t i = 0; i < sizeof diag_table / sizeof diag_table[0]; i++) {
-        if (find_ci(err_text, diag_table[i].needle, 0) != NULL) {
+        if (mock__find_ci(err_text, diag_table[i].needle, 0) != NULL) {
             dr = &diag_table[i];
             break;
         }
     }
     /* Some fixes name a package: the word after "package" in the message, else a placeholder. */
     char pkg[NAME_MAX_LEN + 1] = "<package>";
-    const char *pp = find_ci(err_text, "package ", 1);
-    if (pp != NULL) package_name(pp + strlen("package "), pkg);
+    const char *pp = mock__find_ci(err_text, "package ", 1);
+    if (pp != NULL) mock__package_name(pp + strlen("package "), pkg);
 
     char cmdbuf[MAX_CMDS][160];
     const char *cmds[MAX_CMDS];
@@ -651,38 +752,60 @@ static int gen_chat(struct sb *b, const char *prompt, uint64_t r, size_t pad_to)
  * Entry points.
  */
 
-/* Where the package name starts in an install request, or NULL when it is not one. */
-static const char *install_arg(const char *prompt) {
-    static const char *const keys[3] = {"install package:", "analyze package ", "install "};
-    for (size_t i = 0; i < 3; i++) {
-        const char *p = find_ci(prompt, keys[i], 1);
-        if (p != NULL) return p + strlen(keys[i]);
+uint64_t mock__content_r(uint64_t seed, const char *prompt) {
+    /* Wording depends on the seed and the prompt, so one seed does not give every reply the same
+     * variant; the commands never look at r. */
+    return mix64(seed ^ fnv1a(prompt ? prompt : ""));
+}
+
+/* No package and no known workload. A request that mentions JSON gets the chat answer inside
+ * the block shape plans use, so a client parsing "commands" finds an empty list, not an error. */
+static cJSON *unknown_object(const struct mock_prompt *pr, uint64_t r) {
+    cJSON *obj = cJSON_CreateObject();
+    const char *answer = pr->install_asked ? no_package_reply : chat_replies[r % 4];
+    if (obj == NULL || cJSON_AddArrayToObject(obj, "commands") == NULL ||
+        add_str(obj, "explanation", answer) < 0) {
+        cJSON_Delete(obj);
+        return NULL;
     }
-    return NULL;
+    return obj;
+}
+
+static int gen_unknown(struct sb *b, const struct mock_prompt *pr, const char *prompt, uint64_t r,
+                       size_t pad_to) {
+    if (!pr->wants_json) {
+        if (pr->install_asked) {
+            int rc = sb_str(b, no_package_reply);
+            if (rc == 0 && pad_to > b->len) rc = sb_pad(b, pad_to - b->len);
+            return rc;
+        }
+        return gen_chat(b, prompt, r, pad_to);
+    }
+    cJSON *obj = unknown_object(pr, r);
+    if (obj == NULL) return -1;
+    struct sb base = {0};
+    int rc = sb_str(&base, cJSON_GetObjectItemCaseSensitive(obj, "explanation")->valuestring);
+    if (rc == 0) rc = emit_fenced(b, chat_intro[r % 2], obj, "explanation", base.p, pad_to);
+    free(base.p);
+    cJSON_Delete(obj);
+    return rc;
 }
 
 int mock_content_generate(const char *system, const char *prompt, uint64_t seed, size_t pad_to,
                           int dangerous, struct mock_content *out) {
     struct sb b = {0};
-    const char *p;
+    struct mock_prompt pr;
     int rc;
     memset(out, 0, sizeof *out);
     if (system == NULL) system = "";
     if (prompt == NULL) prompt = "";
-    /* Wording depends on the seed and the prompt, so one seed does not give every reply the same
-     * variant; the commands never look at r. */
-    uint64_t r = mix64(seed ^ fnv1a(prompt));
-
-    if ((p = find_ci(prompt, "diagnose error:", 1)) != NULL) {
-        rc = gen_diagnose(&b, p + strlen("diagnose error:"), r, pad_to);
-    } else if ((p = find_ci(prompt, "hardware check:", 1)) != NULL) {
-        rc = gen_hardware(&b, p + strlen("hardware check:"), r, pad_to);
-    } else if ((p = install_arg(prompt)) != NULL) {
-        char name[NAME_MAX_LEN + 1];
-        package_name(p, name);
-        rc = gen_install(&b, name, r, pad_to, dangerous);
-    } else {
-        rc = gen_chat(&b, prompt, r, pad_to);
+    uint64_t r = mock__content_r(seed, prompt);
+    mock_prompt_parse(system, prompt, &pr);
+    switch (pr.intent) {
+    case MOCK_INTENT_DIAGNOSE: rc = gen_diagnose(&b, pr.arg, r, pad_to); break;
+    case MOCK_INTENT_HARDWARE: rc = gen_hardware(&b, pr.arg, r, pad_to); break;
+    case MOCK_INTENT_INSTALL: rc = gen_install(&b, &pr, r, pad_to, dangerous); break;
+    default: rc = gen_unknown(&b, &pr, prompt, r, pad_to); break;
     }
     if (rc < 0 || b.p == NULL) {
         free(b.p);
@@ -693,6 +816,47 @@ int mock_content_generate(const char *system, const char *prompt, uint64_t seed,
     out->prompt_tokens = mock_count_tokens(system, strlen(system)) +
                          mock_count_tokens(prompt, strlen(prompt));
     return 0;
+}
+
+/* The block of a text reply, parsed back: diagnosis and hardware advice are built as text (their
+ * builders own the JSON), so the object is taken from that text rather than built twice. */
+static cJSON *object_from_text(const char *text) {
+    const char *open = strstr(text, "```json\n");
+    if (open == NULL) return NULL;
+    const char *body = open + strlen("```json\n");
+    const char *close = strstr(body, "\n```");
+    return close ? cJSON_ParseWithLength(body, (size_t)(close - body)) : NULL;
+}
+
+cJSON *mock__content_object(const struct mock_prompt *pr, const char *prompt, uint64_t r) {
+    struct sb b = {0};
+    cJSON *obj = NULL;
+    int rc;
+    switch (pr->intent) {
+    case MOCK_INTENT_INSTALL: return mock__plan_object(pr, r, 0, NULL, 0);
+    case MOCK_INTENT_DIAGNOSE: rc = gen_diagnose(&b, pr->arg, r, 0); break;
+    case MOCK_INTENT_HARDWARE: rc = gen_hardware(&b, pr->arg, r, 0); break;
+    default:
+        if (pr->install_asked || pr->wants_json) return unknown_object(pr, r);
+        rc = gen_chat(&b, prompt ? prompt : "", r, 0);
+        obj = rc == 0 && b.p ? cJSON_CreateObject() : NULL;
+        if (obj != NULL && add_str(obj, "answer", b.p) < 0) {
+            cJSON_Delete(obj);
+            obj = NULL;
+        }
+        free(b.p);
+        return obj;
+    }
+    if (rc == 0 && b.p != NULL) obj = object_from_text(b.p);
+    free(b.p);
+    return obj;
+}
+
+int mock_content_object(const char *system, const char *prompt, uint64_t seed, cJSON **out) {
+    struct mock_prompt pr;
+    mock_prompt_parse(system, prompt, &pr);
+    *out = mock__content_object(&pr, prompt, mock__content_r(seed, prompt));
+    return *out ? 0 : -1;
 }
 
 void mock_content_free(struct mock_content *c) {
