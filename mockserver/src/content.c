@@ -146,7 +146,7 @@ static size_t utf8_seq(const unsigned char *s, size_t avail) {
  * Copies at most max_bytes of s into a fresh string, replacing invalid UTF-8 and control bytes by
  * '?' and never cutting a sequence, so echoed user text is always valid JSON string content.
  */
-static char *clean_copy(const char *s, size_t max_bytes) {
+char *mock__clean_copy(const char *s, size_t max_bytes) {
     size_t len = strlen(s);
     char *out = malloc((len < max_bytes ? len : max_bytes) + 1);
     size_t o = 0;
@@ -459,7 +459,7 @@ static int gen_diagnose(struct sb *b, const char *err_text, uint64_t r, size_t p
         }
     }
     while (*err_text && is_space_byte((unsigned char)*err_text)) err_text++;
-    char *first = clean_copy(err_text, 80);
+    char *first = mock__clean_copy(err_text, 80);
     if (first == NULL) return -1;
     static const char *const intros[3] = {"Diagnosis:", "Here is what went wrong and how to fix it:",
                                           "This is a known failure; the fix:"};
@@ -509,7 +509,7 @@ static int gen_hardware(struct sb *b, const char *rest, uint64_t r, size_t pad_t
 }
 
 static int gen_chat(struct sb *b, const char *prompt, uint64_t r, size_t pad_to) {
-    char *echo = clean_copy(prompt, 60);
+    char *echo = mock__clean_copy(prompt, 60);
     if (echo == NULL) return -1;
     int rc = sb_str(b, chat_replies[r % 4]);
     if (rc == 0 && echo[0] != '\0') rc = sb_printf(b, " You wrote: \"%s\".", echo);

@@ -21,6 +21,10 @@ void mock__fill(char *dst, size_t cap, const char *tmpl, const char *arg);
 /* obj[key] = val / an array of n strings; 0 or -1 when out of memory (content.c). */
 int mock__add_str(cJSON *obj, const char *key, const char *val);
 int mock__add_str_array(cJSON *obj, const char *key, const char *const *vals, size_t n);
+/* A malloc'd copy of at most max_bytes of s, invalid UTF-8 and control bytes replaced by '?'
+ * (newline and tab by ' '), never cutting a sequence, trailing spaces trimmed; NULL when out of
+ * memory (content.c). */
+char *mock__clean_copy(const char *s, size_t max_bytes);
 
 /* Case-insensitive search for needle in hay; with at_word, only at a word start. Borrowed
  * pointers; returns a pointer into hay or NULL. Threads: any thread. */
@@ -45,5 +49,9 @@ uint64_t mock__content_r(uint64_t seed, const char *prompt);
 /* The reply mock_content_generate would make for pr as a JSON object (a plan, a diagnosis,
  * hardware advice, or {"answer"} for chat), without the fence. NULL when out of memory. */
 cJSON *mock__content_object(const struct mock_prompt *pr, const char *prompt, uint64_t r);
+
+/* The schema a local "$ref" ("#", "#/$defs/x", any JSON pointer) names in root, or NULL
+ * (content_schema.c). */
+const cJSON *mock__schema_ref(const cJSON *root, const char *ref);
 
 #endif
