@@ -341,12 +341,80 @@ static void test_broken_schemas(void **state) {
     cJSON_Delete(v);
 }
 
+/* cJSON allocations fail from the n-th on (0: never); counts what was attempted. */
+static long fail_at, allocs;
+static int hit;
+static void *failing_malloc(size_t n) {
+    if (fail_at > 0 && ++allocs >= fail_at) {
+        hit = 1;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+/* One scenario under allocation failure: 0 on success, -1 on a reported failure. */
+static int scenario(int which) {
+    char err[256];
+    cJSON *v = NULL;
+    int rc;
+    if (which < 4) {
+        static const size_t pick[4] = {0, 7, 17, 20};
+        cJSON_Hooks none = {NULL, NULL};
+        long saved = fail_at;
+        fail_at = 0; /* the schema itself is parsed without failures */
+        cJSON_InitHooks(&none);
+        cJSON *s = cJSON_Parse(schemas[pick[which]]);
+        cJSON_Hooks h = {failing_malloc, free};
+        cJSON_InitHooks(&h);
+        fail_at = saved;
+        assert_non_null(s);
+        rc = mock_schema_generate(s, "sys", prompts[which % 3], 5, &v, err, sizeof err);
+        fail_at = 0;
+        cJSON_Delete(s);
+        if (rc < 0) assert_null(v);
+        cJSON_Delete(v);
+        return rc;
+    }
+    rc = mock_content_object(NULL, which == 4 ? "install nginx and git" : "Diagnose error: x", 1,
+                             &v);
+    if (rc < 0) assert_null(v);
+    cJSON_Delete(v);
+    return rc;
+}
+
+/* Every cJSON allocation failing in turn: each run reports failure (no leak, no crash: ASan),
+ * and the run past the last allocation succeeds. */
+static void test_allocation_failures(void **state) {
+    (void)state;
+    cJSON_Hooks h = {failing_malloc, free};
+    for (int which = 0; which < 6; which++) {
+        long n;
+        for (n = 1; n < 100000; n++) {
+            fail_at = n;
+            allocs = 0;
+            hit = 0;
+            cJSON_InitHooks(&h);
+            int rc = scenario(which);
+            int was_hit = hit;
+            fail_at = 0;
+            if (!was_hit) {
+                assert_int_equal(rc, 0);
+                break;
+            }
+            if (rc != -1) fail_msg("scenario %d: allocation %ld failed but rc %d", which, n, rc);
+        }
+        assert_true(n > 3 && n < 100000);
+    }
+    cJSON_InitHooks(NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_table),
         cmocka_unit_test(test_prompt_fields),
         cmocka_unit_test(test_validator_refuses),
         cmocka_unit_test(test_broken_schemas),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

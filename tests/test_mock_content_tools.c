@@ -180,7 +180,8 @@ static void test_deterministic_and_ids(void **state) {
     mock_tool_call_id("toolu_", 1, NULL, 0, id2, 7);
     assert_string_equal(id2, "toolu_"); /* cut, terminated */
     for (const char *c = id1 + 6; *c; c++)
-        assert_true((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'));
+        assert_non_null(strchr("0123456789abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ", *c));
 }
 
 static void test_bad_requests(void **state) {
@@ -195,7 +196,8 @@ static void test_bad_requests(void **state) {
          "tools[0]: missing function.name"},
         {"[{\"name\":\"a\",\"input_schema\":{}},{\"description\":\"no name\"}]", NULL,
          "tools[1]: missing name"},
-        {"[{\"name\":\"a\",\"input_schema\":[]}]", NULL, "tools[0]: input_schema must be an object"},
+        {"[{\"name\":\"a\",\"input_schema\":[]}]", NULL,
+         "tools[0]: input_schema must be an object"},
         {"[{\"name\":\"a\"}]", "\"sometimes\"", "tool_choice: unknown type \"sometimes\""},
         {"[{\"name\":\"a\"}]", "{\"type\":\"tool\",\"name\":\"b\"}", "no tool named \"b\""},
         {"[{\"name\":\"a\"}]", "{\"type\":\"function\"}", "tool_choice: missing function.name"},

@@ -461,11 +461,13 @@ static int gen_diagnose(struct sb *b, const char *err_text, uint64_t r, size_t p
     while (*err_text && is_space_byte((unsigned char)*err_text)) err_text++;
     char *first = mock__clean_copy(err_text, 80);
     if (first == NULL) return -1;
-    static const char *const intros[3] = {"Diagnosis:", "Here is what went wrong and how to fix it:",
+    static const char *const intros[3] = {"Diagnosis:",
+                                          "Here is what went wrong and how to fix it:",
                                           "This is a known failure; the fix:"};
     cJSON *obj = cJSON_CreateObject();
     int rc = -1;
-    if (obj != NULL && mock__add_str(obj, "error", first) == 0 && mock__add_str(obj, "cause", dr->cause) == 0 &&
+    if (obj != NULL && mock__add_str(obj, "error", first) == 0 &&
+        mock__add_str(obj, "cause", dr->cause) == 0 &&
         mock__add_str_array(obj, "commands", cmds, n) == 0 &&
         mock__add_str(obj, "explanation", dr->explanation) == 0)
         rc = emit_fenced(b, intros[r % 3], obj, "explanation", dr->explanation, pad_to);

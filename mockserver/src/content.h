@@ -76,7 +76,12 @@ size_t mock_content_split(const char *text, size_t len, size_t *starts, size_t m
 #define MOCK_PKG_VERSION_MAX 32
 #define MOCK_PROMPT_MAX_PKGS 16
 
-enum mock_intent { MOCK_INTENT_CHAT, MOCK_INTENT_INSTALL, MOCK_INTENT_DIAGNOSE, MOCK_INTENT_HARDWARE };
+enum mock_intent {
+    MOCK_INTENT_CHAT,
+    MOCK_INTENT_INSTALL,
+    MOCK_INTENT_DIAGNOSE,
+    MOCK_INTENT_HARDWARE
+};
 
 struct mock_pkg_ref {
     char name[MOCK_PKG_NAME_MAX + 1];       /* lower case for natural prompts */

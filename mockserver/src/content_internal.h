@@ -38,8 +38,9 @@ void mock__package_name(const char *p, char name[MOCK_PKG_NAME_MAX + 1]);
 
 /* The install plan object {"package", ["packages"], ["version"], "commands", "explanation"} for
  * the packages of pr (pr->n_pkgs > 0), exactly what the fenced block of a text reply holds.
- * r picks the wording. Returns a new tree (cJSON_Delete) or NULL when out of memory. The
- * sentence the text reply puts before the block goes into intro_buf, of intro_cap bytes; may be NULL). Threads: any thread. */
+ * r picks the wording; dangerous swaps the last command for a dangerous one. Returns a new tree
+ * (cJSON_Delete) or NULL when out of memory. The sentence the text reply puts before the block
+ * goes into intro_buf (intro_cap bytes) unless it is NULL. Threads: any thread. */
 cJSON *mock__plan_object(const struct mock_prompt *pr, uint64_t r, int dangerous, char *intro_buf,
                          size_t intro_cap);
 

@@ -468,7 +468,9 @@ static const char *pick_type(const cJSON *s) {
     return "string";
 }
 
-static int list_name(const char *name) { return name_is(name, pkg_names) || name_is(name, cmd_names); }
+static int list_name(const char *name) {
+    return name_is(name, pkg_names) || name_is(name, cmd_names);
+}
 
 static cJSON *gen_array(struct gen *g, const cJSON *s, const char *name, uint64_t h, int depth) {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
@@ -532,6 +534,18 @@ static cJSON *gen_array(struct gen *g, const cJSON *s, const char *name, uint64_
     return arr;
 }
 
+/* obj[key] = v, taking v; on failure (out of memory) v is freed and the walk fails. */
+static void put(struct gen *g, cJSON *obj, const char *key, cJSON *v) {
+    if (v == NULL) {
+        if (!g->failed) gfail(g, "out of memory");
+        return;
+    }
+    if (obj == NULL || !cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        gfail(g, "out of memory");
+    }
+}
+
 static int is_required(const cJSON *req, const char *key) {
     const cJSON *e;
     cJSON_ArrayForEach(e, req) if (cJSON_IsString(e) && strcmp(e->valuestring, key) == 0) return 1;
@@ -552,11 +566,11 @@ static cJSON *gen_object(struct gen *g, const cJSON *s, uint64_t h, int depth) {
         if (g->failed || p->string == NULL) break;
         if (depth > 8 && !is_required(req, p->string)) continue;
         cJSON *v = gen_value(g, p, p->string, -1, child_h(h, p->string, 0), depth + 1);
-        if (v != NULL) cJSON_AddItemToObject(obj, p->string, v);
+        put(g, obj, p->string, v);
     }
     cJSON_ArrayForEach(p, req) {
-        if (g->failed || !cJSON_IsString(p) || cJSON_GetObjectItemCaseSensitive(obj, p->valuestring))
-            continue;
+        if (g->failed || !cJSON_IsString(p)) continue;
+        if (cJSON_GetObjectItemCaseSensitive(obj, p->valuestring)) continue;
         if (cJSON_IsFalse(addl)) {
             gfail(g, "required \"%s\" is not in properties and additionalProperties is false",
                   p->valuestring);
@@ -564,7 +578,7 @@ static cJSON *gen_object(struct gen *g, const cJSON *s, uint64_t h, int depth) {
         }
         cJSON *v = gen_value(g, cJSON_IsObject(addl) ? addl : NULL, p->valuestring, -1,
                              child_h(h, p->valuestring, 0), depth + 1);
-        if (v != NULL) cJSON_AddItemToObject(obj, p->valuestring, v);
+        put(g, obj, p->valuestring, v);
     }
     long min = cJSON_IsNumber(mn) ? (long)mn->valuedouble : 0;
     for (long k = 0; !g->failed && cJSON_GetArraySize(obj) < min; k++) {
@@ -576,7 +590,7 @@ static cJSON *gen_object(struct gen *g, const cJSON *s, uint64_t h, int depth) {
         }
         cJSON *v = gen_value(g, cJSON_IsObject(addl) ? addl : NULL, key, -1, child_h(h, key, 0),
                              depth + 1);
-        if (v != NULL) cJSON_AddItemToObject(obj, key, v);
+        put(g, obj, key, v);
     }
     if (cJSON_IsNumber(mx)) { /* drop optional members from the end */
         cJSON *c = obj ? obj->child : NULL;
@@ -600,7 +614,10 @@ static cJSON *gen_object(struct gen *g, const cJSON *s, uint64_t h, int depth) {
  * keywords from the first schema that has them). A new tree; NULL when out of memory. */
 static cJSON *merge_all_of(struct gen *g, const cJSON *s) {
     cJSON *m = cJSON_Duplicate(s, 1), *br;
-    if (m == NULL) return NULL;
+    if (m == NULL) {
+        gfail(g, "out of memory");
+        return NULL;
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(m, "allOf");
     cJSON_ArrayForEach(br, cJSON_GetObjectItemCaseSensitive(s, "allOf")) {
         const cJSON *b = br, *ref = cJSON_GetObjectItemCaseSensitive(br, "$ref");
@@ -614,12 +631,16 @@ static cJSON *merge_all_of(struct gen *g, const cJSON *s) {
             if (have != NULL && cJSON_IsObject(have) && strcmp(kw->string, "properties") == 0) {
                 const cJSON *pp;
                 cJSON_ArrayForEach(pp, kw) if (!cJSON_GetObjectItemCaseSensitive(have, pp->string))
-                    cJSON_AddItemToObject(have, pp->string, cJSON_Duplicate(pp, 1));
+                    put(g, have, pp->string, cJSON_Duplicate(pp, 1));
             } else if (have != NULL && cJSON_IsArray(have) && strcmp(kw->string, "required") == 0) {
                 const cJSON *e;
-                cJSON_ArrayForEach(e, kw) cJSON_AddItemToArray(have, cJSON_Duplicate(e, 1));
+                cJSON_ArrayForEach(e, kw) {
+                    cJSON *d = cJSON_Duplicate(e, 1);
+                    if (d == NULL) gfail(g, "out of memory");
+                    else cJSON_AddItemToArray(have, d);
+                }
             } else if (have == NULL && strcmp(kw->string, "$ref") != 0) {
-                cJSON_AddItemToObject(m, kw->string, cJSON_Duplicate(kw, 1));
+                put(g, m, kw->string, cJSON_Duplicate(kw, 1));
             }
         }
     }
@@ -674,7 +695,6 @@ static cJSON *gen_value(struct gen *g, const cJSON *s, const char *name, long in
         return gen_value(g, cJSON_GetArrayItem(k, 0), name, index, h, depth + 1);
     } else if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s, "allOf"))) {
         cJSON *m = merge_all_of(g, s);
-        if (m == NULL && !g->failed) gfail(g, "out of memory");
         v = g->failed ? NULL : gen_value(g, m, name, index, h, depth + 1);
         cJSON_Delete(m);
         return v;

@@ -21,7 +21,8 @@
 #include "content_internal.h"
 #include "mock_internal.h"
 
-static int terr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int terr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int terr(char *err, size_t errlen, const char *fmt, ...) {
     if (err != NULL && errlen > 0) {
         va_list ap;
@@ -137,7 +138,8 @@ int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *s
     memset(out, 0, sizeof *out);
     if (err != NULL && errlen > 0) err[0] = '\0';
     if (prompt == NULL) prompt = "";
-    if (tools != NULL && !cJSON_IsArray(tools)) return terr(err, errlen, "tools: expected an array");
+    if (tools != NULL && !cJSON_IsArray(tools))
+        return terr(err, errlen, "tools: expected an array");
     if (read_choice(tool_choice, &mode, &want, err, errlen) < 0) return -1;
     n = cJSON_GetArraySize(tools);
     /* Every tool is read, so a broken one is reported even when another would be chosen. */
@@ -151,7 +153,8 @@ int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *s
         int sc = score_words(t.name, prompt, 3, 3) + score_words(t.description, prompt, 1, 5);
         if (best < 0 || sc > best_score) best = i, best_score = sc, chosen = t;
     }
-    if (mode == CH_NAMED && best < 0) return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
+    if (mode == CH_NAMED && best < 0)
+        return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
     if (mode == CH_REQUIRED && n == 0)
         return terr(err, errlen, "tool_choice requires a tool but tools is empty");
     if (mode == CH_NONE || n == 0 || (mode == CH_AUTO && best_score < 2)) return 0;

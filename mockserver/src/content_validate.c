@@ -69,7 +69,8 @@ static const char *type_name(const cJSON *v) {
 
 static int has_type(const cJSON *v, const char *t) {
     if (strcmp(t, "integer") == 0)
-        return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble);
+        return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+               v->valuedouble == floor(v->valuedouble);
     if (strcmp(t, "number") == 0) return cJSON_IsNumber(v);
     if (strcmp(t, "integer") != 0 && cJSON_IsNumber(v)) return 0; /* not "number": mismatch */
     return strcmp(type_name(v), t) == 0;
@@ -130,9 +131,15 @@ static size_t cp_count(const char *s) {
     return n;
 }
 
+/* The number s[key], or NAN when it is absent or not a number. */
+static double num(const cJSON *s, const char *key) {
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(s, key);
+    return cJSON_IsNumber(k) ? k->valuedouble : NAN;
+}
+
 static int check_number(struct vctx *c, const cJSON *s, double x, const char *path) {
-    const cJSON *k, *mn = cJSON_GetObjectItemCaseSensitive(s, "minimum"),
-                    *mx = cJSON_GetObjectItemCaseSensitive(s, "maximum");
+    const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minimum"),
+                *mx = cJSON_GetObjectItemCaseSensitive(s, "maximum");
     const cJSON *emn = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMinimum"),
                 *emx = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMaximum");
     if (cJSON_IsNumber(mn) && (x < mn->valuedouble || (cJSON_IsTrue(emn) && x == mn->valuedouble)))
@@ -143,11 +150,9 @@ static int check_number(struct vctx *c, const cJSON *s, double x, const char *pa
         return vfail(c, path, "%g is not above the exclusive minimum %g", x, emn->valuedouble);
     if (cJSON_IsNumber(emx) && x >= emx->valuedouble)
         return vfail(c, path, "%g is not below the exclusive maximum %g", x, emx->valuedouble);
-    if (cJSON_IsNumber(k = cJSON_GetObjectItemCaseSensitive(s, "multipleOf")) && k->valuedouble > 0) {
-        double q = x / k->valuedouble;
-        if (fabs(q - round(q)) > 1e-9 * fmax(1.0, fabs(q)))
-            return vfail(c, path, "%g is not a multiple of %g", x, k->valuedouble);
-    }
+    double m = num(s, "multipleOf");
+    if (m > 0 && fabs(x / m - round(x / m)) > 1e-9 * fmax(1.0, fabs(x / m)))
+        return vfail(c, path, "%g is not a multiple of %g", x, m);
     return 0;
 }
 
@@ -170,25 +175,23 @@ static int check_object(struct vctx *c, const cJSON *s, const cJSON *v, char *pa
         }
     }
     int n = cJSON_GetArraySize(v);
-    if (cJSON_IsNumber(k = cJSON_GetObjectItemCaseSensitive(s, "minProperties")) && n < k->valuedouble)
-        return vfail(c, path, "%d properties, fewer than %g", n, k->valuedouble);
-    if (cJSON_IsNumber(k = cJSON_GetObjectItemCaseSensitive(s, "maxProperties")) && n > k->valuedouble)
-        return vfail(c, path, "%d properties, more than %g", n, k->valuedouble);
+    double lo = num(s, "minProperties"), hi = num(s, "maxProperties");
+    if (n < lo) return vfail(c, path, "%d properties, fewer than %g", n, lo);
+    if (n > hi) return vfail(c, path, "%d properties, more than %g", n, hi);
     return 0;
 }
 
 static int check_array(struct vctx *c, const cJSON *s, const cJSON *v, char *path, int depth) {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
-    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(s, "prefixItems"), *k;
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(s, "prefixItems");
     if (cJSON_IsArray(items)) {
         prefix = items;
         items = cJSON_GetObjectItemCaseSensitive(s, "additionalItems");
     }
     int n = cJSON_GetArraySize(v), npre = cJSON_GetArraySize(prefix);
-    if (cJSON_IsNumber(k = cJSON_GetObjectItemCaseSensitive(s, "minItems")) && n < k->valuedouble)
-        return vfail(c, path, "%d items, fewer than %g", n, k->valuedouble);
-    if (cJSON_IsNumber(k = cJSON_GetObjectItemCaseSensitive(s, "maxItems")) && n > k->valuedouble)
-        return vfail(c, path, "%d items, more than %g", n, k->valuedouble);
+    double lo = num(s, "minItems"), hi = num(s, "maxItems");
+    if (n < lo) return vfail(c, path, "%d items, fewer than %g", n, lo);
+    if (n > hi) return vfail(c, path, "%d items, more than %g", n, hi);
     int i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
@@ -201,7 +204,8 @@ static int check_array(struct vctx *c, const cJSON *s, const cJSON *v, char *pat
         for (const cJSON *x = v->child; x; x = x->next, a++) {
             int b = a + 1;
             for (const cJSON *y = x->next; y; y = y->next, b++)
-                if (cJSON_Compare(x, y, 1)) return vfail(c, path, "items %d and %d are equal", a, b);
+                if (cJSON_Compare(x, y, 1))
+                    return vfail(c, path, "items %d and %d are equal", a, b);
         }
     }
     return 0;
@@ -258,10 +262,9 @@ static int check(struct vctx *c, const cJSON *s, const cJSON *v, char *path, int
     }
     if (cJSON_IsString(v)) {
         size_t n = cp_count(v->valuestring);
-        if (cJSON_IsNumber(k = cJSON_GetObjectItemCaseSensitive(s, "minLength")) && n < k->valuedouble)
-            return vfail(c, path, "length %zu is below minLength %g", n, k->valuedouble);
-        if (cJSON_IsNumber(k = cJSON_GetObjectItemCaseSensitive(s, "maxLength")) && n > k->valuedouble)
-            return vfail(c, path, "length %zu is above maxLength %g", n, k->valuedouble);
+        double lo = num(s, "minLength"), hi = num(s, "maxLength");
+        if ((double)n < lo) return vfail(c, path, "length %zu is below minLength %g", n, lo);
+        if ((double)n > hi) return vfail(c, path, "length %zu is above maxLength %g", n, hi);
         if (cJSON_IsString(k = cJSON_GetObjectItemCaseSensitive(s, "pattern")) &&
             check_pattern(c, k->valuestring, v->valuestring, path) < 0)
             return -1;
