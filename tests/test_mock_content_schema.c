@@ -47,8 +47,9 @@ static const char *const schemas[] = {
     "\"^\\\\d+\\\\.\\\\d+\\\\.\\\\d+$\"},\"id\":{\"type\":\"string\",\"pattern\":"
     "\"^[A-Z]{3}-[0-9]{4}$\"},\"slug\":{\"type\":\"string\",\"pattern\":\"^[a-z][a-z0-9-]{2,10}$\"},"
     "\"hex\":{\"type\":\"string\",\"pattern\":\"^0x[0-9a-f]+$\"},\"any\":{\"type\":\"string\","
-    "\"pattern\":\"^v.?\\\\w*$\"},\"nodigit\":{\"type\":\"string\",\"pattern\":\"^[^0-9]{4}$\"}},"
-    "\"required\":[\"semver\",\"id\",\"slug\",\"hex\",\"any\",\"nodigit\"]}",
+    "\"pattern\":\"^v.?\\\\w*$\"},\"nodigit\":{\"type\":\"string\",\"pattern\":\"^[^0-9]{4}$\"},"
+    "\"open\":{\"type\":\"string\",\"pattern\":\"^a{2,}b\\\\.c+$\"}},"
+    "\"required\":[\"semver\",\"id\",\"slug\",\"hex\",\"any\",\"nodigit\",\"open\"]}",
     /* 7: $ref to $defs, used twice and nested */
     "{\"$defs\":{\"pkg\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
     "\"arch\":{\"$ref\":\"#/$defs/arch\"}},\"required\":[\"name\",\"arch\"],"
@@ -268,9 +269,11 @@ static void test_validator_refuses(void **state) {
         {5, "{\"short\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\",\"long\":\"x\",\"exact\":\"12345678\","
             "\"explanation\":\"\"}", "$.short: length 4 is above maxLength 3"},
         {6, "{\"semver\":\"1.2\",\"id\":\"ABC-1234\",\"slug\":\"abc\",\"hex\":\"0x1\",\"any\":\"v\","
-            "\"nodigit\":\"abcd\"}", "$.semver: \"1.2\" does not match pattern"},
+            "\"nodigit\":\"abcd\",\"open\":\"aab.c\"}", "$.semver: \"1.2\" does not match pattern"},
         {6, "{\"semver\":\"1.2.3\",\"id\":\"ABC-1234\",\"slug\":\"abc\",\"hex\":\"0x1\",\"any\":"
-            "\"v\",\"nodigit\":\"ab1d\"}", "$.nodigit"},
+            "\"v\",\"nodigit\":\"ab1d\",\"open\":\"aab.c\"}", "$.nodigit"},
+        {6, "{\"semver\":\"1.2.3\",\"id\":\"ABC-1234\",\"slug\":\"abc\",\"hex\":\"0x1\",\"any\":"
+            "\"v\",\"nodigit\":\"abcd\",\"open\":\"ab.c\"}", "$.open: \"ab.c\" does not match"},
         {7, "{\"main\":{\"name\":\"n\",\"arch\":\"sparc\"}}", "$.main.arch: not one of the enum"},
         {9, "{\"target\":true,\"mode\":\"fast\"}", "$.target: matches none of the 2 anyOf"},
         {9, "{\"target\":1,\"mode\":\"slow\"}", "$.mode: matches 0 of the oneOf schemas"},

@@ -127,15 +127,21 @@ int mock_content_object(const char *system, const char *prompt, uint64_t seed, c
  * Supported keywords (generation and validation): boolean schemas, type (one or a list; the first
  * non-null one is generated), enum, const, properties, required, additionalProperties (false or
  * a schema), minProperties/maxProperties, items (a schema, or a list = tuple), prefixItems,
- * minItems/maxItems, uniqueItems, minimum/maximum, exclusiveMinimum/exclusiveMaximum (numbers,
- * or draft-04 booleans), multipleOf (integers), minLength/maxLength (code points), pattern,
- * format (date-time, date, time, email, uri, uuid, ipv4, hostname: generated, not validated),
- * anyOf/oneOf (generation picks the first branch), allOf (validation only; generation uses the
- * first branch merged with the parent's properties), not (validation only), $ref to "#",
- * "#/$defs/..." and "#/definitions/..." (JSON pointers, ~0 ~1 escapes). Patterns are generated for
- * the simple subset ^ $ literals . [a-z] [^x] \d \w \s \. and the quantifiers ? * + {n} {n,m};
- * anything else (groups, alternation) falls back to a fixed string. The validator matches
- * patterns with POSIX extended regexes after translating \d \w \s.
+ * additionalItems (after a tuple), minItems/maxItems, uniqueItems, minimum/maximum,
+ * exclusiveMinimum/exclusiveMaximum (numbers, or draft-04 booleans), multipleOf,
+ * minLength/maxLength (code points), pattern, format (date-time, date, time, email, uri, uuid,
+ * ipv4, hostname: generated, not validated), anyOf/oneOf (generation takes the first branch, so
+ * a oneOf whose branches overlap may not validate), allOf (generation merges every branch into
+ * the parent: properties united, required concatenated), not (validation only), $ref to "#",
+ * "#/$defs/..." and "#/definitions/..." (JSON pointers, ~0 ~1 escapes; siblings of a $ref are
+ * ignored by generation). Not supported: patternProperties, contains, if/then/else,
+ * dependentRequired/dependentSchemas, propertyNames, remote $refs. Patterns are generated for
+ * the simple subset ^ $ literals . [a-z] [^x] \d \w \s \. and the quantifiers ? * + {n} {n,}
+ * {n,m}; anything else (groups, alternation) falls back to the fixed string "sample". The
+ * validator matches patterns with POSIX extended regexes after translating \d \w \s.
+ * Generated arrays have 1-3 items unless bounds, a tuple or the prompt (packages, commands) say
+ * otherwise, at most 64; every listed property is filled, optional ones included (below depth 8,
+ * for recursive schemas, only required ones), never additional ones unless minProperties asks.
  *
  * Strings follow the property name: "package"/"name"/"pkg" gets the first package understood
  * from the prompt, "packages" (array) all of them, "commands" (array) the install plan's

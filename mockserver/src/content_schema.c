@@ -249,9 +249,9 @@ static int gen_pattern(const char *pat, uint64_t h, char *out, size_t cap) {
             lo = strtol(p + 1, &e, 10);
             if (e == p + 1 || lo < 0) return -1;
             hi = lo;
-            if (*e == ',') {
-                hi = isdigit((unsigned char)e[1]) ? strtol(e + 1, &e, 10) : lo + 3;
-                if (*e != '}' && e[-1] == ',') e++;
+            if (*e == ',') { /* {n,m} or {n,} */
+                e++;
+                hi = isdigit((unsigned char)*e) ? strtol(e, &e, 10) : lo + 3;
             }
             if (*e != '}' || hi < lo || hi > 256) return -1;
             p = e + 1;
