@@ -65,6 +65,13 @@ static const struct {
     {"install node.js", "node.js"},
     {"Set up the following packages: git, curl, wget", "git curl wget"},
     {"install nginx nginx", "nginx"},
+    {"Can you install the nginx web server and the redis cache?", "nginx redis"},
+    {"install vim-nox or emacs-nox, whichever is smaller", "vim-nox emacs-nox"},
+    {"need to set up a mail server with postfix", "postfix"},
+    {"Installing nginx fails with 404, why?", "nginx"},
+    {"install nginx with ssl", "nginx"},
+    {"set up a LAMP stack with apache2, mariadb and php", "apache2 mariadb php"},
+    {"I want to install docker", "docker"},
     /* No package: a question, chit-chat, stop words only, negation, garbage. */
     {"hello there", ""},
     {"What is the weather like?", ""},

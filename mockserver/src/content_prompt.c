@@ -37,7 +37,9 @@ static const char *const end_words[] = {
     "something", "anything", "stuff", "things", "thing", "everything", "instead", "first", "too",
     "hello", "hi", "hey", "ok", "okay", "sure", "want", "need", "know", "about", "way",
     "best", "good", "ready", "working", "work", "correctly", "each", "every", "one", "two",
-    "three", "only", "against", "under", "over", "behind", "inside", "and/or", "etc",
+    "three", "only", "against", "fails", "failed", "failing", "fail", "works", "worked",
+    "crashes", "crashed", "breaks", "broke", "errors", "error", "hangs", "gives", "says",
+    "whichever", "whatever", "either", "neither", "safe", "possible", "fast", "why", "where", "under", "over", "behind", "inside", "and/or", "etc",
 };
 
 /* Words passed over inside a list (and right after a verb). */
@@ -49,10 +51,18 @@ static const char *const skip_words[] = {
     "programs", "software", "app", "apps", "application", "applications", "library",
     "libraries", "server", "servers", "service", "services", "daemon", "web", "stack", "called",
     "named", "debian", "ubuntu", "linux", "sudo", "apt", "apt-get", "aptitude", "dpkg", "up",
+    "cache", "database", "db", "proxy", "reverse", "editor", "compiler", "runtime", "client",
+    "engine", "interpreter", "monitor", "firewall", "browser", "mail", "dns", "ftp", "vpn",
+    "file", "sql", "http", "https", "local", "remote", "simple", "small", "basic", "good",
+    "lamp", "lemp",
 };
 
 /* Separators between names. */
-static const char *const sep_words[] = {"and", "or", "plus", "&", "n"};
+static const char *const sep_words[] = {"and", "or", "&", "n"};
+
+/* After one of these the list goes on with technical names only ("a mail server with postfix",
+ * but not "nginx with ssl"). */
+static const char *const weak_joins[] = {"with", "using", "via", "like", "plus"};
 
 /* Names accepted after a weak verb even though they look like plain words. */
 static const char *const known_pkgs[] = {
@@ -65,6 +75,7 @@ static const char *const known_pkgs[] = {
     "netcat", "nmap", "tcpdump", "wireshark", "strace", "gdb", "valgrind", "clang", "perl",
     "unzip", "zip", "neovim", "nano", "elasticsearch", "kafka", "rabbitmq", "varnish", "squid",
     "bind9", "dnsmasq", "samba", "nfs", "cups", "vlc", "gimp", "firefox", "chromium",
+    "postfix", "dovecot", "exim4", "openvpn", "wireguard", "ssh", "apache2-utils", "nodejs",
 };
 
 /* Install verbs: strong ones accept any name-like word, weak ones only technical names. */
@@ -93,6 +104,7 @@ const char *mock__find_ci(const char *hay, const char *needle, int at_word) {
 struct word {
     char low[WORD_CAP + 1];
     int quoted;      /* it was in quotes or backticks */
+    int after_comma; /* a comma came between it and the word before */
     int ends_clause; /* '.', '?', '!' or ';' followed it */
     int too_long;
 };
@@ -102,12 +114,14 @@ static int is_sp(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r');
 /* Reads the next word at *pp (commas separate words); 0 at the end of the text. */
 static int next_word(const char **pp, struct word *w) {
     const char *p = *pp;
-    while (*p && (is_sp((unsigned char)*p) || *p == ',')) p++;
+    int comma = 0;
+    while (*p && (is_sp((unsigned char)*p) || *p == ',')) comma |= *p++ == ',';
     if (*p == '\0') return 0;
     const char *e = p;
     while (*e && !is_sp((unsigned char)*e) && *e != ',') e++;
     *pp = e;
     memset(w, 0, sizeof *w);
+    w->after_comma = comma;
     while (p < e && strchr("\"'`([<{*", *p)) {
         if (strchr("\"'`", *p)) w->quoted = 1;
         p++;
@@ -196,7 +210,7 @@ enum { ST_IDLE, ST_STRONG, ST_WEAK };
 static void parse_natural(const char *prompt, struct mock_prompt *out) {
     const char *p = prompt;
     struct word w;
-    int st = ST_IDLE, negated = 0, after_version_word = 0;
+    int st = ST_IDLE, negated = 0, after_version_word = 0, after_name = 0;
     char prev[WORD_CAP + 1] = "";
     while (next_word(&p, &w)) {
         const char *s = w.low;
@@ -227,8 +241,14 @@ static void parse_natural(const char *prompt, struct mock_prompt *out) {
             }
         } else if (st != ST_IDLE) {
             struct mock_pkg_ref ref;
-            if (s[0] == '\0' || s[0] == '-' || IN(s, sep_words) || IN(s, skip_words)) {
-                /* passed over: flags such as -y, "and", "the package" */
+            if (w.after_comma) after_name = 0;
+            if (IN(s, sep_words)) {
+                after_name = 0;
+            } else if (IN(s, weak_joins)) {
+                st = ST_WEAK;
+                after_name = 0;
+            } else if (s[0] == '\0' || s[0] == '-' || IN(s, skip_words)) {
+                /* passed over: flags such as -y, "the package" */
             } else if (is_version_number(s)) {
                 /* "nginx 1.22", "nginx version 1.22": pins the last name without a version. */
                 if (out->n_pkgs > 0 && out->pkgs[out->n_pkgs - 1].version[0] == '\0' &&
@@ -237,13 +257,17 @@ static void parse_natural(const char *prompt, struct mock_prompt *out) {
             } else if (isdigit((unsigned char)s[0]) && strspn(s, "0123456789") == strlen(s)) {
                 /* a count ("install 3 packages") */
             } else if (IN(s, end_words) || !as_package(&w, &ref) ||
-                       (st == ST_WEAK && !technical(&w, &ref))) {
+                       ((st == ST_WEAK || after_name) && !technical(&w, &ref))) {
+                /* A second plain word right after a name ("nginx fails", "redis cache") ends
+                 * the list; "nginx redis" and "htop curl" are known names and go on. */
                 st = ST_IDLE;
             } else {
                 add_pkg(out, &ref);
+                after_name = 1;
             }
         }
         after_version_word = strcmp(s, "version") == 0;
+        if (verb) after_name = 0;
         if (w.ends_clause) st = ST_IDLE;
         memcpy(prev, s, sizeof prev);
     }
