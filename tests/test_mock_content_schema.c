@@ -344,6 +344,69 @@ static void test_broken_schemas(void **state) {
     cJSON_Delete(v);
 }
 
+/* OpenAI response_format: text, json_object, json_schema, and the errors a bad one gets. */
+static void test_response_format(void **state) {
+    (void)state;
+    char *out = NULL, err[256];
+    cJSON *rf = parse("{\"type\":\"text\"}");
+    assert_int_equal(mock_content_response_format(rf, NULL, "install nginx", 0, &out, err,
+                                                  sizeof err), 0);
+    assert_null(out);
+    cJSON_Delete(rf);
+
+    rf = parse("{\"type\":\"json_object\"}");
+    assert_int_equal(mock_content_response_format(rf, NULL, "install nginx", 0, &out, err,
+                                                  sizeof err), 1);
+    cJSON *v = parse(out), *obj = NULL;
+    assert_int_equal(mock_content_object(NULL, "install nginx", 0, &obj), 0);
+    assert_true(cJSON_Compare(v, obj, 1));
+    cJSON_Delete(obj);
+    cJSON_Delete(v);
+    cJSON_free(out);
+    cJSON_Delete(rf);
+
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"plan\",\"strict\":true,"
+             "\"schema\":%s}}", schemas[0]);
+    rf = parse(text);
+    assert_int_equal(mock_content_response_format(rf, "sys", prompts[0], 4, &out, err, sizeof err),
+                     1);
+    v = parse(out);
+    cJSON *s = parse(schemas[0]);
+    assert_int_equal(mock_schema_validate(s, v, err, sizeof err), 0);
+    assert_string_equal(str_at(v, "package"), "nginx");
+    cJSON *direct = gen(s, prompts[0], 4);
+    assert_true(cJSON_Compare(v, direct, 1));
+    cJSON_Delete(direct);
+    cJSON_Delete(s);
+    cJSON_Delete(v);
+    cJSON_free(out);
+    cJSON_Delete(rf);
+
+    static const struct {
+        const char *rf, *msg;
+    } bad[] = {
+        {"[]", "response_format: expected an object"},
+        {"{}", "response_format.type: missing"},
+        {"{\"type\":\"xml\"}", "response_format.type: unknown \"xml\""},
+        {"{\"type\":\"json_schema\"}", "response_format.json_schema: missing"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{}}}", "json_schema.name: missing"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":3}}",
+         "json_schema.schema: expected an object"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"$ref\":"
+         "\"#/no\"}}}", "json_schema.schema: $ref '#/no' not found"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rf = parse(bad[i].rf);
+        assert_int_equal(mock_content_response_format(rf, NULL, "x", 0, &out, err, sizeof err), -1);
+        assert_null(out);
+        if (strstr(err, bad[i].msg) == NULL)
+            fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err, bad[i].msg);
+        cJSON_Delete(rf);
+    }
+}
+
 /* cJSON allocations fail from the n-th on (0: never); counts what was attempted. */
 static long fail_at, allocs;
 static int hit;
@@ -417,6 +480,7 @@ int main(void) {
         cmocka_unit_test(test_prompt_fields),
         cmocka_unit_test(test_validator_refuses),
         cmocka_unit_test(test_broken_schemas),
+        cmocka_unit_test(test_response_format),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -170,6 +170,23 @@ int mock_schema_generate(const cJSON *schema, const char *system, const char *pr
  */
 int mock_schema_validate(const cJSON *schema, const cJSON *value, char *err, size_t errlen);
 
+/*
+ * The reply content for an OpenAI request's response_format (borrowed, the member as sent):
+ *   {"type":"text"}                      -> 0, *out NULL: answer with mock_content_generate.
+ *   {"type":"json_object"}               -> 1, *out = mock_content_object's object as JSON text.
+ *   {"type":"json_schema","json_schema":{"name":N,"schema":S,"strict":B}}
+ *                                        -> 1, *out = mock_schema_generate(S) as JSON text (no
+ *                                           schema: like json_object).
+ * *out is compact JSON (cJSON_free) for choices[0].message.content; stream it in the pieces of
+ * mock_content_split like any text, and count completion tokens with mock_count_tokens on it.
+ * Returns -1 with err naming the field ("response_format.type: unknown \"xml\"",
+ * "response_format.json_schema.name: missing", a schema error) for the server's 400.
+ * Threads: any thread.
+ */
+int mock_content_response_format(const cJSON *response_format, const char *system,
+                                 const char *prompt, uint64_t seed, char **out, char *err,
+                                 size_t errlen);
+
 /* ---------------------------------------------------------------------------------------------
  * Tool calls.
  *

@@ -8,8 +8,10 @@
  * request's seed and the tool's name, so they validate and repeat. content.h says how the
  * server turns the result into OpenAI tool_calls and Anthropic tool_use blocks.
  *
+ * It also reads OpenAI's response_format and gives the structured-output content for it.
+ *
  * It does not parse the HTTP request or the message history: the server hands it the tools,
- * tool_choice, system prompt and the last user message.
+ * tool_choice, response_format, system prompt and the last user message.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -31,6 +33,41 @@ static int terr(char *err, size_t errlen, const char *fmt, ...) {
         va_end(ap);
     }
     return -1;
+}
+
+int mock_content_response_format(const cJSON *rf, const char *system, const char *prompt,
+                                 uint64_t seed, char **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (!cJSON_IsObject(rf)) return terr(err, errlen, "response_format: expected an object");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsString(type)) return terr(err, errlen, "response_format.type: missing");
+    const char *t = type->valuestring;
+    const cJSON *schema = NULL;
+    if (strcmp(t, "text") == 0) return 0;
+    if (strcmp(t, "json_schema") == 0) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        if (!cJSON_IsObject(js)) return terr(err, errlen, "response_format.json_schema: missing");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
+        if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
+            return terr(err, errlen, "response_format.json_schema.name: missing");
+        schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+        if (schema != NULL && !cJSON_IsObject(schema))
+            return terr(err, errlen, "response_format.json_schema.schema: expected an object");
+    } else if (strcmp(t, "json_object") != 0) {
+        return terr(err, errlen, "response_format.type: unknown \"%s\"", t);
+    }
+    cJSON *v = NULL;
+    if (schema != NULL) {
+        char gerr[200];
+        if (mock_schema_generate(schema, system, prompt, seed, &v, gerr, sizeof gerr) < 0)
+            return terr(err, errlen, "response_format.json_schema.schema: %s", gerr);
+    } else if (mock_content_object(system, prompt, seed, &v) < 0) {
+        return terr(err, errlen, "out of memory");
+    }
+    *out = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    return *out ? 1 : terr(err, errlen, "out of memory");
 }
 
 /* One tool of the request, in whichever shape it came. */
