@@ -39,7 +39,8 @@ static const char *const end_words[] = {
     "best", "good", "ready", "working", "work", "correctly", "each", "every", "one", "two",
     "three", "only", "against", "fails", "failed", "failing", "fail", "works", "worked",
     "crashes", "crashed", "breaks", "broke", "errors", "error", "hangs", "gives", "says",
-    "whichever", "whatever", "either", "neither", "safe", "possible", "fast", "why", "where", "under", "over", "behind", "inside", "and/or", "etc",
+    "whichever", "whatever", "either", "neither", "safe", "possible", "fast", "under", "over",
+    "behind", "inside", "and/or", "etc",
 };
 
 /* Words passed over inside a list (and right after a verb). */
