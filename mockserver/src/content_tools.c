@@ -1,0 +1,237 @@
+/*
+ * content_tools.c - which tool a mock model calls, and with what arguments.
+ *
+ * Reads the request's tools array in either API's shape and its tool_choice, scores each tool by
+ * the words of its name (3 points each) and description (1 point each) that the prompt contains,
+ * and picks the best one (the first on a tie), or none when tool_choice allows it and nothing
+ * matched. The arguments are mock_schema_generate's value for the tool's schema, seeded with the
+ * request's seed and the tool's name, so they validate and repeat. content.h says how the
+ * server turns the result into OpenAI tool_calls and Anthropic tool_use blocks.
+ *
+ * It also reads OpenAI's response_format and gives the structured-output content for it.
+ *
+ * It does not parse the HTTP request or the message history: the server hands it the tools,
+ * tool_choice, response_format, system prompt and the last user message.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "content_internal.h"
+#include "mock_internal.h"
+
+static int terr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int terr(char *err, size_t errlen, const char *fmt, ...) {
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int mock_content_response_format(const cJSON *rf, const char *system, const char *prompt,
+                                 uint64_t seed, char **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (!cJSON_IsObject(rf)) return terr(err, errlen, "response_format: expected an object");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsString(type)) return terr(err, errlen, "response_format.type: missing");
+    const char *t = type->valuestring;
+    const cJSON *schema = NULL;
+    if (strcmp(t, "text") == 0) return 0;
+    if (strcmp(t, "json_schema") == 0) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        if (!cJSON_IsObject(js)) return terr(err, errlen, "response_format.json_schema: missing");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
+        if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
+            return terr(err, errlen, "response_format.json_schema.name: missing");
+        schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+        if (schema != NULL && !cJSON_IsObject(schema))
+            return terr(err, errlen, "response_format.json_schema.schema: expected an object");
+    } else if (strcmp(t, "json_object") != 0) {
+        return terr(err, errlen, "response_format.type: unknown \"%s\"", t);
+    }
+    cJSON *v = NULL;
+    if (schema != NULL) {
+        char gerr[200];
+        if (mock_schema_generate(schema, system, prompt, seed, &v, gerr, sizeof gerr) < 0)
+            return terr(err, errlen, "response_format.json_schema.schema: %s", gerr);
+    } else if (mock_content_object(system, prompt, seed, &v) < 0) {
+        return terr(err, errlen, "out of memory");
+    }
+    *out = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    return *out ? 1 : terr(err, errlen, "out of memory");
+}
+
+/* One tool of the request, in whichever shape it came. */
+struct tool {
+    const char *name, *description;
+    const cJSON *schema; /* NULL: no parameters */
+};
+
+static int read_tool(const cJSON *t, int i, struct tool *out, char *err, size_t errlen) {
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    const cJSON *src = cJSON_IsObject(fn) ? fn : t;
+    int openai = cJSON_IsObject(fn) || (cJSON_IsString(type) && strcmp(type->valuestring,
+                                                                       "function") == 0);
+    if (!cJSON_IsObject(t)) return terr(err, errlen, "tools[%d]: expected an object", i);
+    if (openai && !cJSON_IsObject(fn))
+        return terr(err, errlen, "tools[%d]: missing function object", i);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(src, "name");
+    if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
+        return terr(err, errlen, "tools[%d]: missing %s", i, openai ? "function.name" : "name");
+    if (strlen(name->valuestring) >= sizeof ((struct mock_tool_call *)0)->name)
+        return terr(err, errlen, "tools[%d]: name longer than 127 bytes", i);
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(src, "description");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(src, openai ? "parameters"
+                                                                       : "input_schema");
+    if (schema != NULL && !cJSON_IsObject(schema) && !cJSON_IsBool(schema))
+        return terr(err, errlen, "tools[%d]: %s must be an object", i,
+                    openai ? "function.parameters" : "input_schema");
+    out->name = name->valuestring;
+    out->description = cJSON_IsString(desc) ? desc->valuestring : "";
+    out->schema = schema;
+    return 0;
+}
+
+static const char *const weak_words[] = {"get", "set", "the", "and", "for", "tool", "with", "from",
+                                         "that", "this", "into", "your", "when", "use", "list",
+                                         "return", "returns", "given", "current", NULL};
+
+static int weak(const char *w, size_t n) {
+    for (size_t i = 0; weak_words[i]; i++)
+        if (strlen(weak_words[i]) == n && strncasecmp(weak_words[i], w, n) == 0) return 1;
+    return 0;
+}
+
+/* Points for each word of text (split at non-letters and camelCase) found in the prompt. */
+static int score_words(const char *text, const char *prompt, int points, size_t min_len) {
+    int score = 0;
+    for (const char *p = text; *p;) {
+        while (*p && !isalpha((unsigned char)*p)) p++;
+        const char *w = p;
+        if (*p) p++;
+        while (*p && isalpha((unsigned char)*p) && !(isupper((unsigned char)*p) &&
+                                                      islower((unsigned char)p[-1])))
+            p++;
+        size_t n = (size_t)(p - w);
+        if (n < min_len || weak(w, n)) continue;
+        char word[64];
+        if (n >= sizeof word) n = sizeof word - 1;
+        memcpy(word, w, n);
+        word[n] = '\0';
+        if (mock__find_ci(prompt, word, 1) != NULL) score += points;
+    }
+    return score;
+}
+
+enum { CH_AUTO, CH_NONE, CH_REQUIRED, CH_NAMED };
+
+static int read_choice(const cJSON *tc, int *mode, const char **name, char *err, size_t errlen) {
+    *mode = CH_AUTO;
+    *name = NULL;
+    if (tc == NULL || cJSON_IsNull(tc)) return 0;
+    const char *t = NULL;
+    if (cJSON_IsString(tc)) t = tc->valuestring;
+    else if (cJSON_IsObject(tc)) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(tc, "type");
+        if (!cJSON_IsString(ty)) return terr(err, errlen, "tool_choice: missing type");
+        t = ty->valuestring;
+        if (strcmp(t, "function") == 0 || strcmp(t, "tool") == 0) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(strcmp(t, "function") == 0 ? fn : tc,
+                                                              "name");
+            if (!cJSON_IsString(n))
+                return terr(err, errlen, "tool_choice: missing %s",
+                            strcmp(t, "function") == 0 ? "function.name" : "name");
+            *mode = CH_NAMED;
+            *name = n->valuestring;
+            return 0;
+        }
+    } else {
+        return terr(err, errlen, "tool_choice: expected a string or an object");
+    }
+    if (strcmp(t, "auto") == 0) *mode = CH_AUTO;
+    else if (strcmp(t, "none") == 0) *mode = CH_NONE;
+    else if (strcmp(t, "required") == 0 || strcmp(t, "any") == 0) *mode = CH_REQUIRED;
+    else return terr(err, errlen, "tool_choice: unknown type \"%s\"", t);
+    return 0;
+}
+
+int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *system,
+                     const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
+                     size_t errlen) {
+    int mode, n, best = -1, best_score = 0;
+    const char *want;
+    struct tool chosen = {0};
+    memset(out, 0, sizeof *out);
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (prompt == NULL) prompt = "";
+    if (tools != NULL && !cJSON_IsArray(tools))
+        return terr(err, errlen, "tools: expected an array");
+    if (read_choice(tool_choice, &mode, &want, err, errlen) < 0) return -1;
+    n = cJSON_GetArraySize(tools);
+    /* Every tool is read, so a broken one is reported even when another would be chosen. */
+    for (int i = 0; i < n; i++) {
+        struct tool t;
+        if (read_tool(cJSON_GetArrayItem(tools, i), i, &t, err, errlen) < 0) return -1;
+        if (mode == CH_NAMED) {
+            if (best < 0 && strcmp(t.name, want) == 0) best = i, chosen = t;
+            continue;
+        }
+        int sc = score_words(t.name, prompt, 3, 3) + score_words(t.description, prompt, 1, 5);
+        if (best < 0 || sc > best_score) best = i, best_score = sc, chosen = t;
+    }
+    if (mode == CH_NAMED && best < 0)
+        return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
+    if (mode == CH_REQUIRED && n == 0)
+        return terr(err, errlen, "tool_choice requires a tool but tools is empty");
+    if (mode == CH_NONE || n == 0 || (mode == CH_AUTO && best_score < 2)) return 0;
+
+    static const char empty_text[] = "{\"type\":\"object\"}";
+    cJSON *empty = chosen.schema ? NULL : cJSON_Parse(empty_text);
+    const cJSON *schema = chosen.schema ? chosen.schema : empty;
+    if (schema == NULL) return terr(err, errlen, "out of memory");
+    char gerr[200];
+    uint64_t s = seed ^ mock__fnv1a64(chosen.name, strlen(chosen.name));
+    int rc = mock_schema_generate(schema, system, prompt, s, &out->input, gerr, sizeof gerr);
+    cJSON_Delete(empty);
+    if (rc < 0) return terr(err, errlen, "tools[%d] (%s): %s", best, chosen.name, gerr);
+    out->arguments = cJSON_PrintUnformatted(out->input);
+    if (out->arguments == NULL) {
+        mock_tool_call_free(out);
+        return terr(err, errlen, "out of memory");
+    }
+    snprintf(out->name, sizeof out->name, "%s", chosen.name);
+    return 1;
+}
+
+void mock_tool_call_free(struct mock_tool_call *c) {
+    if (c == NULL) return;
+    cJSON_free(c->arguments);
+    cJSON_Delete(c->input);
+    memset(c, 0, sizeof *c);
+}
+
+void mock_tool_call_id(const char *prefix, uint64_t seed, const char *prompt, unsigned index,
+                       char *buf, size_t cap) {
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    char id[25];
+    uint64_t h = mock__mix64(seed ^ mock__fnv1a64(prompt ? prompt : "", prompt ? strlen(prompt) : 0)
+                             ^ ((uint64_t)index << 32));
+    for (int i = 0; i < 24; i++) {
+        if (i % 8 == 0) h = mock__mix64(h + (uint64_t)i);
+        id[i] = digits[h % 62];
+        h /= 62;
+    }
+    id[24] = '\0';
+    if (cap > 0) snprintf(buf, cap, "%s%s", prefix ? prefix : "", id);
+}
