@@ -181,7 +181,7 @@ int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *s
     n = cJSON_GetArraySize(tools);
     /* Every tool is read, so a broken one is reported even when another would be chosen. */
     for (int i = 0; i < n; i++) {
-        struct tool t;
+        struct tool t = {0};
         if (read_tool(cJSON_GetArrayItem(tools, i), i, &t, err, errlen) < 0) return -1;
         if (mode == CH_NAMED) {
             if (best < 0 && strcmp(t.name, want) == 0) best = i, chosen = t;
