@@ -1,0 +1,185 @@
+/*
+ * validate_internal.h - what the validator's files share (not installed; see cx/validate.h).
+ *
+ * The word, redirection and nesting-level structures the lexer fills in, the state one
+ * validation carries across commands, small string helpers, and the functions each file
+ * provides to the others.
+ */
+#ifndef CX_VALIDATE_INTERNAL_H
+#define CX_VALIDATE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "cx/validate.h"
+
+#define MAX_WORDS 128
+#define MAX_REDIRS 16
+#define MAX_HEREDOCS 4
+#define MAX_DEPTH 4
+#define MAX_DL_FILES 4
+
+enum { MK_DYN = 1, MK_HOME = 2 };
+
+/* Word flags. */
+#define W_QUOTED 0x01u /* some part was quoted or escaped */
+#define W_SUBST 0x02u  /* contains a command or process substitution */
+#define W_DL 0x04u     /* one of its substitutions downloads */
+#define W_VAR 0x08u    /* contains a variable expansion */
+#define W_PROC 0x10u   /* contains a process substitution <(...) or >(...) */
+#define W_BRACE 0x20u  /* an unquoted '{': may be a brace expansion {a,b} */
+#define W_SPLIT 0x40u  /* an unquoted expansion of a known value with blanks: split into words */
+
+struct word {
+    const char *raw; /* the word as written */
+    size_t raw_len;
+    char *val; /* quotes removed, expansions as markers; in the level's arena */
+    size_t val_len;
+    unsigned flags;
+};
+
+enum redir_kind { R_OUT, R_IN, R_DUP, R_HERESTR };
+
+struct redir {
+    enum redir_kind kind;
+    struct word t;
+};
+
+struct heredoc {
+    char delim[128];
+    bool quoted;     /* delimiter quoted: the body is not expanded */
+    bool strip_tabs; /* <<- */
+    bool to_shell;   /* the command reading it is a shell */
+    size_t owner;    /* index of the simple command it belongs to on this level */
+};
+
+/* What a nested check reports about the text it checked. */
+struct inner {
+    bool unsafe;   /* runs something that is not a read-only query */
+    bool dl;       /* downloads */
+    char name[48]; /* first command that is not a read-only query */
+};
+
+/* One nesting level: the simple command being built. */
+struct level {
+    struct word w[MAX_WORDS];
+    size_t nw;
+    struct redir r[MAX_REDIRS];
+    size_t nr;
+    struct heredoc hd[MAX_HEREDOCS];
+    size_t nhd;
+    size_t ncmd;  /* simple commands finished on this level */
+    bool in_pipe; /* the command being built reads a pipe */
+    bool pipe_dl; /* an earlier stage of its pipeline downloads */
+    char arena[CX_VALIDATE_MAX_CMD + 64];
+    size_t used;
+};
+
+/* State shared by every level of one validation. */
+#define MAX_VARS 8
+
+struct vctx {
+    char *reason;
+    size_t reason_len;
+    char dl_files[MAX_DL_FILES][128]; /* basenames of files downloaded earlier */
+    size_t ndl;
+    /* Variables assigned earlier in the command line ("x=/; rm -rf $x"), values with markers. */
+    struct {
+        char name[32];
+        char val[256];
+    } vars[MAX_VARS];
+    size_t nvars;
+    char cwd[256]; /* directory set by an earlier cd, with markers; "" when unknown */
+};
+
+/* What check_simple found, for finish. */
+struct simple_out {
+    size_t cmd_at; /* index in L->w of the command word; L->nw when there is none */
+    bool to_shell; /* the command is a shell or interpreter (here-documents are code) */
+    bool dl;       /* the command downloads */
+};
+
+enum pclass { PC_NONE, PC_ROOT, PC_ROOT_GLOB, PC_HOME, PC_HOMES, PC_SYSDIR, PC_VARROOT };
+
+/* Small string helpers. */
+static inline bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+static inline bool is_meta(char c) {
+    return c == ';' || c == '&' || c == '|' || c == '(' || c == ')' || c == '<' || c == '>' ||
+           c == '\n';
+}
+static inline bool is_name_start(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+static inline bool is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
+static inline bool streq(const char *a, const char *b) { return strcmp(a, b) == 0; }
+static inline bool starts(const char *a, const char *p) { return strncmp(a, p, strlen(p)) == 0; }
+
+static inline bool in_list(const char *s, const char *const *list) {
+    for (; *list; list++)
+        if (streq(s, *list)) return true;
+    return false;
+}
+
+static inline bool strstr_n(const char *s, size_t n, const char *pat) {
+    size_t m = strlen(pat);
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(s + i, pat, m) == 0) return true;
+    return false;
+}
+
+static inline int hexdigit(char h) {
+    if (h >= '0' && h <= '9') return h - '0';
+    if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+    if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+    return -1;
+}
+
+static inline const char *base_name(const char *p) {
+    const char *b = strrchr(p, '/');
+    return b ? b + 1 : p;
+}
+
+static inline bool short_opt(const char *a) { return a[0] == '-' && a[1] && a[1] != '-'; }
+
+/* validate.c */
+__attribute__((format(printf, 2, 3))) int reject(struct vctx *v, const char *fmt, ...);
+void show(char *out, size_t cap, const char *s);
+
+/* validate_lex.c */
+int check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info);
+void set_var(struct vctx *v, const char *name, size_t n, const char *val);
+
+/* validate_path.c */
+enum pclass classify(const char *val, char *disp, size_t cap);
+const char *resolve(const struct vctx *v, const char *val, char *buf, size_t cap);
+bool has_glob(const char *val);
+bool norm_path(const char *val, char *out, size_t cap);
+bool sensitive(const char *val, char *np, size_t cap);
+bool block_device(const char *val, char *np, size_t cap);
+void describe(enum pclass c, const char *disp, char *out, size_t cap);
+int check_write(struct vctx *v, const char *cmd, const char *val);
+
+/* validate_rules.c */
+int check_rm(struct vctx *v, struct word *const *a, size_t n);
+int check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t n);
+size_t operands(struct word *const *a, size_t n, const char **ops, size_t cap);
+int check_disk_tools(struct vctx *v, const char *name, struct word *const *a, size_t n);
+int check_writers(struct vctx *v, const char *name, struct word *const *a, size_t n);
+int check_find(struct vctx *v, struct word *const *a, size_t n);
+int check_packages(struct vctx *v, const char *name, struct word *const *a, size_t n);
+bool fork_bomb(const char *s, size_t len);
+
+/* validate_simple.c */
+bool is_shell(const char *n);
+bool is_interp(const char *n);
+bool is_downloader(const char *n);
+bool is_query(const char *name, struct word *const *a, size_t n);
+bool is_assignment(const struct word *w);
+bool is_reserved(const struct word *w);
+size_t skip_opts(struct word *w, size_t k, size_t n, const char *const *with_arg);
+int check_code(struct vctx *v, const char *s, size_t len, int depth);
+int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
+                 struct simple_out *out);
+
+#endif /* CX_VALIDATE_INTERNAL_H */
