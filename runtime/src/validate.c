@@ -23,7 +23,7 @@
 #include "cx_internal.h"
 #include "validate_internal.h"
 
-int reject(struct vctx *v, const char *fmt, ...) {
+int cx__vd_reject(struct vctx *v, const char *fmt, ...) {
     if (v->reason && v->reason_len > 0) {
         va_list ap;
         va_start(ap, fmt);
@@ -34,7 +34,7 @@ int reject(struct vctx *v, const char *fmt, ...) {
 }
 
 /* Copies s for a reason, replacing markers with readable text. */
-void show(char *out, size_t cap, const char *s) {
+void cx__vd_show(char *out, size_t cap, const char *s) {
     size_t o = 0;
     for (; *s && o + 1 < cap; s++) {
         const char *rep = NULL;
@@ -62,16 +62,16 @@ static int validate_one(struct vctx *v, const char *cmd, char *reason, size_t re
     v->reason_len = reason_len;
     size_t len = strlen(cmd);
     if (len > CX_VALIDATE_MAX_CMD) {
-        reject(v, "command is longer than %d bytes, too long to check", CX_VALIDATE_MAX_CMD);
+        cx__vd_reject(v, "command is longer than %d bytes, too long to check", CX_VALIDATE_MAX_CMD);
         return CX_EREJECTED;
     }
     for (size_t i = 0; i < len; i++) {
         if (cmd[i] == MK_DYN || cmd[i] == MK_HOME) {
-            reject(v, "contains control characters");
+            cx__vd_reject(v, "contains control characters");
             return CX_EREJECTED;
         }
     }
-    return check_text(v, cmd, len, 0, NULL) ? CX_EREJECTED : 0;
+    return cx__vd_check_text(v, cmd, len, 0, NULL) ? CX_EREJECTED : 0;
 }
 
 int cx_validate_command(const char *cmd, char *reason, size_t reason_len) {
@@ -90,10 +90,10 @@ int cx_validate_package_name(const char *name, char *reason, size_t reason_len) 
     if (reason && reason_len) reason[0] = '\0';
     if (name == NULL) return CX_EINVAL;
     size_t n = strlen(name);
-    if (n == 0) return reject(&v, "package name is empty"), CX_EREJECTED;
-    if (n > 128) return reject(&v, "package name is longer than 128 characters"), CX_EREJECTED;
+    if (n == 0) return cx__vd_reject(&v, "package name is empty"), CX_EREJECTED;
+    if (n > 128) return cx__vd_reject(&v, "package name is longer than 128 characters"), CX_EREJECTED;
     if (name[0] == '-')
-        return reject(&v, "package name '%.60s' starts with '-' and would be read as an option", name),
+        return cx__vd_reject(&v, "package name '%.60s' starts with '-' and would be read as an option", name),
                CX_EREJECTED;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
@@ -101,11 +101,11 @@ int cx_validate_package_name(const char *name, char *reason, size_t reason_len) 
             strchr(".+_:=~@/-", c))
             continue;
         char shown[64];
-        show(shown, sizeof shown, name);
+        cx__vd_show(shown, sizeof shown, name);
         if (c < 32 || c >= 127)
-            reject(&v, "package name '%s' contains the control or non-ASCII byte 0x%02x", shown, c);
+            cx__vd_reject(&v, "package name '%s' contains the control or non-ASCII byte 0x%02x", shown, c);
         else
-            reject(&v, "shell metacharacter '%c' in package name '%s'", c, shown);
+            cx__vd_reject(&v, "shell metacharacter '%c' in package name '%s'", c, shown);
         return CX_EREJECTED;
     }
     return 0;

@@ -3,7 +3,8 @@
  *
  * The word, redirection and nesting-level structures the lexer fills in, the state one
  * validation carries across commands, small string helpers, and the functions each file
- * provides to the others.
+ * provides to the others. Those carry the cx__vd_ prefix ("validator"), as functions shared
+ * between our files but not public do; the comments elsewhere name them without it.
  */
 #ifndef CX_VALIDATE_INTERNAL_H
 #define CX_VALIDATE_INTERNAL_H
@@ -143,43 +144,43 @@ static inline const char *base_name(const char *p) {
 static inline bool short_opt(const char *a) { return a[0] == '-' && a[1] && a[1] != '-'; }
 
 /* validate.c */
-__attribute__((format(printf, 2, 3))) int reject(struct vctx *v, const char *fmt, ...);
-void show(char *out, size_t cap, const char *s);
+__attribute__((format(printf, 2, 3))) int cx__vd_reject(struct vctx *v, const char *fmt, ...);
+void cx__vd_show(char *out, size_t cap, const char *s);
 
 /* validate_lex.c */
-int check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info);
-void set_var(struct vctx *v, const char *name, size_t n, const char *val);
+int cx__vd_check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info);
+void cx__vd_set_var(struct vctx *v, const char *name, size_t n, const char *val);
 
 /* validate_path.c */
-enum pclass classify(const char *val, char *disp, size_t cap);
-const char *resolve(const struct vctx *v, const char *val, char *buf, size_t cap);
-bool has_glob(const char *val);
-bool norm_path(const char *val, char *out, size_t cap);
-bool sensitive(const char *val, char *np, size_t cap);
-bool block_device(const char *val, char *np, size_t cap);
-void describe(enum pclass c, const char *disp, char *out, size_t cap);
-int check_write(struct vctx *v, const char *cmd, const char *val);
+enum pclass cx__vd_classify(const char *val, char *disp, size_t cap);
+const char *cx__vd_resolve(const struct vctx *v, const char *val, char *buf, size_t cap);
+bool cx__vd_has_glob(const char *val);
+bool cx__vd_norm_path(const char *val, char *out, size_t cap);
+bool cx__vd_sensitive(const char *val, char *np, size_t cap);
+bool cx__vd_block_device(const char *val, char *np, size_t cap);
+void cx__vd_describe(enum pclass c, const char *disp, char *out, size_t cap);
+int cx__vd_check_write(struct vctx *v, const char *cmd, const char *val);
 
 /* validate_rules.c */
-int check_rm(struct vctx *v, struct word *const *a, size_t n);
-int check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t n);
-size_t operands(struct word *const *a, size_t n, const char **ops, size_t cap);
-int check_disk_tools(struct vctx *v, const char *name, struct word *const *a, size_t n);
-int check_writers(struct vctx *v, const char *name, struct word *const *a, size_t n);
-int check_find(struct vctx *v, struct word *const *a, size_t n);
-int check_packages(struct vctx *v, const char *name, struct word *const *a, size_t n);
-bool fork_bomb(const char *s, size_t len);
+int cx__vd_check_rm(struct vctx *v, struct word *const *a, size_t n);
+int cx__vd_check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t n);
+size_t cx__vd_operands(struct word *const *a, size_t n, const char **ops, size_t cap);
+int cx__vd_check_disk_tools(struct vctx *v, const char *name, struct word *const *a, size_t n);
+int cx__vd_check_writers(struct vctx *v, const char *name, struct word *const *a, size_t n);
+int cx__vd_check_find(struct vctx *v, struct word *const *a, size_t n);
+int cx__vd_check_packages(struct vctx *v, const char *name, struct word *const *a, size_t n);
+bool cx__vd_fork_bomb(const char *s, size_t len);
 
 /* validate_simple.c */
-bool is_shell(const char *n);
-bool is_interp(const char *n);
-bool is_downloader(const char *n);
-bool is_query(const char *name, struct word *const *a, size_t n);
-bool is_assignment(const struct word *w);
-bool is_reserved(const struct word *w);
-size_t skip_opts(struct word *w, size_t k, size_t n, const char *const *with_arg);
-int check_code(struct vctx *v, const char *s, size_t len, int depth);
-int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
+bool cx__vd_is_shell(const char *n);
+bool cx__vd_is_interp(const char *n);
+bool cx__vd_is_downloader(const char *n);
+bool cx__vd_is_query(const char *name, struct word *const *a, size_t n);
+bool cx__vd_is_assignment(const struct word *w);
+bool cx__vd_is_reserved(const struct word *w);
+size_t cx__vd_skip_opts(struct word *w, size_t k, size_t n, const char *const *with_arg);
+int cx__vd_check_code(struct vctx *v, const char *s, size_t len, int depth);
+int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
                  struct simple_out *out);
 
 #endif /* CX_VALIDATE_INTERNAL_H */

@@ -39,7 +39,7 @@ static const char *lookup_var(const struct vctx *v, const char *name, size_t n) 
 }
 
 /* Records name=value; a value too long to keep makes the variable unknown again. */
-void set_var(struct vctx *v, const char *name, size_t n, const char *val) {
+void cx__vd_set_var(struct vctx *v, const char *name, size_t n, const char *val) {
     size_t i = 0;
     while (i < v->nvars && !(strlen(v->vars[i].name) == n && memcmp(v->vars[i].name, name, n) == 0))
         i++;
@@ -141,10 +141,10 @@ static int check_subst(struct vctx *v, const char *s, size_t len, int depth, con
     struct inner in;
     memset(&in, 0, sizeof in);
     if (depth + 1 >= MAX_DEPTH)
-        return reject(v, "nests command substitutions too deeply to be checked");
-    if (check_text(v, s, len, depth + 1, &in)) return 1;
+        return cx__vd_reject(v, "nests command substitutions too deeply to be checked");
+    if (cx__vd_check_text(v, s, len, depth + 1, &in)) return 1;
     if (in.unsafe)
-        return reject(v, "runs '%s' in a %s, which is not a read-only query", in.name, kind);
+        return cx__vd_reject(v, "runs '%s' in a %s, which is not a read-only query", in.name, kind);
     *flags |= W_SUBST;
     if (in.dl) *flags |= W_DL;
     return 0;
@@ -170,24 +170,24 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
     if (j < len && s[j] == '(' && j + 1 < len && s[j + 1] == '(') {
         /* Arithmetic: its value is a number, but it may hide a substitution. */
         size_t e = match_paren(s, len, j + 1);
-        if (e >= len) return reject(v, "has an unterminated $(( arithmetic expansion");
+        if (e >= len) return cx__vd_reject(v, "has an unterminated $(( arithmetic expansion");
         if (memchr(s + j + 2, '`', e - j - 2) || strstr_n(s + j + 2, e - j - 2, "$("))
-            return reject(v, "hides a command substitution inside an arithmetic expansion");
+            return cx__vd_reject(v, "hides a command substitution inside an arithmetic expansion");
         *i = (e + 1 < len && s[e + 1] == ')') ? e + 2 : e + 1;
         w->flags |= W_VAR;
-        return put(L, MK_DYN) ? 0 : reject(v, "is too long to check");
+        return put(L, MK_DYN) ? 0 : cx__vd_reject(v, "is too long to check");
     }
     if (j < len && s[j] == '(') {
         size_t e = match_paren(s, len, j + 1);
-        if (e >= len) return reject(v, "has an unterminated $( command substitution");
+        if (e >= len) return cx__vd_reject(v, "has an unterminated $( command substitution");
         if (check_subst(v, s + j + 1, e - j - 1, depth, "command substitution", &w->flags))
             return 1;
         *i = e + 1;
-        return put(L, MK_DYN) ? 0 : reject(v, "is too long to check");
+        return put(L, MK_DYN) ? 0 : cx__vd_reject(v, "is too long to check");
     }
     if (j < len && s[j] == '{') {
         size_t e = match_brace(s, len, j + 1);
-        if (e >= len) return reject(v, "has an unterminated ${ expansion");
+        if (e >= len) return cx__vd_reject(v, "has an unterminated ${ expansion");
         const char *in = s + j + 1;
         size_t n = e - j - 1;
         char mk = MK_DYN;
@@ -198,10 +198,10 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
             *i = e + 1;
             w->flags |= W_VAR;
             if (!dq && strpbrk(known, " \t\n")) w->flags |= W_SPLIT;
-            return put_str(L, known) ? 0 : reject(v, "is too long to check");
+            return put_str(L, known) ? 0 : cx__vd_reject(v, "is too long to check");
         }
         if (!dq && nl == 3 && n == 3 && memcmp(in, "IFS", 3) == 0)
-            return reject(v, "expands $IFS unquoted, which hides where words begin and end");
+            return cx__vd_reject(v, "expands $IFS unquoted, which hides where words begin and end");
         /* ${HOME}, and ${HOME%...} and the like: somewhere at or above a home directory. */
         if (nl == 4 && memcmp(in, "HOME", 4) == 0) mk = MK_HOME;
         else if (memchr(in, '`', n) || strstr_n(in, n, "$(") || strstr_n(in, n, "<(")) {
@@ -210,7 +210,7 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         }
         w->flags |= W_VAR;
         *i = e + 1;
-        return put(L, mk) ? 0 : reject(v, "is too long to check");
+        return put(L, mk) ? 0 : cx__vd_reject(v, "is too long to check");
     }
     if (j < len && is_name_start(s[j])) {
         size_t e = j;
@@ -221,19 +221,19 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         *i = e;
         if (known) {
             if (!dq && strpbrk(known, " \t\n")) w->flags |= W_SPLIT;
-            return put_str(L, known) ? 0 : reject(v, "is too long to check");
+            return put_str(L, known) ? 0 : cx__vd_reject(v, "is too long to check");
         }
         if (!dq && e - j == 3 && memcmp(s + j, "IFS", 3) == 0)
-            return reject(v, "expands $IFS unquoted, which hides where words begin and end");
-        return put(L, mk) ? 0 : reject(v, "is too long to check");
+            return cx__vd_reject(v, "expands $IFS unquoted, which hides where words begin and end");
+        return put(L, mk) ? 0 : cx__vd_reject(v, "is too long to check");
     }
     if (j < len && strchr("0123456789@*#?-$!", s[j])) {
         w->flags |= W_VAR;
         *i = j + 1;
-        return put(L, MK_DYN) ? 0 : reject(v, "is too long to check");
+        return put(L, MK_DYN) ? 0 : cx__vd_reject(v, "is too long to check");
     }
     *i = j; /* a lone '$' is literal */
-    return put(L, '$') ? 0 : reject(v, "is too long to check");
+    return put(L, '$') ? 0 : cx__vd_reject(v, "is too long to check");
 }
 
 /* Decodes $'...' starting at s[*i] == '\'' (after the '$'). */
@@ -261,7 +261,7 @@ static int parse_ansi(struct vctx *v, struct level *L, const char *s, size_t len
                 int val = 0, nd = 0;
                 while (nd < 2 && k < len && hexdigit(s[k]) >= 0) val = val * 16 + hexdigit(s[k++]), nd++;
                 c = nd ? val : 'x';
-                if (!nd && !stop && !put(L, '\\')) return reject(v, "is too long to check");
+                if (!nd && !stop && !put(L, '\\')) return cx__vd_reject(v, "is too long to check");
                 break;
             }
             case 'u': case 'U': {
@@ -287,10 +287,10 @@ static int parse_ansi(struct vctx *v, struct level *L, const char *s, size_t len
             /* A decoded byte that equals a marker would be misread; bash would not produce
              * anything special for it, so map it to a harmless printable byte. */
             if (c == MK_DYN || c == MK_HOME) c = '?';
-            if (!put(L, (char)c)) return reject(v, "is too long to check");
+            if (!put(L, (char)c)) return cx__vd_reject(v, "is too long to check");
         }
     }
-    if (k >= len) return reject(v, "has an unterminated $' quote, so it cannot be checked");
+    if (k >= len) return cx__vd_reject(v, "has an unterminated $' quote, so it cannot be checked");
     *i = k + 1;
     return 0;
 }
@@ -308,11 +308,11 @@ static int parse_word(struct vctx *v, struct level *L, const char *s, size_t len
         char c = s[k];
         if ((c == '<' || c == '>') && k + 1 < len && s[k + 1] == '(' && first) {
             size_t e = match_paren(s, len, k + 2);
-            if (e >= len) return reject(v, "has an unterminated process substitution");
+            if (e >= len) return cx__vd_reject(v, "has an unterminated process substitution");
             w->flags |= W_PROC;
             if (check_subst(v, s + k + 2, e - k - 2, depth, "process substitution", &w->flags))
                 return 1;
-            if (!put(L, MK_DYN)) return reject(v, "is too long to check");
+            if (!put(L, MK_DYN)) return cx__vd_reject(v, "is too long to check");
             k = e + 1;
             first = false;
             continue;
@@ -324,15 +324,15 @@ static int parse_word(struct vctx *v, struct level *L, const char *s, size_t len
                 continue;
             }
             w->flags |= W_QUOTED;
-            if (k + 1 < len && !put(L, s[k + 1])) return reject(v, "is too long to check");
+            if (k + 1 < len && !put(L, s[k + 1])) return cx__vd_reject(v, "is too long to check");
             k += 2;
         } else if (c == '\'') {
             const char *q = memchr(s + k + 1, '\'', len - k - 1);
-            if (!q) return reject(v, "has an unterminated quote, so it cannot be checked");
+            if (!q) return cx__vd_reject(v, "has an unterminated quote, so it cannot be checked");
             w->flags |= W_QUOTED;
             for (const char *p = s + k + 1; p < q; p++)
                 if (!put(L, *p == MK_DYN || *p == MK_HOME ? '?' : *p))
-                    return reject(v, "is too long to check");
+                    return cx__vd_reject(v, "is too long to check");
             k = (size_t)(q - s) + 1;
         } else if (c == '$' && k + 1 < len && s[k + 1] == '\'') {
             w->flags |= W_QUOTED;
@@ -343,26 +343,26 @@ static int parse_word(struct vctx *v, struct level *L, const char *s, size_t len
             w->flags |= W_QUOTED;
             k++;
             for (;;) {
-                if (k >= len) return reject(v, "has an unterminated quote, so it cannot be checked");
+                if (k >= len) return cx__vd_reject(v, "has an unterminated quote, so it cannot be checked");
                 char d = s[k];
                 if (d == '"') {
                     k++;
                     break;
                 }
                 if (d == '\\' && k + 1 < len && strchr("$`\"\\\n", s[k + 1])) {
-                    if (s[k + 1] != '\n' && !put(L, s[k + 1])) return reject(v, "is too long to check");
+                    if (s[k + 1] != '\n' && !put(L, s[k + 1])) return cx__vd_reject(v, "is too long to check");
                     k += 2;
                 } else if (d == '$') {
                     if (parse_dollar(v, L, s, len, &k, depth, true, w)) return 1;
                 } else if (d == '`') {
                     size_t e = k + 1;
                     while (e < len && s[e] != '`') e += (s[e] == '\\') ? 2 : 1;
-                    if (e >= len) return reject(v, "has an unterminated backtick substitution");
+                    if (e >= len) return cx__vd_reject(v, "has an unterminated backtick substitution");
                     if (check_backtick(v, s + k + 1, e - k - 1, depth, &w->flags)) return 1;
-                    if (!put(L, MK_DYN)) return reject(v, "is too long to check");
+                    if (!put(L, MK_DYN)) return cx__vd_reject(v, "is too long to check");
                     k = e + 1;
                 } else {
-                    if (!put(L, d == MK_DYN || d == MK_HOME ? '?' : d)) return reject(v, "is too long to check");
+                    if (!put(L, d == MK_DYN || d == MK_HOME ? '?' : d)) return cx__vd_reject(v, "is too long to check");
                     k++;
                 }
             }
@@ -371,38 +371,38 @@ static int parse_word(struct vctx *v, struct level *L, const char *s, size_t len
         } else if (c == '`') {
             size_t e = k + 1;
             while (e < len && s[e] != '`') e += (s[e] == '\\') ? 2 : 1;
-            if (e >= len) return reject(v, "has an unterminated backtick substitution");
+            if (e >= len) return cx__vd_reject(v, "has an unterminated backtick substitution");
             if (check_backtick(v, s + k + 1, e - k - 1, depth, &w->flags)) return 1;
-            if (!put(L, MK_DYN)) return reject(v, "is too long to check");
+            if (!put(L, MK_DYN)) return cx__vd_reject(v, "is too long to check");
             k = e + 1;
         } else if (c == '~' && (first || (k > *i && (s[k - 1] == '=' || s[k - 1] == ':')))) {
             /* Tilde expansion: ~, ~/..., ~user, ~user/... all name a home directory. */
             size_t e = k + 1;
             while (e < len && (is_name_char(s[e]) || s[e] == '-' || s[e] == '.')) e++;
             if (e >= len || s[e] == '/' || is_blank(s[e]) || is_meta(s[e]) || s[e] == ':') {
-                if (!put(L, MK_HOME)) return reject(v, "is too long to check");
+                if (!put(L, MK_HOME)) return cx__vd_reject(v, "is too long to check");
                 k = e;
             } else {
-                if (!put(L, '~')) return reject(v, "is too long to check");
+                if (!put(L, '~')) return cx__vd_reject(v, "is too long to check");
                 k++;
             }
         } else {
             if (c == '{') w->flags |= W_BRACE;
-            if (!put(L, c == MK_DYN || c == MK_HOME ? '?' : c)) return reject(v, "is too long to check");
+            if (!put(L, c == MK_DYN || c == MK_HOME ? '?' : c)) return cx__vd_reject(v, "is too long to check");
             k++;
         }
         first = false;
     }
     w->raw_len = k - *i;
     w->val_len = L->used - start_used;
-    if (!put(L, '\0')) return reject(v, "is too long to check");
+    if (!put(L, '\0')) return cx__vd_reject(v, "is too long to check");
     *i = k;
     return 0;
 }
 
 /* Replaces word i by the m words in parts (arena strings). */
 static int replace_word(struct vctx *v, struct level *L, size_t i, char **parts, size_t m) {
-    if (L->nw - 1 + m > MAX_WORDS) return reject(v, "has too many words to check");
+    if (L->nw - 1 + m > MAX_WORDS) return cx__vd_reject(v, "has too many words to check");
     struct word tmpl = L->w[i];
     memmove(&L->w[i + m], &L->w[i + 1], (L->nw - i - 1) * sizeof L->w[0]);
     for (size_t k = 0; k < m; k++) {
@@ -421,7 +421,7 @@ static int expand_words(struct vctx *v, struct level *L) {
         struct word *w = &L->w[i];
         char *parts[MAX_WORDS];
         size_t m = 0;
-        if (++guard > 4 * MAX_WORDS) return reject(v, "has too many words to check");
+        if (++guard > 4 * MAX_WORDS) return cx__vd_reject(v, "has too many words to check");
         if (w->val_len == 0 && !(w->flags & W_QUOTED)) {
             /* An unquoted expansion of an empty value ("X=; $X rm -rf /") is no word at all:
              * bash drops it, and the next word becomes the command. */
@@ -429,7 +429,7 @@ static int expand_words(struct vctx *v, struct level *L) {
             i--;
             continue;
         }
-        if ((w->flags & W_SPLIT) && is_assignment(w)) w->flags &= ~W_SPLIT; /* no splitting */
+        if ((w->flags & W_SPLIT) && cx__vd_is_assignment(w)) w->flags &= ~W_SPLIT; /* no splitting */
         if (w->flags & W_SPLIT) {
             const char *p = w->val;
             while (*p) {
@@ -437,11 +437,11 @@ static int expand_words(struct vctx *v, struct level *L) {
                 if (!*p) break;
                 const char *st = p;
                 while (*p && *p != ' ' && *p != '\t' && *p != '\n') p++;
-                if (m == MAX_WORDS) return reject(v, "has too many words to check");
+                if (m == MAX_WORDS) return cx__vd_reject(v, "has too many words to check");
                 parts[m++] = L->arena + L->used;
                 for (const char *q = st; q < p; q++)
-                    if (!put(L, *q)) return reject(v, "is too long to check");
-                if (!put(L, '\0')) return reject(v, "is too long to check");
+                    if (!put(L, *q)) return cx__vd_reject(v, "is too long to check");
+                if (!put(L, '\0')) return cx__vd_reject(v, "is too long to check");
             }
             w->flags &= ~W_SPLIT;
             /* Only blanks: no word at all, unless a quoted part keeps an empty one. */
@@ -476,13 +476,13 @@ static int expand_words(struct vctx *v, struct level *L) {
             if (*p == '{') depth++;
             else if (*p == '}' && depth > 0) depth--;
             else if ((*p == ',' && depth == 0) || p == cb) {
-                if (m == MAX_WORDS) return reject(v, "has too many words to check");
+                if (m == MAX_WORDS) return cx__vd_reject(v, "has too many words to check");
                 parts[m++] = L->arena + L->used;
                 for (const char *q = val; q < ob; q++)
-                    if (!put(L, *q)) return reject(v, "is too long to check");
+                    if (!put(L, *q)) return cx__vd_reject(v, "is too long to check");
                 for (const char *q = alt; q < p; q++)
-                    if (!put(L, *q)) return reject(v, "is too long to check");
-                if (!put_str(L, cb + 1) || !put(L, '\0')) return reject(v, "is too long to check");
+                    if (!put(L, *q)) return cx__vd_reject(v, "is too long to check");
+                if (!put_str(L, cb + 1) || !put(L, '\0')) return cx__vd_reject(v, "is too long to check");
                 alt = p + 1;
             }
         }
@@ -518,7 +518,7 @@ static bool may_vanish(const struct word *w) {
     return true;
 }
 
-int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
+int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
                         struct simple_out *out);
 
 /*
@@ -534,7 +534,7 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
     bool to_shell = false, dl = false;
     for (;;) {
         struct simple_out o;
-        if (check_simple(v, L, depth, info, &o)) return 1;
+        if (cx__vd_check_simple(v, L, depth, info, &o)) return 1;
         to_shell |= o.to_shell;
         dl |= o.dl;
         if (o.cmd_at >= L->nw || !may_vanish(&L->w[o.cmd_at])) break;
@@ -567,7 +567,7 @@ static int check_heredoc_body(struct vctx *v, const char *s, size_t len, int dep
             i++;
         } else if (s[i] == '$' && i + 1 < len && s[i + 1] == '(') {
             size_t e = match_paren(s, len, i + 2);
-            if (e >= len) return reject(v, "has an unterminated $( in a here-document");
+            if (e >= len) return cx__vd_reject(v, "has an unterminated $( in a here-document");
             if (s[i + 2] != '(' &&
                 check_subst(v, s + i + 2, e - i - 2, depth, "command substitution", &flags))
                 return 1;
@@ -575,7 +575,7 @@ static int check_heredoc_body(struct vctx *v, const char *s, size_t len, int dep
         } else if (s[i] == '`') {
             size_t e = i + 1;
             while (e < len && s[e] != '`') e += (s[e] == '\\') ? 2 : 1;
-            if (e >= len) return reject(v, "has an unterminated backtick in a here-document");
+            if (e >= len) return cx__vd_reject(v, "has an unterminated backtick in a here-document");
             if (check_backtick(v, s + i + 1, e - i - 1, depth, &flags)) return 1;
             i = e;
         }
@@ -606,7 +606,7 @@ static int take_heredocs(struct vctx *v, struct level *L, const char *s, size_t 
             p = le < len ? le + 1 : len;
         }
         if (hd->to_shell) {
-            if (check_code(v, s + start, body_end - start, depth)) return 1;
+            if (cx__vd_check_code(v, s + start, body_end - start, depth)) return 1;
         } else if (!hd->quoted) {
             if (check_heredoc_body(v, s + start, body_end - start, depth)) return 1;
         }
@@ -643,12 +643,12 @@ static int parse_redir(struct vctx *v, struct level *L, const char *s, size_t le
     }
     while (k < len && is_blank(s[k])) k++;
     if (k >= len || (is_meta(s[k]) && !((s[k] == '<' || s[k] == '>') && k + 1 < len && s[k + 1] == '(')))
-        return reject(v, "has a redirection without a target");
+        return cx__vd_reject(v, "has a redirection without a target");
     struct word t;
     if (parse_word(v, L, s, len, &k, depth, &t)) return 1;
     *i = k;
     if (heredoc) {
-        if (L->nhd >= MAX_HEREDOCS) return reject(v, "has too many here-documents to check");
+        if (L->nhd >= MAX_HEREDOCS) return cx__vd_reject(v, "has too many here-documents to check");
         struct heredoc *hd = &L->hd[L->nhd++];
         snprintf(hd->delim, sizeof hd->delim, "%s", t.val);
         hd->quoted = (t.flags & W_QUOTED) != 0;
@@ -663,19 +663,19 @@ static int parse_redir(struct vctx *v, struct level *L, const char *s, size_t le
         if (!digits) kind = R_OUT;
         else return 0;
     }
-    if (L->nr >= MAX_REDIRS) return reject(v, "has too many redirections to check");
+    if (L->nr >= MAX_REDIRS) return cx__vd_reject(v, "has too many redirections to check");
     L->r[L->nr].kind = kind;
     L->r[L->nr].t = t;
     L->nr++;
     return 0;
 }
 
-int check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info) {
+int cx__vd_check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info) {
     struct level L;
     L.nw = L.nr = L.nhd = L.ncmd = L.used = 0;
     L.in_pipe = L.pipe_dl = false;
-    if (fork_bomb(s, len))
-        return reject(v, "defines a fork bomb (a function that keeps starting copies of itself)");
+    if (cx__vd_fork_bomb(s, len))
+        return cx__vd_reject(v, "defines a fork bomb (a function that keeps starting copies of itself)");
     size_t i = 0;
     for (;;) {
         while (i < len && (is_blank(s[i]) || (s[i] == '\\' && i + 1 < len && s[i + 1] == '\n')))
@@ -719,7 +719,7 @@ int check_text(struct vctx *v, const char *s, size_t len, int depth, struct inne
             if (parse_redir(v, &L, s, len, &i, depth)) return 1;
             continue;
         }
-        if (L.nw >= MAX_WORDS) return reject(v, "has too many words to check");
+        if (L.nw >= MAX_WORDS) return cx__vd_reject(v, "has too many words to check");
         if (parse_word(v, &L, s, len, &i, depth, &L.w[L.nw])) return 1;
         L.nw++;
     }

@@ -115,14 +115,14 @@ static void join_comps(const struct comp *c, int k, bool glob, char *out, size_t
 
 /* Classifies a path for the destructive-command rules; disp gets the directory shown in the
  * reason for PC_SYSDIR. */
-enum pclass classify(const char *val, char *disp, size_t cap) {
+enum pclass cx__vd_classify(const char *val, char *disp, size_t cap) {
     struct comp c[MAX_COMPS];
     disp[0] = '\0';
     if (val[0] == MK_DYN) {
         const char *rest = val;
         while (*rest == MK_DYN) rest++;
         if (*rest != '/') return PC_NONE;
-        return classify(rest, disp, cap) != PC_NONE ? PC_VARROOT : PC_NONE;
+        return cx__vd_classify(rest, disp, cap) != PC_NONE ? PC_VARROOT : PC_NONE;
     }
     int k = split_path(val, c);
     if (k < 0) return PC_NONE;
@@ -143,20 +143,20 @@ enum pclass classify(const char *val, char *disp, size_t cap) {
 }
 
 /* A relative path joined to the directory of an earlier cd, when that is known. */
-const char *resolve(const struct vctx *v, const char *val, char *buf, size_t cap) {
+const char *cx__vd_resolve(const struct vctx *v, const char *val, char *buf, size_t cap) {
     if (!v->cwd[0] || val[0] == '/' || val[0] == MK_HOME || val[0] == MK_DYN) return val;
     snprintf(buf, cap, "%s/%s", v->cwd, val);
     return buf;
 }
 
-bool has_glob(const char *val) {
+bool cx__vd_has_glob(const char *val) {
     for (; *val; val++)
         if (strchr("*?[{", *val) || *val == MK_DYN) return true;
     return false;
 }
 
 /* The normalized absolute path, or false when val is not a plain absolute path. */
-bool norm_path(const char *val, char *out, size_t cap) {
+bool cx__vd_norm_path(const char *val, char *out, size_t cap) {
     struct comp c[MAX_COMPS];
     if (val[0] != '/') return false;
     int k = split_path(val, c);
@@ -170,23 +170,23 @@ static const char *const sensitive_files[] = {
     "/etc/passwd-", "/etc/shadow-", "/etc/group-", "/etc/gshadow-", "/proc/sysrq-trigger", NULL};
 
 /* True when val names an account or sudo database file (or /proc/sysrq-trigger). */
-bool sensitive(const char *val, char *np, size_t cap) {
-    if (!norm_path(val, np, cap)) return false;
+bool cx__vd_sensitive(const char *val, char *np, size_t cap) {
+    if (!cx__vd_norm_path(val, np, cap)) return false;
     return in_list(np, sensitive_files) || starts(np, "/etc/sudoers.d/");
 }
 
 /* True when val names a device that holds data (a disk, partition, memory). */
-bool block_device(const char *val, char *np, size_t cap) {
+bool cx__vd_block_device(const char *val, char *np, size_t cap) {
     static const char *const harmless[] = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
                                            "/dev/urandom", "/dev/tty", "/dev/stdin",
                                            "/dev/stdout", "/dev/stderr", "/dev/console", NULL};
-    if (!norm_path(val, np, cap) || !starts(np, "/dev/")) return false;
+    if (!cx__vd_norm_path(val, np, cap) || !starts(np, "/dev/")) return false;
     if (in_list(np, harmless)) return false;
     return !(starts(np, "/dev/fd/") || starts(np, "/dev/pts/") || starts(np, "/dev/shm/") ||
              starts(np, "/dev/tcp/") || starts(np, "/dev/udp/") || starts(np, "/dev/null"));
 }
 
-void describe(enum pclass c, const char *disp, char *out, size_t cap) {
+void cx__vd_describe(enum pclass c, const char *disp, char *out, size_t cap) {
     switch (c) {
     case PC_ROOT: snprintf(out, cap, "the root directory"); break;
     case PC_ROOT_GLOB: snprintf(out, cap, "everything under the root directory"); break;
@@ -202,17 +202,17 @@ void describe(enum pclass c, const char *disp, char *out, size_t cap) {
 }
 
 /* Checks a file that a command writes to. what: "writes to", "dd onto", ... */
-int check_write(struct vctx *v, const char *cmd, const char *val) {
+int cx__vd_check_write(struct vctx *v, const char *cmd, const char *val) {
     char np[256];
-    if (sensitive(val, np, sizeof np)) {
+    if (cx__vd_sensitive(val, np, sizeof np)) {
         if (streq(np, "/proc/sysrq-trigger"))
-            return reject(v, "writes to /proc/sysrq-trigger, which can crash or reboot the machine");
-        return reject(v, "writes to %s (%s), which holds the system's accounts or sudo rights", np,
+            return cx__vd_reject(v, "writes to /proc/sysrq-trigger, which can crash or reboot the machine");
+        return cx__vd_reject(v, "writes to %s (%s), which holds the system's accounts or sudo rights", np,
                       cmd);
     }
-    if (block_device(val, np, sizeof np)) {
-        if (streq(cmd, "dd")) return reject(v, "dd onto a block device (%s)", np);
-        return reject(v, "writes directly onto the block device %s (%s)", np, cmd);
+    if (cx__vd_block_device(val, np, sizeof np)) {
+        if (streq(cmd, "dd")) return cx__vd_reject(v, "dd onto a block device (%s)", np);
+        return cx__vd_reject(v, "writes directly onto the block device %s (%s)", np, cmd);
     }
     return 0;
 }

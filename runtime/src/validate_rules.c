@@ -13,7 +13,7 @@
 
 #include "validate_internal.h"
 
-int check_rm(struct vctx *v, struct word *const *a, size_t n) {
+int cx__vd_check_rm(struct vctx *v, struct word *const *a, size_t n) {
     bool rec = false, force = false, dd = false;
     for (size_t i = 1; i < n; i++) {
         const char *s = a[i]->val;
@@ -38,16 +38,16 @@ int check_rm(struct vctx *v, struct word *const *a, size_t n) {
         if (!dd && s[0] == '-' && s[1]) continue;
         char np[256], disp[256], what[256], rb[600];
         if (rec && (a[i]->flags & W_SUBST) && s[0] == MK_DYN && strspn(s, "/*\x01") == strlen(s))
-            return reject(v, "%s on a path computed by a command substitution, which cannot be "
+            return cx__vd_reject(v, "%s on a path computed by a command substitution, which cannot be "
                              "checked", how);
-        s = resolve(v, s, rb, sizeof rb);
-        if (sensitive(s, np, sizeof np))
-            return reject(v, "deletes %s, which holds the system's accounts or sudo rights", np);
-        enum pclass c = classify(s, disp, sizeof disp);
-        if (c == PC_NONE || (!rec && !has_glob(s) && c != PC_VARROOT)) continue;
+        s = cx__vd_resolve(v, s, rb, sizeof rb);
+        if (cx__vd_sensitive(s, np, sizeof np))
+            return cx__vd_reject(v, "deletes %s, which holds the system's accounts or sudo rights", np);
+        enum pclass c = cx__vd_classify(s, disp, sizeof disp);
+        if (c == PC_NONE || (!rec && !cx__vd_has_glob(s) && c != PC_VARROOT)) continue;
         if (!rec && c == PC_VARROOT) continue;
-        describe(c, disp, what, sizeof what);
-        return reject(v, "%s on %s", how, what);
+        cx__vd_describe(c, disp, what, sizeof what);
+        return cx__vd_reject(v, "%s on %s", how, what);
     }
     return 0;
 }
@@ -66,7 +66,7 @@ static bool sets_setuid(const char *s) {
     return op == 0 || (who != NULL && who < s + op);
 }
 
-int check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t n) {
+int cx__vd_check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t n) {
     bool chmod = streq(name, "chmod"), rec = false, ref = false, dd = false;
     for (size_t i = 1; i < n; i++) {
         const char *s = a[i]->val;
@@ -90,25 +90,25 @@ int check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t
             continue;
         }
         char np[256], disp[256], what[256], rb[600];
-        s = resolve(v, s, rb, sizeof rb);
-        if (setuid && (is_shell(base_name(s)) || is_interp(base_name(s))))
-            return reject(v, "makes the shell or interpreter %s setuid, a root backdoor", s);
-        if (sensitive(s, np, sizeof np))
-            return reject(v, "changes the %s of %s, which holds the system's accounts or sudo rights",
+        s = cx__vd_resolve(v, s, rb, sizeof rb);
+        if (setuid && (cx__vd_is_shell(base_name(s)) || cx__vd_is_interp(base_name(s))))
+            return cx__vd_reject(v, "makes the shell or interpreter %s setuid, a root backdoor", s);
+        if (cx__vd_sensitive(s, np, sizeof np))
+            return cx__vd_reject(v, "changes the %s of %s, which holds the system's accounts or sudo rights",
                           chmod ? "permissions" : "owner", np);
-        enum pclass c = classify(s, disp, sizeof disp);
+        enum pclass c = cx__vd_classify(s, disp, sizeof disp);
         if (c == PC_NONE) continue;
-        if (!rec && (c == PC_HOME || (c == PC_SYSDIR && !has_glob(s)) || c == PC_VARROOT)) continue;
+        if (!rec && (c == PC_HOME || (c == PC_SYSDIR && !cx__vd_has_glob(s)) || c == PC_VARROOT)) continue;
         /* Giving a home directory to its user ("chown -R $USER: ~") is an ordinary repair. */
         if (c == PC_HOME && !chmod) continue;
-        describe(c, disp, what, sizeof what);
-        return reject(v, "%s%s on %s", name, rec ? " -R" : "", what);
+        cx__vd_describe(c, disp, what, sizeof what);
+        return cx__vd_reject(v, "%s%s on %s", name, rec ? " -R" : "", what);
     }
     return 0;
 }
 
 /* Operands of a command (options and "--" removed), into ops; returns how many. */
-size_t operands(struct word *const *a, size_t n, const char **ops, size_t cap) {
+size_t cx__vd_operands(struct word *const *a, size_t n, const char **ops, size_t cap) {
     size_t m = 0;
     bool dd = false;
     for (size_t i = 1; i < n && m < cap; i++) {
@@ -123,19 +123,19 @@ size_t operands(struct word *const *a, size_t n, const char **ops, size_t cap) {
     return m;
 }
 
-int check_disk_tools(struct vctx *v, const char *name, struct word *const *a, size_t n) {
+int cx__vd_check_disk_tools(struct vctx *v, const char *name, struct word *const *a, size_t n) {
     static const char *const fmt[] = {"mke2fs", "mkdosfs", "mkntfs", "mkexfatfs", "mkfs", NULL};
     static const char *const part[] = {"fdisk", "sfdisk", "cfdisk", "gdisk", "sgdisk", "parted",
                                        NULL};
     char np[256];
     if (starts(name, "mkfs") || in_list(name, fmt))
-        return reject(v, "formats a filesystem (%s), destroying the data on it", name);
+        return cx__vd_reject(v, "formats a filesystem (%s), destroying the data on it", name);
     if (streq(name, "wipefs") || streq(name, "blkdiscard"))
-        return reject(v, "erases a disk's contents or signatures (%s)", name);
+        return cx__vd_reject(v, "erases a disk's contents or signatures (%s)", name);
     if (streq(name, "mkswap")) {
         for (size_t i = 1; i < n; i++)
-            if (block_device(a[i]->val, np, sizeof np))
-                return reject(v, "formats the device %s as swap (mkswap), destroying its data", np);
+            if (cx__vd_block_device(a[i]->val, np, sizeof np))
+                return cx__vd_reject(v, "formats the device %s as swap (mkswap), destroying its data", np);
     }
     if (in_list(name, part)) {
         for (size_t i = 1; i < n; i++) {
@@ -145,28 +145,28 @@ int check_disk_tools(struct vctx *v, const char *name, struct word *const *a, si
                 streq(s, "-p") || streq(s, "--print"))
                 return 0;
         }
-        return reject(v, "repartitions a disk (%s)", name);
+        return cx__vd_reject(v, "repartitions a disk (%s)", name);
     }
     if (streq(name, "shred")) {
         for (size_t i = 1; i < n; i++)
-            if (block_device(a[i]->val, np, sizeof np))
-                return reject(v, "overwrites the block device %s (shred)", np);
+            if (cx__vd_block_device(a[i]->val, np, sizeof np))
+                return cx__vd_reject(v, "overwrites the block device %s (shred)", np);
     }
     return 0;
 }
 
-int check_writers(struct vctx *v, const char *name, struct word *const *a, size_t n) {
+int cx__vd_check_writers(struct vctx *v, const char *name, struct word *const *a, size_t n) {
     const char *ops[MAX_WORDS];
-    size_t m = operands(a, n, ops, MAX_WORDS);
+    size_t m = cx__vd_operands(a, n, ops, MAX_WORDS);
     int rc = 0;
     if (streq(name, "dd")) {
         for (size_t i = 1; i < n && !rc; i++)
-            if (starts(a[i]->val, "of=")) rc = check_write(v, "dd", a[i]->val + 3);
+            if (starts(a[i]->val, "of=")) rc = cx__vd_check_write(v, "dd", a[i]->val + 3);
         return rc;
     }
     if (streq(name, "tee") || streq(name, "truncate") || streq(name, "shred") ||
         streq(name, "unlink") || streq(name, "chattr") || streq(name, "setfacl")) {
-        for (size_t i = 0; i < m && !rc; i++) rc = check_write(v, name, ops[i]);
+        for (size_t i = 0; i < m && !rc; i++) rc = cx__vd_check_write(v, name, ops[i]);
         return rc;
     }
     if (streq(name, "sed") || streq(name, "perl")) {
@@ -175,37 +175,37 @@ int check_writers(struct vctx *v, const char *name, struct word *const *a, size_
             const char *s = a[i]->val;
             if (starts(s, "--in-place") || (short_opt(s) && strchr(s + 1, 'i'))) inplace = true;
         }
-        for (size_t i = 0; inplace && i < m && !rc; i++) rc = check_write(v, name, ops[i]);
+        for (size_t i = 0; inplace && i < m && !rc; i++) rc = cx__vd_check_write(v, name, ops[i]);
         return rc;
     }
     if (streq(name, "cp") || streq(name, "mv") || streq(name, "install") || streq(name, "ln") ||
         streq(name, "rsync") || streq(name, "scp")) {
         for (size_t i = 1; i < n && !rc; i++) {
             const char *s = a[i]->val;
-            if (starts(s, "--target-directory=")) rc = check_write(v, name, strchr(s, '=') + 1);
-            else if (streq(s, "-t") && i + 1 < n) rc = check_write(v, name, a[i + 1]->val);
+            if (starts(s, "--target-directory=")) rc = cx__vd_check_write(v, name, strchr(s, '=') + 1);
+            else if (streq(s, "-t") && i + 1 < n) rc = cx__vd_check_write(v, name, a[i + 1]->val);
         }
-        if (!rc && m >= 2) rc = check_write(v, name, ops[m - 1]);
+        if (!rc && m >= 2) rc = cx__vd_check_write(v, name, ops[m - 1]);
         if (!rc && streq(name, "rsync") && m >= 2) {
             bool del = false;
             for (size_t i = 1; i < n; i++) del |= starts(a[i]->val, "--delete");
             char disp[256], what[256], rb[600];
-            enum pclass c = classify(resolve(v, ops[m - 1], rb, sizeof rb), disp, sizeof disp);
+            enum pclass c = cx__vd_classify(cx__vd_resolve(v, ops[m - 1], rb, sizeof rb), disp, sizeof disp);
             if (del && c != PC_NONE) {
-                describe(c, disp, what, sizeof what);
-                return reject(v, "rsync --delete onto %s", what);
+                cx__vd_describe(c, disp, what, sizeof what);
+                return cx__vd_reject(v, "rsync --delete onto %s", what);
             }
         }
         if (!rc && streq(name, "mv")) {
             for (size_t i = 0; i + 1 < m; i++) {
                 char disp[256], what[256], rb[600], np[256];
-                const char *src = resolve(v, ops[i], rb, sizeof rb);
-                if (sensitive(src, np, sizeof np))
-                    return reject(v, "moves %s away, which holds the system's accounts or sudo rights", np);
-                enum pclass c = classify(src, disp, sizeof disp);
+                const char *src = cx__vd_resolve(v, ops[i], rb, sizeof rb);
+                if (cx__vd_sensitive(src, np, sizeof np))
+                    return cx__vd_reject(v, "moves %s away, which holds the system's accounts or sudo rights", np);
+                enum pclass c = cx__vd_classify(src, disp, sizeof disp);
                 if (c == PC_NONE) continue;
-                describe(c, disp, what, sizeof what);
-                return reject(v, "mv of %s", what);
+                cx__vd_describe(c, disp, what, sizeof what);
+                return cx__vd_reject(v, "mv of %s", what);
             }
         }
         return rc;
@@ -213,7 +213,7 @@ int check_writers(struct vctx *v, const char *name, struct word *const *a, size_
     return 0;
 }
 
-int check_find(struct vctx *v, struct word *const *a, size_t n) {
+int cx__vd_check_find(struct vctx *v, struct word *const *a, size_t n) {
     bool del = false;
     size_t first_expr = n;
     for (size_t i = 1; i < n; i++) {
@@ -229,15 +229,15 @@ int check_find(struct vctx *v, struct word *const *a, size_t n) {
     for (size_t i = 1; i < first_expr; i++) {
         char disp[256], what[256];
         char rb[600];
-        enum pclass c = classify(resolve(v, a[i]->val, rb, sizeof rb), disp, sizeof disp);
+        enum pclass c = cx__vd_classify(cx__vd_resolve(v, a[i]->val, rb, sizeof rb), disp, sizeof disp);
         if (c == PC_NONE) continue;
-        describe(c, disp, what, sizeof what);
-        return reject(v, "find deleting files on %s", what);
+        cx__vd_describe(c, disp, what, sizeof what);
+        return cx__vd_reject(v, "find deleting files on %s", what);
     }
     return 0;
 }
 
-int check_packages(struct vctx *v, const char *name, struct word *const *a, size_t n) {
+int cx__vd_check_packages(struct vctx *v, const char *name, struct word *const *a, size_t n) {
     static const char *const mgrs[] = {"apt", "apt-get", "aptitude", "dnf", "yum", "zypper",
                                        "apk", "snap", "brew", "dpkg", NULL};
     static const char *const subs[] = {"install", "reinstall", "remove", "purge", "build-dep",
@@ -266,7 +266,7 @@ int check_packages(struct vctx *v, const char *name, struct word *const *a, size
         }
         if (!active) continue;
         if (w->flags & W_DL)
-            return reject(v, "takes a package name from a download ('%.*s')", (int)(w->raw_len > 60 ? 60 : w->raw_len), w->raw);
+            return cx__vd_reject(v, "takes a package name from a download ('%.*s')", (int)(w->raw_len > 60 ? 60 : w->raw_len), w->raw);
         /* Local package files may be globbed ("dpkg -i" on a directory of .deb files). */
         size_t sl = strlen(s);
         bool file = streq(name, "dpkg") || (sl > 4 && streq(s + sl - 4, ".deb")) ||
@@ -278,7 +278,7 @@ int check_packages(struct vctx *v, const char *name, struct word *const *a, size
             if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                 strchr(".+_:=~@/-", c))
                 continue;
-            return reject(v, "shell metacharacter '%c' in package name '%.*s'",
+            return cx__vd_reject(v, "shell metacharacter '%c' in package name '%.*s'",
                           (unsigned char)c < 32 ? '?' : c,
                           (int)(w->raw_len > 60 ? 60 : w->raw_len), w->raw);
         }
@@ -292,7 +292,7 @@ int check_packages(struct vctx *v, const char *name, struct word *const *a, size
 static bool tok_char(char c) { return !is_blank(c) && !strchr(";&|(){}<>\n'\"", c); }
 
 /* A function whose body calls itself through a pipe or in the background. */
-bool fork_bomb(const char *s, size_t len) {
+bool cx__vd_fork_bomb(const char *s, size_t len) {
     if (strstr_n(s, len, "fork while fork") || strstr_n(s, len, "fork() while") ||
         (strstr_n(s, len, "os.fork()") && strstr_n(s, len, "while")))
         return true;

@@ -24,13 +24,13 @@ static bool prefix_digits(const char *name, const char *p) {
     return true;
 }
 
-bool is_shell(const char *n) {
+bool cx__vd_is_shell(const char *n) {
     static const char *const shells[] = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "csh",
                                          "tcsh", "fish", "ash", "rbash", "yash", NULL};
     return in_list(n, shells);
 }
 
-bool is_interp(const char *n) {
+bool cx__vd_is_interp(const char *n) {
     static const char *const other[] = {"node", "nodejs", "tclsh", "wish", "Rscript", "pwsh",
                                         "deno", "bun", "osascript", NULL};
     return prefix_digits(n, "python") || prefix_digits(n, "pypy") || prefix_digits(n, "perl") ||
@@ -38,7 +38,7 @@ bool is_interp(const char *n) {
            in_list(n, other);
 }
 
-bool is_downloader(const char *n) {
+bool cx__vd_is_downloader(const char *n) {
     static const char *const dl[] = {"curl", "wget", "fetch", "aria2c", "http", "https",
                                      "lwp-request", "lwp-download", "axel", "wget2", NULL};
     return in_list(n, dl);
@@ -46,7 +46,7 @@ bool is_downloader(const char *n) {
 
 
 /* Read-only queries allowed inside a substitution. */
-bool is_query(const char *name, struct word *const *a, size_t n) {
+bool cx__vd_is_query(const char *name, struct word *const *a, size_t n) {
     static const char *const any_args[] = {
         "uname", "lsb_release", "dpkg-architecture", "dpkg-query", "arch", "nproc", "whoami",
         "id", "pwd", "which", "type", "echo", "printf", "getconf", "logname", "basename",
@@ -168,7 +168,7 @@ static void record_downloads(struct vctx *v, struct word *const *a, size_t n,
 
 /* ---- rules for one simple command ---- */
 
-bool is_assignment(const struct word *w) {
+bool cx__vd_is_assignment(const struct word *w) {
     if (w->raw_len == 0 || !is_name_start(w->raw[0])) return false;
     size_t i = 1;
     while (i < w->raw_len && is_name_char(w->raw[i])) i++;
@@ -176,7 +176,7 @@ bool is_assignment(const struct word *w) {
     return i < w->raw_len && w->raw[i] == '=';
 }
 
-bool is_reserved(const struct word *w) {
+bool cx__vd_is_reserved(const struct word *w) {
     static const char *const r[] = {"{", "}", "!", "if", "then", "else", "elif", "fi", "do",
                                     "done", "while", "until", "case", "esac", "time", "coproc",
                                     NULL};
@@ -184,7 +184,7 @@ bool is_reserved(const struct word *w) {
 }
 
 /* Skips options of a wrapper: `with_arg` lists options that take a separate argument. */
-size_t skip_opts(struct word *w, size_t k, size_t n, const char *const *with_arg) {
+size_t cx__vd_skip_opts(struct word *w, size_t k, size_t n, const char *const *with_arg) {
     while (k < n) {
         const char *a = w[k].val;
         if (streq(a, "--")) return k + 1;
@@ -195,9 +195,9 @@ size_t skip_opts(struct word *w, size_t k, size_t n, const char *const *with_arg
 }
 
 /* Checks text given to a shell as code (sh -c, eval, here-string, env -S). */
-int check_code(struct vctx *v, const char *s, size_t len, int depth) {
-    if (depth + 1 >= MAX_DEPTH) return reject(v, "nests shell code too deeply to be checked");
-    return check_text(v, s, len, depth + 1, NULL);
+int cx__vd_check_code(struct vctx *v, const char *s, size_t len, int depth) {
+    if (depth + 1 >= MAX_DEPTH) return cx__vd_reject(v, "nests shell code too deeply to be checked");
+    return cx__vd_check_text(v, s, len, depth + 1, NULL);
 }
 
 /* eval joins its arguments with spaces and runs them. */
@@ -205,22 +205,22 @@ static int check_eval(struct vctx *v, struct word *const *a, size_t n, int depth
     char buf[CX_VALIDATE_MAX_CMD + 1];
     size_t o = 0;
     for (size_t i = 1; i < n; i++) {
-        if (a[i]->flags & W_DL) return reject(v, "runs a download with eval");
+        if (a[i]->flags & W_DL) return cx__vd_reject(v, "runs a download with eval");
         size_t l = a[i]->val_len;
-        if (o + l + 1 > CX_VALIDATE_MAX_CMD) return reject(v, "is too long to check");
+        if (o + l + 1 > CX_VALIDATE_MAX_CMD) return cx__vd_reject(v, "is too long to check");
         if (o) buf[o++] = ' ';
         memcpy(buf + o, a[i]->val, l);
         o += l;
     }
     buf[o] = '\0';
     if (memchr(buf, MK_DYN, o))
-        return reject(v, "runs text from a variable or substitution with eval, which cannot be checked");
-    return check_code(v, buf, o, depth);
+        return cx__vd_reject(v, "runs text from a variable or substitution with eval, which cannot be checked");
+    return cx__vd_check_code(v, buf, o, depth);
 }
 
 /* Checks one reading of the (expanded) simple command in L against every rule; L is left as
  * it is, apart from the state it records in v (variables, directory, downloads). */
-int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
+int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
                         struct simple_out *out) {
     struct word *w = L->w;
     size_t n = L->nw, k = 0;
@@ -244,7 +244,7 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
                                         "catchsegv", "strace", "ltrace", NULL};
 
     for (int guard = 0; guard < 32; guard++) {
-        while (k < n && (is_assignment(&w[k]) || is_reserved(&w[k]))) k++;
+        while (k < n && (cx__vd_is_assignment(&w[k]) || cx__vd_is_reserved(&w[k]))) k++;
         if (k >= n) break;
         const char *nm = base_name(w[k].val);
         size_t k0 = k;
@@ -263,43 +263,43 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
             while (k < n) {
                 const char *s = w[k].val;
                 if (streq(s, "-S") || streq(s, "--split-string")) {
-                    if (k + 1 < n && check_code(v, w[k + 1].val, w[k + 1].val_len, depth)) return 1;
+                    if (k + 1 < n && cx__vd_check_code(v, w[k + 1].val, w[k + 1].val_len, depth)) return 1;
                     k = n;
                     break;
                 }
                 if (starts(s, "-S") || starts(s, "--split-string=")) {
                     const char *c = s[1] == 'S' ? s + 2 : strchr(s, '=') + 1;
-                    if (check_code(v, c, strlen(c), depth)) return 1;
+                    if (cx__vd_check_code(v, c, strlen(c), depth)) return 1;
                     k = n;
                     break;
                 }
                 if (s[0] == '-' && s[1]) k += (in_list(s, env_arg) && k + 1 < n) ? 2 : 1;
-                else if (is_assignment(&w[k])) k++;
+                else if (cx__vd_is_assignment(&w[k])) k++;
                 else break;
             }
         } else if (streq(nm, "nice") || streq(nm, "ionice")) {
-            k = skip_opts(w, k + 1, n, nice_arg);
+            k = cx__vd_skip_opts(w, k + 1, n, nice_arg);
         } else if (streq(nm, "time")) {
-            k = skip_opts(w, k + 1, n, time_arg);
+            k = cx__vd_skip_opts(w, k + 1, n, time_arg);
         } else if (streq(nm, "timeout")) {
-            k = skip_opts(w, k + 1, n, timeout_arg);
+            k = cx__vd_skip_opts(w, k + 1, n, timeout_arg);
             if (k < n) k++; /* the duration */
         } else if (streq(nm, "stdbuf")) {
-            k = skip_opts(w, k + 1, n, stdbuf_arg);
+            k = cx__vd_skip_opts(w, k + 1, n, stdbuf_arg);
         } else if (streq(nm, "xargs")) {
-            k = skip_opts(w, k + 1, n, xargs_arg);
+            k = cx__vd_skip_opts(w, k + 1, n, xargs_arg);
         } else if (streq(nm, "watch")) {
-            k = skip_opts(w, k + 1, n, watch_arg);
+            k = cx__vd_skip_opts(w, k + 1, n, watch_arg);
         } else if (streq(nm, "exec")) {
-            k = skip_opts(w, k + 1, n, exec_arg);
+            k = cx__vd_skip_opts(w, k + 1, n, exec_arg);
         } else if (streq(nm, "command")) {
             bool query = false;
             for (size_t i = k + 1; i < n && w[i].val[0] == '-'; i++)
                 if (strpbrk(w[i].val, "vV")) query = true;
             if (query) break;
-            k = skip_opts(w, k + 1, n, NULL);
+            k = cx__vd_skip_opts(w, k + 1, n, NULL);
         } else if (streq(nm, "chroot")) {
-            k = skip_opts(w, k + 1, n, NULL);
+            k = cx__vd_skip_opts(w, k + 1, n, NULL);
             if (k < n) k++; /* the new root */
         } else if (in_list(nm, plain)) {
             k++;
@@ -320,32 +320,32 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
     if (argc == 0 || in_list(name, (const char *const[]){"export", "declare", "typeset", "local",
                                                          "readonly", NULL})) {
         for (size_t i = 0; i < n; i++) {
-            if (!is_assignment(&w[i])) continue;
+            if (!cx__vd_is_assignment(&w[i])) continue;
             const char *eq = strchr(w[i].val, '=');
             size_t nl = 0;
             while (nl < w[i].raw_len && is_name_char(w[i].raw[nl])) nl++;
-            if (eq && nl) set_var(v, w[i].raw, nl, eq + 1);
+            if (eq && nl) cx__vd_set_var(v, w[i].raw, nl, eq + 1);
         }
     }
     if (n >= 3 && streq(w[0].val, "for") && !(w[0].flags & W_QUOTED) && streq(w[2].val, "in")) {
         const char *pick = n > 3 ? w[3].val : "";
         for (size_t i = 3; i < n; i++) {
             char disp[256], rb[600];
-            if (classify(resolve(v, w[i].val, rb, sizeof rb), disp, sizeof disp) != PC_NONE) {
+            if (cx__vd_classify(cx__vd_resolve(v, w[i].val, rb, sizeof rb), disp, sizeof disp) != PC_NONE) {
                 pick = w[i].val;
                 break;
             }
         }
         if (strspn(w[1].val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") ==
             w[1].val_len)
-            set_var(v, w[1].val, w[1].val_len, pick);
+            cx__vd_set_var(v, w[1].val, w[1].val_len, pick);
     }
     if (streq(name, "cd") || streq(name, "pushd")) {
         const char *ops[2];
-        size_t m = operands(a, argc, ops, 2);
+        size_t m = cx__vd_operands(a, argc, ops, 2);
         const char *dir = m ? ops[0] : (const char[]){MK_HOME, 0};
         char rb[600];
-        dir = resolve(v, dir, rb, sizeof rb);
+        dir = cx__vd_resolve(v, dir, rb, sizeof rb);
         size_t dl = strlen(dir);
         if (strchr(dir, MK_DYN) || streq(dir, "-") || (dir[0] != '/' && dir[0] != MK_HOME) ||
             dl >= sizeof v->cwd) {
@@ -355,7 +355,7 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
         }
     }
     if (streq(name, "trap") && argc >= 3 && a[1]->val[0] != '-' &&
-        check_code(v, a[1]->val, a[1]->val_len, depth))
+        cx__vd_check_code(v, a[1]->val, a[1]->val_len, depth))
         return 1;
 
     /* su [-] [user] -c CMD: the command is code; without -c it is a shell on stdin. */
@@ -364,11 +364,11 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
         for (size_t i = 1; i < argc; i++) {
             const char *s = a[i]->val;
             if ((streq(s, "-c") || streq(s, "--command")) && i + 1 < argc) {
-                if (check_code(v, a[i + 1]->val, a[i + 1]->val_len, depth)) return 1;
+                if (cx__vd_check_code(v, a[i + 1]->val, a[i + 1]->val_len, depth)) return 1;
                 has_c = true;
             } else if (starts(s, "--command=")) {
                 const char *c = strchr(s, '=') + 1;
-                if (check_code(v, c, strlen(c), depth)) return 1;
+                if (cx__vd_check_code(v, c, strlen(c), depth)) return 1;
                 has_c = true;
             }
         }
@@ -376,16 +376,16 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
     }
 
     /* A substitution in command position runs its output. */
-    if (argc && (a[0]->flags & W_DL)) return reject(v, "runs a download as a command");
+    if (argc && (a[0]->flags & W_DL)) return cx__vd_reject(v, "runs a download as a command");
 
     /* Redirections. */
     for (size_t i = 0; i < L->nr; i++) {
-        if (L->r[i].kind == R_OUT && check_write(v, argc ? name : "redirection", L->r[i].t.val))
+        if (L->r[i].kind == R_OUT && cx__vd_check_write(v, argc ? name : "redirection", L->r[i].t.val))
             return 1;
     }
 
     /* Where a download is saved must be as safe as any other write. */
-    if (is_downloader(name)) {
+    if (cx__vd_is_downloader(name)) {
         for (size_t i = 1; i < argc; i++) {
             const char *s = a[i]->val, *file = NULL;
             if (starts(s, "--output=") || starts(s, "--output-document=")) file = strchr(s, '=') + 1;
@@ -394,41 +394,41 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
             else if (short_opt(s) && s[strlen(s) - 1] == (streq(name, "wget") ? 'O' : 'o') &&
                      i + 1 < argc)
                 file = a[i + 1]->val;
-            if (file && check_write(v, name, file)) return 1;
+            if (file && cx__vd_check_write(v, name, file)) return 1;
         }
     }
 
     /* Rules by command. */
-    if (streq(name, "rm") && check_rm(v, a, argc)) return 1;
+    if (streq(name, "rm") && cx__vd_check_rm(v, a, argc)) return 1;
     if ((streq(name, "chmod") || streq(name, "chown") || streq(name, "chgrp")) &&
-        check_chperm(v, name, a, argc))
+        cx__vd_check_chperm(v, name, a, argc))
         return 1;
-    if (argc && check_disk_tools(v, name, a, argc)) return 1;
-    if (argc && check_writers(v, name, a, argc)) return 1;
-    if (streq(name, "find") && check_find(v, a, argc)) return 1;
-    if (argc && check_packages(v, name, a, argc)) return 1;
+    if (argc && cx__vd_check_disk_tools(v, name, a, argc)) return 1;
+    if (argc && cx__vd_check_writers(v, name, a, argc)) return 1;
+    if (streq(name, "find") && cx__vd_check_find(v, a, argc)) return 1;
+    if (argc && cx__vd_check_packages(v, name, a, argc)) return 1;
     if (streq(name, "kill") && argc >= 3 && streq(a[argc - 1]->val, "-1"))
-        return reject(v, "kills every process the user can signal (kill -1)");
+        return cx__vd_reject(v, "kills every process the user can signal (kill -1)");
 
     /* Shells and interpreters: what code do they run? */
-    bool shell = is_shell(name) || sudo_shell || su_shell;
-    bool interp = is_interp(name);
+    bool shell = cx__vd_is_shell(name) || sudo_shell || su_shell;
+    bool interp = cx__vd_is_interp(name);
     bool shell_like = shell || interp || streq(name, "eval") || streq(name, "source") ||
                       streq(name, ".");
     if (shell_like) {
         for (size_t i = 1; i < argc; i++)
             if (a[i]->flags & W_DL)
-                return reject(v, "pipes a download into a shell (%s runs a downloaded script)", name);
+                return cx__vd_reject(v, "pipes a download into a shell (%s runs a downloaded script)", name);
         for (size_t i = 0; i < L->nr; i++)
             if ((L->r[i].kind == R_IN || L->r[i].kind == R_HERESTR) && (L->r[i].t.flags & W_DL))
-                return reject(v, "pipes a download into a shell (%s reads a download)", name);
+                return cx__vd_reject(v, "pipes a download into a shell (%s reads a download)", name);
     }
     bool reads_stdin = false;
     if (streq(name, "eval")) {
         if (check_eval(v, a, argc, depth)) return 1;
     } else if (streq(name, "source") || streq(name, ".")) {
         if (argc >= 2 && was_downloaded(v, a[1]->val))
-            return reject(v, "runs a script downloaded earlier ('%s')", a[1]->val);
+            return cx__vd_reject(v, "runs a script downloaded earlier ('%s')", a[1]->val);
         if (argc >= 2 && (streq(a[1]->val, "/dev/stdin") || streq(a[1]->val, "-"))) reads_stdin = true;
     } else if (shell && !sudo_shell && !su_shell) {
         bool has_c = false, has_s = false;
@@ -446,11 +446,11 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
             if (s[0] == '-' && s[1] != '-' && strchr(s + 1, 's')) has_s = true;
         }
         if (has_c) {
-            if (i < argc && check_code(v, a[i]->val, a[i]->val_len, depth)) return 1;
+            if (i < argc && cx__vd_check_code(v, a[i]->val, a[i]->val_len, depth)) return 1;
             if (i >= argc) reads_stdin = true; /* "xargs sh -c": the code comes from input */
         } else if (i < argc && !has_s && !streq(a[i]->val, "-")) {
             if (was_downloaded(v, a[i]->val))
-                return reject(v, "runs a script downloaded earlier ('%s')",
+                return cx__vd_reject(v, "runs a script downloaded earlier ('%s')",
                               a[i]->val);
         } else {
             reads_stdin = true;
@@ -466,17 +466,17 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
             if (strpbrk(s + 1, "cem") || starts(s, "--eval")) code = true;
         }
         if (!code && i < argc && !streq(a[i]->val, "-") && was_downloaded(v, a[i]->val))
-            return reject(v, "runs a script downloaded earlier ('%s')", a[i]->val);
+            return cx__vd_reject(v, "runs a script downloaded earlier ('%s')", a[i]->val);
         if (!code && (i >= argc || streq(a[i]->val, "-"))) reads_stdin = true;
     }
     if (shell && reads_stdin) {
         /* What a shell reads on stdin: a here-string is code, and so is a file saved earlier. */
         for (size_t r = 0; r < L->nr; r++) {
             if (L->r[r].kind == R_HERESTR &&
-                check_code(v, L->r[r].t.val, L->r[r].t.val_len, depth))
+                cx__vd_check_code(v, L->r[r].t.val, L->r[r].t.val_len, depth))
                 return 1;
             if (L->r[r].kind == R_IN && was_downloaded(v, L->r[r].t.val))
-                return reject(v, "runs a script downloaded earlier ('%s')",
+                return cx__vd_reject(v, "runs a script downloaded earlier ('%s')",
                               L->r[r].t.val);
         }
     }
@@ -485,42 +485,42 @@ int check_simple(struct vctx *v, struct level *L, int depth, struct inner *info,
     if (argc && a[0]->val[0] == MK_DYN) {
         for (size_t i = 1; i < argc; i++) {
             char disp[256], what[256], rb[600];
-            enum pclass c = classify(resolve(v, a[i]->val, rb, sizeof rb), disp, sizeof disp);
+            enum pclass c = cx__vd_classify(cx__vd_resolve(v, a[i]->val, rb, sizeof rb), disp, sizeof disp);
             if (c == PC_NONE || c == PC_VARROOT) continue;
-            describe(c, disp, what, sizeof what);
-            return reject(v, "runs a command whose name is computed at run time on %s", what);
+            cx__vd_describe(c, disp, what, sizeof what);
+            return cx__vd_reject(v, "runs a command whose name is computed at run time on %s", what);
         }
     }
     if (streq(name, "passwd") || streq(name, "chpasswd") || streq(name, "usermod")) {
         for (size_t i = 1; i < argc; i++) {
             const char *s = a[i]->val;
             if (streq(name, "passwd") && (streq(s, "-d") || streq(s, "--delete")))
-                return reject(v, "deletes an account's password (passwd -d)");
+                return cx__vd_reject(v, "deletes an account's password (passwd -d)");
             if (streq(name, "usermod") && (streq(s, "-p") || streq(s, "--password")) &&
                 i + 1 < argc && a[i + 1]->val[0] == '\0')
-                return reject(v, "sets an empty password (usermod -p '')");
+                return cx__vd_reject(v, "sets an empty password (usermod -p '')");
         }
     }
     if (argc && strchr(a[0]->val, '/') && was_downloaded(v, a[0]->val))
-        return reject(v, "runs a program downloaded earlier ('%s')", a[0]->val);
+        return cx__vd_reject(v, "runs a program downloaded earlier ('%s')", a[0]->val);
     if (reads_stdin && L->in_pipe) {
-        if (L->pipe_dl) return reject(v, "pipes a download into a shell (%s)", name);
+        if (L->pipe_dl) return cx__vd_reject(v, "pipes a download into a shell (%s)", name);
         if (shell || sudo_shell || su_shell)
-            return reject(v, "pipes text into a shell (%s), so what it runs cannot be checked", name);
+            return cx__vd_reject(v, "pipes text into a shell (%s), so what it runs cannot be checked", name);
     }
 
     /* What a substitution's code does. */
-    bool dl = is_downloader(name);
+    bool dl = cx__vd_is_downloader(name);
     if (info) {
-        bool query = argc == 0 || is_query(name, a, argc);
+        bool query = argc == 0 || cx__vd_is_query(name, a, argc);
         for (size_t i = 0; i < L->nr && query; i++) {
             if (L->r[i].kind != R_OUT) continue;
             char np[64];
-            if (!(norm_path(L->r[i].t.val, np, sizeof np) && streq(np, "/dev/null"))) query = false;
+            if (!(cx__vd_norm_path(L->r[i].t.val, np, sizeof np) && streq(np, "/dev/null"))) query = false;
         }
         if (!query && !info->unsafe) {
             info->unsafe = true;
-            show(info->name, sizeof info->name, argc ? a[0]->val : "?");
+            cx__vd_show(info->name, sizeof info->name, argc ? a[0]->val : "?");
         }
         if (dl) info->dl = true;
     }
