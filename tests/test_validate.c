@@ -575,6 +575,40 @@ static void test_empty_expansion_hides_no_command(void **state) {
     cJSON_Delete(plan);
 }
 
+/* One scanner decides where $(...) and ${...} end (validate_lex.c, match_close). These spell
+ * the quoting rules bash applies inside them; a scanner that ends a construct too early or too
+ * late reads code as data or the reverse. Each accepted line was run through bash 5.2 to see
+ * where it ends. */
+static void test_nested_scanner(void **state) {
+    (void)state;
+    static const char *const fine[] = {
+        "echo \"${X:-\"}\"}\"",            /* a quoted '}' inside ${...} within quotes */
+        "echo ${X:-'}'}",                   /* a single-quoted '}' */
+        "echo \"${X:-'}'}\"",               /* bash honours '...' there inside quotes too */
+        "echo $(echo ${X:-)})",             /* a ')' inside ${...} inside $(...) */
+        "echo $(uname -r # it's\n)",        /* a quote inside a comment inside $(...) */
+        "echo \"$(echo \")\")\"",            /* a quoted ')' inside $(...) inside quotes */
+        NULL};
+    char why[256];
+    for (const char *const *c = fine; *c; c++)
+        if (cx_validate_command(*c, why, sizeof why) != 0)
+            fail_msg("wrongly rejected: %s\n  reason: %s", *c, why);
+    static const struct reject_case bad[] = {
+        {"echo \"${X:-\"}\"}\"; rm -rf /", "root directory"},
+        {"echo ${X:-'}'}; rm -rf /", "root directory"},
+        {"echo $(echo ${X:-)}; rm -rf /)", "root directory"},
+        {"echo ${X:-$(echo \"}\"; rm -rf /)}", "root directory"},
+        {"echo $(uname # it's\n); rm -rf /; echo ')'", "root directory"},
+        {"echo \"${X:-`rm -rf /`}\"", "root directory"},
+        {NULL, NULL}};
+    for (const struct reject_case *c = bad; c->cmd; c++) {
+        if (cx_validate_command(c->cmd, why, sizeof why) != CX_EREJECTED)
+            fail_msg("wrongly accepted: %s", c->cmd);
+        if (strstr(why, c->why) == NULL)
+            fail_msg("reason for '%s' is '%s', expected it to mention '%s'", c->cmd, why, c->why);
+    }
+}
+
 static cJSON *g_torture_arr;
 
 static int validate_scenario(void *ctx) {
@@ -607,6 +641,7 @@ int main(void) {
         cmocka_unit_test(test_validate_commands),
         cmocka_unit_test(test_validate_commands_torture),
         cmocka_unit_test(test_empty_expansion_hides_no_command),
+        cmocka_unit_test(test_nested_scanner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,79 +60,79 @@ void cx__vd_set_var(struct vctx *v, const char *name, size_t n, const char *val)
 
 /* ---- scanning nested constructs ---- */
 
-/* From s[i] just after "$(" or "<(" (or "(" of "$(("), returns the index of the matching ')'
- * or len when it is missing. Quotes, escapes, backticks and nested parentheses are respected. */
-static size_t match_paren(const char *s, size_t len, size_t i) {
+/*
+ * One scanner for every nested construct, so that what a substitution or a parameter expansion
+ * spans is decided by the same quoting rules everywhere (two copies that disagreed would let
+ * text be read as data by one and run as code by the other). From s[i] just after the opening
+ * "$(", "<(", ">(", the second "(" of "$((", or "${", it returns the index of the matching
+ * close (')' or '}'), or len when there is none. Backslash escapes, '...' (bash honours them
+ * inside ${...} even within double quotes), "..." with the expansions inside it, `...`,
+ * comments inside $(...), and nested $(...) and ${...} are skipped whole; open/close pairs of
+ * the kind being matched nest.
+ */
+static size_t skip_backtick(const char *s, size_t len, size_t i);
+static size_t skip_dquote(const char *s, size_t len, size_t i);
+
+static size_t match_close(const char *s, size_t len, size_t i, char open, char close) {
     int depth = 1;
     while (i < len) {
         char c = s[i];
         if (c == '\\') {
             i += 2;
-            continue;
-        }
-        if (c == '\'') {
+        } else if (c == '\'') {
             const char *q = memchr(s + i + 1, '\'', len - i - 1);
             if (!q) return len;
             i = (size_t)(q - s) + 1;
-            continue;
+        } else if (c == '"') {
+            i = skip_dquote(s, len, i + 1);
+        } else if (c == '`') {
+            i = skip_backtick(s, len, i + 1);
+        } else if (c == '$' && i + 1 < len && (s[i + 1] == '(' || s[i + 1] == '{')) {
+            i = match_close(s, len, i + 2, s[i + 1], s[i + 1] == '(' ? ')' : '}');
+            if (i < len) i++;
+        } else if (c == '#' && open == '(' && (i == 0 || strchr(" \t\n;&|(", s[i - 1]))) {
+            /* A comment inside $(...) ends at the line's end; its quotes are no quotes. */
+            while (i < len && s[i] != '\n') i++;
+        } else {
+            if (c == open) depth++;
+            else if (c == close && --depth == 0) return i;
+            i++;
         }
-        if (c == '"') {
-            i++;
-            while (i < len && s[i] != '"') {
-                if (s[i] == '\\') i++;
-                else if (s[i] == '$' && i + 1 < len && s[i + 1] == '(') {
-                    i = match_paren(s, len, i + 2);
-                    if (i >= len) return len;
-                }
-                i++;
-            }
-            if (i >= len) return len;
-            i++;
-            continue;
-        }
-        if (c == '`') {
-            i++;
-            while (i < len && s[i] != '`') {
-                if (s[i] == '\\') i++;
-                i++;
-            }
-            if (i >= len) return len;
-            i++;
-            continue;
-        }
-        if (c == '(') depth++;
-        else if (c == ')' && --depth == 0) return i;
-        i++;
     }
     return len;
 }
 
-/* From s[i] just after "${", the index of the matching '}' or len. */
-static size_t match_brace(const char *s, size_t len, size_t i) {
-    int depth = 1;
-    while (i < len) {
-        char c = s[i];
-        if (c == '\\') {
+/* From s[i] just after an opening '`', the index of the closing one, or len. */
+static size_t backtick_end(const char *s, size_t len, size_t i) {
+    while (i < len && s[i] != '`') i += (s[i] == '\\') ? 2 : 1;
+    return i < len ? i : len;
+}
+
+/* From s[i] just after an opening '`', the index just after the closing one, or len. */
+static size_t skip_backtick(const char *s, size_t len, size_t i) {
+    i = backtick_end(s, len, i);
+    return i < len ? i + 1 : len;
+}
+
+/* From s[i] just after an opening '"', the index just after the closing one, or len. */
+static size_t skip_dquote(const char *s, size_t len, size_t i) {
+    while (i < len && s[i] != '"') {
+        if (s[i] == '\\') {
             i += 2;
-            continue;
-        }
-        if (c == '\'') {
-            const char *q = memchr(s + i + 1, '\'', len - i - 1);
-            if (!q) return len;
-            i = (size_t)(q - s) + 1;
-            continue;
-        }
-        if (c == '$' && i + 1 < len && s[i + 1] == '(') {
-            i = match_paren(s, len, i + 2);
-            if (i >= len) return len;
+        } else if (s[i] == '`') {
+            i = skip_backtick(s, len, i + 1);
+        } else if (s[i] == '$' && i + 1 < len && (s[i + 1] == '(' || s[i + 1] == '{')) {
+            i = match_close(s, len, i + 2, s[i + 1], s[i + 1] == '(' ? ')' : '}');
+            if (i < len) i++;
+        } else {
             i++;
-            continue;
         }
-        if (c == '{') depth++;
-        else if (c == '}' && --depth == 0) return i;
-        i++;
     }
-    return len;
+    return i < len ? i + 1 : len;
+}
+
+static size_t match_paren(const char *s, size_t len, size_t i) {
+    return match_close(s, len, i, '(', ')');
 }
 
 /* Checks the code of a substitution; a substitution must be a read-only query. */
@@ -186,7 +186,7 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         return put(L, MK_DYN) ? 0 : cx__vd_reject(v, "is too long to check");
     }
     if (j < len && s[j] == '{') {
-        size_t e = match_brace(s, len, j + 1);
+        size_t e = match_close(s, len, j + 1, '{', '}');
         if (e >= len) return cx__vd_reject(v, "has an unterminated ${ expansion");
         const char *in = s + j + 1;
         size_t n = e - j - 1;
@@ -355,8 +355,7 @@ static int parse_word(struct vctx *v, struct level *L, const char *s, size_t len
                 } else if (d == '$') {
                     if (parse_dollar(v, L, s, len, &k, depth, true, w)) return 1;
                 } else if (d == '`') {
-                    size_t e = k + 1;
-                    while (e < len && s[e] != '`') e += (s[e] == '\\') ? 2 : 1;
+                    size_t e = backtick_end(s, len, k + 1);
                     if (e >= len) return cx__vd_reject(v, "has an unterminated backtick substitution");
                     if (check_backtick(v, s + k + 1, e - k - 1, depth, &w->flags)) return 1;
                     if (!put(L, MK_DYN)) return cx__vd_reject(v, "is too long to check");
@@ -369,8 +368,7 @@ static int parse_word(struct vctx *v, struct level *L, const char *s, size_t len
         } else if (c == '$') {
             if (parse_dollar(v, L, s, len, &k, depth, false, w)) return 1;
         } else if (c == '`') {
-            size_t e = k + 1;
-            while (e < len && s[e] != '`') e += (s[e] == '\\') ? 2 : 1;
+            size_t e = backtick_end(s, len, k + 1);
             if (e >= len) return cx__vd_reject(v, "has an unterminated backtick substitution");
             if (check_backtick(v, s + k + 1, e - k - 1, depth, &w->flags)) return 1;
             if (!put(L, MK_DYN)) return cx__vd_reject(v, "is too long to check");
@@ -573,8 +571,7 @@ static int check_heredoc_body(struct vctx *v, const char *s, size_t len, int dep
                 return 1;
             i = e;
         } else if (s[i] == '`') {
-            size_t e = i + 1;
-            while (e < len && s[e] != '`') e += (s[e] == '\\') ? 2 : 1;
+            size_t e = backtick_end(s, len, i + 1);
             if (e >= len) return cx__vd_reject(v, "has an unterminated backtick in a here-document");
             if (check_backtick(v, s + i + 1, e - i - 1, depth, &flags)) return 1;
             i = e;
