@@ -161,15 +161,34 @@ bool cx__vd_block_device(const char *val, char *np, size_t cap);
 void cx__vd_describe(enum pclass c, const char *disp, char *out, size_t cap);
 int cx__vd_check_write(struct vctx *v, const char *cmd, const char *val);
 
-/* validate_rules.c */
-int cx__vd_check_rm(struct vctx *v, struct word *const *a, size_t n);
-int cx__vd_check_chperm(struct vctx *v, const char *name, struct word *const *a, size_t n);
+/* validate_rules.c: the rule table, one checker per command name (see cx__vd_rule_find). */
+typedef int (*cx__vd_rule_fn)(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                              int depth);
+struct cx__vd_rule {
+    const char *name; /* a command's base name; a trailing '*' matches a prefix */
+    cx__vd_rule_fn check;
+};
+const struct cx__vd_rule *cx__vd_rule_find(const char *name);
 size_t cx__vd_operands(struct word *const *a, size_t n, const char **ops, size_t cap);
-int cx__vd_check_disk_tools(struct vctx *v, const char *name, struct word *const *a, size_t n);
-int cx__vd_check_writers(struct vctx *v, const char *name, struct word *const *a, size_t n);
-int cx__vd_check_find(struct vctx *v, struct word *const *a, size_t n);
-int cx__vd_check_packages(struct vctx *v, const char *name, struct word *const *a, size_t n);
 bool cx__vd_fork_bomb(const char *s, size_t len);
+
+/* validate_system.c: checkers of the rule table for services, firewalls, accounts, signals,
+ * crontab, network tools and history. */
+int cx__vd_check_services(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                          int depth);
+int cx__vd_check_firewall(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                          int depth);
+int cx__vd_check_accounts(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                          int depth);
+int cx__vd_check_kill(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                      int depth);
+int cx__vd_check_crontab(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                         int depth);
+int cx__vd_check_nettools(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                          int depth);
+int cx__vd_check_history(struct vctx *v, const char *name, struct word *const *a, size_t n,
+                         int depth);
+int cx__vd_check_history_var(struct vctx *v, const char *assign);
 
 /* validate_simple.c */
 bool cx__vd_is_shell(const char *n);

@@ -398,17 +398,9 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
         }
     }
 
-    /* Rules by command. */
-    if (streq(name, "rm") && cx__vd_check_rm(v, a, argc)) return 1;
-    if ((streq(name, "chmod") || streq(name, "chown") || streq(name, "chgrp")) &&
-        cx__vd_check_chperm(v, name, a, argc))
-        return 1;
-    if (argc && cx__vd_check_disk_tools(v, name, a, argc)) return 1;
-    if (argc && cx__vd_check_writers(v, name, a, argc)) return 1;
-    if (streq(name, "find") && cx__vd_check_find(v, a, argc)) return 1;
-    if (argc && cx__vd_check_packages(v, name, a, argc)) return 1;
-    if (streq(name, "kill") && argc >= 3 && streq(a[argc - 1]->val, "-1"))
-        return cx__vd_reject(v, "kills every process the user can signal (kill -1)");
+    /* The rule of the command's name, from the table in validate_rules.c. */
+    const struct cx__vd_rule *rule = argc ? cx__vd_rule_find(name) : NULL;
+    if (rule && rule->check(v, name, a, argc, depth)) return 1;
 
     /* Shells and interpreters: what code do they run? */
     bool shell = cx__vd_is_shell(name) || sudo_shell || su_shell;
@@ -489,16 +481,6 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
             if (c == PC_NONE || c == PC_VARROOT) continue;
             cx__vd_describe(c, disp, what, sizeof what);
             return cx__vd_reject(v, "runs a command whose name is computed at run time on %s", what);
-        }
-    }
-    if (streq(name, "passwd") || streq(name, "chpasswd") || streq(name, "usermod")) {
-        for (size_t i = 1; i < argc; i++) {
-            const char *s = a[i]->val;
-            if (streq(name, "passwd") && (streq(s, "-d") || streq(s, "--delete")))
-                return cx__vd_reject(v, "deletes an account's password (passwd -d)");
-            if (streq(name, "usermod") && (streq(s, "-p") || streq(s, "--password")) &&
-                i + 1 < argc && a[i + 1]->val[0] == '\0')
-                return cx__vd_reject(v, "sets an empty password (usermod -p '')");
         }
     }
     if (argc && strchr(a[0]->val, '/') && was_downloaded(v, a[0]->val))
