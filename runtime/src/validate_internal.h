@@ -30,6 +30,7 @@ enum { MK_DYN = 1, MK_HOME = 2 };
 #define W_VAR 0x08u    /* contains a variable expansion */
 #define W_PROC 0x10u   /* contains a process substitution <(...) or >(...) */
 #define W_BRACE 0x20u  /* an unquoted '{': may be a brace expansion {a,b} */
+#define W_ENVP 0x80u  /* a substitution of a settings printer only: eval may run it */
 #define W_SPLIT 0x40u  /* an unquoted expansion of a known value with blanks: split into words */
 
 struct word {
@@ -60,6 +61,8 @@ struct inner {
     bool unsafe;   /* runs something that is not a read-only query */
     bool dl;       /* downloads */
     char name[48]; /* first command that is not a read-only query */
+    bool envp;     /* runs a program that prints shell settings (ssh-agent -s, brew shellenv) */
+    bool other;    /* runs anything else */
 };
 
 /* One nesting level: the simple command being built. */
@@ -73,12 +76,18 @@ struct level {
     size_t ncmd;  /* simple commands finished on this level */
     bool in_pipe; /* the command being built reads a pipe */
     bool pipe_dl; /* an earlier stage of its pipeline downloads */
+    bool pipe_dec; /* an earlier stage of its pipeline decodes (base64 -d, xxd -r, ...) */
+    bool pipe_text_ok;  /* pipe_text is what the earlier stage (echo, printf) writes */
+    char pipe_text[512];
+    bool echo_ok; /* echo_text: the output of the command just checked, when known */
+    char echo_text[512];
     char arena[CX_VALIDATE_MAX_CMD + 64];
     size_t used;
 };
 
 /* State shared by every level of one validation. */
-#define MAX_VARS 8
+#define MAX_VARS 16
+#define MAX_FUNCS 4
 
 struct vctx {
     char *reason;
@@ -92,6 +101,22 @@ struct vctx {
     } vars[MAX_VARS];
     size_t nvars;
     char cwd[256]; /* directory set by an earlier cd, with markers; "" when unknown */
+    unsigned dl_decoded; /* bit i: dl_files[i] was decoded (base64 -d ...), not downloaded */
+    /* Functions and aliases defined earlier: a call checks the body (validate_indirect.c). */
+    struct {
+        char name[32];
+        char body[1024];
+        bool too_long;
+    } funcs[MAX_FUNCS];
+    size_t nfuncs;
+};
+
+/* What the wrappers in front of a command said (cx__vd_skip_wrappers). */
+struct wrap {
+    bool sudo_shell;    /* sudo -s / -i: a root shell */
+    bool under_sudo;    /* runs as another user (sudo, doas, pkexec) */
+    bool xargs;         /* xargs adds arguments read from input */
+    bool xargs_replace; /* xargs -I: the input replaces a string in the command */
 };
 
 /* What check_simple found, for finish. */
@@ -99,6 +124,7 @@ struct simple_out {
     size_t cmd_at; /* index in L->w of the command word; L->nw when there is none */
     bool to_shell; /* the command is a shell or interpreter (here-documents are code) */
     bool dl;       /* the command downloads */
+    bool dec;      /* the command decodes encoded text */
 };
 
 enum pclass { PC_NONE, PC_ROOT, PC_ROOT_GLOB, PC_HOME, PC_HOMES, PC_SYSDIR, PC_VARROOT };
@@ -157,6 +183,7 @@ const char *cx__vd_resolve(const struct vctx *v, const char *val, char *buf, siz
 bool cx__vd_has_glob(const char *val);
 bool cx__vd_norm_path(const char *val, char *out, size_t cap);
 bool cx__vd_sensitive(const char *val, char *np, size_t cap);
+const char *cx__vd_protected(const char *val);
 bool cx__vd_block_device(const char *val, char *np, size_t cap);
 void cx__vd_describe(enum pclass c, const char *disp, char *out, size_t cap);
 int cx__vd_check_write(struct vctx *v, const char *cmd, const char *val);
@@ -190,10 +217,30 @@ int cx__vd_check_history(struct vctx *v, const char *name, struct word *const *a
                          int depth);
 int cx__vd_check_history_var(struct vctx *v, const char *assign);
 
+/* validate_code.c */
+int cx__vd_check_content(struct vctx *v, const char *s, size_t n);
+int cx__vd_check_script(struct vctx *v, const char *lang, const char *code, size_t n, int depth);
+
+/* validate_indirect.c. cx__vd_skip_wrappers returns the index of the command word (n when the
+ * words were all consumed) and sets *rc to 1 when a wrapper's own code was rejected. */
+size_t cx__vd_skip_wrappers(struct vctx *v, struct word *w, size_t n, int depth,
+                            struct wrap *out, int *rc);
+int cx__vd_xargs_input(struct vctx *v, const struct level *L, const struct wrap *wr,
+                       struct word *const *a, size_t argc, struct word *extra, size_t cap,
+                       char *buf, size_t bcap, size_t *nextra);
+int cx__vd_check_at(struct vctx *v, const struct level *L, const char *name,
+                    struct word *const *a, size_t argc, int depth);
+int cx__vd_check_find_exec(struct vctx *v, struct word *const *a, size_t n, int depth);
+void cx__vd_define_function(struct vctx *v, const char *name, size_t nl, const char *body,
+                            size_t bl);
+int cx__vd_call_function(struct vctx *v, const char *name, struct word *const *a, size_t argc,
+                         int depth);
+
 /* validate_simple.c */
 bool cx__vd_is_shell(const char *n);
 bool cx__vd_is_interp(const char *n);
 bool cx__vd_is_downloader(const char *n);
+bool cx__vd_is_env_printer(const char *name, struct word *const *a, size_t n);
 bool cx__vd_is_query(const char *name, struct word *const *a, size_t n);
 bool cx__vd_is_assignment(const struct word *w);
 bool cx__vd_is_reserved(const struct word *w);

@@ -147,6 +147,7 @@ static int check_subst(struct vctx *v, const char *s, size_t len, int depth, con
         return cx__vd_reject(v, "runs '%s' in a %s, which is not a read-only query", in.name, kind);
     *flags |= W_SUBST;
     if (in.dl) *flags |= W_DL;
+    if (in.envp && !in.other) *flags |= W_ENVP;
     return 0;
 }
 
@@ -230,6 +231,13 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
     if (j < len && strchr("0123456789@*#?-$!", s[j])) {
         w->flags |= W_VAR;
         *i = j + 1;
+        /* Inside a function call the positional parameters are known (validate_indirect.c);
+         * "$@" is split into words even when quoted, as bash keeps each argument a word. */
+        const char *known = strchr("0123456789@*", s[j]) ? lookup_var(v, s + j, 1) : NULL;
+        if (known) {
+            if ((!dq || s[j] == '@') && strpbrk(known, " \t\n")) w->flags |= W_SPLIT;
+            return put_str(L, known) ? 0 : cx__vd_reject(v, "is too long to check");
+        }
         return put(L, MK_DYN) ? 0 : cx__vd_reject(v, "is too long to check");
     }
     *i = j; /* a lone '$' is literal */
@@ -529,12 +537,13 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
 static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, struct inner *info) {
     if (L->nw == 0 && L->nr == 0) return 0; /* "( ... )" and empty lines keep the pipeline state */
     if (expand_words(v, L)) return 1;
-    bool to_shell = false, dl = false;
+    bool to_shell = false, dl = false, dec = false;
     for (;;) {
         struct simple_out o;
         if (cx__vd_check_simple(v, L, depth, info, &o)) return 1;
         to_shell |= o.to_shell;
         dl |= o.dl;
+        dec |= o.dec;
         if (o.cmd_at >= L->nw || !may_vanish(&L->w[o.cmd_at])) break;
         memmove(&L->w[o.cmd_at], &L->w[o.cmd_at + 1], (L->nw - o.cmd_at - 1) * sizeof L->w[0]);
         L->nw--;
@@ -545,8 +554,14 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
         if (L->hd[i].owner == L->ncmd) L->hd[i].to_shell = to_shell;
 
     bool next_dl = sep == SEP_PIPE && (L->pipe_dl || dl);
+    bool next_dec = sep == SEP_PIPE && (L->pipe_dec || dec);
     L->in_pipe = sep == SEP_PIPE;
     L->pipe_dl = next_dl;
+    L->pipe_dec = next_dec;
+    /* What an echo or printf writes into the pipe, for a reader that runs it (at). */
+    L->pipe_text_ok = sep == SEP_PIPE && L->echo_ok;
+    if (L->pipe_text_ok) memcpy(L->pipe_text, L->echo_text, sizeof L->pipe_text);
+    L->echo_ok = false;
     L->ncmd++;
     L->nw = 0;
     L->nr = 0;
@@ -602,6 +617,7 @@ static int take_heredocs(struct vctx *v, struct level *L, const char *s, size_t 
             }
             p = le < len ? le + 1 : len;
         }
+        if (cx__vd_check_content(v, s + start, body_end - start)) return 1;
         if (hd->to_shell) {
             if (cx__vd_check_code(v, s + start, body_end - start, depth)) return 1;
         } else if (!hd->quoted) {
@@ -667,10 +683,31 @@ static int parse_redir(struct vctx *v, struct level *L, const char *s, size_t le
     return 0;
 }
 
+/*
+ * "name() { body }", "name() ( body )" and "function name { body }": remembers the body for
+ * the calls (validate_indirect.c). s[b] is the first character after "name()" or
+ * "function name"; returns the index where the body starts, so that the body is also read
+ * as ordinary commands.
+ */
+static size_t note_function(struct vctx *v, const char *name, size_t nl, const char *s,
+                            size_t len, size_t b) {
+    size_t p = b;
+    while (p < len && (is_blank(s[p]) || s[p] == '\n')) p++;
+    if (p + 1 < len && s[p] == '(' && s[p + 1] == ')') { /* function name() { ... } */
+        p += 2;
+        while (p < len && (is_blank(s[p]) || s[p] == '\n')) p++;
+    }
+    if (p >= len || (s[p] != '{' && s[p] != '(')) return b;
+    size_t e = match_close(s, len, p + 1, s[p], s[p] == '{' ? '}' : ')');
+    if (e >= len) return b;
+    cx__vd_define_function(v, name, nl, s + p + 1, e - p - 1);
+    return p;
+}
+
 int cx__vd_check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info) {
     struct level L;
     L.nw = L.nr = L.nhd = L.ncmd = L.used = 0;
-    L.in_pipe = L.pipe_dl = false;
+    L.in_pipe = L.pipe_dl = L.pipe_dec = L.pipe_text_ok = L.echo_ok = false;
     if (cx__vd_fork_bomb(s, len))
         return cx__vd_reject(v, "defines a fork bomb (a function that keeps starting copies of itself)");
     size_t i = 0;
@@ -688,6 +725,32 @@ int cx__vd_check_text(struct vctx *v, const char *s, size_t len, int depth, stru
             i++;
             if (L.nhd && take_heredocs(v, &L, s, len, &i, depth)) return 1;
             continue;
+        }
+        if (c == '(' && L.nw == 1 && !(L.w[0].flags & W_QUOTED) && L.nr == 0) {
+            size_t q = i + 1;
+            while (q < len && is_blank(s[q])) q++;
+            if (q < len && s[q] == ')') { /* name() ...: a function definition */
+                char nm[32];
+                size_t nl = L.w[0].val_len < sizeof nm ? L.w[0].val_len : 0;
+                memcpy(nm, L.w[0].val, nl);
+                L.nw = 0; /* the name is not a command */
+                L.used = 0;
+                note_function(v, nm, nl, s, len, q + 1);
+                i = q + 1;
+                continue;
+            }
+        }
+        if (L.nw == 0 && L.nr == 0 && i + 9 <= len && memcmp(s + i, "function", 8) == 0 &&
+            is_blank(s[i + 8])) {
+            size_t p = i + 9;
+            while (p < len && is_blank(s[p])) p++;
+            size_t nb = p;
+            while (p < len && !is_blank(s[p]) && !is_meta(s[p]) && !strchr("{}'\"$`\\", s[p])) p++;
+            if (p > nb) {
+                i = note_function(v, s + nb, p - nb, s, len, p);
+                if (i == p && (p >= len || s[p] != '(')) i = p;
+                continue;
+            }
         }
         if (c == ';' || c == ')' || (c == '(' && !(i > 0 && (s[i - 1] == '<' || s[i - 1] == '>')))) {
             if (finish(v, &L, SEP_LIST, depth, info)) return 1;

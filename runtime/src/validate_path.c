@@ -175,6 +175,41 @@ bool cx__vd_sensitive(const char *val, char *np, size_t cap) {
     return in_list(np, sensitive_files) || starts(np, "/etc/sudoers.d/");
 }
 
+/*
+ * Files whose change plants something that runs later or elsewhere (persistence), breaks the
+ * package database, or erases the record of what ran. Returns a description for the reason,
+ * or NULL. Matched on the normalized path, and on the base name for files that may live in any
+ * home ("~/.ssh/authorized_keys", "~/.bash_history").
+ */
+const char *cx__vd_protected(const char *val) {
+    static const char *const hist[] = {".bash_history", ".zsh_history", ".history",
+                                       ".sh_history", ".python_history", NULL};
+    static const char *const logs[] = {"/var/log/auth.log", "/var/log/secure", "/var/log/wtmp",
+                                       "/var/log/btmp", "/var/log/lastlog", "/var/log/faillog",
+                                       NULL};
+    static const char *const cron_dirs[] = {"/etc/cron.d/", "/etc/cron.hourly/",
+                                            "/etc/cron.daily/", "/etc/cron.weekly/",
+                                            "/etc/cron.monthly/", "/var/spool/cron/", NULL};
+    const char *b = base_name(val);
+    if (streq(b, "authorized_keys") || streq(b, "authorized_keys2"))
+        return "an SSH authorized_keys file, which lets a key log in";
+    if (in_list(b, hist)) return "the shell history";
+    char np[256];
+    if (!cx__vd_norm_path(val, np, sizeof np)) return NULL;
+    if (streq(np, "/etc/crontab") || streq(np, "/etc/anacrontab") || streq(np, "/var/spool/cron"))
+        return "a crontab, which runs commands later";
+    for (const char *const *d = cron_dirs; *d; d++)
+        if (starts(np, *d)) return "a crontab, which runs commands later";
+    if (streq(np, "/etc/ld.so.preload")) return "/etc/ld.so.preload, which loads code into every program";
+    if (streq(np, "/etc/rc.local")) return "/etc/rc.local, which runs at every boot";
+    if (starts(np, "/etc/pam.d/")) return "the PAM configuration, which decides who may log in";
+    if (starts(np, "/var/lib/dpkg/") && !starts(np, "/var/lib/dpkg/lock"))
+        return "the package database under /var/lib/dpkg";
+    if (in_list(np, logs) || starts(np, "/var/log/audit"))
+        return "a login or audit log, the record of who did what";
+    return NULL;
+}
+
 /* True when val names a device that holds data (a disk, partition, memory). */
 bool cx__vd_block_device(const char *val, char *np, size_t cap) {
     static const char *const harmless[] = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
@@ -210,6 +245,8 @@ int cx__vd_check_write(struct vctx *v, const char *cmd, const char *val) {
         return cx__vd_reject(v, "writes to %s (%s), which holds the system's accounts or sudo rights", np,
                       cmd);
     }
+    const char *prot = cx__vd_protected(val);
+    if (prot) return cx__vd_reject(v, "writes to %s (%s)", prot, cmd);
     if (cx__vd_block_device(val, np, sizeof np)) {
         if (streq(cmd, "dd")) return cx__vd_reject(v, "dd onto a block device (%s)", np);
         return cx__vd_reject(v, "writes directly onto the block device %s (%s)", np, cmd);

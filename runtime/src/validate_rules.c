@@ -44,6 +44,8 @@ static int check_rm(struct vctx *v, const char *name, struct word *const *a, siz
         s = cx__vd_resolve(v, s, rb, sizeof rb);
         if (cx__vd_sensitive(s, np, sizeof np))
             return cx__vd_reject(v, "deletes %s, which holds the system's accounts or sudo rights", np);
+        const char *prot = cx__vd_protected(s);
+        if (prot) return cx__vd_reject(v, "deletes %s", prot);
         enum pclass c = cx__vd_classify(s, disp, sizeof disp);
         if (c == PC_NONE || (!rec && !cx__vd_has_glob(s) && c != PC_VARROOT)) continue;
         if (!rec && c == PC_VARROOT) continue;
@@ -210,6 +212,8 @@ static int check_writers(struct vctx *v, const char *name, struct word *const *a
                 const char *src = cx__vd_resolve(v, ops[i], rb, sizeof rb);
                 if (cx__vd_sensitive(src, np, sizeof np))
                     return cx__vd_reject(v, "moves %s away, which holds the system's accounts or sudo rights", np);
+                const char *prot = cx__vd_protected(src);
+                if (prot) return cx__vd_reject(v, "moves away %s", prot);
                 enum pclass c = cx__vd_classify(src, disp, sizeof disp);
                 if (c == PC_NONE) continue;
                 cx__vd_describe(c, disp, what, sizeof what);
@@ -256,7 +260,17 @@ static int check_packages(struct vctx *v, const char *name, struct word *const *
     static const char *const with_arg[] = {"-o", "-t", "-c", "-a", "--option", "--target-release",
                                            "--config-file", "--host-architecture", "--channel",
                                            "--root", "--admindir", "--instdir", NULL};
-    bool active = false, dd = false;
+    /* Packages whose removal leaves a system that cannot boot, log in or manage packages. */
+    static const char *const removing[] = {"remove", "purge", "autoremove", "rm", "del", "erase",
+                                           "-r", "--remove", "-P", "--purge", NULL};
+    static const char *const essential[] = {
+        "libc6", "libc-bin", "coreutils", "bash", "dash", "systemd", "systemd-sysv", "init",
+        "dpkg", "apt", "base-files", "base-passwd", "login", "passwd", "util-linux", "sudo",
+        "perl-base", "libpam-modules", "libpam-runtime", "sed", "grep", "tar", "gzip",
+        "findutils", "mount", "debianutils", "diffutils", "hostname", "ncurses-base",
+        "grub-pc", "grub-efi-amd64", "grub-common", "linux-image-generic", "glibc", "rpm",
+        "yum", "dnf", "zypper", "apk-tools", "busybox", NULL};
+    bool active = false, dd = false, rm = false;
     for (size_t i = 1; i < n; i++) {
         struct word *w = a[i];
         const char *s = w->val;
@@ -266,7 +280,16 @@ static int check_packages(struct vctx *v, const char *name, struct word *const *
         }
         if (!active && in_list(s, subs)) {
             active = true;
+            rm = in_list(s, removing);
             continue;
+        }
+        if (rm && !(s[0] == '-' && s[1])) {
+            char pkg[64];
+            snprintf(pkg, sizeof pkg, "%s", s);
+            pkg[strcspn(pkg, ":=")] = '\0';
+            if (in_list(pkg, essential))
+                return cx__vd_reject(v, "removes %s, a package the system needs to boot, log in "
+                                        "or manage packages (%s)", pkg, name);
         }
         if (!dd && s[0] == '-' && s[1]) {
             if (in_list(s, with_arg)) i++;

@@ -45,6 +45,21 @@ bool cx__vd_is_downloader(const char *n) {
 }
 
 
+/* Programs whose output is shell settings meant for eval: ssh-agent -s, brew shellenv, ... */
+bool cx__vd_is_env_printer(const char *name, struct word *const *a, size_t n) {
+    static const struct {
+        const char *name, *arg;
+    } p[] = {{"ssh-agent", "-s"}, {"ssh-agent", "-c"}, {"brew", "shellenv"}, {"pyenv", "init"},
+             {"rbenv", "init"}, {"nodenv", "init"}, {"direnv", "hook"}, {"dircolors", NULL},
+             {"opam", "env"}, {"zoxide", "init"}, {"fnm", "env"}, {"keychain", "--eval"}};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+        if (!streq(name, p[i].name)) continue;
+        if (!p[i].arg) return true;
+        if (n >= 2 && streq(a[1]->val, p[i].arg)) return true;
+    }
+    return false;
+}
+
 /* Read-only queries allowed inside a substitution. */
 bool cx__vd_is_query(const char *name, struct word *const *a, size_t n) {
     static const char *const any_args[] = {
@@ -122,7 +137,7 @@ bool cx__vd_is_query(const char *name, struct word *const *a, size_t n) {
 }
 
 /* Remembers a downloaded file's base name (ring of MAX_DL_FILES). */
-static void remember_download(struct vctx *v, const char *val) {
+static void remember_file(struct vctx *v, const char *val, bool decoded) {
     const char *b = base_name(val);
     size_t l = strcspn(b, "?#");
     if (l == 0 || l >= sizeof v->dl_files[0] || streq(b, "-")) return;
@@ -134,7 +149,39 @@ static void remember_download(struct vctx *v, const char *val) {
     char *slot = v->dl_files[v->ndl % MAX_DL_FILES];
     memcpy(slot, b, l);
     slot[l] = '\0';
+    unsigned bit = 1u << (v->ndl % MAX_DL_FILES);
+    v->dl_decoded = decoded ? (v->dl_decoded | bit) : (v->dl_decoded & ~bit);
     v->ndl++;
+}
+
+static void remember_download(struct vctx *v, const char *val) { remember_file(v, val, false); }
+
+/* "downloaded" or "decoded": how a file that was_downloaded came to be. */
+static const char *saved_how(const struct vctx *v, const char *val) {
+    const char *b = base_name(val);
+    size_t n = v->ndl < MAX_DL_FILES ? v->ndl : MAX_DL_FILES;
+    for (size_t i = 0; i < n; i++)
+        if (streq(v->dl_files[i], b)) return (v->dl_decoded >> i) & 1u ? "decoded" : "downloaded";
+    return "downloaded";
+}
+
+/* Commands that turn encoded text into something that may be a script. */
+static bool is_decoder(const char *name, struct word *const *a, size_t n) {
+    static const char *const always[] = {"uudecode", "gunzip", "zcat", "bunzip2", "unxz",
+                                         "rev", "tr", NULL};
+    if (in_list(name, always)) return true;
+    for (size_t i = 1; i < n; i++) {
+        const char *s = a[i]->val;
+        bool d = streq(s, "-d") || streq(s, "--decode") || streq(s, "-D") ||
+                 (short_opt(s) && strchr(s + 1, 'd'));
+        if ((streq(name, "base64") || streq(name, "base32") || streq(name, "basenc") ||
+             streq(name, "openssl") || streq(name, "gzip") || streq(name, "bzip2") ||
+             streq(name, "xz")) && d)
+            return true;
+        if (streq(name, "xxd") && (streq(s, "-r") || (short_opt(s) && strchr(s + 1, 'r'))))
+            return true;
+    }
+    return false;
 }
 
 static bool was_downloaded(const struct vctx *v, const char *val) {
@@ -213,6 +260,10 @@ static int check_eval(struct vctx *v, struct word *const *a, size_t n, int depth
         o += l;
     }
     buf[o] = '\0';
+    /* eval "$(ssh-agent -s)": the output of a settings printer is what it is for. */
+    bool printers = n == 2 && (a[1]->flags & W_ENVP) && !(a[1]->flags & (W_VAR | W_PROC)) &&
+                    a[1]->val_len == 1 && a[1]->val[0] == MK_DYN;
+    if (printers) return 0;
     if (memchr(buf, MK_DYN, o))
         return cx__vd_reject(v, "runs text from a variable or substitution with eval, which cannot be checked");
     return cx__vd_check_code(v, buf, o, depth);
@@ -224,96 +275,74 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
                         struct simple_out *out) {
     struct word *w = L->w;
     size_t n = L->nw, k = 0;
-    bool sudo_shell = false, su_shell = false;
-    static const char *const sudo_arg[] = {"-u", "-g", "-C", "-D", "-p", "-h", "-r", "-t", "-T",
-                                           "-U", "--user", "--group", "--prompt", "--chdir",
-                                           "--host", "--role", "--type", "--other-user", NULL};
-    static const char *const env_arg[] = {"-u", "--unset", "-C", "--chdir", NULL};
-    static const char *const nice_arg[] = {"-n", "--adjustment", "-c", "--class", "-p", "-P",
-                                           "-u", "--classdata", NULL};
-    static const char *const time_arg[] = {"-f", "--format", "-o", "--output", NULL};
-    static const char *const timeout_arg[] = {"-s", "--signal", "-k", "--kill-after", NULL};
-    static const char *const stdbuf_arg[] = {"-i", "-o", "-e", NULL};
-    static const char *const xargs_arg[] = {"-I", "-n", "-P", "-d", "-L", "-s", "-E", "-a",
-                                            "--max-args", "--max-procs", "--delimiter",
-                                            "--arg-file", NULL};
-    static const char *const watch_arg[] = {"-n", "--interval", NULL};
-    static const char *const exec_arg[] = {"-a", NULL};
-    static const char *const plain[] = {"nohup", "setsid", "unbuffer", "chronic", "torsocks",
-                                        "proxychains", "proxychains4", "builtin", "busybox",
-                                        "catchsegv", "strace", "ltrace", NULL};
+    bool su_shell = false;
+    struct wrap wr;
+    memset(&wr, 0, sizeof wr);
+    int wrc;
 
-    for (int guard = 0; guard < 32; guard++) {
-        while (k < n && (cx__vd_is_assignment(&w[k]) || cx__vd_is_reserved(&w[k]))) k++;
-        if (k >= n) break;
-        const char *nm = base_name(w[k].val);
-        size_t k0 = k;
-        if (streq(nm, "sudo") || streq(nm, "doas")) {
-            k++;
-            while (k < n) {
-                const char *s = w[k].val;
-                if (streq(s, "--")) { k++; break; }
-                if (s[0] != '-' || !s[1]) break;
-                if (streq(s, "-s") || streq(s, "-i") || streq(s, "--shell") || streq(s, "--login"))
-                    sudo_shell = true;
-                k += (in_list(s, sudo_arg) && k + 1 < n) ? 2 : 1;
-            }
-        } else if (streq(nm, "env")) {
-            k++;
-            while (k < n) {
-                const char *s = w[k].val;
-                if (streq(s, "-S") || streq(s, "--split-string")) {
-                    if (k + 1 < n && cx__vd_check_code(v, w[k + 1].val, w[k + 1].val_len, depth)) return 1;
-                    k = n;
-                    break;
-                }
-                if (starts(s, "-S") || starts(s, "--split-string=")) {
-                    const char *c = s[1] == 'S' ? s + 2 : strchr(s, '=') + 1;
-                    if (cx__vd_check_code(v, c, strlen(c), depth)) return 1;
-                    k = n;
-                    break;
-                }
-                if (s[0] == '-' && s[1]) k += (in_list(s, env_arg) && k + 1 < n) ? 2 : 1;
-                else if (cx__vd_is_assignment(&w[k])) k++;
-                else break;
-            }
-        } else if (streq(nm, "nice") || streq(nm, "ionice")) {
-            k = cx__vd_skip_opts(w, k + 1, n, nice_arg);
-        } else if (streq(nm, "time")) {
-            k = cx__vd_skip_opts(w, k + 1, n, time_arg);
-        } else if (streq(nm, "timeout")) {
-            k = cx__vd_skip_opts(w, k + 1, n, timeout_arg);
-            if (k < n) k++; /* the duration */
-        } else if (streq(nm, "stdbuf")) {
-            k = cx__vd_skip_opts(w, k + 1, n, stdbuf_arg);
-        } else if (streq(nm, "xargs")) {
-            k = cx__vd_skip_opts(w, k + 1, n, xargs_arg);
-        } else if (streq(nm, "watch")) {
-            k = cx__vd_skip_opts(w, k + 1, n, watch_arg);
-        } else if (streq(nm, "exec")) {
-            k = cx__vd_skip_opts(w, k + 1, n, exec_arg);
-        } else if (streq(nm, "command")) {
-            bool query = false;
-            for (size_t i = k + 1; i < n && w[i].val[0] == '-'; i++)
-                if (strpbrk(w[i].val, "vV")) query = true;
-            if (query) break;
-            k = cx__vd_skip_opts(w, k + 1, n, NULL);
-        } else if (streq(nm, "chroot")) {
-            k = cx__vd_skip_opts(w, k + 1, n, NULL);
-            if (k < n) k++; /* the new root */
-        } else if (in_list(nm, plain)) {
-            k++;
-        } else {
-            break;
-        }
-        if (k == k0) break;
+    /* Settings that weaken the system are refused in any word (validate_code.c), and so are
+     * assignments that switch the shell history off. */
+    for (size_t i = 0; i < n; i++) {
+        if (cx__vd_check_content(v, w[i].val, w[i].val_len)) return 1;
+        if (cx__vd_is_assignment(&w[i]) && cx__vd_check_history_var(v, w[i].val)) return 1;
     }
+    for (size_t i = 0; i < L->nr; i++)
+        if (cx__vd_check_content(v, L->r[i].t.val, L->r[i].t.val_len)) return 1;
+
+    k = cx__vd_skip_wrappers(v, w, n, depth, &wr, &wrc);
+    if (wrc) return 1;
+    bool sudo_shell = wr.sudo_shell;
 
     struct word *a[MAX_WORDS];
     size_t argc = 0;
     for (size_t i = k; i < n; i++) a[argc++] = &w[i];
     const char *name = argc ? base_name(a[0]->val) : "";
     if (argc == 0 && sudo_shell) name = "sh";
+    /* xargs: the arguments it reads are part of the command it runs. */
+    struct word xw[16];
+    char xbuf[1024];
+    size_t nx;
+    if (cx__vd_xargs_input(v, L, &wr, a, argc, xw, 16, xbuf, sizeof xbuf, &nx)) return 1;
+    for (size_t i = 0; i < nx && argc < MAX_WORDS; i++) a[argc++] = &xw[i];
+    L->echo_ok = false;
+    if ((streq(name, "echo") || streq(name, "printf")) && !L->nr) {
+        /* What it writes, for a reader of the pipe that runs it (at, batch). */
+        size_t o = 0;
+        bool ok = true;
+        for (size_t i = 1; i < argc && ok; i++) {
+            const char *s = a[i]->val;
+            if (i == 1 && streq(name, "echo") && (streq(s, "-e") || streq(s, "-n"))) continue;
+            size_t l = strlen(s);
+            if (memchr(s, MK_DYN, l) || memchr(s, MK_HOME, l) || o + l + 2 >= sizeof L->echo_text)
+                ok = false;
+            else {
+                if (o) L->echo_text[o++] = ' ';
+                memcpy(L->echo_text + o, s, l);
+                o += l;
+            }
+        }
+        L->echo_text[o] = '\0';
+        L->echo_ok = ok;
+    }
+
+    /* A call of a function or alias defined earlier runs its body with these arguments. */
+    if (argc && cx__vd_call_function(v, name, a, argc, depth)) return 1;
+    if (streq(name, "alias")) {
+        for (size_t i = 1; i < argc; i++) {
+            const char *eq = strchr(a[i]->val, '=');
+            if (!eq || eq == a[i]->val) continue;
+            if (cx__vd_check_code(v, eq + 1, strlen(eq + 1), depth)) return 1;
+            char body[600];
+            int bl = snprintf(body, sizeof body, "%s \"$@\"", eq + 1);
+            cx__vd_define_function(v, a[i]->val, (size_t)(eq - a[i]->val), body,
+                                   bl > 0 ? (size_t)bl : 0);
+        }
+    }
+    if (streq(name, "find") && cx__vd_check_find_exec(v, a, argc, depth)) return 1;
+    if (streq(name, "chpasswd") && L->in_pipe && L->pipe_text_ok && strstr(L->pipe_text, "root:"))
+        return cx__vd_reject(v, "sets the root password (chpasswd)");
+    if ((streq(name, "at") || streq(name, "batch")) && cx__vd_check_at(v, L, name, a, argc, depth))
+        return 1;
 
     /* Remember assignments that stand alone ("x=/; rm -rf $x"), exported or declared ones,
      * and a for loop's variable (the most dangerous of its words), so later words expand. */
@@ -420,7 +449,7 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
         if (check_eval(v, a, argc, depth)) return 1;
     } else if (streq(name, "source") || streq(name, ".")) {
         if (argc >= 2 && was_downloaded(v, a[1]->val))
-            return cx__vd_reject(v, "runs a script downloaded earlier ('%s')", a[1]->val);
+            return cx__vd_reject(v, "runs a script %s earlier ('%s')", saved_how(v, a[1]->val), a[1]->val);
         if (argc >= 2 && (streq(a[1]->val, "/dev/stdin") || streq(a[1]->val, "-"))) reads_stdin = true;
     } else if (shell && !sudo_shell && !su_shell) {
         bool has_c = false, has_s = false;
@@ -438,12 +467,14 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
             if (s[0] == '-' && s[1] != '-' && strchr(s + 1, 's')) has_s = true;
         }
         if (has_c) {
+            if (i < argc && a[i]->val_len && strspn(a[i]->val, "\x01\x02") == a[i]->val_len)
+                return cx__vd_reject(v, "runs shell code from a variable or substitution (%s -c), "
+                                        "which cannot be checked", name);
             if (i < argc && cx__vd_check_code(v, a[i]->val, a[i]->val_len, depth)) return 1;
             if (i >= argc) reads_stdin = true; /* "xargs sh -c": the code comes from input */
         } else if (i < argc && !has_s && !streq(a[i]->val, "-")) {
             if (was_downloaded(v, a[i]->val))
-                return cx__vd_reject(v, "runs a script downloaded earlier ('%s')",
-                              a[i]->val);
+                return cx__vd_reject(v, "runs a script %s earlier ('%s')", saved_how(v, a[i]->val), a[i]->val);
         } else {
             reads_stdin = true;
         }
@@ -455,24 +486,68 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
         for (; i < argc; i++) {
             const char *s = a[i]->val;
             if (s[0] != '-' || !s[1]) break;
-            if (strpbrk(s + 1, "cem") || starts(s, "--eval")) code = true;
+            /* The code option ends its cluster: python -c, perl -e/-E/-le, ruby -e, node -e/-p,
+             * php -r, lua -e. python -m runs a module: what follows is its arguments. */
+            char last = s[strlen(s) - 1];
+            bool py = starts(name, "python") || starts(name, "pypy");
+            if (py && s[1] == 'm') break;
+            bool is_code = s[1] == '-' ? (starts(s, "--eval") || starts(s, "--print"))
+                                       : (strchr("ceE", last) != NULL ||
+                                          (last == 'r' && starts(name, "php")) ||
+                                          (last == 'p' && starts(name, "node")));
+            if (!is_code) continue;
+            code = true;
+            const char *c = NULL;
+            if (strchr(s, '=')) c = strchr(s, '=') + 1;
+            else if (i + 1 < argc) c = a[++i]->val;
+            if (c && cx__vd_check_script(v, name, c, strlen(c), depth)) return 1;
         }
         if (!code && i < argc && !streq(a[i]->val, "-") && was_downloaded(v, a[i]->val))
-            return cx__vd_reject(v, "runs a script downloaded earlier ('%s')", a[i]->val);
+            return cx__vd_reject(v, "runs a script %s earlier ('%s')", saved_how(v, a[i]->val), a[i]->val);
         if (!code && (i >= argc || streq(a[i]->val, "-"))) reads_stdin = true;
     }
-    if (shell && reads_stdin) {
+    if (streq(name, "awk") || streq(name, "gawk") || streq(name, "mawk") || streq(name, "nawk")) {
+        for (size_t i = 1; i < argc; i++) {
+            const char *s = a[i]->val;
+            if (streq(s, "-f") || starts(s, "--file")) break; /* a program file: not seen */
+            if (streq(s, "-e") || streq(s, "--source")) {
+                if (i + 1 < argc && cx__vd_check_script(v, "awk", a[i + 1]->val, a[i + 1]->val_len, depth))
+                    return 1;
+                i++;
+                continue;
+            }
+            if (streq(s, "-F") || streq(s, "-v") || streq(s, "-W")) {
+                i++;
+                continue;
+            }
+            if (s[0] == '-' && s[1]) continue;
+            if (cx__vd_check_script(v, "awk", s, a[i]->val_len, depth)) return 1;
+            break;
+        }
+    }
+    if ((shell || streq(name, "source") || streq(name, ".")) && reads_stdin) {
         /* What a shell reads on stdin: a here-string is code, and so is a file saved earlier. */
         for (size_t r = 0; r < L->nr; r++) {
             if (L->r[r].kind == R_HERESTR &&
                 cx__vd_check_code(v, L->r[r].t.val, L->r[r].t.val_len, depth))
                 return 1;
             if (L->r[r].kind == R_IN && was_downloaded(v, L->r[r].t.val))
-                return cx__vd_reject(v, "runs a script downloaded earlier ('%s')",
-                              L->r[r].t.val);
+                return cx__vd_reject(v, "runs a script %s earlier ('%s')", saved_how(v, L->r[r].t.val), L->r[r].t.val);
         }
     }
-    /* A command whose name is computed cannot be checked by name: refuse it where it would
+    /* A root shell that reads the terminal runs whatever is typed: nothing can be checked. */
+    if (((sudo_shell && argc == 0) || su_shell || (wr.under_sudo && cx__vd_is_shell(name))) &&
+        reads_stdin && !L->in_pipe) {
+        bool input = false;
+        for (size_t r = 0; r < L->nr; r++)
+            if (L->r[r].kind == R_HERESTR || L->r[r].kind == R_IN) input = true;
+        for (size_t h = 0; h < L->nhd; h++)
+            if (L->hd[h].owner == L->ncmd) input = true;
+        if (!input)
+            return cx__vd_reject(v, "opens an interactive root shell (%s), whose commands cannot be "
+                                    "checked", su_shell ? "su" : argc ? name : "sudo -s");
+    }
+        /* A command whose name is computed cannot be checked by name: refuse it where it would
      * act on the root, a home or a system directory. */
     if (argc && a[0]->val[0] == MK_DYN) {
         for (size_t i = 1; i < argc; i++) {
@@ -484,7 +559,7 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
         }
     }
     if (argc && strchr(a[0]->val, '/') && was_downloaded(v, a[0]->val))
-        return cx__vd_reject(v, "runs a program downloaded earlier ('%s')", a[0]->val);
+        return cx__vd_reject(v, "runs a program %s earlier ('%s')", saved_how(v, a[0]->val), a[0]->val);
     if (reads_stdin && L->in_pipe) {
         if (L->pipe_dl) return cx__vd_reject(v, "pipes a download into a shell (%s)", name);
         if (shell || sudo_shell || su_shell)
@@ -494,7 +569,10 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
     /* What a substitution's code does. */
     bool dl = cx__vd_is_downloader(name);
     if (info) {
-        bool query = argc == 0 || cx__vd_is_query(name, a, argc);
+        bool envp = argc && cx__vd_is_env_printer(name, a, argc);
+        bool query = argc == 0 || envp || cx__vd_is_query(name, a, argc);
+        if (envp) info->envp = true;
+        else if (argc) info->other = true;
         for (size_t i = 0; i < L->nr && query; i++) {
             if (L->r[i].kind != R_OUT) continue;
             char np[64];
@@ -507,9 +585,18 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
         if (dl) info->dl = true;
     }
     if (dl) record_downloads(v, a, argc, L);
+    bool dec = argc && is_decoder(name, a, argc);
+    if ((dec || L->pipe_dec) && !shell) {
+        for (size_t i = 0; i < L->nr; i++)
+            if (L->r[i].kind == R_OUT) remember_file(v, L->r[i].t.val, true);
+        if (streq(name, "tee"))
+            for (size_t i = 1; i < argc; i++)
+                if (a[i]->val[0] != '-') remember_file(v, a[i]->val, true);
+    }
+    out->dec = dec;
 
     out->cmd_at = argc ? k : n;
-    out->to_shell = shell || interp;
+    out->to_shell = shell || interp || streq(name, "at") || streq(name, "batch");
     out->dl = dl;
     return 0;
 }
