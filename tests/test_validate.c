@@ -660,6 +660,17 @@ static void test_issue11_bypasses(void **state) {
         {"source /dev/stdin <<< 'rm -rf /'", "root directory"},
         {"history -c", "history"},
         {"flock /tmp/l rm -rf /", "root directory"},
+        /* Found while probing the fixes: code on an interpreter's stdin, scripts written and
+         * then run, a cron directory as a copy target, other apt trust options. */
+        {"python3 - <<< 'import os; os.system(\"rm -rf /\")'", "root directory"},
+        {"python3 <<EOF\nimport shutil; shutil.rmtree('/')\nEOF", "rmtree"},
+        {"echo 'rm -rf /' > /tmp/x.sh && bash /tmp/x.sh", "root directory"},
+        {"cat > /tmp/x.sh <<EOF\nrm -rf /\nEOF\nbash /tmp/x.sh", "written earlier"},
+        {"echo 'rm -rf ~' >> ~/.bashrc", "home directory"},
+        {"sudo cp x /etc/cron.d/", "crontab"},
+        {"echo 'deb [allow-insecure=yes] http://x/ ./' | sudo tee /etc/apt/sources.list.d/x.list",
+         "unsigned"},
+        {"ruby -e '%x(rm -rf /)'", "root directory"},
         {NULL, NULL}};
     char why[256];
     for (const struct reject_case *c = cases; c->cmd; c++) {
@@ -682,6 +693,8 @@ static void test_issue11_bypasses(void **state) {
         "crontab -l",
         "eval \"$(ssh-agent -s)\"",
         "sudo bash <<EOF\napt-get update\nEOF",
+        "echo 'export PATH=$PATH:/usr/local/go/bin' >> ~/.bashrc && source ~/.bashrc",
+        "python3 <<EOF\nprint('hi')\nEOF",
         NULL};
     for (const char *const *c = fine; *c; c++)
         if (cx_validate_command(*c, why, sizeof why) != 0)

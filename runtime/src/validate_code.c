@@ -50,6 +50,9 @@ int cx__vd_check_content(struct vctx *v, const char *s, size_t n) {
         {"trusted=yes", "marks an apt repository as trusted without a signature ([trusted=yes])"},
         {"trusted=true", "marks an apt repository as trusted without a signature"},
         {"trusted=1", "marks an apt repository as trusted without a signature"},
+        {"allow-insecure=yes", "lets apt use an unsigned repository ([allow-insecure=yes])"},
+        {"allow-weak=yes", "lets apt accept weak repository signatures ([allow-weak=yes])"},
+        {"allow-downgrade-to-insecure=yes", "lets apt use an unsigned repository"},
         {"trusted: yes", "marks an apt repository as trusted without a signature (Trusted: yes)"},
         {"--nogpgcheck", "turns off package signature checks (--nogpgcheck)"},
         {"--no-gpg-checks", "turns off package signature checks (--no-gpg-checks)"},
@@ -74,7 +77,7 @@ int cx__vd_check_content(struct vctx *v, const char *s, size_t n) {
 /* Calls that run a shell command; the argument is checked when it is one string literal. */
 static const char *const shell_calls[] = {
     "os.system(", "os.popen(", "system(", "popen(", "shell_exec(", "passthru(", "os.execute(",
-    "io.popen(", "execsync(", "exec(", "spawnsync(", "qx(", "qx{", "exec ", "system ", NULL};
+    "io.popen(", "execsync(", "exec(", "spawnsync(", "qx(", "qx{", "%x(", "%x{", "exec ", "system ", NULL};
 
 /* Anything else that acts on the system and cannot be checked. */
 static const char *const danger[] = {
@@ -147,7 +150,7 @@ int cx__vd_check_script(struct vctx *v, const char *lang, const char *code, size
                 continue; /* part of a longer name: checked by the danger list */
             size_t e;
             if ((*c)[cl - 1] == '{') e = delimited(code, n, i + cl, '}', lit, sizeof lit, &ll);
-            else if (streq(*c, "qx(")) e = delimited(code, n, i + cl, ')', lit, sizeof lit, &ll);
+            else if (streq(*c, "qx(") || streq(*c, "%x(")) e = delimited(code, n, i + cl, ')', lit, sizeof lit, &ll);
             else e = literal(code, n, i + cl, lit, sizeof lit, &ll);
             if (!e)
                 return cx__vd_reject(v, "runs a command from %s code (%.*s...) that cannot be "

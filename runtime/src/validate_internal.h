@@ -53,6 +53,7 @@ struct heredoc {
     bool quoted;     /* delimiter quoted: the body is not expanded */
     bool strip_tabs; /* <<- */
     bool to_shell;   /* the command reading it is a shell */
+    char lang[16];   /* or an interpreter (python3, perl...): the body is its code */
     size_t owner;    /* index of the simple command it belongs to on this level */
 };
 
@@ -102,6 +103,7 @@ struct vctx {
     size_t nvars;
     char cwd[256]; /* directory set by an earlier cd, with markers; "" when unknown */
     unsigned dl_decoded; /* bit i: dl_files[i] was decoded (base64 -d ...), not downloaded */
+    unsigned dl_written; /* bit i: dl_files[i] was written by echo, printf or cat */
     /* Functions and aliases defined earlier: a call checks the body (validate_indirect.c). */
     struct {
         char name[32];
@@ -125,6 +127,7 @@ struct simple_out {
     bool to_shell; /* the command is a shell or interpreter (here-documents are code) */
     bool dl;       /* the command downloads */
     bool dec;      /* the command decodes encoded text */
+    char lang[16]; /* the interpreter reading stdin as code, or "" */
 };
 
 enum pclass { PC_NONE, PC_ROOT, PC_ROOT_GLOB, PC_HOME, PC_HOMES, PC_SYSDIR, PC_VARROOT };

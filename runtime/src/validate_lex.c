@@ -538,10 +538,12 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
     if (L->nw == 0 && L->nr == 0) return 0; /* "( ... )" and empty lines keep the pipeline state */
     if (expand_words(v, L)) return 1;
     bool to_shell = false, dl = false, dec = false;
+    char lang[16] = "";
     for (;;) {
         struct simple_out o;
         if (cx__vd_check_simple(v, L, depth, info, &o)) return 1;
         to_shell |= o.to_shell;
+        if (o.lang[0]) memcpy(lang, o.lang, sizeof lang);
         dl |= o.dl;
         dec |= o.dec;
         if (o.cmd_at >= L->nw || !may_vanish(&L->w[o.cmd_at])) break;
@@ -551,7 +553,10 @@ static int finish(struct vctx *v, struct level *L, enum sep sep, int depth, stru
 
     /* Here-documents of this command go to a shell when the command is one. */
     for (size_t i = 0; i < L->nhd; i++)
-        if (L->hd[i].owner == L->ncmd) L->hd[i].to_shell = to_shell;
+        if (L->hd[i].owner == L->ncmd) {
+            L->hd[i].to_shell = to_shell;
+            memcpy(L->hd[i].lang, lang, sizeof lang);
+        }
 
     bool next_dl = sep == SEP_PIPE && (L->pipe_dl || dl);
     bool next_dec = sep == SEP_PIPE && (L->pipe_dec || dec);
@@ -618,7 +623,9 @@ static int take_heredocs(struct vctx *v, struct level *L, const char *s, size_t 
             p = le < len ? le + 1 : len;
         }
         if (cx__vd_check_content(v, s + start, body_end - start)) return 1;
-        if (hd->to_shell) {
+        if (hd->lang[0]) {
+            if (cx__vd_check_script(v, hd->lang, s + start, body_end - start, depth)) return 1;
+        } else if (hd->to_shell) {
             if (cx__vd_check_code(v, s + start, body_end - start, depth)) return 1;
         } else if (!hd->quoted) {
             if (check_heredoc_body(v, s + start, body_end - start, depth)) return 1;
@@ -667,6 +674,7 @@ static int parse_redir(struct vctx *v, struct level *L, const char *s, size_t le
         hd->quoted = (t.flags & W_QUOTED) != 0;
         hd->strip_tabs = strip;
         hd->to_shell = false;
+        hd->lang[0] = '\0';
         hd->owner = L->ncmd;
         return 0;
     }

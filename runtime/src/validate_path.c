@@ -172,7 +172,8 @@ static const char *const sensitive_files[] = {
 /* True when val names an account or sudo database file (or /proc/sysrq-trigger). */
 bool cx__vd_sensitive(const char *val, char *np, size_t cap) {
     if (!cx__vd_norm_path(val, np, cap)) return false;
-    return in_list(np, sensitive_files) || starts(np, "/etc/sudoers.d/");
+    return in_list(np, sensitive_files) || starts(np, "/etc/sudoers.d/") ||
+           streq(np, "/etc/sudoers.d");
 }
 
 /*
@@ -199,7 +200,8 @@ const char *cx__vd_protected(const char *val) {
     if (streq(np, "/etc/crontab") || streq(np, "/etc/anacrontab") || streq(np, "/var/spool/cron"))
         return "a crontab, which runs commands later";
     for (const char *const *d = cron_dirs; *d; d++)
-        if (starts(np, *d)) return "a crontab, which runs commands later";
+        if (starts(np, *d) || (strncmp(np, *d, strlen(*d) - 1) == 0 && !np[strlen(*d) - 1]))
+            return "a crontab, which runs commands later";
     if (streq(np, "/etc/ld.so.preload")) return "/etc/ld.so.preload, which loads code into every program";
     if (streq(np, "/etc/rc.local")) return "/etc/rc.local, which runs at every boot";
     if (starts(np, "/etc/pam.d/")) return "the PAM configuration, which decides who may log in";

@@ -151,6 +151,7 @@ static void remember_file(struct vctx *v, const char *val, bool decoded) {
     slot[l] = '\0';
     unsigned bit = 1u << (v->ndl % MAX_DL_FILES);
     v->dl_decoded = decoded ? (v->dl_decoded | bit) : (v->dl_decoded & ~bit);
+    v->dl_written &= ~bit;
     v->ndl++;
 }
 
@@ -161,7 +162,10 @@ static const char *saved_how(const struct vctx *v, const char *val) {
     const char *b = base_name(val);
     size_t n = v->ndl < MAX_DL_FILES ? v->ndl : MAX_DL_FILES;
     for (size_t i = 0; i < n; i++)
-        if (streq(v->dl_files[i], b)) return (v->dl_decoded >> i) & 1u ? "decoded" : "downloaded";
+        if (streq(v->dl_files[i], b))
+            return (v->dl_written >> i) & 1u   ? "written"
+                   : (v->dl_decoded >> i) & 1u ? "decoded"
+                                                : "downloaded";
     return "downloaded";
 }
 
@@ -305,7 +309,7 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
     if (cx__vd_xargs_input(v, L, &wr, a, argc, xw, 16, xbuf, sizeof xbuf, &nx)) return 1;
     for (size_t i = 0; i < nx && argc < MAX_WORDS; i++) a[argc++] = &xw[i];
     L->echo_ok = false;
-    if ((streq(name, "echo") || streq(name, "printf")) && !L->nr) {
+    if (streq(name, "echo") || streq(name, "printf")) {
         /* What it writes, for a reader of the pipe that runs it (at, batch). */
         size_t o = 0;
         bool ok = true;
@@ -313,7 +317,9 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
             const char *s = a[i]->val;
             if (i == 1 && streq(name, "echo") && (streq(s, "-e") || streq(s, "-n"))) continue;
             size_t l = strlen(s);
-            if (memchr(s, MK_DYN, l) || memchr(s, MK_HOME, l) || o + l + 2 >= sizeof L->echo_text)
+            /* Escapes and printf formats change the text: then it is not known. */
+            if (memchr(s, MK_DYN, l) || memchr(s, MK_HOME, l) || strchr(s, '\\') ||
+                (streq(name, "printf") && strchr(s, '%')) || o + l + 2 >= sizeof L->echo_text)
                 ok = false;
             else {
                 if (o) L->echo_text[o++] = ' ';
@@ -506,6 +512,12 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
             return cx__vd_reject(v, "runs a script %s earlier ('%s')", saved_how(v, a[i]->val), a[i]->val);
         if (!code && (i >= argc || streq(a[i]->val, "-"))) reads_stdin = true;
     }
+    if (interp && reads_stdin) {
+        for (size_t r = 0; r < L->nr; r++)
+            if (L->r[r].kind == R_HERESTR &&
+                cx__vd_check_script(v, name, L->r[r].t.val, L->r[r].t.val_len, depth))
+                return 1;
+    }
     if (streq(name, "awk") || streq(name, "gawk") || streq(name, "mawk") || streq(name, "nawk")) {
         for (size_t i = 1; i < argc; i++) {
             const char *s = a[i]->val;
@@ -594,9 +606,31 @@ int cx__vd_check_simple(struct vctx *v, struct level *L, int depth, struct inner
                 if (a[i]->val[0] != '-') remember_file(v, a[i]->val, true);
     }
     out->dec = dec;
+    /* A script written here by echo, printf or cat is run by a later command: known text
+     * written to a script or shell start-up file is checked as code now; other text makes
+     * the file one that may not be run later in the same script. */
+    if (!dec && !L->pipe_dec && (streq(name, "echo") || streq(name, "printf") || streq(name, "cat"))) {
+        for (size_t i = 0; i < L->nr; i++) {
+            if (L->r[i].kind != R_OUT) continue;
+            if (L->echo_ok && !streq(name, "cat")) {
+                const char *b = base_name(L->r[i].t.val);
+                size_t bl = strlen(b);
+                bool script = (bl > 3 && streq(b + bl - 3, ".sh")) || strstr(b, "rc") ||
+                              strstr(b, "profile") || strstr(L->r[i].t.val, "profile.d");
+                if (script && cx__vd_check_code(v, L->echo_text, strlen(L->echo_text), depth))
+                    return 1;
+                continue;
+            }
+            size_t before = v->ndl;
+            remember_file(v, L->r[i].t.val, true);
+            if (v->ndl != before) v->dl_written |= 1u << (before % MAX_DL_FILES);
+        }
+    }
 
     out->cmd_at = argc ? k : n;
     out->to_shell = shell || interp || streq(name, "at") || streq(name, "batch");
+    out->lang[0] = '\0';
+    if (interp && !shell) snprintf(out->lang, sizeof out->lang, "%s", name);
     out->dl = dl;
     return 0;
 }
