@@ -3,13 +3,15 @@
  * cx_validate_package_name, and the reason helpers every part uses.
  *
  * The validator refuses dangerous shell commands with a reason. Its parts: validate_lex.c
- * reads the text as bash would, validate_simple.c checks each simple command (wrappers,
- * shells, downloads), validate_rules.c holds the per-command rules and validate_path.c the
- * path classes. Nothing is allocated except the reasons of cx_validate_commands: each nesting
+ * reads the text as bash would; validate_simple.c checks each simple command (shells,
+ * interpreters, downloads); validate_indirect.c follows what runs other commands (wrappers,
+ * xargs, at, find -exec, functions); validate_rules.c holds the rule table with the file and
+ * disk rules, validate_system.c the rules for services, accounts and the network;
+ * validate_code.c reads settings and interpreter code; validate_path.c classifies paths. Nothing is allocated except the reasons of cx_validate_commands: each nesting
  * level uses a bounded stack frame.
  *
- * What it does not do: it does not emulate the shell (no variable tracking beyond what
- * validate_lex.c records, no alias or PATH lookup), and it cannot stop a trusted command from
+ * What it does not do: it does not emulate the shell (variables, functions and aliases are
+ * tracked only as far as validate_lex.c and validate_indirect.c record them; no PATH lookup), and it cannot stop a trusted command from
  * doing harm through its own configuration. It refuses rather than guesses: unterminated
  * quotes, too many words, and nesting deeper than MAX_DEPTH are rejected.
  */

@@ -1,12 +1,14 @@
 /*
- * validate_simple.c - checks one simple command: wrappers, shells and interpreters, downloads.
+ * validate_simple.c - checks one simple command: shells and interpreters, downloads, the rule
+ * of its name.
  *
- * Skips leading wrappers (sudo, env, nohup, nice, timeout, xargs, command, ...) and
- * assignments, records what later commands need (variables, the directory of a cd, files
- * downloaded), applies the per-command rules of validate_rules.c, and works out what code a
- * shell, eval, su -c, env -S or trap runs, checking it recursively through check_text. It also
- * tells a substitution's caller whether the code is a read-only query. It does not tokenize
- * (validate_lex.c) or classify paths (validate_path.c).
+ * After the wrappers are skipped (validate_indirect.c), it refuses weakening settings in any
+ * word (validate_code.c), records what later commands need (variables, the directory of a cd,
+ * files downloaded, decoded or written), calls functions and aliases defined earlier, applies
+ * the rule table of validate_rules.c, and works out what code a shell, interpreter, eval,
+ * su -c, env -S or trap runs, checking it recursively. It also tells a substitution's caller
+ * whether the code is a read-only query. It does not tokenize (validate_lex.c) or classify
+ * paths (validate_path.c).
  */
 #include <stdbool.h>
 #include <stdio.h>
