@@ -671,6 +671,11 @@ static void test_issue11_bypasses(void **state) {
         {"echo 'deb [allow-insecure=yes] http://x/ ./' | sudo tee /etc/apt/sources.list.d/x.list",
          "unsigned"},
         {"ruby -e '%x(rm -rf /)'", "root directory"},
+        /* validate-3 (fuzz/corpus/validate/validate-3): bash refuses a function definition
+         * behind an empty expansion as a syntax error; it is refused here too, rather than
+         * read as a command "f" and a list. */
+        {"Z9=; $Z9 f() { rm -rf $1; }; f /", "syntax error"},
+        {"echo foo(bar)", "syntax error"},
         {NULL, NULL}};
     char why[256];
     for (const struct reject_case *c = cases; c->cmd; c++) {
@@ -695,6 +700,9 @@ static void test_issue11_bypasses(void **state) {
         "sudo bash <<EOF\napt-get update\nEOF",
         "echo 'export PATH=$PATH:/usr/local/go/bin' >> ~/.bashrc && source ~/.bashrc",
         "python3 <<EOF\nprint('hi')\nEOF",
+        "a=(nginx redis); sudo apt-get install -y \"${a[@]}\"",
+        "for ((i=0; i<3; i++)); do echo $i; done",
+        "case \"$1\" in (start) sudo systemctl start nginx;; esac",
         NULL};
     for (const char *const *c = fine; *c; c++)
         if (cx_validate_command(*c, why, sizeof why) != 0)

@@ -748,6 +748,20 @@ int cx__vd_check_text(struct vctx *v, const char *s, size_t len, int depth, stru
                 continue;
             }
         }
+        if (c == '(' && L.nw >= 1 && !(i > 0 && (s[i - 1] == '<' || s[i - 1] == '>'))) {
+            /* After words, '(' is only an array ("a=(1 2)"), "for ((", "case x in (pat)" and
+             * the like; anything else is a syntax error to bash or an extended glob, and a
+             * function definition the shell would refuse ("$X f() { ...; }") must not be read
+             * as something else. */
+            const struct word *last = &L.w[L.nw - 1];
+            bool ok = (last->val_len && last->val[last->val_len - 1] == '=') ||
+                      cx__vd_is_reserved(last) ||
+                      (!(last->flags & W_QUOTED) &&
+                       (streq(last->val, "in") || streq(last->val, "select") || streq(last->val, "for")));
+            if (!ok)
+                return cx__vd_reject(v, "has '(' after a word, which the shell refuses as a syntax "
+                                        "error or reads as an extended glob that cannot be checked");
+        }
         if (L.nw == 0 && L.nr == 0 && i + 9 <= len && memcmp(s + i, "function", 8) == 0 &&
             is_blank(s[i + 8])) {
             size_t p = i + 9;
