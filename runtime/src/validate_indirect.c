@@ -240,6 +240,34 @@ int cx__vd_check_find_exec(struct vctx *v, struct word *const *a, size_t n, int 
     return 0;
 }
 
+/* Variables assigned earlier in the command line, and a call's positional parameters. */
+const char *cx__vd_lookup_var(const struct vctx *v, const char *name, size_t n) {
+    for (size_t i = 0; i < v->nvars; i++)
+        if (strlen(v->vars[i].name) == n && memcmp(v->vars[i].name, name, n) == 0)
+            return v->vars[i].val;
+    return NULL;
+}
+
+/* Records name=value; a value too long to keep makes the variable unknown again. */
+void cx__vd_set_var(struct vctx *v, const char *name, size_t n, const char *val) {
+    size_t i = 0;
+    while (i < v->nvars && !(strlen(v->vars[i].name) == n && memcmp(v->vars[i].name, name, n) == 0))
+        i++;
+    bool fits = n < sizeof v->vars[0].name && strlen(val) < sizeof v->vars[0].val;
+    if (i == v->nvars) {
+        if (!fits) return;
+        if (v->nvars == MAX_VARS) i = 0; /* forget the oldest */
+        else v->nvars++;
+    }
+    if (!fits) {
+        v->vars[i] = v->vars[--v->nvars];
+        return;
+    }
+    memcpy(v->vars[i].name, name, n);
+    v->vars[i].name[n] = '\0';
+    snprintf(v->vars[i].val, sizeof v->vars[i].val, "%s", val);
+}
+
 void cx__vd_define_function(struct vctx *v, const char *name, size_t nl, const char *body,
                             size_t bl) {
     if (nl == 0 || nl >= sizeof v->funcs[0].name) return;

@@ -178,7 +178,6 @@ void cx__vd_show(char *out, size_t cap, const char *s);
 
 /* validate_lex.c */
 int cx__vd_check_text(struct vctx *v, const char *s, size_t len, int depth, struct inner *info);
-void cx__vd_set_var(struct vctx *v, const char *name, size_t n, const char *val);
 
 /* validate_path.c */
 enum pclass cx__vd_classify(const char *val, char *disp, size_t cap);
@@ -234,6 +233,8 @@ int cx__vd_xargs_input(struct vctx *v, const struct level *L, const struct wrap 
 int cx__vd_check_at(struct vctx *v, const struct level *L, const char *name,
                     struct word *const *a, size_t argc, int depth);
 int cx__vd_check_find_exec(struct vctx *v, struct word *const *a, size_t n, int depth);
+const char *cx__vd_lookup_var(const struct vctx *v, const char *name, size_t n);
+void cx__vd_set_var(struct vctx *v, const char *name, size_t n, const char *val);
 void cx__vd_define_function(struct vctx *v, const char *name, size_t nl, const char *body,
                             size_t bl);
 int cx__vd_call_function(struct vctx *v, const char *name, struct word *const *a, size_t argc,

@@ -31,33 +31,6 @@ static bool put_str(struct level *L, const char *s) {
     return true;
 }
 
-static const char *lookup_var(const struct vctx *v, const char *name, size_t n) {
-    for (size_t i = 0; i < v->nvars; i++)
-        if (strlen(v->vars[i].name) == n && memcmp(v->vars[i].name, name, n) == 0)
-            return v->vars[i].val;
-    return NULL;
-}
-
-/* Records name=value; a value too long to keep makes the variable unknown again. */
-void cx__vd_set_var(struct vctx *v, const char *name, size_t n, const char *val) {
-    size_t i = 0;
-    while (i < v->nvars && !(strlen(v->vars[i].name) == n && memcmp(v->vars[i].name, name, n) == 0))
-        i++;
-    bool fits = n < sizeof v->vars[0].name && strlen(val) < sizeof v->vars[0].val;
-    if (i == v->nvars) {
-        if (!fits) return;
-        if (v->nvars == MAX_VARS) i = 0; /* forget the oldest */
-        else v->nvars++;
-    }
-    if (!fits) {
-        v->vars[i] = v->vars[--v->nvars];
-        return;
-    }
-    memcpy(v->vars[i].name, name, n);
-    v->vars[i].name[n] = '\0';
-    snprintf(v->vars[i].val, sizeof v->vars[i].val, "%s", val);
-}
-
 /* ---- scanning nested constructs ---- */
 
 /*
@@ -194,7 +167,7 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         char mk = MK_DYN;
         size_t nl = 0;
         while (nl < n && is_name_char(in[nl])) nl++;
-        const char *known = nl == n ? lookup_var(v, in, n) : NULL;
+        const char *known = nl == n ? cx__vd_lookup_var(v, in, n) : NULL;
         if (known) {
             *i = e + 1;
             w->flags |= W_VAR;
@@ -217,7 +190,7 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         size_t e = j;
         while (e < len && is_name_char(s[e])) e++;
         char mk = (e - j == 4 && memcmp(s + j, "HOME", 4) == 0) ? MK_HOME : MK_DYN;
-        const char *known = lookup_var(v, s + j, e - j);
+        const char *known = cx__vd_lookup_var(v, s + j, e - j);
         w->flags |= W_VAR;
         *i = e;
         if (known) {
@@ -233,7 +206,7 @@ static int parse_dollar(struct vctx *v, struct level *L, const char *s, size_t l
         *i = j + 1;
         /* Inside a function call the positional parameters are known (validate_indirect.c);
          * "$@" is split into words even when quoted, as bash keeps each argument a word. */
-        const char *known = strchr("0123456789@*", s[j]) ? lookup_var(v, s + j, 1) : NULL;
+        const char *known = strchr("0123456789@*", s[j]) ? cx__vd_lookup_var(v, s + j, 1) : NULL;
         if (known) {
             if ((!dq || s[j] == '@') && strpbrk(known, " \t\n")) w->flags |= W_SPLIT;
             return put_str(L, known) ? 0 : cx__vd_reject(v, "is too long to check");
