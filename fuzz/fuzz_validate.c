@@ -27,7 +27,9 @@
  *
  * Known bugs (reproducers in fuzz/crashes/, reported to the owners; see fuzz_known_bug in
  * fuzz_util.h for CX_FUZZ_KNOWN_BUGS): none open. (validate-1 and validate-2, an empty variable
- * in front of a command hiding it, are fixed; their reproducers are in fuzz/corpus/validate/.)
+ * in front of a command hiding it, are fixed; so is validate-3, a function definition behind an
+ * empty expansion read as a command and a list; their reproducers are in
+ * fuzz/corpus/validate/.)
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>

