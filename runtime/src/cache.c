@@ -110,15 +110,15 @@ struct brlock {
 static _Atomic unsigned g_br_seq;
 static _Thread_local int tls_br_slot = -1;
 
-static int br_init(struct brlock *l) {
+int cx__br_init(struct brlock *l) {
     for (int i = 0; i < BR_SLOTS; i++) atomic_init(&l->slot[i].n, 0);
     atomic_init(&l->writer, 0);
     return pthread_mutex_init(&l->wmu, NULL) == 0 ? 0 : CX_ENOMEM;
 }
 
-static void br_destroy(struct brlock *l) { pthread_mutex_destroy(&l->wmu); }
+void cx__br_destroy(struct brlock *l) { pthread_mutex_destroy(&l->wmu); }
 
-static struct br_slot *br_rdlock(struct brlock *l) {
+struct br_slot *cx__br_rdlock(struct brlock *l) {
     if (tls_br_slot < 0)
         tls_br_slot = (int)(atomic_fetch_add_explicit(&g_br_seq, 1, memory_order_relaxed) %
                             BR_SLOTS);
@@ -132,18 +132,18 @@ static struct br_slot *br_rdlock(struct brlock *l) {
     }
 }
 
-static void br_rdunlock(struct br_slot *s) {
+void cx__br_rdunlock(struct br_slot *s) {
     atomic_fetch_sub_explicit(&s->n, 1, memory_order_release);
 }
 
-static void br_wrlock(struct brlock *l) {
+void cx__br_wrlock(struct brlock *l) {
     pthread_mutex_lock(&l->wmu);
     atomic_store(&l->writer, 1);
     for (int i = 0; i < BR_SLOTS; i++)
         while (atomic_load(&l->slot[i].n) != 0) sched_yield();
 }
 
-static void br_wrunlock(struct brlock *l) {
+void cx__br_wrunlock(struct brlock *l) {
     atomic_store_explicit(&l->writer, 0, memory_order_release);
     pthread_mutex_unlock(&l->wmu);
 }
@@ -178,7 +178,7 @@ static _Thread_local uint64_t tls_last_stamp;
 static _Thread_local int tls_shard = -1;
 
 /* Wall-clock ns, strictly increasing within a thread (ties between threads are harmless). */
-static uint64_t now_stamp(void) {
+uint64_t cx__cache_now_stamp(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t t = (uint64_t)ts.tv_sec * CX_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
@@ -254,14 +254,14 @@ static uint64_t fnv_more(uint64_t h, const char *s, int with_nul) {
     return h;
 }
 
-static uint64_t group_hash(const char *provider, const char *model, const char *sys_hash) {
+uint64_t cx__cache_group_hash(const char *provider, const char *model, const char *sys_hash) {
     uint64_t h = 1469598103934665603ULL;
     h = fnv_more(h, provider, 1);
     h = fnv_more(h, model, 1);
     return fnv_more(h, sys_hash, 1);
 }
 
-static uint64_t key_hash(uint64_t gh, const char *prompt) { return fnv_more(gh, prompt, 0); }
+uint64_t cx__cache_key_hash(uint64_t gh, const char *prompt) { return fnv_more(gh, prompt, 0); }
 
 /* SHA-256 hex of the system prompt, memoised per thread: callers repeat the same one. */
 static _Thread_local struct {
@@ -271,7 +271,7 @@ static _Thread_local struct {
     char text[SYS_MEMO_MAX];
 } tls_sys;
 
-static void system_hash(const char *sys, char out[65]) {
+void cx__cache_system_hash(const char *sys, char out[65]) {
     size_t len = strlen(sys);
     if (len < SYS_MEMO_MAX) {
         if (tls_sys.valid && tls_sys.len == len && memcmp(tls_sys.text, sys, len) == 0) {
@@ -295,7 +295,7 @@ static struct shard *my_shard(struct cx_cache *c) {
     return &c->shards[tls_shard];
 }
 
-static void sum_counters(struct cx_cache *c, uint64_t *exact, uint64_t *similar, uint64_t *miss) {
+void cx__cache_sum_counters(struct cx_cache *c, uint64_t *exact, uint64_t *similar, uint64_t *miss) {
     uint64_t e = 0, s = 0, m = 0;
     for (int i = 0; i < SHARDS; i++) {
         e += atomic_load_explicit(&c->shards[i].exact, memory_order_relaxed);
@@ -309,7 +309,7 @@ static void sum_counters(struct cx_cache *c, uint64_t *exact, uint64_t *similar,
 
 /* ---- entries and the index ---- */
 
-static struct entry *entry_new(const char *provider, const char *model, const char *sys_hash,
+struct entry *cx__cache_entry_new(const char *provider, const char *model, const char *sys_hash,
                                const char *prompt, const char *json, size_t json_len) {
     size_t lp = strlen(provider) + 1, lm = strlen(model) + 1, lq = strlen(prompt) + 1;
     if (json_len > SIZE_MAX / 2) return NULL;
@@ -327,12 +327,12 @@ static struct entry *entry_new(const char *provider, const char *model, const ch
     e->json[json_len] = '\0';
     e->json_len = json_len;
     snprintf(e->system_hash, sizeof e->system_hash, "%s", sys_hash);
-    e->ghash = group_hash(provider, model, sys_hash);
-    e->khash = key_hash(e->ghash, prompt);
+    e->ghash = cx__cache_group_hash(provider, model, sys_hash);
+    e->khash = cx__cache_key_hash(e->ghash, prompt);
     return e;
 }
 
-static void index_free(struct index *x) {
+void cx__cache_index_free(struct index *x) {
     if (x == NULL) return;
     for (size_t i = 0; i < x->n; i++) cx__free(x->ents[i]);
     cx__free(x->ents);
@@ -349,7 +349,7 @@ static size_t pow2_at_least(size_t n) {
     return b;
 }
 
-static struct index *index_new(size_t cap) {
+struct index *cx__cache_index_new(size_t cap) {
     struct index *x = cx__calloc(1, sizeof *x);
     if (x == NULL) return NULL;
     x->cap = cap < 16 ? 16 : cap;
@@ -360,7 +360,7 @@ static struct index *index_new(size_t cap) {
     x->kb = cx__calloc(x->nb, sizeof *x->kb);
     x->ib = cx__calloc(x->nb, sizeof *x->ib);
     if (!x->ents || !x->ghash || !x->mt || !x->kb || !x->ib) {
-        index_free(x);
+        cx__cache_index_free(x);
         return NULL;
     }
     return x;
@@ -370,7 +370,7 @@ static size_t id_bucket(const struct index *x, int64_t id) {
     return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ULL) >> 20) & (x->nb - 1);
 }
 
-static struct entry *find_id(const struct index *x, int64_t id) {
+struct entry *cx__cache_find_id(const struct index *x, int64_t id) {
     for (struct entry *e = x->ib[id_bucket(x, id)]; e; e = e->inext)
         if (e->id == id) return e;
     return NULL;
@@ -383,7 +383,7 @@ static int key_equal(const struct entry *e, uint64_t kh, const char *provider, c
            strcmp(e->provider, provider) == 0;
 }
 
-static struct entry *find_key(const struct index *x, uint64_t kh, const char *provider,
+struct entry *cx__cache_find_key(const struct index *x, uint64_t kh, const char *provider,
                               const char *model, const char *sys_hash, const char *prompt) {
     for (struct entry *e = x->kb[kh & (x->nb - 1)]; e; e = e->knext)
         if (key_equal(e, kh, provider, model, sys_hash, prompt)) return e;
@@ -391,7 +391,7 @@ static struct entry *find_key(const struct index *x, uint64_t kh, const char *pr
 }
 
 /* Grows x to hold at least `need` rows; 0 or CX_ENOMEM (x unchanged). */
-static int index_reserve(struct index *x, size_t need) {
+int cx__cache_index_reserve(struct index *x, size_t need) {
     if (need <= x->cap) return 0;
     size_t cap = x->cap * 2;
     while (cap < need) cap *= 2;
@@ -436,7 +436,7 @@ static int index_reserve(struct index *x, size_t need) {
 }
 
 /* Adds e (its id set) as a new row; the caller reserved room. */
-static void index_add(struct index *x, struct entry *e) {
+void cx__cache_index_add(struct index *x, struct entry *e) {
     CX_ASSERT(x->n < x->cap);
     size_t r = x->n++;
     e->row = r;
@@ -451,7 +451,7 @@ static void index_add(struct index *x, struct entry *e) {
 }
 
 /* Unlinks e and moves the last row into its place; returns e (not freed). */
-static struct entry *index_remove(struct index *x, struct entry *e) {
+struct entry *cx__cache_index_remove(struct index *x, struct entry *e) {
     struct entry **pp = &x->kb[e->khash & (x->nb - 1)];
     while (*pp != e) pp = &(*pp)->knext;
     *pp = e->knext;
@@ -476,7 +476,7 @@ static struct entry *index_remove(struct index *x, struct entry *e) {
  * accumulated a dimension at a time over contiguous matrix rows (vectorisable), a chunk of rows
  * at a time. Only rows of group gh compete. Caller holds c->lock (read).
  */
-static struct entry *scan_similar(const struct index *x, uint64_t gh, const float *q,
+struct entry *cx__cache_scan_similar(const struct index *x, uint64_t gh, const float *q,
                                   float *best_out) {
     int nz[CX_EMBED_DIM];
     float qv[CX_EMBED_DIM];
@@ -514,7 +514,7 @@ static struct entry *scan_similar(const struct index *x, uint64_t gh, const floa
 }
 
 static void touch(struct cx_cache *c, struct entry *e) {
-    atomic_store_explicit(&e->stamp, now_stamp(), memory_order_relaxed);
+    atomic_store_explicit(&e->stamp, cx__cache_now_stamp(), memory_order_relaxed);
     atomic_fetch_add_explicit(&e->pend_hits, 1, memory_order_relaxed);
     if (!atomic_load_explicit(&c->dirty, memory_order_relaxed))
         atomic_store_explicit(&c->dirty, 1, memory_order_release);
@@ -572,17 +572,17 @@ struct flush {
 };
 
 /* Collects what changed (writer thread) and writes it. What was collected stays in f, so that
- * flush_finish can mark it written or, when the transaction failed, put it back. */
+ * cx__cache_flush_finish can mark it written or, when the transaction failed, put it back. */
 static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct cx_errinfo *ei) {
     memset(f, 0, sizeof *f);
     uint64_t e, s, m;
-    sum_counters(c, &e, &s, &m);
+    cx__cache_sum_counters(c, &e, &s, &m);
     f->dhits = e + s - c->collected_hits;
     f->dmisses = m - c->collected_misses;
     c->collected_hits += f->dhits;
     c->collected_misses += f->dmisses;
     if (atomic_exchange_explicit(&c->dirty, 0, memory_order_acquire)) {
-        struct br_slot *rs = br_rdlock(&c->lock);
+        struct br_slot *rs = cx__br_rdlock(&c->lock);
         struct index *x = c->idx;
         size_t cnt = 0;
         for (size_t i = 0; i < x->n; i++) {
@@ -594,7 +594,7 @@ static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct 
         }
         if (cnt) f->recs = cx__malloc(cnt * sizeof *f->recs);
         if (cnt && f->recs == NULL) {
-            br_rdunlock(rs);
+            cx__br_rdunlock(rs);
             atomic_store(&c->dirty, 1);
             return cx__err(ei, CX_ENOMEM, "cache: out of memory flushing access times");
         }
@@ -610,7 +610,7 @@ static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct 
                 f->n++;
             }
         }
-        br_rdunlock(rs);
+        cx__br_rdunlock(rs);
     }
     int rc = 0;
     if (f->n) {
@@ -641,15 +641,15 @@ static int flush_write(struct cx_cache *c, sqlite3 *db, struct flush *f, struct 
 }
 
 /* After the flush's transaction committed (ok) or failed (!ok). Writer thread. */
-static void flush_finish(struct cx_cache *c, struct flush *f, int ok) {
+void cx__cache_flush_finish(struct cx_cache *c, struct flush *f, int ok) {
     if (!ok) {
         c->collected_hits -= f->dhits;
         c->collected_misses -= f->dmisses;
     }
     if (f->n) {
-        struct br_slot *rs = br_rdlock(&c->lock);
+        struct br_slot *rs = cx__br_rdlock(&c->lock);
         for (size_t i = 0; i < f->n; i++) {
-            struct entry *en = find_id(c->idx, f->recs[i].id);
+            struct entry *en = cx__cache_find_id(c->idx, f->recs[i].id);
             if (en == NULL) continue;
             if (ok) {
                 uint64_t cur = atomic_load_explicit(&en->flushed, memory_order_relaxed);
@@ -661,7 +661,7 @@ static void flush_finish(struct cx_cache *c, struct flush *f, int ok) {
                 atomic_fetch_add_explicit(&en->pend_hits, f->recs[i].hits, memory_order_relaxed);
             }
         }
-        br_rdunlock(rs);
+        cx__br_rdunlock(rs);
         if (!ok) atomic_store(&c->dirty, 1);
     }
     cx__free(f->recs);
@@ -721,7 +721,7 @@ static int op_run(struct op *o, cx_write_fn fn, void (*done)(int, void *), struc
 /* ---- reload ---- */
 
 /* Reads the whole table and the generation in one read transaction into a new index. */
-static int load_index(struct cx_cache *c, struct index **out, struct cx_errinfo *ei) {
+int cx__cache_load_index(struct cx_cache *c, struct index **out, struct cx_errinfo *ei) {
     sqlite3 *db = NULL;
     int rc = cx_pool_checkout(c->pool, CX_DEADLINE_NONE, &db, ei);
     if (rc < 0) return rc;
@@ -758,7 +758,7 @@ static int load_index(struct cx_cache *c, struct index **out, struct cx_errinfo 
         goto out;
     }
     size_t want = n > c->opt.max_entries ? n : c->opt.max_entries;
-    x = index_new(want + 1);
+    x = cx__cache_index_new(want + 1);
     if (x == NULL) {
         rc = cx__err(ei, CX_ENOMEM, "cache: out of memory loading the index");
         goto out;
@@ -779,8 +779,8 @@ static int load_index(struct cx_cache *c, struct index **out, struct cx_errinfo 
             s = SQLITE_OK;
             continue; /* NOT NULL columns: cannot happen with our schema; skip the row */
         }
-        struct entry *e = entry_new(prov, model, sh, prompt, json, (size_t)json_len);
-        if (e == NULL || index_reserve(x, x->n + 1) < 0) {
+        struct entry *e = cx__cache_entry_new(prov, model, sh, prompt, json, (size_t)json_len);
+        if (e == NULL || cx__cache_index_reserve(x, x->n + 1) < 0) {
             cx__free(e);
             rc = cx__err(ei, CX_ENOMEM, "cache: out of memory loading the index");
             goto out;
@@ -796,7 +796,7 @@ static int load_index(struct cx_cache *c, struct index **out, struct cx_errinfo 
         atomic_init(&e->stamp, ts);
         atomic_init(&e->flushed, ts);
         atomic_init(&e->pend_hits, 0);
-        index_add(x, e);
+        cx__cache_index_add(x, e);
         s = SQLITE_OK;
     }
     if (s != SQLITE_DONE && s != SQLITE_OK) {
@@ -809,7 +809,7 @@ out:
     if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     cx_pool_checkin(c->pool, db);
     if (rc < 0) {
-        index_free(x);
+        cx__cache_index_free(x);
         return rc;
     }
     *out = x;
@@ -819,17 +819,17 @@ out:
 /* Swaps x in if it is newer than the index (carrying over unflushed hits), or always when
  * `force`; frees the loser. */
 static void install_index(struct cx_cache *c, struct index *x, int force) {
-    br_wrlock(&c->lock);
+    cx__br_wrlock(&c->lock);
     struct index *old = c->idx;
     if (!force && old && old->gen != 0 && x->gen <= old->gen) {
-        br_wrunlock(&c->lock);
-        index_free(x);
+        cx__br_wrunlock(&c->lock);
+        cx__cache_index_free(x);
         return;
     }
     if (old) {
         for (size_t i = 0; i < x->n; i++) {
             struct entry *e = x->ents[i];
-            struct entry *o = find_id(old, e->id);
+            struct entry *o = cx__cache_find_id(old, e->id);
             if (o == NULL) continue;
             uint64_t os = atomic_load_explicit(&o->stamp, memory_order_relaxed);
             if (os > atomic_load_explicit(&e->stamp, memory_order_relaxed))
@@ -841,13 +841,13 @@ static void install_index(struct cx_cache *c, struct index *x, int force) {
         atomic_store(&c->dirty, 1);
     }
     c->idx = x;
-    br_wrunlock(&c->lock);
-    index_free(old);
+    cx__br_wrunlock(&c->lock);
+    cx__cache_index_free(old);
 }
 
 static int reload(struct cx_cache *c, int force, struct cx_errinfo *ei) {
     struct index *x = NULL;
-    int rc = load_index(c, &x, ei);
+    int rc = cx__cache_load_index(c, &x, ei);
     if (rc < 0) return rc;
     install_index(c, x, force);
     return 0;
@@ -857,9 +857,9 @@ static int reload(struct cx_cache *c, int force, struct cx_errinfo *ei) {
 static int refresh(struct cx_cache *c, struct cx_errinfo *ei) {
     /* The index's generation first: it is committed, so a database read after it that shows a
      * lower one can only come from a replaced file, never from a race with our own writes. */
-    struct br_slot *rs = br_rdlock(&c->lock);
+    struct br_slot *rs = cx__br_rdlock(&c->lock);
     uint64_t have = c->idx->gen;
-    br_rdunlock(rs);
+    cx__br_rdunlock(rs);
     sqlite3 *db = NULL;
     int rc = cx_pool_checkout(c->pool, CX_DEADLINE_NONE, &db, ei);
     if (rc < 0) return rc;
@@ -895,14 +895,14 @@ static void maybe_refresh(struct cx_cache *c, uint64_t now) {
 static void ensure_gen(struct cx_cache *c) {
     uint64_t want = atomic_load_explicit(&c->min_gen, memory_order_acquire);
     if (want == 0) return;
-    struct br_slot *rs = br_rdlock(&c->lock);
+    struct br_slot *rs = cx__br_rdlock(&c->lock);
     uint64_t have = c->idx->gen;
-    br_rdunlock(rs);
+    cx__br_rdunlock(rs);
     if (have < want) {
         if (reload(c, 0, NULL) < 0) return; /* retried at the next lookup */
-        rs = br_rdlock(&c->lock);
+        rs = cx__br_rdlock(&c->lock);
         have = c->idx->gen;
-        br_rdunlock(rs);
+        cx__br_rdunlock(rs);
     }
     /* Reached, or the database now shows an older generation (the file was replaced): either
      * way nothing more to wait for. */
@@ -911,14 +911,14 @@ static void ensure_gen(struct cx_cache *c) {
 
 /* ---- async flush ---- */
 
-static int flush_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
+int cx__cache_flush_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     struct op *o = arg;
     return flush_write(o->c, db, &o->fl, ei);
 }
 
 static void flush_done(int rc, void *arg) {
     struct op *o = arg;
-    flush_finish(o->c, &o->fl, rc == 0);
+    cx__cache_flush_finish(o->c, &o->fl, rc == 0);
     o->rc = rc;
     if (o->async) {
         struct cx_cache *c = o->c;
@@ -944,7 +944,7 @@ static void maybe_flush(struct cx_cache *c, uint64_t now) {
         return;
     }
     o->async = 1;
-    if (cx_pool_write_async(c->pool, flush_fn, o, flush_done, NULL) < 0) {
+    if (cx_pool_write_async(c->pool, cx__cache_flush_fn, o, flush_done, NULL) < 0) {
         op_destroy(o);
         cx__free(o);
         atomic_store(&c->flush_inflight, 0);
@@ -963,7 +963,7 @@ void cx_cache_options_init(struct cx_cache_options *o) {
     o->max_value_bytes = 1u << 20;
 }
 
-static const char *const k_schema =
+const char *const cx__cache_schema =
     "CREATE TABLE IF NOT EXISTS llm_cache_entries ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " provider TEXT NOT NULL, model TEXT NOT NULL, system_hash TEXT NOT NULL,"
@@ -1013,31 +1013,31 @@ int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct 
                                                   : o->flush_interval_ms);
     if (o->max_value_bytes < 1)
         return cx__err(ei, CX_EINVAL, "cx_cache_new: options.max_value_bytes must be >= 1");
-    int rc = cx_pool_exec(pool, k_schema, ei);
+    int rc = cx_pool_exec(pool, cx__cache_schema, ei);
     if (rc < 0) return name_db(pool, rc, ei);
     struct cx_cache *c = cx__calloc(1, sizeof *c);
     if (c == NULL) return cx__err(ei, CX_ENOMEM, "cx_cache_new: out of memory");
     c->pool = pool;
     c->opt = *o;
-    if (br_init(&c->lock) < 0) {
+    if (cx__br_init(&c->lock) < 0) {
         cx__free(c);
         return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a lock");
     }
     if (cx__mutex_init(&c->pmu) < 0) {
-        br_destroy(&c->lock);
+        cx__br_destroy(&c->lock);
         cx__free(c);
         return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a lock");
     }
     if (cx__cond_init(&c->pcv) < 0) {
-        br_destroy(&c->lock);
+        cx__br_destroy(&c->lock);
         cx__mutex_destroy(&c->pmu);
         cx__free(c);
         return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a condition variable");
     }
     struct index *x = NULL;
-    rc = load_index(c, &x, ei);
+    rc = cx__cache_load_index(c, &x, ei);
     if (rc < 0) {
-        br_destroy(&c->lock);
+        cx__br_destroy(&c->lock);
         pthread_cond_destroy(&c->pcv);
         cx__mutex_destroy(&c->pmu);
         cx__free(c);
@@ -1051,7 +1051,7 @@ int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct 
     return 0;
 }
 
-static int finalize_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
+int cx__cache_finalize_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     (void)db;
     (void)ei;
     struct cx_cache *c = arg;
@@ -1072,16 +1072,16 @@ void cx_cache_free(struct cx_cache *c) {
     cx__mutex_unlock(&c->pmu);
     struct op o;
     if (op_init(&o, c) == 0) {
-        op_run(&o, flush_fn, flush_done, NULL); /* best effort: counters and access times */
+        op_run(&o, cx__cache_flush_fn, flush_done, NULL); /* best effort: counters and access times */
         op_destroy(&o);
     }
     /* Statements belong to the writer connection: finalize them on the writer thread. This also
      * waits out any async flush queued before (the pool completes writes in order). If even this
      * cannot be queued (out of memory for the queue item), finalize here: the writer is then
      * idle for this cache, and statements are only touched by this cache's callbacks. */
-    if (cx_pool_write(c->pool, finalize_fn, c, NULL) < 0) finalize_fn(NULL, c, NULL);
-    index_free(c->idx);
-    br_destroy(&c->lock);
+    if (cx_pool_write(c->pool, cx__cache_finalize_fn, c, NULL) < 0) cx__cache_finalize_fn(NULL, c, NULL);
+    cx__cache_index_free(c->idx);
+    cx__br_destroy(&c->lock);
     pthread_cond_destroy(&c->pcv);
     cx__mutex_destroy(&c->pmu);
     cx__free(c);
@@ -1118,20 +1118,20 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     maybe_flush(c, now);
 
     char sh[65];
-    system_hash(k->system_prompt, sh);
-    uint64_t gh = group_hash(k->provider, k->model, sh);
-    uint64_t kh = key_hash(gh, k->prompt);
+    cx__cache_system_hash(k->system_prompt, sh);
+    uint64_t gh = cx__cache_group_hash(k->provider, k->model, sh);
+    uint64_t kh = cx__cache_key_hash(gh, k->prompt);
     struct shard *shd = my_shard(c);
 
-    struct br_slot *rs = br_rdlock(&c->lock);
+    struct br_slot *rs = cx__br_rdlock(&c->lock);
     struct index *x = c->idx;
     int sim = 0;
-    struct entry *e = find_key(x, kh, k->provider, k->model, sh, k->prompt);
+    struct entry *e = cx__cache_find_key(x, kh, k->provider, k->model, sh, k->prompt);
     if (e == NULL && c->opt.similarity_threshold <= 1.0) {
         float q[CX_EMBED_DIM];
         cx_embed(k->prompt, q);
         float best = 0.0f;
-        e = scan_similar(x, gh, q, &best);
+        e = cx__cache_scan_similar(x, gh, q, &best);
         if (e && !((double)best >= c->opt.similarity_threshold &&
                    strcmp(e->provider, k->provider) == 0 && strcmp(e->model, k->model) == 0 &&
                    strcmp(e->system_hash, sh) == 0))
@@ -1139,19 +1139,19 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
         sim = 1;
     }
     if (e == NULL) {
-        br_rdunlock(rs);
+        cx__br_rdunlock(rs);
         atomic_fetch_add_explicit(&shd->miss, 1, memory_order_relaxed);
         return CX_ENOENT;
     }
     char *copy = cx__malloc(e->json_len + 1);
     if (copy == NULL) {
-        br_rdunlock(rs);
+        cx__br_rdunlock(rs);
         return cx__err(ei, CX_ENOMEM, "cx_cache_get: out of memory copying a %zu-byte value",
                        e->json_len);
     }
     memcpy(copy, e->json, e->json_len + 1);
     touch(c, e);
-    br_rdunlock(rs);
+    cx__br_rdunlock(rs);
     atomic_fetch_add_explicit(sim ? &shd->similar : &shd->exact, 1, memory_order_relaxed);
     *commands_json = copy;
     if (similar) *similar = sim;
@@ -1196,7 +1196,7 @@ struct put {
 /* Set on the writer thread while a put's done callback runs, to refuse puts from inside it. */
 static _Thread_local int tls_in_put_done;
 
-static int group_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
+int cx__cache_group_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     struct put *g = arg;
     struct cx_cache *c = g->c;
     cx__mutex_lock(&c->pmu);
@@ -1219,7 +1219,7 @@ static int group_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     if (rc < 0) goto fail;
     for (struct put *o = g->glist; o; o = o->gnext) {
         char ts[64];
-        uint64_t stamp = now_stamp();
+        uint64_t stamp = cx__cache_now_stamp();
         stamp_text(stamp, ts);
         atomic_init(&o->e->stamp, stamp);
         atomic_init(&o->e->flushed, stamp);
@@ -1286,16 +1286,16 @@ fail:
  * Caller holds c->lock (write). */
 static int group_apply(struct cx_cache *c, struct put *g, size_t count) {
     struct index *x = c->idx;
-    if (x->gen == 0 || x->gen + 1 != g->gen || index_reserve(x, x->n + count) < 0) return 0;
+    if (x->gen == 0 || x->gen + 1 != g->gen || cx__cache_index_reserve(x, x->n + count) < 0) return 0;
     for (struct put *o = g->glist; o; o = o->gnext) {
-        struct entry *old = find_id(x, o->e->id);
-        if (old) cx__free(index_remove(x, old));
-        index_add(x, o->e);
+        struct entry *old = cx__cache_find_id(x, o->e->id);
+        if (old) cx__free(cx__cache_index_remove(x, old));
+        cx__cache_index_add(x, o->e);
         o->e = NULL;
     }
     for (size_t i = 0; i < g->nevicted; i++) {
-        struct entry *v = find_id(x, g->evicted[i]);
-        if (v) cx__free(index_remove(x, v));
+        struct entry *v = cx__cache_find_id(x, g->evicted[i]);
+        if (v) cx__free(cx__cache_index_remove(x, v));
     }
     x->gen = g->gen;
     return 1;
@@ -1322,15 +1322,15 @@ static void group_done(int rc, void *arg) {
         c->group_queued = 0;
         cx__mutex_unlock(&c->pmu);
     } else {
-        flush_finish(c, &g->fl, rc == 0);
+        cx__cache_flush_finish(c, &g->fl, rc == 0);
     }
     size_t count = 0;
     for (struct put *o = g->glist; o; o = o->gnext) count++;
     int applied = 1;
     if (rc == 0) {
-        br_wrlock(&c->lock);
+        cx__br_wrlock(&c->lock);
         applied = group_apply(c, g, count);
-        br_wrunlock(&c->lock);
+        cx__br_wrunlock(&c->lock);
         if (!applied) {
             /* Every lookup brings the index up to this generation first (see ensure_gen), so an
              * async put is visible once its done ran even when the index could not take it. */
@@ -1395,9 +1395,9 @@ static int put_submit(struct cx_cache *c, const struct cx_cache_key *k, const ch
     p->done = done;
     p->ud = ud;
     p->w = w;
-    system_hash(k->system_prompt, p->sys_hash);
+    cx__cache_system_hash(k->system_prompt, p->sys_hash);
     cx__sha256_hex(k->prompt, strlen(k->prompt), p->prompt_hash);
-    p->e = entry_new(k->provider, k->model, p->sys_hash, k->prompt, commands_json, jl);
+    p->e = cx__cache_entry_new(k->provider, k->model, p->sys_hash, k->prompt, commands_json, jl);
     if (p->e == NULL) {
         cx__free(p);
         return cx__err(ei, CX_ENOMEM, "%s: out of memory", fn);
@@ -1406,10 +1406,10 @@ static int put_submit(struct cx_cache *c, const struct cx_cache_key *k, const ch
 
     /* Queueing the group write under pmu makes joining a group and queueing its write one step:
      * a put either joins a group whose write is queued or fails alone, before anyone joined. The
-     * writer's group_fn takes pmu only inside the write, never while the pool holds its lock. */
+     * writer's cx__cache_group_fn takes pmu only inside the write, never while the pool holds its lock. */
     cx__mutex_lock(&c->pmu);
     if (!c->group_queued) {
-        rc = cx_pool_write_async(c->pool, group_fn, p, group_done, ei);
+        rc = cx_pool_write_async(c->pool, cx__cache_group_fn, p, group_done, ei);
         if (rc < 0) {
             cx__mutex_unlock(&c->pmu);
             cx__free(p->e);
@@ -1458,7 +1458,7 @@ int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const char *c
     return rc;
 }
 
-static int clear_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
+int cx__cache_clear_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
     struct op *o = arg;
     struct cx_cache *c = o->c;
     int rc = flush_write(c, db, &o->fl, ei);
@@ -1473,19 +1473,19 @@ static int clear_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
 static void clear_done(int rc, void *arg) {
     struct op *o = arg;
     struct cx_cache *c = o->c;
-    flush_finish(c, &o->fl, rc == 0);
+    cx__cache_flush_finish(c, &o->fl, rc == 0);
     o->rc = rc;
     if (rc == 0) {
-        br_wrlock(&c->lock);
+        cx__br_wrlock(&c->lock);
         struct index *x = c->idx;
         if (x->gen != 0 && x->gen + 1 == o->gen) {
-            while (x->n) cx__free(index_remove(x, x->ents[x->n - 1]));
+            while (x->n) cx__free(cx__cache_index_remove(x, x->ents[x->n - 1]));
             x->gen = o->gen;
         } else {
             o->need_reload = 1;
             atomic_store(&c->stale, 1);
         }
-        br_wrunlock(&c->lock);
+        cx__br_wrunlock(&c->lock);
     }
     op_signal(o);
 }
@@ -1494,7 +1494,7 @@ int cx_cache_clear(struct cx_cache *c, struct cx_errinfo *ei) {
     if (c == NULL) return cx__err(ei, CX_EINVAL, "cx_cache_clear: cache is NULL");
     struct op o;
     if (op_init(&o, c) < 0) return cx__err(ei, CX_ENOMEM, "cx_cache_clear: out of memory");
-    int rc = op_run(&o, clear_fn, clear_done, ei);
+    int rc = op_run(&o, cx__cache_clear_fn, clear_done, ei);
     if (rc == 0 && o.need_reload && reload(c, 0, NULL) < 0) atomic_store(&c->stale, 1);
     op_destroy(&o);
     return rc;
@@ -1506,11 +1506,11 @@ int cx_cache_stats(struct cx_cache *c, struct cx_cache_stats *out, struct cx_err
     memset(out, 0, sizeof *out);
     struct op o;
     if (op_init(&o, c) < 0) return cx__err(ei, CX_ENOMEM, "cx_cache_stats: out of memory");
-    int rc = op_run(&o, flush_fn, flush_done, ei);
+    int rc = op_run(&o, cx__cache_flush_fn, flush_done, ei);
     op_destroy(&o);
     if (rc < 0) return rc;
     uint64_t e, s, m;
-    sum_counters(c, &e, &s, &m);
+    cx__cache_sum_counters(c, &e, &s, &m);
     out->exact_hits = e;
     out->similar_hits = s;
     out->local_misses = m;
