@@ -22,10 +22,10 @@
  * lookup reloads first while the index is below it) and a blocking put reloads before it returns,
  * so own puts are visible on return (blocking) or once done ran (async). Then it signals each
  * blocking put's waiter, runs each async put's done and frees the puts; c->outstanding counts
- * the puts not yet completed, and cx_cache_free waits for it to reach 0. A reload reads generation and rows in one read transaction and
- * is swapped in only if its generation is newer than the index's, so racing reloads and done
- * callbacks cannot go back in time. Foreign commits are found by the periodic generation
- * check (the staleness bound).
+ * the puts not yet completed, and cx_cache_free waits for it to reach 0. A reload reads
+ * generation and rows in one read transaction and is swapped in only if its generation is newer
+ * than the index's, so racing reloads and done callbacks cannot go back in time. Foreign commits
+ * are found by the periodic generation check (the staleness bound).
  * Lazy state: hits stamp entry->stamp (atomic, wall-clock ns, strictly increasing per thread) and
  * bump entry->pend_hits; counters are sharded atomics. A flush (a write callback) collects what
  * changed and writes last_accessed/hit_count/stats; on failure the collected deltas are put back.
@@ -34,8 +34,11 @@
  * fields say so.
  * Statements: prepared once on the writer connection (writer thread only) and finalized by a
  * last write in cx_cache_free.
- * Shutdown: cx_cache_free waits for outstanding puts, then queues a final synchronous flush; the pool completes writes in order,
- * so when it returns no earlier async flush of this cache can still run.
+ * Shutdown: cx_cache_free waits for outstanding puts, then queues a final synchronous flush; the
+ * pool completes writes in order, so when it returns no earlier async flush of this cache can
+ * still run.
+ * Files: this one (API, consistency, completions), cache_store.c (SQL, write callbacks),
+ * cache_index.c (index and similarity scan), cache_brlock.c (the lock), cache_internal.h.
  */
 #include <math.h>
 #include <pthread.h>
@@ -62,7 +65,8 @@ static struct shard *my_shard(struct cx_cache *c) {
     return &c->shards[tls_shard];
 }
 
-void cx__cache_sum_counters(struct cx_cache *c, uint64_t *exact, uint64_t *similar, uint64_t *miss) {
+void cx__cache_sum_counters(struct cx_cache *c, uint64_t *exact, uint64_t *similar,
+                            uint64_t *miss) {
     uint64_t e = 0, s = 0, m = 0;
     for (int i = 0; i < SHARDS; i++) {
         e += atomic_load_explicit(&c->shards[i].exact, memory_order_relaxed);
@@ -338,14 +342,16 @@ void cx_cache_free(struct cx_cache *c) {
     cx__mutex_unlock(&c->pmu);
     struct op o;
     if (op_init(&o, c) == 0) {
-        op_run(&o, cx__cache_flush_fn, flush_done, NULL); /* best effort: counters and access times */
+        /* best effort: counters and access times */
+        op_run(&o, cx__cache_flush_fn, flush_done, NULL);
         op_destroy(&o);
     }
     /* Statements belong to the writer connection: finalize them on the writer thread. This also
      * waits out any async flush queued before (the pool completes writes in order). If even this
      * cannot be queued (out of memory for the queue item), finalize here: the writer is then
      * idle for this cache, and statements are only touched by this cache's callbacks. */
-    if (cx_pool_write(c->pool, cx__cache_finalize_fn, c, NULL) < 0) cx__cache_finalize_fn(NULL, c, NULL);
+    if (cx_pool_write(c->pool, cx__cache_finalize_fn, c, NULL) < 0)
+        cx__cache_finalize_fn(NULL, c, NULL);
     cx__cache_index_free(c->idx);
     cx__br_destroy(&c->lock);
     pthread_cond_destroy(&c->pcv);
@@ -431,7 +437,8 @@ static _Thread_local int tls_in_put_done;
  * Caller holds c->lock (write). */
 static int group_apply(struct cx_cache *c, struct put *g, size_t count) {
     struct index *x = c->idx;
-    if (x->gen == 0 || x->gen + 1 != g->gen || cx__cache_index_reserve(x, x->n + count) < 0) return 0;
+    if (x->gen == 0 || x->gen + 1 != g->gen || cx__cache_index_reserve(x, x->n + count) < 0)
+        return 0;
     for (struct put *o = g->glist; o; o = o->gnext) {
         struct entry *old = cx__cache_find_id(x, o->e->id);
         if (old) cx__free(cx__cache_index_remove(x, old));
@@ -551,7 +558,8 @@ static int put_submit(struct cx_cache *c, const struct cx_cache_key *k, const ch
 
     /* Queueing the group write under pmu makes joining a group and queueing its write one step:
      * a put either joins a group whose write is queued or fails alone, before anyone joined. The
-     * writer's cx__cache_group_fn takes pmu only inside the write, never while the pool holds its lock. */
+     * writer's cx__cache_group_fn takes pmu only inside the write, never while the pool holds its
+     * lock. */
     cx__mutex_lock(&c->pmu);
     if (!c->group_queued) {
         rc = cx_pool_write_async(c->pool, cx__cache_group_fn, p, group_done, ei);

@@ -56,7 +56,7 @@ void cx__cache_system_hash(const char *sys, char out[65]) {
 /* ---- entries and the index ---- */
 
 struct entry *cx__cache_entry_new(const char *provider, const char *model, const char *sys_hash,
-                               const char *prompt, const char *json, size_t json_len) {
+                                  const char *prompt, const char *json, size_t json_len) {
     size_t lp = strlen(provider) + 1, lm = strlen(model) + 1, lq = strlen(prompt) + 1;
     if (json_len > SIZE_MAX / 2) return NULL;
     struct entry *e = cx__malloc(sizeof *e + lp + lm + lq + json_len + 1);
@@ -130,7 +130,7 @@ static int key_equal(const struct entry *e, uint64_t kh, const char *provider, c
 }
 
 struct entry *cx__cache_find_key(const struct index *x, uint64_t kh, const char *provider,
-                              const char *model, const char *sys_hash, const char *prompt) {
+                                 const char *model, const char *sys_hash, const char *prompt) {
     for (struct entry *e = x->kb[kh & (x->nb - 1)]; e; e = e->knext)
         if (key_equal(e, kh, provider, model, sys_hash, prompt)) return e;
     return NULL;
@@ -223,7 +223,7 @@ struct entry *cx__cache_index_remove(struct index *x, struct entry *e) {
  * at a time. Only rows of group gh compete. Caller holds c->lock (read).
  */
 struct entry *cx__cache_scan_similar(const struct index *x, uint64_t gh, const float *q,
-                                  float *best_out) {
+                                     float *best_out) {
     int nz[CX_EMBED_DIM];
     float qv[CX_EMBED_DIM];
     int m = 0;
