@@ -261,6 +261,38 @@ void cx_cache_options_init(struct cx_cache_options *o) {
     o->refresh_interval_ms = 5;
     o->flush_interval_ms = 100;
     o->max_value_bytes = 1u << 20;
+    o->entity_match = 0;
+}
+
+double cx_cache_similarity(const struct cx_cache_options *o, const char *a, const char *b) {
+    struct cx_cache_options def;
+    if (o == NULL) {
+        cx_cache_options_init(&def);
+        o = &def;
+    }
+    if (a == NULL || b == NULL) return -2.0;
+    float va[CX_EMBED_DIM], vb[CX_EMBED_DIM];
+    if (!o->entity_match) {
+        cx_embed(a, va);
+        cx_embed(b, vb);
+        return cx_embed_cosine(va, vb);
+    }
+    size_t la = strlen(a), lb = strlen(b);
+    char *ea = cx__malloc(CX_EMBED_ENTITIES_CAP(la)), *eb = cx__malloc(CX_EMBED_ENTITIES_CAP(lb));
+    double score = -2.0;
+    if (ea && eb) {
+        cx_embed_analyze(a, la, ea, CX_EMBED_ENTITIES_CAP(la), va);
+        cx_embed_analyze(b, lb, eb, CX_EMBED_ENTITIES_CAP(lb), vb);
+        if (strcmp(ea, eb) == 0) {
+            /* The same sum, in the same order, as the cache's scan. */
+            float s = 0.0f;
+            for (int d = 0; d < CX_EMBED_DIM; d++) s += va[d] * vb[d];
+            score = s;
+        }
+    }
+    cx__free(ea);
+    cx__free(eb);
+    return score;
 }
 
 /* Prefixes ei's message with the database path (a corrupt table is found here, not at open). */
@@ -398,16 +430,31 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     struct br_slot *rs = cx__br_rdlock(&c->lock);
     struct index *x = c->idx;
     int sim = 0;
+    char ebuf[1024], *ents = NULL;
     struct entry *e = cx__cache_find_key(x, kh, k->provider, k->model, sh, k->prompt);
     if (e == NULL && c->opt.similarity_threshold <= 1.0) {
         float q[CX_EMBED_DIM];
-        cx_embed(k->prompt, q);
+        uint64_t cand = gh;
+        if (x->entity) {
+            /* Only entries with exactly the query's entities are candidates (issue 13). */
+            size_t pl = strlen(k->prompt), cap = CX_EMBED_ENTITIES_CAP(pl);
+            ents = cap <= sizeof ebuf ? ebuf : cx__malloc(cap);
+            if (ents == NULL) {
+                cx__br_rdunlock(rs);
+                return cx__err(ei, CX_ENOMEM, "cx_cache_get: out of memory analysing the prompt");
+            }
+            (void)cx_embed_analyze(k->prompt, pl, ents, cap, q);
+            cand = cx__cache_cand_hash(gh, ents);
+        } else {
+            cx_embed(k->prompt, q);
+        }
         float best = 0.0f;
-        e = cx__cache_scan_similar(x, gh, q, &best);
+        e = cx__cache_scan_similar(x, cand, q, &best);
         if (e && !((double)best >= c->opt.similarity_threshold &&
                    strcmp(e->provider, k->provider) == 0 && strcmp(e->model, k->model) == 0 &&
-                   strcmp(e->system_hash, sh) == 0))
+                   strcmp(e->system_hash, sh) == 0 && (ents == NULL || strcmp(e->ents, ents) == 0)))
             e = NULL;
+        if (ents != ebuf) cx__free(ents);
         sim = 1;
     }
     if (e == NULL) {
@@ -549,7 +596,8 @@ static int put_submit(struct cx_cache *c, const struct cx_cache_key *k, const ch
     p->w = w;
     cx__cache_system_hash(k->system_prompt, p->sys_hash);
     cx__sha256_hex(k->prompt, strlen(k->prompt), p->prompt_hash);
-    p->e = cx__cache_entry_new(k->provider, k->model, p->sys_hash, k->prompt, commands_json, jl);
+    p->e = cx__cache_entry_new(k->provider, k->model, p->sys_hash, k->prompt, commands_json, jl,
+                               c->opt.entity_match);
     if (p->e == NULL) {
         cx__free(p);
         return cx__err(ei, CX_ENOMEM, "%s: out of memory", fn);

@@ -55,11 +55,20 @@ void cx__cache_system_hash(const char *sys, char out[65]) {
 
 /* ---- entries and the index ---- */
 
+/* The candidate hash of a group's entries with entities ents. */
+uint64_t cx__cache_cand_hash(uint64_t gh, const char *ents) {
+    return (gh ^ cx__fnv1a64(ents, strlen(ents))) * 0x9E3779B97F4A7C15ULL;
+}
+
+/* A new entry (id 0, stamps 0) holding copies of its strings; entity: also analyses the prompt
+ * (entities, residual vector, candidate hash). emb is the caller's to fill. NULL: no memory. */
 struct entry *cx__cache_entry_new(const char *provider, const char *model, const char *sys_hash,
-                                  const char *prompt, const char *json, size_t json_len) {
+                                  const char *prompt, const char *json, size_t json_len,
+                                  int entity) {
     size_t lp = strlen(provider) + 1, lm = strlen(model) + 1, lq = strlen(prompt) + 1;
-    if (json_len > SIZE_MAX / 2) return NULL;
-    struct entry *e = cx__malloc(sizeof *e + lp + lm + lq + json_len + 1);
+    if (json_len > SIZE_MAX / 4 || lq > SIZE_MAX / 4) return NULL;
+    size_t le = entity ? CX_EMBED_ENTITIES_CAP(lq) : 1;
+    struct entry *e = cx__malloc(sizeof *e + lp + lm + lq + json_len + 1 + le);
     if (e == NULL) return NULL;
     memset(e, 0, sizeof *e);
     char *s = (char *)(e + 1);
@@ -72,9 +81,17 @@ struct entry *cx__cache_entry_new(const char *provider, const char *model, const
     e->json = memcpy(s, json, json_len);
     e->json[json_len] = '\0';
     e->json_len = json_len;
+    s += json_len + 1;
+    e->ents = s;
+    e->ents[0] = '\0';
     snprintf(e->system_hash, sizeof e->system_hash, "%s", sys_hash);
     e->ghash = cx__cache_group_hash(provider, model, sys_hash);
     e->khash = cx__cache_key_hash(e->ghash, prompt);
+    e->cand = e->ghash;
+    if (entity) {
+        (void)cx_embed_analyze(prompt, lq - 1, e->ents, le, e->rv); /* le always suffices */
+        e->cand = cx__cache_cand_hash(e->ghash, e->ents);
+    }
     return e;
 }
 
@@ -82,7 +99,7 @@ void cx__cache_index_free(struct index *x) {
     if (x == NULL) return;
     for (size_t i = 0; i < x->n; i++) cx__free(x->ents[i]);
     cx__free(x->ents);
-    cx__free(x->ghash);
+    cx__free(x->cand);
     cx__free(x->mt);
     cx__free(x->kb);
     cx__free(x->ib);
@@ -95,17 +112,18 @@ static size_t pow2_at_least(size_t n) {
     return b;
 }
 
-struct index *cx__cache_index_new(size_t cap) {
+struct index *cx__cache_index_new(size_t cap, int entity) {
     struct index *x = cx__calloc(1, sizeof *x);
     if (x == NULL) return NULL;
     x->cap = cap < 16 ? 16 : cap;
     x->nb = pow2_at_least(x->cap * 2);
     x->ents = cx__calloc(x->cap, sizeof *x->ents);
-    x->ghash = cx__calloc(x->cap, sizeof *x->ghash);
+    x->entity = entity;
+    x->cand = cx__calloc(x->cap, sizeof *x->cand);
     x->mt = cx__calloc(x->cap * CX_EMBED_DIM, sizeof *x->mt);
     x->kb = cx__calloc(x->nb, sizeof *x->kb);
     x->ib = cx__calloc(x->nb, sizeof *x->ib);
-    if (!x->ents || !x->ghash || !x->mt || !x->kb || !x->ib) {
+    if (!x->ents || !x->cand || !x->mt || !x->kb || !x->ib) {
         cx__cache_index_free(x);
         return NULL;
     }
@@ -155,16 +173,16 @@ int cx__cache_index_reserve(struct index *x, size_t need) {
         return CX_ENOMEM;
     }
     memcpy(ents, x->ents, x->n * sizeof *ents);
-    memcpy(gh, x->ghash, x->n * sizeof *gh);
+    memcpy(gh, x->cand, x->n * sizeof *gh);
     for (int d = 0; d < CX_EMBED_DIM; d++)
         memcpy(mt + (size_t)d * cap, x->mt + (size_t)d * x->cap, x->n * sizeof *mt);
     cx__free(x->ents);
-    cx__free(x->ghash);
+    cx__free(x->cand);
     cx__free(x->mt);
     cx__free(x->kb);
     cx__free(x->ib);
     x->ents = ents;
-    x->ghash = gh;
+    x->cand = gh;
     x->mt = mt;
     x->kb = kb;
     x->ib = ib;
@@ -187,8 +205,9 @@ void cx__cache_index_add(struct index *x, struct entry *e) {
     size_t r = x->n++;
     e->row = r;
     x->ents[r] = e;
-    x->ghash[r] = e->ghash;
-    for (int d = 0; d < CX_EMBED_DIM; d++) x->mt[(size_t)d * x->cap + r] = e->emb[d];
+    x->cand[r] = e->cand;
+    const float *v = x->entity ? e->rv : e->emb;
+    for (int d = 0; d < CX_EMBED_DIM; d++) x->mt[(size_t)d * x->cap + r] = v[d];
     size_t kbk = e->khash & (x->nb - 1), ibk = id_bucket(x, e->id);
     e->knext = x->kb[kbk];
     x->kb[kbk] = e;
@@ -208,7 +227,7 @@ struct entry *cx__cache_index_remove(struct index *x, struct entry *e) {
     if (r != last) {
         struct entry *m = x->ents[last];
         x->ents[r] = m;
-        x->ghash[r] = m->ghash;
+        x->cand[r] = m->cand;
         m->row = r;
         for (int d = 0; d < CX_EMBED_DIM; d++)
             x->mt[(size_t)d * x->cap + r] = x->mt[(size_t)d * x->cap + last];
@@ -220,9 +239,9 @@ struct entry *cx__cache_index_remove(struct index *x, struct entry *e) {
 /*
  * The similarity scan: the query vector is sparse (one bucket per distinct token), so scores are
  * accumulated a dimension at a time over contiguous matrix rows (vectorisable), a chunk of rows
- * at a time. Only rows of group gh compete. Caller holds c->lock (read).
+ * at a time. Only rows whose candidate hash is `cand` compete. Caller holds c->lock (read).
  */
-struct entry *cx__cache_scan_similar(const struct index *x, uint64_t gh, const float *q,
+struct entry *cx__cache_scan_similar(const struct index *x, uint64_t cand, const float *q,
                                      float *best_out) {
     int nz[CX_EMBED_DIM];
     float qv[CX_EMBED_DIM];
@@ -247,9 +266,9 @@ struct entry *cx__cache_scan_similar(const struct index *x, uint64_t gh, const f
             w = qv[j];
             for (size_t i = 0; i < len; i++) sc[i] += w * col[i];
         }
-        const uint64_t *g = x->ghash + base;
+        const uint64_t *g = x->cand + base;
         for (size_t i = 0; i < len; i++)
-            if (g[i] == gh && sc[i] > best) {
+            if (g[i] == cand && sc[i] > best) {
                 best = sc[i];
                 bi = base + i;
             }

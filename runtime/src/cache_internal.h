@@ -31,6 +31,8 @@ struct entry {
     int64_t id;
     uint64_t khash;               /* fnv(provider \0 model \0 system_hash \0 prompt) */
     uint64_t ghash;               /* fnv(provider \0 model \0 system_hash) */
+    uint64_t cand;                /* similarity candidates share it: ghash, mixed with the
+                                     entities' hash when the index matches entities */
     size_t row;                   /* column in the embedding matrix */
     _Atomic uint64_t stamp;       /* last access, ns since the epoch */
     _Atomic uint64_t flushed;     /* stamp last known to be in SQLite */
@@ -38,15 +40,19 @@ struct entry {
     char system_hash[65];
     size_t json_len;
     char *provider, *model, *prompt, *json; /* point into this allocation */
-    float emb[CX_EMBED_DIM];
+    char *ents;                   /* the prompt's entities (cx_embed_analyze), "" if unused */
+    float emb[CX_EMBED_DIM];      /* the stored embedding column: cx_embed(prompt) */
+    float rv[CX_EMBED_DIM];       /* the residual vector, when the index matches entities */
 };
 
 struct index {
     uint64_t gen;            /* database generation this index mirrors; 0: unknown */
     size_t n, cap;
     struct entry **ents;     /* [cap] */
-    uint64_t *ghash;         /* [cap], the entries' ghash, scanned next to the scores */
-    float *mt;               /* [CX_EMBED_DIM * cap], dimension-major: mt[d * cap + row] */
+    int entity;              /* 1: entity-aware matching (rv, cand), 0: the seed's (emb) */
+    uint64_t *cand;          /* [cap], the entries' cand, scanned next to the scores */
+    float *mt;               /* [CX_EMBED_DIM * cap], dimension-major: mt[d * cap + row]; each
+                                row the entry's rv (entity) or emb */
     size_t nb;               /* buckets, a power of two */
     struct entry **kb, **ib; /* [nb] */
 };
@@ -164,16 +170,18 @@ uint64_t cx__cache_group_hash(const char *provider, const char *model, const cha
 uint64_t cx__cache_key_hash(uint64_t gh, const char *prompt);
 void cx__cache_system_hash(const char *sys, char out[65]);
 struct entry *cx__cache_entry_new(const char *provider, const char *model, const char *sys_hash,
-                                  const char *prompt, const char *json, size_t json_len);
+                                  const char *prompt, const char *json, size_t json_len,
+                                  int entity);
+uint64_t cx__cache_cand_hash(uint64_t gh, const char *ents);
 void cx__cache_index_free(struct index *x);
-struct index *cx__cache_index_new(size_t cap);
+struct index *cx__cache_index_new(size_t cap, int entity);
 struct entry *cx__cache_find_id(const struct index *x, int64_t id);
 struct entry *cx__cache_find_key(const struct index *x, uint64_t kh, const char *provider,
                                  const char *model, const char *sys_hash, const char *prompt);
 int cx__cache_index_reserve(struct index *x, size_t need);
 void cx__cache_index_add(struct index *x, struct entry *e);
 struct entry *cx__cache_index_remove(struct index *x, struct entry *e);
-struct entry *cx__cache_scan_similar(const struct index *x, uint64_t gh, const float *q,
+struct entry *cx__cache_scan_similar(const struct index *x, uint64_t cand, const float *q,
                                      float *best_out);
 
 /* cache_store.c (the write callbacks run on the pool's writer thread) */

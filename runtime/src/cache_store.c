@@ -263,7 +263,7 @@ int cx__cache_load_index(struct cx_cache *c, struct index **out, struct cx_errin
         goto out;
     }
     size_t want = n > c->opt.max_entries ? n : c->opt.max_entries;
-    x = cx__cache_index_new(want + 1);
+    x = cx__cache_index_new(want + 1, c->opt.entity_match);
     if (x == NULL) {
         rc = cx__err(ei, CX_ENOMEM, "cache: out of memory loading the index");
         goto out;
@@ -284,7 +284,8 @@ int cx__cache_load_index(struct cx_cache *c, struct index **out, struct cx_errin
             s = SQLITE_OK;
             continue; /* NOT NULL columns: cannot happen with our schema; skip the row */
         }
-        struct entry *e = cx__cache_entry_new(prov, model, sh, prompt, json, (size_t)json_len);
+        struct entry *e = cx__cache_entry_new(prov, model, sh, prompt, json, (size_t)json_len,
+                                              c->opt.entity_match);
         if (e == NULL || cx__cache_index_reserve(x, x->n + 1) < 0) {
             cx__free(e);
             rc = cx__err(ei, CX_ENOMEM, "cache: out of memory loading the index");

@@ -5,7 +5,13 @@
  *   1. an exact match on (provider, model, SHA-256 of the system prompt, SHA-256 of the prompt);
  *   2. a similarity match: among entries with the same provider, model and system prompt, the
  *      one whose prompt embedding (cx/embed.h, 128 dimensions) has the highest cosine with the
- *      query's, if that cosine is >= similarity_threshold (default 0.86);
+ *      query's, if that cosine is >= similarity_threshold (default 0.86). With entity_match
+ *      (issue 13) only entries whose prompt has exactly the query's entities are candidates
+ *      (cx_embed_analyze: actions, negation, package names, versions, numbers, paths,
+ *      distributions, any word it does not know), and the cosine is that of their residual
+ *      vectors (the remaining content words), so "Install package: tool-21" never matches
+ *      "tool-50" and "how do I install nginx" matches "install nginx please". Measured on
+ *      tests/data/cache_pairs.tsv by bench_cache_quality;
  *   otherwise a miss. Hits and misses are counted. Inserting beyond max_entries (default 500)
  *   evicts the least recently used entries (by last access; ties by insertion order).
  *
@@ -63,6 +69,8 @@ struct cx_cache_options {
     int refresh_interval_ms;     /* >= 0: how stale the index may get w.r.t. others' writes (5) */
     int flush_interval_ms;       /* >= 0: how long access times/counters stay in memory (100) */
     size_t max_value_bytes;      /* largest commands_json accepted by put (default 1 MiB) */
+    int entity_match;            /* 1: entity-aware similarity (below); 0 (default): the seed's
+                                    whole-prompt embedding */
 };
 
 /* Fills o with the defaults above. Threads: any thread. */
@@ -138,6 +146,12 @@ CX_API int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const 
 CX_API int cx_cache_put_async(struct cx_cache *c, const struct cx_cache_key *k,
                               const char *commands_json, void (*done)(int rc, void *ud), void *ud,
                               struct cx_errinfo *ei);
+
+/* The score cx_cache_get compares with o->similarity_threshold when prompt b is looked up in a
+ * cache that holds only prompt a under the same provider, model and system prompt (o: borrowed,
+ * NULL for the defaults; only entity_match matters). -2 when b can never match a (their entities
+ * differ, or a NULL prompt, or no memory). Threads: any thread. */
+CX_API double cx_cache_similarity(const struct cx_cache_options *o, const char *a, const char *b);
 
 struct cx_cache_stats {
     uint64_t hits;         /* llm_cache_stats.hits: all processes, all time */
