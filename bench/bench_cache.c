@@ -162,7 +162,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--writers") == 0) writers = (int)strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--rounds") == 0) rounds = (int)strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
-        else if (strcmp(argv[i], "--entity-match") == 0) entity = (int)strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--entity-match") == 0)
+            entity = (int)strtol(argv[i + 1], NULL, 10);
         else {
             fprintf(stderr, "usage: %s [--entries N] [--seconds S] [--rounds R] [--writers N] "
                     "[--dir D] [--entity-match 0|1]\n",

@@ -126,7 +126,8 @@ static int measure(struct pair *pairs, int n, const struct cx_cache_options *co,
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         struct pair *p = &pairs[i];
-        struct cx_cache_key ka = {"openai", "gpt-4o", sys, p->a}, kb = {"openai", "gpt-4o", sys, p->b};
+        struct cx_cache_key ka = {"openai", "gpt-4o", sys, p->a};
+        struct cx_cache_key kb = {"openai", "gpt-4o", sys, p->b};
         char *json = NULL;
         int similar = 0;
         rc = cx_cache_put(cache, &ka, "[\"cached answer\"]", &ei);
@@ -201,7 +202,8 @@ int main(int argc, char **argv) {
     cx_cache_options_init(&co);
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--corpus") == 0) corpus = argv[i + 1];
-        else if (strcmp(argv[i], "--threshold") == 0) co.similarity_threshold = strtod(argv[i + 1], NULL);
+        else if (strcmp(argv[i], "--threshold") == 0)
+            co.similarity_threshold = strtod(argv[i + 1], NULL);
         else if (strcmp(argv[i], "--csv") == 0) csv = argv[i + 1];
         else if (strcmp(argv[i], "--png") == 0) png = argv[i + 1];
         else {

@@ -58,9 +58,9 @@ static void test_entity_hits_and_misses(void **state) {
     assert_int_equal(get(c, "how do I install tool-50?", "[\"apt-get install -y tool-50\"]"), 2);
     assert_int_equal(get(c, "set up tool-50 please", "[\"apt-get install -y tool-50\"]"), 2);
     assert_int_equal(get(c, "Diagnose error: E: Unable to locate package foo-2", NULL), 0);
-    assert_int_equal(
-        get(c, "what does this error mean: E: Unable to locate package foo-1", "[\"foo-1 answer\"]"),
-        2);
+    assert_int_equal(get(c, "what does this error mean: E: Unable to locate package foo-1",
+                         "[\"foo-1 answer\"]"),
+                     2);
     /* Another system prompt or model still never matches. */
     struct cx_cache_key k = {"openai", "gpt-4o-mini", k_sys, "how do I install tool-50?"};
     char *json = NULL;
@@ -80,7 +80,8 @@ static void test_entity_hits_and_misses(void **state) {
 /* The threshold applies to the residual vectors' cosine, the score cx_cache_similarity gives. */
 static void test_entity_threshold(void **state) {
     (void)state;
-    const char *a = "install nginx as a reverse proxy", *b = "install nginx as a secure reverse proxy";
+    const char *a = "install nginx as a reverse proxy";
+    const char *b = "install nginx as a secure reverse proxy";
     struct cx_cache_options co;
     cx_cache_options_init(&co);
     co.entity_match = 1;

@@ -97,7 +97,8 @@ CX_API int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o,
                         struct cx_cache **out, struct cx_errinfo *ei);
 
 /* Waits for outstanding cx_cache_put_async puts (their done callbacks included), writes back
- * pending access times and counters (best effort), then frees the cache. Accepts NULL. Threads: no other thread may use the cache during or after the call; not from the
+ * pending access times and counters (best effort), then frees the cache. Accepts NULL.
+ * Threads: no other thread may use the cache during or after the call; not from the
  * pool's writer thread. */
 CX_API void cx_cache_free(struct cx_cache *c);
 
