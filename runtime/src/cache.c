@@ -26,6 +26,9 @@
  * generation and rows in one read transaction and is swapped in only if its generation is newer
  * than the index's, so racing reloads and done callbacks cannot go back in time. Foreign commits
  * are found by the periodic generation check (the staleness bound).
+ * Matching: with opt.entity_match the index keys similarity candidates by the prompts' exact
+ * entities and compares residual vectors (cache_index.c, embed_match.c); the stored embedding
+ * column stays cx_embed(prompt), so either matcher reads the other's files.
  * Lazy state: hits stamp entry->stamp (atomic, wall-clock ns, strictly increasing per thread) and
  * bump entry->pend_hits; counters are sharded atomics. A flush (a write callback) collects what
  * changed and writes last_accessed/hit_count/stats; on failure the collected deltas are put back.

@@ -1,6 +1,10 @@
 /*
  * cache_index.c - the cache's in-memory index: entries, the key and id hash chains, the
  * embedding matrix and the similarity scan, plus the key hashes that address them.
+ * With entity matching (index->entity) every entry also carries its prompt's entities and
+ * residual vector (cx_embed_analyze): the matrix holds the residual vectors and a row competes
+ * in a scan only if its candidate hash (group hash mixed with the entities' hash) is the
+ * query's; the caller checks the winner's entity string exactly.
  *
  * It does no locking of its own (callers hold the cache's big-reader lock as each function
  * says), no SQL and no I/O.
