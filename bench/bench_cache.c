@@ -4,6 +4,8 @@
  * second through the group-committing writer on 1 and several threads.
  *
  * Usage: bench_cache [--entries 500] [--seconds 1.0] [--rounds 3] [--writers 8] [--dir /tmp]
+ *                    [--entity-match 0|1]
+ * --entity-match 1 measures the entity-aware matcher (cx_cache_options.entity_match).
  * Lookups are measured in `rounds` alternating rounds of 1 thread then 2 threads (each `seconds`
  * long); the medians are printed with their ratio, so a burst of load from other processes
  * during one round does not decide it. Every figure printed is measured in this run; the
@@ -151,7 +153,7 @@ static void print_load(const char *label) {
 }
 
 int main(int argc, char **argv) {
-    int entries = 500, writers = 8, rounds = 3;
+    int entries = 500, writers = 8, rounds = 3, entity = 0;
     double seconds = 1.0;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -160,9 +162,11 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--writers") == 0) writers = (int)strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--rounds") == 0) rounds = (int)strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
+        else if (strcmp(argv[i], "--entity-match") == 0)
+            entity = (int)strtol(argv[i + 1], NULL, 10);
         else {
             fprintf(stderr, "usage: %s [--entries N] [--seconds S] [--rounds R] [--writers N] "
-                    "[--dir D]\n",
+                    "[--dir D] [--entity-match 0|1]\n",
                     argv[0]);
             return 2;
         }
@@ -185,6 +189,7 @@ int main(int argc, char **argv) {
     struct cx_cache_options co;
     cx_cache_options_init(&co);
     co.max_entries = (size_t)entries;
+    co.entity_match = entity != 0;
     struct cx_cache *cache;
     if (cx_cache_new(pool, &co, &cache, &ei) < 0) {
         fprintf(stderr, "bench_cache: %s\n", ei.msg);
@@ -200,8 +205,9 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    printf("bench_cache: %d entries, %.2f s per measurement, %ld CPUs online, db %s\n", entries,
-           seconds, sysconf(_SC_NPROCESSORS_ONLN), path);
+    printf("bench_cache: %d entries, %.2f s per measurement, %ld CPUs online, matcher %s, db %s\n",
+           entries, seconds, sysconf(_SC_NPROCESSORS_ONLN), entity ? "entity" : "embedding",
+           path);
     long e1, e2;
     static const char *names[] = {"exact lookups", "similarity lookups"};
     int bad = 0;

@@ -5,7 +5,13 @@
  *   1. an exact match on (provider, model, SHA-256 of the system prompt, SHA-256 of the prompt);
  *   2. a similarity match: among entries with the same provider, model and system prompt, the
  *      one whose prompt embedding (cx/embed.h, 128 dimensions) has the highest cosine with the
- *      query's, if that cosine is >= similarity_threshold (default 0.86);
+ *      query's, if that cosine is >= similarity_threshold (default 0.86). With entity_match
+ *      (issue 13) only entries whose prompt has exactly the query's entities are candidates
+ *      (cx_embed_analyze: actions, negation, package names, versions, numbers, paths,
+ *      distributions, any word it does not know), and the cosine is that of their residual
+ *      vectors (the remaining content words), so "Install package: tool-21" never matches
+ *      "tool-50" and "how do I install nginx" matches "install nginx please". Measured on
+ *      tests/data/cache_pairs.tsv by bench_cache_quality;
  *   otherwise a miss. Hits and misses are counted. Inserting beyond max_entries (default 500)
  *   evicts the least recently used entries (by last access; ties by insertion order).
  *
@@ -19,8 +25,8 @@
  *
  * In memory: every entry (keys, prompt, commands_json, embedding) is mirrored in an index under a
  * read-write lock: exact lookups are a hash-map probe and similarity lookups a scan of a
- * contiguous float matrix; neither touches SQLite. Puts go through the pool's writer (group
- * commit) and update the index after their commit, in commit order.
+ * contiguous float matrix; neither touches SQLite. Puts (blocking or async) go through the pool's
+ * writer (group commit) and update the index after their commit, in commit order.
  * Access times and hit counts of hits are kept in memory and written back lazily, batched in one
  * write, at most every flush_interval_ms and always before an eviction decision of this cache,
  * so eviction order in SQLite equals this process's in-memory LRU order and survives a reopen.
@@ -63,6 +69,8 @@ struct cx_cache_options {
     int refresh_interval_ms;     /* >= 0: how stale the index may get w.r.t. others' writes (5) */
     int flush_interval_ms;       /* >= 0: how long access times/counters stay in memory (100) */
     size_t max_value_bytes;      /* largest commands_json accepted by put (default 1 MiB) */
+    int entity_match;            /* 1: entity-aware similarity (below); 0 (default): the seed's
+                                    whole-prompt embedding */
 };
 
 /* Fills o with the defaults above. Threads: any thread. */
@@ -88,8 +96,9 @@ struct cx_cache_key {
 CX_API int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o,
                         struct cx_cache **out, struct cx_errinfo *ei);
 
-/* Writes back pending access times and counters (best effort), then frees the cache. Accepts
- * NULL. Threads: no other thread may use the cache during or after the call; not from the
+/* Waits for outstanding cx_cache_put_async puts (their done callbacks included), writes back
+ * pending access times and counters (best effort), then frees the cache. Accepts NULL.
+ * Threads: no other thread may use the cache during or after the call; not from the
  * pool's writer thread. */
 CX_API void cx_cache_free(struct cx_cache *c);
 
@@ -120,6 +129,30 @@ CX_API int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char *
  */
 CX_API int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const char *commands_json,
                         struct cx_errinfo *ei);
+
+/*
+ * Like cx_cache_put without the wait: copies k and commands_json, queues the put in the writer's
+ * next group (the same grouping, eviction, generation step and index update in commit order as
+ * cx_cache_put) and returns at once. done (may be NULL) runs exactly once on the pool's writer
+ * thread after the group committed (rc 0) or failed (the group's error: CX_EBUSY, CX_EIO, CX_EDB,
+ * CX_ENOMEM...), never inside this call; the entry is visible to this process's cx_cache_get once
+ * done has run with rc 0. done must not block on the pool or the cache (no cx_cache_put, no
+ * cx_cache_free, no cx_pool_write); a put of any kind from inside it fails with CX_EINVAL.
+ * k, commands_json: borrowed (copied). ud: borrowed until done runs; passed to done.
+ * If this call fails (CX_EINVAL: NULL/empty arguments or called from a done callback;
+ * CX_ETOOBIG; CX_ENOMEM; CX_ECLOSED: the pool is closing) done never runs and nothing was queued.
+ * cx_cache_free waits for every outstanding async put (its done included) before it frees.
+ * Threads: any thread except the pool's writer thread.
+ */
+CX_API int cx_cache_put_async(struct cx_cache *c, const struct cx_cache_key *k,
+                              const char *commands_json, void (*done)(int rc, void *ud), void *ud,
+                              struct cx_errinfo *ei);
+
+/* The score cx_cache_get compares with o->similarity_threshold when prompt b is looked up in a
+ * cache that holds only prompt a under the same provider, model and system prompt (o: borrowed,
+ * NULL for the defaults; only entity_match matters). -2 when b can never match a (their entities
+ * differ, or a NULL prompt, or no memory). Threads: any thread. */
+CX_API double cx_cache_similarity(const struct cx_cache_options *o, const char *a, const char *b);
 
 struct cx_cache_stats {
     uint64_t hits;         /* llm_cache_stats.hits: all processes, all time */

@@ -7,6 +7,12 @@
  * the signed counts are summed per bucket and the vector is L2-normalised. Text without tokens
  * gives the zero vector, whose cosine with anything is 0. Deterministic across processes and
  * machines (the vectors are stored in SQLite and compared with those of other processes).
+ *
+ * cx_embed_analyze is the entity-aware view the cache matches on instead (issue 13): the
+ * entities a reply depends on (actions after synonyms, negation, package names, versions,
+ * numbers, paths, distributions: every token that is not a known English word) as one
+ * canonical string that must be identical, and a residual vector of the remaining content
+ * words for similarity. See runtime/src/embed_match.c for the word lists and rules.
  */
 #ifndef CX_EMBED_H
 #define CX_EMBED_H
@@ -32,6 +38,23 @@ CX_API size_t cx_embed_n(const char *text, size_t len, float out[CX_EMBED_DIM]);
 /* Cosine similarity of two CX_EMBED_DIM vectors; 0 when either is the zero vector.
  * For vectors from cx_embed this is their dot product. Threads: any thread. */
 CX_API float cx_embed_cosine(const float *a, const float *b);
+
+/* Bytes of `entities` that cx_embed_analyze needs at most for a text of len bytes. */
+#define CX_EMBED_ENTITIES_CAP(len) (2 * (size_t)(len) + 16)
+
+/*
+ * Analyses the first len bytes of text (NULL: ""). Writes the entities - sorted, without
+ * duplicates, separated by one space, NUL-terminated - to entities (cap bytes; cap >=
+ * CX_EMBED_ENTITIES_CAP(len) always suffices) and the residual vector to residual (written,
+ * CX_EMBED_DIM floats, unit length; dimension 0 is a constant bias, so prompts without content
+ * words have cosine 1 with each other). Returns the length of the entity string, or (size_t)-1
+ * when cap was too small (entities then holds no complete string).
+ * Word order, case, repetition, fillers ("please", "how do I", "package"), inflections, the
+ * synonyms listed in embed_match.c and single typos in known words do not change the result.
+ * Threads: any thread.
+ */
+CX_API size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap,
+                               float residual[CX_EMBED_DIM]);
 
 #ifdef __cplusplus
 }
