@@ -12,13 +12,17 @@
  * Index and generations: `c->idx` (under c->lock, a writer-preferring big-reader lock) mirrors the
  * database at generation idx->gen. Every cache write transaction (put, clear; from any process)
  * does generation = generation + 1 in llm_cache_meta, so generation G names one state of the
- * entries. Puts are grouped: a put joins the pending group (c->phead, under c->pmu) and the
- * first of a group queues one pool write for all of them (so concurrent puts share one savepoint,
- * one flush, one eviction and one generation). The group's done callback (writer thread, after
- * commit, in commit order) applies it to the index only when idx->gen == the group's generation
- * - 1, i.e. the index is exactly the state the group started from; otherwise the index is left
- * alone, marked stale and reloaded by each putting thread before cx_cache_put returns, so own
- * puts are visible on return. A reload reads generation and rows in one read transaction and
+ * entries. Puts are grouped: a put (a heap-owned copy, struct put) joins the pending group
+ * (c->phead, under c->pmu) and the first of a group queues one pool write for all of them (so
+ * concurrent puts share one savepoint, one flush, one eviction and one generation); queueing
+ * happens under pmu, so a put never joins a group whose write failed to queue. The group's done
+ * callback (writer thread, after commit, in commit order) applies it to the index only when
+ * idx->gen == the group's generation - 1, i.e. the index is exactly the state the group started
+ * from; otherwise the index is left alone, c->min_gen is raised to the group's generation (every
+ * lookup reloads first while the index is below it) and a blocking put reloads before it returns,
+ * so own puts are visible on return (blocking) or once done ran (async). Then it signals each
+ * blocking put's waiter, runs each async put's done and frees the puts; c->outstanding counts
+ * the puts not yet completed, and cx_cache_free waits for it to reach 0. A reload reads generation and rows in one read transaction and
  * is swapped in only if its generation is newer than the index's, so racing reloads and done
  * callbacks cannot go back in time. Foreign commits are found by the periodic generation
  * check (the staleness bound).
@@ -30,7 +34,7 @@
  * fields say so.
  * Statements: prepared once on the writer connection (writer thread only) and finalized by a
  * last write in cx_cache_free.
- * Shutdown: cx_cache_free queues a final synchronous flush; the pool completes writes in order,
+ * Shutdown: cx_cache_free waits for outstanding puts, then queues a final synchronous flush; the pool completes writes in order,
  * so when it returns no earlier async flush of this cache can still run.
  */
 #include <math.h>
@@ -156,8 +160,11 @@ struct cx_cache {
     _Atomic int flush_inflight;
     _Atomic unsigned shard_seq;
     struct cx__mutex pmu;
-    struct op *phead, *ptail;      /* guarded by pmu: puts waiting for a group write */
+    pthread_cond_t pcv;            /* signalled (under pmu) when outstanding drops to 0 */
+    struct put *phead, *ptail;     /* guarded by pmu: puts waiting for a group write */
     int group_queued;              /* guarded by pmu: a group write is queued, not yet started */
+    size_t outstanding;            /* guarded by pmu: puts queued whose done has not finished */
+    _Atomic uint64_t min_gen;      /* 0, or a committed own generation the index must reach */
     struct shard shards[SHARDS];
     /* writer thread only: */
     uint64_t collected_hits, collected_misses;
@@ -674,15 +681,6 @@ struct op {
     struct flush fl;
     int need_reload;       /* set by done: the index could not take the change */
     uint64_t gen;
-    /* put */
-    const char *provider, *model, *prompt, *json;
-    char sys_hash[65], prompt_hash[65];
-    struct entry *e;       /* prepared entry, taken by the index on success */
-    struct op *gnext;      /* next put of the same group */
-    /* the group's carrier (the put that queued the group write): */
-    struct op *glist;      /* the group, taken by the write callback */
-    int64_t *evicted;
-    size_t nevicted;
     int async;             /* async flush: done frees the op */
 };
 
@@ -892,6 +890,25 @@ static void maybe_refresh(struct cx_cache *c, uint64_t now) {
     (void)refresh(c, NULL); /* on failure the lookup uses the index it has; retried next time */
 }
 
+/* Brings the index up to c->min_gen (an own commit the index could not take in place) before a
+ * lookup, so an async put is visible once its done ran. min_gen is 0 almost always. */
+static void ensure_gen(struct cx_cache *c) {
+    uint64_t want = atomic_load_explicit(&c->min_gen, memory_order_acquire);
+    if (want == 0) return;
+    struct br_slot *rs = br_rdlock(&c->lock);
+    uint64_t have = c->idx->gen;
+    br_rdunlock(rs);
+    if (have < want) {
+        if (reload(c, 0, NULL) < 0) return; /* retried at the next lookup */
+        rs = br_rdlock(&c->lock);
+        have = c->idx->gen;
+        br_rdunlock(rs);
+    }
+    /* Reached, or the database now shows an older generation (the file was replaced): either
+     * way nothing more to wait for. */
+    atomic_compare_exchange_strong(&c->min_gen, &want, 0);
+}
+
 /* ---- async flush ---- */
 
 static int flush_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
@@ -1011,10 +1028,17 @@ int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o, struct 
         cx__free(c);
         return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a lock");
     }
+    if (cx__cond_init(&c->pcv) < 0) {
+        br_destroy(&c->lock);
+        cx__mutex_destroy(&c->pmu);
+        cx__free(c);
+        return cx__err(ei, CX_ENOMEM, "cx_cache_new: cannot create a condition variable");
+    }
     struct index *x = NULL;
     rc = load_index(c, &x, ei);
     if (rc < 0) {
         br_destroy(&c->lock);
+        pthread_cond_destroy(&c->pcv);
         cx__mutex_destroy(&c->pmu);
         cx__free(c);
         return name_db(pool, rc, ei);
@@ -1042,6 +1066,10 @@ static int finalize_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
 
 void cx_cache_free(struct cx_cache *c) {
     if (c == NULL) return;
+    /* Outstanding async puts first: their group writes are queued, so they complete. */
+    cx__mutex_lock(&c->pmu);
+    while (c->outstanding > 0) cx__cond_wait(&c->pcv, &c->pmu, CX_DEADLINE_NONE);
+    cx__mutex_unlock(&c->pmu);
     struct op o;
     if (op_init(&o, c) == 0) {
         op_run(&o, flush_fn, flush_done, NULL); /* best effort: counters and access times */
@@ -1054,6 +1082,7 @@ void cx_cache_free(struct cx_cache *c) {
     if (cx_pool_write(c->pool, finalize_fn, c, NULL) < 0) finalize_fn(NULL, c, NULL);
     index_free(c->idx);
     br_destroy(&c->lock);
+    pthread_cond_destroy(&c->pcv);
     cx__mutex_destroy(&c->pmu);
     cx__free(c);
 }
@@ -1085,6 +1114,7 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     if (rc < 0) return rc;
     uint64_t now = cx_now_ns();
     maybe_refresh(c, now);
+    ensure_gen(c);
     maybe_flush(c, now);
 
     char sh[65];
@@ -1135,9 +1165,39 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
  * one count, one eviction, one generation bump. A group fails or succeeds as a whole (failures
  * inside a transaction are I/O-level, so they would hit every put anyway). Per-write savepoints
  * were the largest cost of a put under load; this shares one among all concurrent puts.
+ * Every put is a heap-owned copy (struct put) that the group's done callback completes and frees,
+ * so the caller need not wait: cx_cache_put is cx_cache_put_async plus a wait on a stack waiter.
  */
+struct put_waiter {
+    struct cx__mutex mu;
+    pthread_cond_t cv;
+    int finished;          /* guarded by mu */
+    int rc, need_reload;   /* written before finished is set */
+    struct cx_errinfo ei;
+};
+
+struct put {
+    struct cx_cache *c;
+    struct put *gnext;     /* next put of the same group */
+    char sys_hash[65], prompt_hash[65];
+    struct entry *e;       /* owns copies of provider, model, prompt, json; taken by the index */
+    void (*done)(int rc, void *ud);
+    void *ud;
+    struct put_waiter *w;  /* a blocking put's waiter (on its caller's stack), else NULL */
+    /* the group's carrier (the put that queued the group write): */
+    struct put *glist;     /* the group, taken by the write callback */
+    struct flush fl;
+    int64_t *evicted;
+    size_t nevicted;
+    uint64_t gen;
+    struct cx_errinfo ei;
+};
+
+/* Set on the writer thread while a put's done callback runs, to refuse puts from inside it. */
+static _Thread_local int tls_in_put_done;
+
 static int group_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
-    struct op *g = arg;
+    struct put *g = arg;
     struct cx_cache *c = g->c;
     cx__mutex_lock(&c->pmu);
     g->glist = c->phead;
@@ -1157,20 +1217,20 @@ static int group_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
               " RETURNING id",
               ei);
     if (rc < 0) goto fail;
-    for (struct op *o = g->glist; o; o = o->gnext) {
+    for (struct put *o = g->glist; o; o = o->gnext) {
         char ts[64];
         uint64_t stamp = now_stamp();
         stamp_text(stamp, ts);
         atomic_init(&o->e->stamp, stamp);
         atomic_init(&o->e->flushed, stamp);
         sqlite3_stmt *st = c->st_upsert;
-        sqlite3_bind_text(st, 1, o->provider, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, o->model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, o->e->provider, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, o->e->model, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, o->sys_hash, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, o->prompt, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, o->e->prompt, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 5, o->prompt_hash, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 6, o->e->emb, (int)sizeof o->e->emb, SQLITE_STATIC);
-        sqlite3_bind_text(st, 7, o->json, (int)o->e->json_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, o->e->json, (int)o->e->json_len, SQLITE_STATIC);
         sqlite3_bind_text(st, 8, ts, -1, SQLITE_TRANSIENT);
         int s = sqlite3_step(st);
         if (s == SQLITE_ROW) o->e->id = sqlite3_column_int64(st, 0);
@@ -1222,11 +1282,12 @@ fail:
     return rc;
 }
 
-/* Applies a committed group to the index; 0 when it could not (then a reload is due). */
-static int group_apply(struct cx_cache *c, struct op *g, size_t count) {
+/* Applies a committed group to the index; 0 when it could not (then a reload is due).
+ * Caller holds c->lock (write). */
+static int group_apply(struct cx_cache *c, struct put *g, size_t count) {
     struct index *x = c->idx;
     if (x->gen == 0 || x->gen + 1 != g->gen || index_reserve(x, x->n + count) < 0) return 0;
-    for (struct op *o = g->glist; o; o = o->gnext) {
+    for (struct put *o = g->glist; o; o = o->gnext) {
         struct entry *old = find_id(x, o->e->id);
         if (old) cx__free(index_remove(x, old));
         index_add(x, o->e);
@@ -1240,8 +1301,17 @@ static int group_apply(struct cx_cache *c, struct op *g, size_t count) {
     return 1;
 }
 
+/* Raises c->min_gen to at least gen. */
+static void want_gen(struct cx_cache *c, uint64_t gen) {
+    uint64_t cur = atomic_load(&c->min_gen);
+    while (cur < gen && !atomic_compare_exchange_weak(&c->min_gen, &cur, gen)) {
+    }
+}
+
+/* Writer thread, after the group's transaction committed (rc 0) or failed. Completes and frees
+ * every put of the group, the carrier last; the last thing it touches of c is pmu. */
 static void group_done(int rc, void *arg) {
-    struct op *g = arg;
+    struct put *g = arg;
     struct cx_cache *c = g->c;
     if (g->glist == NULL) {
         /* The write failed before its callback ran (BEGIN failed): the group is still pending
@@ -1255,100 +1325,136 @@ static void group_done(int rc, void *arg) {
         flush_finish(c, &g->fl, rc == 0);
     }
     size_t count = 0;
-    for (struct op *o = g->glist; o; o = o->gnext) count++;
+    for (struct put *o = g->glist; o; o = o->gnext) count++;
     int applied = 1;
     if (rc == 0) {
         br_wrlock(&c->lock);
         applied = group_apply(c, g, count);
         br_wrunlock(&c->lock);
-        if (!applied) atomic_store(&c->stale, 1);
+        if (!applied) {
+            /* Every lookup brings the index up to this generation first (see ensure_gen), so an
+             * async put is visible once its done ran even when the index could not take it. */
+            want_gen(c, g->gen);
+            atomic_store(&c->stale, 1);
+        }
     } else if (g->ei.code != rc) {
         cx__err(&g->ei, rc, "cx_cache_put: the write failed: %s", cx_strerror(rc));
     }
-    /* Wake every waiter, the carrier last: g (and its list) lives on the carrier's stack. */
-    struct op *o = g->glist;
+    struct put *o = g->glist;
     while (o) {
-        struct op *next = o->gnext;
-        if (o != g) {
-            o->rc = rc;
-            o->need_reload = !applied;
-            if (rc < 0) o->ei = g->ei;
-            op_signal(o);
+        struct put *next = o->gnext;
+        if (o->w) {
+            struct put_waiter *w = o->w;
+            cx__mutex_lock(&w->mu);
+            w->rc = rc;
+            w->need_reload = !applied;
+            if (rc < 0) w->ei = g->ei;
+            w->finished = 1;
+            pthread_cond_signal(&w->cv);
+            cx__mutex_unlock(&w->mu); /* w may be gone from here on */
         }
+        if (o->done) {
+            tls_in_put_done = 1;
+            o->done(rc, o->ud);
+            tls_in_put_done = 0;
+        }
+        cx__free(o->e);
+        if (o != g) cx__free(o);
         o = next;
     }
-    g->rc = rc;
-    g->need_reload = !applied;
-    op_signal(g);
+    cx__free(g->evicted);
+    cx__free(g);
+    cx__mutex_lock(&c->pmu);
+    CX_ASSERT(c->outstanding >= count);
+    c->outstanding -= count;
+    if (c->outstanding == 0) pthread_cond_broadcast(&c->pcv);
+    cx__mutex_unlock(&c->pmu);
+}
+
+/* Validates, copies and queues one put; done/ud or w receive its completion. */
+static int put_submit(struct cx_cache *c, const struct cx_cache_key *k, const char *commands_json,
+                      void (*done)(int, void *), void *ud, struct put_waiter *w, const char *fn,
+                      struct cx_errinfo *ei) {
+    if (c == NULL) return cx__err(ei, CX_EINVAL, "%s: cache is NULL", fn);
+    if (tls_in_put_done)
+        return cx__err(ei, CX_EINVAL,
+                       "%s: called from inside a put's done callback (the pool's writer thread)",
+                       fn);
+    int rc = check_key(k, fn, ei);
+    if (rc < 0) return rc;
+    if (commands_json == NULL || commands_json[0] == '\0')
+        return cx__err(ei, CX_EINVAL, "%s: commands_json is %s", fn,
+                       commands_json == NULL ? "NULL" : "empty");
+    size_t jl = strlen(commands_json);
+    if (jl > c->opt.max_value_bytes)
+        return cx__err(ei, CX_ETOOBIG, "%s: commands_json is %zu bytes (max %zu)", fn, jl,
+                       c->opt.max_value_bytes);
+    struct put *p = cx__calloc(1, sizeof *p);
+    if (p == NULL) return cx__err(ei, CX_ENOMEM, "%s: out of memory", fn);
+    p->c = c;
+    p->done = done;
+    p->ud = ud;
+    p->w = w;
+    system_hash(k->system_prompt, p->sys_hash);
+    cx__sha256_hex(k->prompt, strlen(k->prompt), p->prompt_hash);
+    p->e = entry_new(k->provider, k->model, p->sys_hash, k->prompt, commands_json, jl);
+    if (p->e == NULL) {
+        cx__free(p);
+        return cx__err(ei, CX_ENOMEM, "%s: out of memory", fn);
+    }
+    cx_embed(k->prompt, p->e->emb);
+
+    /* Queueing the group write under pmu makes joining a group and queueing its write one step:
+     * a put either joins a group whose write is queued or fails alone, before anyone joined. The
+     * writer's group_fn takes pmu only inside the write, never while the pool holds its lock. */
+    cx__mutex_lock(&c->pmu);
+    if (!c->group_queued) {
+        rc = cx_pool_write_async(c->pool, group_fn, p, group_done, ei);
+        if (rc < 0) {
+            cx__mutex_unlock(&c->pmu);
+            cx__free(p->e);
+            cx__free(p);
+            return rc;
+        }
+        c->group_queued = 1;
+    }
+    if (c->ptail) c->ptail->gnext = p;
+    else c->phead = p;
+    c->ptail = p;
+    c->outstanding++;
+    cx__mutex_unlock(&c->pmu);
+    return 0;
+}
+
+int cx_cache_put_async(struct cx_cache *c, const struct cx_cache_key *k, const char *commands_json,
+                       void (*done)(int rc, void *ud), void *ud, struct cx_errinfo *ei) {
+    return put_submit(c, k, commands_json, done, ud, NULL, "cx_cache_put_async", ei);
 }
 
 int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const char *commands_json,
                  struct cx_errinfo *ei) {
-    if (c == NULL) return cx__err(ei, CX_EINVAL, "cx_cache_put: cache is NULL");
-    int rc = check_key(k, "cx_cache_put", ei);
-    if (rc < 0) return rc;
-    if (commands_json == NULL || commands_json[0] == '\0')
-        return cx__err(ei, CX_EINVAL, "cx_cache_put: commands_json is %s",
-                       commands_json == NULL ? "NULL" : "empty");
-    size_t jl = strlen(commands_json);
-    if (jl > c->opt.max_value_bytes)
-        return cx__err(ei, CX_ETOOBIG, "cx_cache_put: commands_json is %zu bytes (max %zu)", jl,
-                       c->opt.max_value_bytes);
-    struct op o;
-    if (op_init(&o, c) < 0) return cx__err(ei, CX_ENOMEM, "cx_cache_put: out of memory");
-    o.provider = k->provider;
-    o.model = k->model;
-    o.prompt = k->prompt;
-    o.json = commands_json;
-    system_hash(k->system_prompt, o.sys_hash);
-    cx__sha256_hex(k->prompt, strlen(k->prompt), o.prompt_hash);
-    o.e = entry_new(k->provider, k->model, o.sys_hash, k->prompt, commands_json, jl);
-    if (o.e == NULL) {
-        op_destroy(&o);
+    struct put_waiter w;
+    memset(&w, 0, sizeof w);
+    if (cx__mutex_init(&w.mu) < 0) return cx__err(ei, CX_ENOMEM, "cx_cache_put: out of memory");
+    if (cx__cond_init(&w.cv) < 0) {
+        cx__mutex_destroy(&w.mu);
         return cx__err(ei, CX_ENOMEM, "cx_cache_put: out of memory");
     }
-    cx_embed(k->prompt, o.e->emb);
-
-    cx__mutex_lock(&c->pmu);
-    if (c->ptail) c->ptail->gnext = &o;
-    else c->phead = &o;
-    c->ptail = &o;
-    int carrier = !c->group_queued;
-    c->group_queued = 1;
-    cx__mutex_unlock(&c->pmu);
-    if (carrier) {
-        struct cx_errinfo qei;
-        int qrc = cx_pool_write_async(c->pool, group_fn, &o, group_done, &qei);
-        if (qrc < 0) {
-            /* Nothing will run the group: fail every put in it (ours included). */
-            cx__mutex_lock(&c->pmu);
-            struct op *list = c->phead;
-            c->phead = c->ptail = NULL;
-            c->group_queued = 0;
-            cx__mutex_unlock(&c->pmu);
-            while (list) {
-                struct op *next = list->gnext;
-                list->rc = qrc;
-                list->ei = qei;
-                if (list != &o) op_signal(list);
-                list = next;
-            }
-            o.finished = 1;
+    int rc = put_submit(c, k, commands_json, NULL, NULL, &w, "cx_cache_put", ei);
+    if (rc == 0) {
+        cx__mutex_lock(&w.mu);
+        while (!w.finished) cx__cond_wait(&w.cv, &w.mu, CX_DEADLINE_NONE);
+        cx__mutex_unlock(&w.mu);
+        rc = w.rc;
+        if (rc < 0 && ei) *ei = w.ei;
+        if (rc == 0 && w.need_reload) {
+            /* The index did not start from the state this put started from (another writer got
+             * in between): load the committed state so the put is visible when we return. */
+            if (reload(c, 0, NULL) < 0) atomic_store(&c->stale, 1);
         }
     }
-    cx__mutex_lock(&o.mu);
-    while (!o.finished) cx__cond_wait(&o.cv, &o.mu, CX_DEADLINE_NONE);
-    cx__mutex_unlock(&o.mu);
-    rc = o.rc;
-    if (rc < 0 && ei) *ei = o.ei;
-    if (rc == 0 && o.need_reload) {
-        /* The index did not start from the state this put started from (another writer got in
-         * between): load the committed state so the put is visible when we return. */
-        if (reload(c, 0, NULL) < 0) atomic_store(&c->stale, 1);
-    }
-    cx__free(o.e);
-    cx__free(o.evicted);
-    op_destroy(&o);
+    pthread_cond_destroy(&w.cv);
+    cx__mutex_destroy(&w.mu);
     return rc;
 }
 

@@ -19,8 +19,8 @@
  *
  * In memory: every entry (keys, prompt, commands_json, embedding) is mirrored in an index under a
  * read-write lock: exact lookups are a hash-map probe and similarity lookups a scan of a
- * contiguous float matrix; neither touches SQLite. Puts go through the pool's writer (group
- * commit) and update the index after their commit, in commit order.
+ * contiguous float matrix; neither touches SQLite. Puts (blocking or async) go through the pool's
+ * writer (group commit) and update the index after their commit, in commit order.
  * Access times and hit counts of hits are kept in memory and written back lazily, batched in one
  * write, at most every flush_interval_ms and always before an eviction decision of this cache,
  * so eviction order in SQLite equals this process's in-memory LRU order and survives a reopen.
@@ -88,8 +88,8 @@ struct cx_cache_key {
 CX_API int cx_cache_new(struct cx_pool *pool, const struct cx_cache_options *o,
                         struct cx_cache **out, struct cx_errinfo *ei);
 
-/* Writes back pending access times and counters (best effort), then frees the cache. Accepts
- * NULL. Threads: no other thread may use the cache during or after the call; not from the
+/* Waits for outstanding cx_cache_put_async puts (their done callbacks included), writes back
+ * pending access times and counters (best effort), then frees the cache. Accepts NULL. Threads: no other thread may use the cache during or after the call; not from the
  * pool's writer thread. */
 CX_API void cx_cache_free(struct cx_cache *c);
 
@@ -120,6 +120,24 @@ CX_API int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char *
  */
 CX_API int cx_cache_put(struct cx_cache *c, const struct cx_cache_key *k, const char *commands_json,
                         struct cx_errinfo *ei);
+
+/*
+ * Like cx_cache_put without the wait: copies k and commands_json, queues the put in the writer's
+ * next group (the same grouping, eviction, generation step and index update in commit order as
+ * cx_cache_put) and returns at once. done (may be NULL) runs exactly once on the pool's writer
+ * thread after the group committed (rc 0) or failed (the group's error: CX_EBUSY, CX_EIO, CX_EDB,
+ * CX_ENOMEM...), never inside this call; the entry is visible to this process's cx_cache_get once
+ * done has run with rc 0. done must not block on the pool or the cache (no cx_cache_put, no
+ * cx_cache_free, no cx_pool_write); a put of any kind from inside it fails with CX_EINVAL.
+ * k, commands_json: borrowed (copied). ud: borrowed until done runs; passed to done.
+ * If this call fails (CX_EINVAL: NULL/empty arguments or called from a done callback;
+ * CX_ETOOBIG; CX_ENOMEM; CX_ECLOSED: the pool is closing) done never runs and nothing was queued.
+ * cx_cache_free waits for every outstanding async put (its done included) before it frees.
+ * Threads: any thread except the pool's writer thread.
+ */
+CX_API int cx_cache_put_async(struct cx_cache *c, const struct cx_cache_key *k,
+                              const char *commands_json, void (*done)(int rc, void *ud), void *ud,
+                              struct cx_errinfo *ei);
 
 struct cx_cache_stats {
     uint64_t hits;         /* llm_cache_stats.hits: all processes, all time */
