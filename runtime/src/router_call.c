@@ -1,68 +1,51 @@
 /*
- * router_call.c - one call: candidates, the cache lookup and write, the attempt log, making a
- * transfer, deciding after it (retry / fall back / fail), and the two drivers (blocking and
- * async). What it does not do: single flight (router_sf.c), provider set-up (router_providers.c).
+ * router_call.c - one call as a state machine: enum call_state (router_internal.h) and one step
+ * function, call_step, which moves a call from state to state until it must wait (a rate-limit
+ * slot, the shared Retry-After pause, a backoff), move bytes, park behind an identical call, or
+ * end. One driver, cx__call_drive, runs the steps and carries out what they ask for, in one of
+ * two ways chosen per call (curl's "an easy handle is a private multi"):
+ *   - on the I/O loop (the hybrid design; every cx_router_submit, and cx_router_complete on a
+ *     hybrid router): waits are loop timers and transfers go into the loop's multi handle, so no
+ *     thread waits; the steps after a timer or a transfer run on the I/O thread;
+ *   - inline (cx_router_complete on a thread-local router): the calling thread sleeps through
+ *     the waits (emulated GIL released) and moves the bytes on its own curl handle.
+ * Either way a call ends in exactly one delivery (cx__call_deliver): the blocking caller is
+ * woken, or the submitting task is resumed with cx_task_resume, so the completion runs on a
+ * worker of that task's executor, never inside the submit call.
+ *
+ * What it does not do: routing and provider set-up (router_providers.c), sharing answers
+ * (router_sf.c), decide what a good answer is or cache it (the caller: cx/pipeline.h).
+ *
+ * The life of one call:
+ *   START -> (single flight) FOLLOW ........................................ -> DONE
+ *         -> ACQUIRE -> SEND -> TRANSFER -> ANSWERED -> DONE
+ *                ^                              |
+ *                +---- BACKOFF <---- retry / fall back
+ * ACQUIRE reserves one request token and the token estimate (never sleeping: the wait comes
+ * back as a time), and fails at once if the deadline would pass first. SEND re-checks the
+ * router-wide Retry-After pause right before every attempt, so a reservation made before
+ * another call's 429 still waits the pause out (issue 11: the hybrid design used to send
+ * inside it). ANSWERED decodes the wire format (cx_http_xfer_finish), corrects the token
+ * charge, records a Retry-After pause, and picks: done, another attempt (BACKOFF with full
+ * jitter, never sooner than Retry-After), the next provider, or failure with the attempt log.
  */
 #include <math.h>
 #include <string.h>
-#include <strings.h>
 
-#include "cx/cache.h"
 #include "cx/clock.h"
 #include "cx/gil.h"
-#include "cx/http.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
 #include "router_internal.h"
 
-/* CPU time of the calling thread, for the CPU-share measurement. */
-static uint64_t thread_cpu_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * CX_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
-
-
-int cx__call_check(const struct cx_llm_query *q, struct cx_errinfo *ei) {
-    if (q == NULL) return cx__err(ei, CX_EINVAL, "query is NULL");
-    if (q->prompt == NULL) return cx__err(ei, CX_EINVAL, "cx_llm_query.prompt is NULL");
-    if ((int)q->task < 0 || q->task >= CX_TASK_COUNT)
-        return cx__err(ei, CX_EINVAL, "cx_llm_query.task is %d (unknown task type)", (int)q->task);
-    if (q->force != CX_PROVIDER_AUTO && ((int)q->force < 0 || q->force >= CX_PROVIDER_COUNT))
-        return cx__err(ei, CX_EINVAL, "cx_llm_query.force is %d (unknown provider)", (int)q->force);
-    if (q->max_tokens <= 0)
-        return cx__err(ei, CX_EINVAL, "cx_llm_query.max_tokens is %d (must be > 0)", q->max_tokens);
-    return 0;
-}
-
-/* Fills the candidate list: the preferred provider, then the others in order. A provider whose
- * base URL is an earlier candidate's (the router-wide override makes every provider one server)
- * is left out: falling back to it would only send the same request to the same server again. */
-int cx__call_candidates(struct call *c, struct cx_errinfo *ei) {
-    struct cx_router *r = c->r;
-    int pref = c->q.force != CX_PROVIDER_AUTO ? (int)c->q.force : (int)cx_router_route(c->q.task);
-    c->ncand = 0;
-    for (int k = 0; k < CX_PROVIDER_COUNT; k++) {
-        int p = (pref + k) % CX_PROVIDER_COUNT;
-        if (!r->p[p].configured) continue;
-        int same = 0;
-        for (int j = 0; j < c->ncand && !same; j++) same = strcmp(r->p[c->cand[j]].base_url, r->p[p].base_url) == 0;
-        if (same) continue;
-        c->cand[c->ncand++] = p;
-        if (!r->fallback) break;
-    }
-    if (c->ncand == 0)
-        return cx__err(ei, CX_ENOPROVIDER, "no configured provider for task %s (preferred %s)",
-                       cx_task_type_name(c->q.task), cx_provider_name((enum cx_provider)pref));
-    return 0;
-}
+enum { AFTER_OK, AFTER_FAIL, AFTER_RETRY };
 
 void cx__call_init(struct call *c, struct cx_router *r, const struct cx_llm_query *q) {
     memset(c, 0, sizeof *c);
     c->r = r;
     c->q = *q;
     c->start_ns = cx_now_ns();
+    c->st = CS_START;
     cx__buf_init(&c->log, 4096);
     cx_llm_response_init(&c->resp);
 }
@@ -73,47 +56,6 @@ void cx__call_release(struct call *c) {
     c->x = NULL;
     for (int i = 0; i < 3; i++) cx__free(c->own[i]);
     cx_llm_response_clear(&c->resp);
-}
-
-/* One cache lookup, under the first candidate's key: the cache counts every lookup, so one
- * query must be one hit or one miss (see router.h). 0 with c->resp filled on a hit. */
-int cx__call_cache_get(struct call *c) {
-    struct cx_router *r = c->r;
-    if (r->cache == NULL || c->q.prompt[0] == '\0') return CX_ENOENT;
-    int prov = c->cand[0];
-    struct prov *p = &r->p[prov];
-    struct cx_cache_key k = {p->cache_name, p->model, c->q.system ? c->q.system : "", c->q.prompt};
-    char *json = NULL;
-    int similar = 0;
-    int rc = cx_cache_get(r->cache, &k, &json, &similar, NULL);
-    if (rc == CX_ENOMEM) return CX_ENOMEM;
-    if (rc < 0) return CX_ENOENT;
-    /* json is returned by the cache, freed with cx_free == cx__free */
-    if (similar && r->accept_similar && r->accept_similar(&c->q, json, r->accept_similar_ud) < 0) {
-        cx__free(json);
-        return CX_ENOENT;
-    }
-    c->resp.content = json;
-    c->resp.model = cx__strdup(p->model);
-    if (c->resp.model == NULL) {
-        cx_llm_response_clear(&c->resp);
-        return CX_ENOMEM;
-    }
-    c->resp.provider = (enum cx_provider)prov;
-    c->resp.from_cache = 1;
-    c->resp.cache_similar = similar;
-    c->resp.latency_s = cx_elapsed_s(c->start_ns, cx_now_ns());
-    atomic_fetch_add(&r->cache_hits, 1);
-    return 0;
-}
-
-static void call_cache_put(struct call *c, int prov) {
-    struct cx_router *r = c->r;
-    if (r->cache == NULL || c->q.prompt[0] == '\0' || c->resp.content == NULL || c->resp.content[0] == '\0')
-        return;
-    struct cx_cache_key k = {r->p[prov].cache_name, r->p[prov].model, c->q.system ? c->q.system : "",
-                             c->q.prompt};
-    (void)cx_cache_put(r->cache, &k, c->resp.content, NULL); /* a failed write loses only speed */
 }
 
 /* Tokens the call is charged before the answer is known. */
@@ -147,8 +89,10 @@ static void log_attempt(struct call *c, int prov, int rc, long status, double re
     if (retry_after >= 0) (void)cx__buf_printf(&c->log, " (retry after %.3g s)", retry_after);
 }
 
-/* Ends the call with a summary of every attempt. */
-static int call_fail(struct call *c, int code, const char *why) {
+/* Ends the call with a summary of every attempt (see router_internal.h). */
+int cx__call_fail(struct call *c, int code, const char *why) {
+    c->st = CS_DONE;
+    c->rc = code;
     if (c->nattempts == 0) {
         return cx__err_detail(&c->ei, code, c->last_status, "%s", why ? why : cx_strerror(code));
     }
@@ -191,8 +135,21 @@ static int call_make_xfer(struct call *c) {
     return 0;
 }
 
-/* After a transfer: parse, account, and decide. On ACT_RETRY *wait_ns says how long to wait
- * before acquiring for the next attempt. On ACT_OK c->resp is filled; on ACT_FAIL c->ei / c->rc. */
+
+/* Gives back what an attempt that will not be sent holds. */
+static void refund(struct call *c) {
+    struct cx_router *r = c->r;
+    if (r->limiter && c->req_taken) (void)cx_limiter_adjust(r->limiter, -1);
+    if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
+    c->req_taken = 0;
+    c->tok_charged = 0;
+}
+
+static int canceled(const struct call *c) { return c->q.cancel && atomic_load(c->q.cancel); }
+
+/* After a transfer: decode, account, and decide. On AFTER_RETRY *wait_ns says how long to wait
+ * before acquiring for the next attempt. On AFTER_OK c->resp is filled; on AFTER_FAIL the call
+ * is done with its error. */
 static int call_after(struct call *c, uint64_t *wait_ns) {
     struct cx_router *r = c->r;
     int prov = c->cand[c->ci];
@@ -200,11 +157,10 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
     struct cx_http_result hr;
     struct cx_errinfo aei;
     memset(&aei, 0, sizeof aei);
-    uint64_t cpu0 = thread_cpu_ns();
+    uint64_t cpu0 = cx__thread_cpu_ns();
     int rc = cx_http_xfer_finish(c->x, &hr, &aei);
     cx_http_xfer_free(c->x);
     c->x = NULL;
-    c->last_rc = rc;
     c->last_status = hr.status;
     *wait_ns = 0;
 
@@ -224,30 +180,18 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
         hr.content = hr.model = NULL;
         if (c->resp.model == NULL) {
             cx_llm_response_clear(&c->resp);
-            c->rc = cx__err(&c->ei, CX_ENOMEM, "out of memory");
-            return ACT_FAIL;
+            (void)cx__call_fail(c, CX_ENOMEM, "out of memory");
+            return AFTER_FAIL;
         }
         c->resp.provider = (enum cx_provider)prov;
         c->resp.prompt_tokens = in;
         c->resp.completion_tokens = out;
         c->resp.cost = cost;
         c->resp.attempts = c->nattempts;
-        if (r->validate) {
-            struct cx_errinfo vei;
-            memset(&vei, 0, sizeof vei);
-            int vrc = r->validate(&c->q, c->resp.content, r->validate_ud, &vei);
-            if (vrc < 0) {
-                cx_llm_response_clear(&c->resp);
-                c->rc = cx__err(&c->ei, vrc, "%s answer refused by the validator: %s",
-                                cx_provider_name((enum cx_provider)prov), vei.msg[0] ? vei.msg : cx_strerror(vrc));
-                return ACT_FAIL;
-            }
-        }
-        call_cache_put(c, prov);
         uint64_t now = cx_now_ns();
         c->resp.latency_s = cx_elapsed_s(c->start_ns, now);
-        cx__router_note_share(r, thread_cpu_ns() - cpu0, now - c->start_ns);
-        return ACT_OK;
+        cx__router_note_share(r, cx__thread_cpu_ns() - cpu0, now - c->start_ns);
+        return AFTER_OK;
     }
 
     atomic_fetch_add(&p->failures, 1);
@@ -256,12 +200,12 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
     double ra = hr.retry_after_s;
     log_attempt(c, prov, rc, hr.status, (rc == CX_ERATELIMIT || rc == CX_EOVERLOADED || rc == CX_ESERVER) ? ra : -1);
     if (rc == CX_ECANCELED || rc == CX_ENOMEM || rc == CX_EINVAL || rc == CX_ETOOBIG) {
-        c->rc = call_fail(c, rc, NULL);
-        return ACT_FAIL;
+        (void)cx__call_fail(c, rc, NULL);
+        return AFTER_FAIL;
     }
     if (rc == CX_ETIMEDOUT && cx_deadline_expired(c->q.deadline)) {
-        c->rc = call_fail(c, CX_ETIMEDOUT, "deadline passed");
-        return ACT_FAIL;
+        (void)cx__call_fail(c, CX_ETIMEDOUT, "deadline passed");
+        return AFTER_FAIL;
     }
     if (ra >= 0 && (rc == CX_ERATELIMIT || rc == CX_EOVERLOADED || rc == CX_ESERVER)) {
         uint64_t until = cx_deadline_after_ns((uint64_t)(ra * 1e9));
@@ -285,181 +229,23 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
         c->attempt = 0;
         atomic_fetch_add(&r->fallbacks, 1);
     } else {
-        c->rc = call_fail(c, rc, NULL);
-        return ACT_FAIL;
+        (void)cx__call_fail(c, rc, NULL);
+        return AFTER_FAIL;
     }
     if (c->q.deadline != CX_DEADLINE_NONE && cx_now_ns() + wait >= c->q.deadline) {
-        c->rc = call_fail(c, CX_ETIMEDOUT, "the deadline would pass before the next attempt");
-        return ACT_FAIL;
+        (void)cx__call_fail(c, CX_ETIMEDOUT, "the deadline would pass before the next attempt");
+        return AFTER_FAIL;
     }
     *wait_ns = wait;
-    return ACT_RETRY;
+    return AFTER_RETRY;
 }
 
-/* ---- the blocking driver ---- */
 
-static void hybrid_done(struct cx_http_xfer *x, void *ud) {
-    (void)x;
-    struct call *c = ud;
-    cx__mutex_lock(&c->wmu);
-    c->wdone = 1;
-    pthread_cond_broadcast(&c->wcond);
-    cx__mutex_unlock(&c->wmu);
-}
-
-/* Waits for the router-wide pause and the limiters; 0 or an error in c->ei. */
-static int acquire_blocking(struct call *c) {
+/* Reserves the next attempt's tokens. Never sleeps: the wait is returned through c->wake_at. */
+static enum call_act step_acquire(struct call *c) {
     struct cx_router *r = c->r;
-    uint64_t pause = atomic_load(&r->paused_until);
-    if (r->limiter == NULL && pause > cx_now_ns()) {
-        if (pause >= c->q.deadline) return c->rc = call_fail(c, CX_ETIMEDOUT, "the deadline would pass during a Retry-After pause");
-        cx_gil_io_begin();
-        cx_sleep_until(pause);
-        cx_gil_io_end();
-    }
-    if (r->limiter) {
-        cx_gil_io_begin();
-        int rc = cx_limiter_acquire_until(r->limiter, 1, c->q.deadline);
-        cx_gil_io_end();
-        if (rc < 0) return c->rc = call_fail(c, CX_ETIMEDOUT, "deadline passed waiting for the request limiter");
-    }
-    if (r->tok) {
-        double est = token_estimate(c);
-        cx_gil_io_begin();
-        int rc = cx_limiter_acquire_until(r->tok, est, c->q.deadline);
-        cx_gil_io_end();
-        if (rc < 0) {
-            if (r->limiter) (void)cx_limiter_adjust(r->limiter, -1);
-            return c->rc = call_fail(c, CX_ETIMEDOUT, "deadline passed waiting for the token limiter");
-        }
-        c->tok_charged = est;
-    }
-    return 0;
-}
-
-int cx__call_run_blocking(struct call *c) {
-    struct cx_router *r = c->r;
-    for (;;) {
-        if (c->q.cancel && atomic_load(c->q.cancel)) return c->rc = call_fail(c, CX_ECANCELED, "canceled");
-        int rc = acquire_blocking(c);
-        if (rc < 0) return rc;
-        rc = call_make_xfer(c);
-        if (rc < 0) {
-            if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
-            return c->rc = rc;
-        }
-        if (r->hybrid) {
-            c->wdone = 0;
-            rc = cx_ioloop_submit(r->loop, c->x, hybrid_done, c, &c->ei);
-            if (rc < 0) {
-                if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
-                return c->rc = rc;
-            }
-            cx_gil_io_begin();
-            cx__mutex_lock(&c->wmu);
-            while (!c->wdone) cx__cond_wait(&c->wcond, &c->wmu, CX_DEADLINE_NONE);
-            cx__mutex_unlock(&c->wmu);
-            cx_gil_io_end();
-        } else {
-            rc = cx_http_client_perform(r->client, c->x, &c->ei);
-            if (rc < 0) return c->rc = rc;
-        }
-        uint64_t wait;
-        int act = call_after(c, &wait);
-        if (act == ACT_OK) return c->rc = 0;
-        if (act == ACT_FAIL) return c->rc;
-        if (wait > 0) {
-            cx_gil_io_begin();
-            cx_sleep_ns(wait);
-            cx_gil_io_end();
-        }
-    }
-}
-
-/* ---- the async driver ---- */
-
-static void retry_timer(void *ud, int canceled);
-
-static void async_finish(struct call *c, int rc) {
-    cx__sf_publish(c, rc);
-    if (rc == 0) {
-        c->done(0, &c->resp, NULL, c->ud);
-        cx_llm_response_init(&c->resp); /* the callee took the strings */
-    } else {
-        c->done(rc, NULL, &c->ei, c->ud);
-    }
-    cx__call_release(c);
-    cx__free(c);
-}
-
-static void async_after(void *arg) {
-    struct call *c = arg;
-    uint64_t wait;
-    int act = call_after(c, &wait);
-    if (act == ACT_OK) {
-        async_finish(c, 0);
-    } else if (act == ACT_FAIL) {
-        async_finish(c, c->rc);
-    } else if (wait > 0) {
-        /* re-acquire once the backoff is over */
-        if (cx_ioloop_timer(c->r->loop, cx_deadline_after_ns(wait), retry_timer, c, &c->ei) < 0)
-            async_finish(c, c->rc = call_fail(c, CX_ECLOSED, "the I/O loop shut down"));
-    } else {
-        cx__call_async_acquire(c);
-    }
-}
-
-static void retry_timer(void *ud, int canceled) {
-    struct call *c = ud;
-    if (canceled) {
-        async_finish(c, c->rc = call_fail(c, CX_ECANCELED, "the I/O loop shut down"));
-        return;
-    }
-    cx__call_async_acquire(c);
-}
-
-static void async_xfer_done(struct cx_http_xfer *x, void *ud) {
-    (void)x;
-    struct call *c = ud;
-    cx_router_post_fn post = c->q.post ? c->q.post : c->r->post;
-    void *ctx = c->q.post ? c->q.post_ctx : c->r->post_ctx;
-    if (post && post(async_after, c, ctx) == 0) return;
-    async_after(c);
-}
-
-static void async_send(void *ud, int canceled) {
-    struct call *c = ud;
-    struct cx_router *r = c->r;
-    if (canceled) {
-        if (r->limiter && c->req_taken) (void)cx_limiter_adjust(r->limiter, -1);
-        if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
-        async_finish(c, c->rc = call_fail(c, CX_ECANCELED, "the I/O loop shut down"));
-        return;
-    }
-    c->req_taken = 0;
-    int rc = call_make_xfer(c);
-    if (rc < 0) {
-        if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
-        async_finish(c, c->rc = rc);
-        return;
-    }
-    rc = cx_ioloop_submit(r->loop, c->x, async_xfer_done, c, &c->ei);
-    if (rc < 0) {
-        if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
-        async_finish(c, c->rc = rc);
-    }
-}
-
-/* Reserves the limiters' tokens and sends when they are due (an I/O-loop timer waits). */
-void cx__call_async_acquire(struct call *c) {
-    struct cx_router *r = c->r;
-    if (c->q.cancel && atomic_load(c->q.cancel)) {
-        async_finish(c, c->rc = call_fail(c, CX_ECANCELED, "canceled"));
-        return;
-    }
+    if (canceled(c)) return cx__call_fail(c, CX_ECANCELED, "canceled"), ACT_DONE;
     uint64_t now = cx_now_ns(), wait = 0, w;
-    uint64_t pause = atomic_load(&r->paused_until);
-    if (r->limiter == NULL && pause > now) wait = pause - now;
     if (r->limiter) {
         (void)cx_limiter_reserve(r->limiter, 1, &w);
         c->req_taken = 1;
@@ -472,19 +258,188 @@ void cx__call_async_acquire(struct call *c) {
         if (w > wait) wait = w;
     }
     if (c->q.deadline != CX_DEADLINE_NONE && now + wait >= c->q.deadline) {
-        if (r->limiter) (void)cx_limiter_adjust(r->limiter, -1);
-        if (r->tok) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
-        c->tok_charged = 0;
-        async_finish(c, c->rc = call_fail(c, CX_ETIMEDOUT, "the deadline would pass waiting for the rate limiter"));
-        return;
+        refund(c);
+        cx__call_fail(c, CX_ETIMEDOUT, "the deadline would pass waiting for the rate limiter");
+        return ACT_DONE;
     }
+    c->st = CS_SEND;
+    if (wait == 0) return ACT_STEP;
+    c->wake_at = now + wait;
+    return ACT_WAIT;
+}
+
+/* Right before an attempt is sent: the shared pause holds every attempt, whenever its tokens
+ * were reserved. Then the transfer is made. */
+static enum call_act step_send(struct call *c) {
+    struct cx_router *r = c->r;
+    if (canceled(c)) {
+        refund(c);
+        return cx__call_fail(c, CX_ECANCELED, "canceled"), ACT_DONE;
+    }
+    uint64_t now = cx_now_ns(), pause = atomic_load(&r->paused_until);
+    if (pause > now) {
+        if (c->q.deadline != CX_DEADLINE_NONE && pause >= c->q.deadline) {
+            refund(c);
+            cx__call_fail(c, CX_ETIMEDOUT, "the deadline would pass during a Retry-After pause");
+            return ACT_DONE;
+        }
+        atomic_fetch_add(&r->paused_sends, 1);
+        c->wake_at = pause;
+        return ACT_WAIT;
+    }
+    int rc = call_make_xfer(c);
+    if (rc < 0) {
+        refund(c);
+        c->st = CS_DONE;
+        c->rc = rc;
+        return ACT_DONE;
+    }
+    c->req_taken = 0; /* the request token is spent on this attempt */
+    c->st = CS_TRANSFER;
+    return ACT_XFER;
+}
+
+static enum call_act step_answered(struct call *c) {
+    uint64_t wait;
+    int act = call_after(c, &wait);
+    if (act == AFTER_OK) {
+        c->st = CS_DONE;
+        c->rc = 0;
+        return ACT_DONE;
+    }
+    if (act == AFTER_FAIL) return ACT_DONE;
     if (wait == 0) {
-        async_send(c, 0);
+        c->st = CS_ACQUIRE;
+        return ACT_STEP;
+    }
+    c->st = CS_BACKOFF;
+    c->wake_at = cx_now_ns() + wait;
+    return ACT_WAIT;
+}
+
+/* The step function: moves c until its driver has something to do. */
+static enum call_act call_step(struct call *c) {
+    struct cx_router *r = c->r;
+    for (;;) {
+        enum call_act a;
+        switch (c->st) {
+        case CS_START:
+            if (canceled(c)) return cx__call_fail(c, CX_ECANCELED, "canceled"), ACT_DONE;
+            if (r->single_flight) {
+                int rc = cx__sf_join(c);
+                if (rc < 0) return cx__call_fail(c, CX_ENOMEM, "out of memory"), ACT_DONE;
+                if (rc == 0) return ACT_PARKED;
+            }
+            c->st = CS_ACQUIRE;
+            continue;
+        case CS_ACQUIRE:
+            a = step_acquire(c);
+            if (a == ACT_STEP) continue; /* no wait: on to CS_SEND */
+            return a;
+        case CS_SEND:
+            return step_send(c);
+        case CS_TRANSFER:
+            CX_ASSERT(!"call_step in CS_TRANSFER: the driver moves the bytes");
+            return ACT_DONE;
+        case CS_ANSWERED:
+            a = step_answered(c);
+            if (a == ACT_STEP) continue; /* retry at once: on to CS_ACQUIRE */
+            return a;
+        case CS_BACKOFF:
+            c->st = CS_ACQUIRE;
+            continue;
+        case CS_FOLLOW:
+            return ACT_PARKED;
+        case CS_DONE:
+            return ACT_DONE;
+        }
+    }
+}
+
+/* ---- the driver ---- */
+
+static void on_timer(void *ud, int canceled_by_loop) {
+    struct call *c = ud;
+    if (canceled_by_loop) {
+        refund(c);
+        cx__call_fail(c, CX_ECANCELED, "the I/O loop shut down");
+    }
+    cx__call_drive(c);
+}
+
+static void on_xfer(struct cx_http_xfer *x, void *ud) {
+    (void)x;
+    struct call *c = ud;
+    c->st = CS_ANSWERED;
+    cx__call_drive(c);
+}
+
+void cx__call_drive(struct call *c) {
+    struct cx_router *r = c->r;
+    for (;;) {
+        struct cx_errinfo ei;
+        memset(&ei, 0, sizeof ei);
+        switch (call_step(c)) {
+        case ACT_STEP: /* call_step never returns it */
+        case ACT_PARKED:
+            return;
+        case ACT_DONE:
+            cx__sf_publish(c); /* a leader first completes its followers */
+            cx__call_deliver(c);
+            return;
+        case ACT_WAIT:
+            if (c->inline_io) {
+                cx_gil_io_begin();
+                cx_sleep_until(c->wake_at);
+                cx_gil_io_end();
+                continue;
+            }
+            if (cx_ioloop_timer(r->loop, c->wake_at, on_timer, c, &ei) == 0) return; /* c is the loop's */
+            refund(c);
+            cx__call_fail(c, CX_ECLOSED, "the I/O loop shut down");
+            continue;
+        case ACT_XFER:
+            if (c->inline_io) {
+                int rc = cx_http_client_perform(r->client, c->x, &ei);
+                if (rc < 0) {
+                    refund(c);
+                    c->st = CS_DONE;
+                    c->rc = cx__err(&c->ei, rc, "%s", ei.msg);
+                } else {
+                    c->st = CS_ANSWERED;
+                }
+                continue;
+            }
+            if (cx_ioloop_submit(r->loop, c->x, on_xfer, c, &ei) == 0) return; /* c is the loop's */
+            refund(c);
+            c->st = CS_DONE;
+            c->rc = cx__err(&c->ei, ei.code < 0 ? ei.code : CX_ECLOSED, "%s", ei.msg);
+            continue;
+        }
+    }
+}
+
+void cx__call_deliver(struct call *c) {
+    if (c->blocking) {
+        cx__mutex_lock(&c->wmu);
+        c->wdone = 1;
+        pthread_cond_broadcast(&c->wcond);
+        cx__mutex_unlock(&c->wmu); /* the waiter owns c from here on */
         return;
     }
-    if (cx_ioloop_timer(r->loop, now + wait, async_send, c, &c->ei) < 0) {
-        if (r->limiter) (void)cx_limiter_adjust(r->limiter, -1);
-        if (r->tok) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
-        async_finish(c, c->rc = call_fail(c, CX_ECLOSED, "the I/O loop shut down"));
+    struct cx_router_reply *rp = c->reply;
+    rp->rc = c->rc;
+    if (c->rc == 0) {
+        rp->resp = c->resp;
+        cx_llm_response_init(&c->resp); /* the reply took the strings */
+    } else {
+        rp->ei = c->ei;
     }
+    struct cx_task_handle *h = c->h;
+    cx_task_fn next = c->next;
+    void *arg = c->next_arg;
+    cx__call_release(c);
+    cx__free(c);
+    int rc = cx_task_resume(h, next, arg); /* queued: runs on a worker once the task returned */
+    CX_ASSERT(rc == 0);
 }

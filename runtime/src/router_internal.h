@@ -1,7 +1,11 @@
 /*
  * router_internal.h - what the router's files share and nothing else includes: the router
- * object, one call's state, the single-flight table and the functions each file offers the
- * others (router_providers.c, router_sf.c, router_call.c, router.c).
+ * object, one call's state machine, the single-flight table and the functions each file offers
+ * the others:
+ *   router_providers.c  routing, configuration, endpoint naming, statistics, backoff jitter;
+ *   router_sf.c         single flight (identical queries in flight share one answer);
+ *   router_call.c       the call state machine (enum call_state, call_step) and its driver;
+ *   router.c            the public entry points (submit, complete) and the test hooks.
  */
 #ifndef CX_ROUTER_INTERNAL_H
 #define CX_ROUTER_INTERNAL_H
@@ -11,10 +15,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "cx/executor.h"
 #include "cx/http.h"
 #include "cx_internal.h"
-
-/* ---- the router ---- */
 
 struct prov {
     int configured;
@@ -25,25 +28,14 @@ struct prov {
     atomic_uint_fast64_t requests, successes, failures, in_tok, out_tok, nano_usd;
 };
 
-struct sf_waiter {
-    cx_router_done_fn done;
-    void *ud;
-    uint64_t start_ns;
-    struct sf_waiter *next;
-};
+struct call;
 
+/* One query in flight, keyed by task type + system + prompt. */
 struct sf_entry {
     uint64_t hash;
     char *key;
     size_t key_len;
-    int done;                   /* guarded by sf_mu */
-    int refs;                   /* guarded by sf_mu: the leader + blocking followers */
-    struct sf_waiter *waiters;  /* guarded by sf_mu: async followers */
-    pthread_cond_t cond;
-    /* the leader's outcome, written before done is set (under sf_mu), read-only after */
-    int rc;
-    struct cx_errinfo ei;
-    struct cx_llm_response resp;
+    struct call *followers;     /* guarded by sf_mu: parked identical calls */
     struct sf_entry *next;      /* guarded by sf_mu */
 };
 
@@ -52,7 +44,6 @@ struct sf_entry {
 struct cx_router {
     struct prov p[CX_PROVIDER_COUNT];
     int fallback;
-    struct cx_cache *cache;
     struct cx_limiter *limiter;
     struct cx_limiter *tok; /* owned */
     int exp_out;
@@ -64,67 +55,100 @@ struct cx_router {
     int single_flight;
     int hybrid;
     struct cx_ioloop *loop;
-    cx_router_validate_fn validate;
-    void *validate_ud;
-    cx_router_similar_fn accept_similar;
-    void *accept_similar_ud;
-    cx_router_post_fn post;
-    void *post_ctx;
     struct cx_http_client *client;
     struct cx__mutex sf_mu;
     struct sf_entry *sf[SF_BUCKETS]; /* guarded by sf_mu */
-    atomic_uint_fast64_t paused_until;
+    atomic_uint_fast64_t paused_until; /* the router-wide Retry-After pause (cx_now_ns time) */
     struct cx__mutex share_mu;
     double ewma_cpu_ns, ewma_wall_ns; /* guarded by share_mu; < 0 until the first sample */
-    atomic_uint_fast64_t queries, cache_hits, shared, retries, fallbacks, pauses;
+    atomic_uint_fast64_t queries, shared, retries, fallbacks, pauses, paused_sends;
 };
 
-/* ---- one call ---- */
+/* ---- one call: the state machine of router_call.c ---- */
 
-enum { ACT_OK, ACT_FAIL, ACT_RETRY };
+/* Where a call is. call_step moves it forward until it must wait for something. */
+enum call_state {
+    CS_START,     /* accepted: join single flight (lead or follow) */
+    CS_ACQUIRE,   /* reserve a request token and the token estimate */
+    CS_SEND,      /* tokens held: wait out the shared Retry-After pause, then make the transfer */
+    CS_TRANSFER,  /* the transfer is moving (I/O loop or the calling thread's curl handle) */
+    CS_ANSWERED,  /* the transfer ended: decode, account, then done / retry / fall back */
+    CS_BACKOFF,   /* waiting before the next attempt */
+    CS_FOLLOW,    /* parked behind an identical in-flight call (its leader completes it) */
+    CS_DONE       /* rc, resp / ei final: deliver */
+};
+
+/* What call_step asks its driver to do. */
+enum call_act {
+    ACT_WAIT,     /* wait until c->wake_at, then step again */
+    ACT_XFER,     /* move c->x, set CS_ANSWERED, then step again */
+    ACT_PARKED,   /* nothing: someone else (the single-flight leader) completes the call */
+    ACT_DONE,     /* deliver the outcome */
+    ACT_STEP      /* inside call_step only: go on stepping */
+};
 
 struct call {
     struct cx_router *r;
     struct cx_llm_query q;
-    char *own[3]; /* async: copies of system, prompt, extra_header */
+    char *own[3];        /* copies of system, prompt, extra_header (submit) */
     int cand[CX_PROVIDER_COUNT];
     int ncand, ci, attempt, nattempts;
-    int last_rc;
     long last_status;
     struct cx__buf log;
     uint64_t start_ns;
+    enum call_state st;
+    uint64_t wake_at;    /* ACT_WAIT: when to step again */
+    int inline_io;       /* 1: the calling thread waits and transfers itself (the thread-local
+                            design's private driver); 0: the I/O loop does (timers, multi) */
     double tok_charged;
     int req_taken;
     struct cx_http_xfer *x;
-    struct sf_entry *sf; /* when leader */
-    cx_router_done_fn done;
-    void *ud;
-    /* blocking wait for a hybrid transfer */
-    struct cx__mutex wmu;
-    pthread_cond_t wcond;
-    int wdone; /* guarded by wmu */
+    struct sf_entry *sf;          /* when leader */
+    struct sf_entry *follow;      /* when follower (valid while !detached) */
+    struct call *next_follower;   /* guarded by sf_mu */
+    int detached;                 /* guarded by sf_mu: the leader took it off its list */
+    /* the outcome */
+    int rc;
     struct cx_llm_response resp;
     struct cx_errinfo ei;
-    int rc;
+    /* delivery: a task to resume (submit) or a thread to wake (complete) */
+    struct cx_router_reply *reply;
+    struct cx_task_handle *h;
+    cx_task_fn next;
+    void *next_arg;
+    int blocking;
+    struct cx__mutex wmu;
+    pthread_cond_t wcond;
+    int wdone;                    /* guarded by wmu */
 };
 
 /* router_providers.c */
 void cx__router_note_share(struct cx_router *r, uint64_t cpu_ns, uint64_t wall_ns);
 uint64_t cx__router_backoff_ns(struct cx_router *r, int i);
+/* Fills cand[] (the preferred provider first, then fallbacks on other endpoints); returns the
+ * count, or CX_ENOPROVIDER with ei filled. */
+int cx__router_candidates(const struct cx_router *r, const struct cx_llm_query *q,
+                          int cand[CX_PROVIDER_COUNT], struct cx_errinfo *ei);
+int cx__router_query_check(const struct cx_llm_query *q, struct cx_errinfo *ei);
 
-/* router_sf.c */
-void cx__sf_entry_free(struct sf_entry *e);
-int cx__sf_join(struct call *c, struct sf_waiter *w, struct sf_entry **entry);
-void cx__sf_publish(struct call *c, int rc);
-int cx__sf_wait(struct call *c, struct sf_entry *e, struct cx_llm_response *out, struct cx_errinfo *ei);
+/* router_sf.c: returns 1 when c leads (c->sf set), 0 when it was parked as a follower
+ * (c->st == CS_FOLLOW; its leader completes it), or CX_ENOMEM. */
+int cx__sf_join(struct call *c);
+/* The leader ends: its followers get copies of its outcome and are delivered. */
+void cx__sf_publish(struct call *c);
+/* A blocking follower whose deadline passed: 1 when it left the entry (it fails on its own), 0
+ * when its leader is already delivering to it. */
+int cx__sf_leave(struct call *c);
+int cx__resp_copy(struct cx_llm_response *dst, const struct cx_llm_response *src);
 
 /* router_call.c */
-int cx__call_check(const struct cx_llm_query *q, struct cx_errinfo *ei);
-int cx__call_candidates(struct call *c, struct cx_errinfo *ei);
 void cx__call_init(struct call *c, struct cx_router *r, const struct cx_llm_query *q);
 void cx__call_release(struct call *c);
-int cx__call_cache_get(struct call *c);
-int cx__call_run_blocking(struct call *c);
-void cx__call_async_acquire(struct call *c);
+/* Fails the call with code: c->st = CS_DONE, c->rc, c->ei (with the attempt log). */
+int cx__call_fail(struct call *c, int code, const char *why);
+/* Runs the state machine until it waits on the loop, parks, or ends (then delivers). */
+void cx__call_drive(struct call *c);
+/* Delivers the outcome to the call's target (wakes the blocking caller or resumes the task). */
+void cx__call_deliver(struct call *c);
 
 #endif /* CX_ROUTER_INTERNAL_H */

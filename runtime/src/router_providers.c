@@ -1,15 +1,15 @@
 /*
- * router_providers.c - the router's providers: names and defaults, options, building and
- * freeing the router, statistics, the CPU-share average and the backoff jitter.
- * What it does not do: send anything (router_call.c) or share answers (router_sf.c).
+ * router_providers.c - the router's providers: names and defaults, options, routing and the
+ * candidate list (fallback order), building and freeing the router, the endpoint names cache
+ * keys use, statistics, the CPU-share average and the backoff jitter.
+ * What it does not do: send anything (router_call.c), share answers (router_sf.c), or cache
+ * (the caller does, under the names cx_router_endpoint gives).
  */
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
-#include "cx/cache.h"
 #include "cx/clock.h"
-#include "cx/gil.h"
 #include "cx/http.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
@@ -209,7 +209,6 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
         goto fail;
     }
     r->fallback = o->fallback;
-    r->cache = o->cache;
     r->limiter = o->limiter;
     r->exp_out = o->expected_output_tokens;
     r->max_attempts = o->max_attempts;
@@ -221,12 +220,6 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
     r->single_flight = o->single_flight;
     r->loop = o->loop;
     r->hybrid = o->io == CX_IO_HYBRID || (o->io == CX_IO_AUTO && o->loop != NULL);
-    r->validate = o->validate;
-    r->validate_ud = o->validate_ud;
-    r->accept_similar = o->accept_similar;
-    r->accept_similar_ud = o->accept_similar_ud;
-    r->post = o->post;
-    r->post_ctx = o->post_ctx;
     if (o->tokens_per_minute > 0) {
         rc = cx_limiter_new(o->tokens_per_minute / 60.0, o->tokens_per_minute, &r->tok, ei);
         if (rc < 0) goto fail;
@@ -297,7 +290,6 @@ void cx_router_stats(struct cx_router *r, struct cx_router_stats *out) {
         s->cost = (double)atomic_load(&p->nano_usd) / 1e9;
     }
     out->queries = atomic_load(&r->queries);
-    out->cache_hits = atomic_load(&r->cache_hits);
     out->shared = atomic_load(&r->shared);
     out->retries = atomic_load(&r->retries);
     out->fallbacks = atomic_load(&r->fallbacks);
@@ -319,4 +311,60 @@ uint64_t cx__router_backoff_ns(struct cx_router *r, int i) {
     if (b > r->cap_ns) b = r->cap_ns;
     if (b == 0) return 0;
     return (uint64_t)((double)(rng_next(r) >> 11) / 9007199254740992.0 * (double)b);
+}
+
+int cx__router_query_check(const struct cx_llm_query *q, struct cx_errinfo *ei) {
+    if (q == NULL) return cx__err(ei, CX_EINVAL, "query is NULL");
+    if (q->prompt == NULL) return cx__err(ei, CX_EINVAL, "cx_llm_query.prompt is NULL");
+    if ((int)q->task < 0 || q->task >= CX_TASK_COUNT)
+        return cx__err(ei, CX_EINVAL, "cx_llm_query.task is %d (unknown task type)", (int)q->task);
+    if (q->force != CX_PROVIDER_AUTO && ((int)q->force < 0 || q->force >= CX_PROVIDER_COUNT))
+        return cx__err(ei, CX_EINVAL, "cx_llm_query.force is %d (unknown provider)", (int)q->force);
+    if (q->max_tokens <= 0)
+        return cx__err(ei, CX_EINVAL, "cx_llm_query.max_tokens is %d (must be > 0)", q->max_tokens);
+    return 0;
+}
+
+/* The preferred provider, then the others in order. A provider whose base URL is an earlier
+ * candidate's (the router-wide override makes every provider one server) is left out: falling
+ * back to it would only send the same request to the same server again. */
+int cx__router_candidates(const struct cx_router *r, const struct cx_llm_query *q,
+                          int cand[CX_PROVIDER_COUNT], struct cx_errinfo *ei) {
+    int pref = q->force != CX_PROVIDER_AUTO ? (int)q->force : (int)cx_router_route(q->task);
+    int n = 0;
+    for (int k = 0; k < CX_PROVIDER_COUNT; k++) {
+        int p = (pref + k) % CX_PROVIDER_COUNT;
+        if (!r->p[p].configured) continue;
+        int same = 0;
+        for (int j = 0; j < n && !same; j++) same = strcmp(r->p[cand[j]].base_url, r->p[p].base_url) == 0;
+        if (same) continue;
+        cand[n++] = p;
+        if (!r->fallback) break;
+    }
+    if (n == 0)
+        return cx__err(ei, CX_ENOPROVIDER, "no configured provider for task %s (preferred %s)",
+                       cx_task_type_name(q->task), cx_provider_name((enum cx_provider)pref));
+    return n;
+}
+
+int cx_router_provider_endpoint(const struct cx_router *r, enum cx_provider p, const char **endpoint,
+                                const char **model) {
+    if (r == NULL || (int)p < 0 || p >= CX_PROVIDER_COUNT || endpoint == NULL || model == NULL)
+        return CX_EINVAL;
+    *endpoint = r->p[p].cache_name;
+    *model = r->p[p].model;
+    return 0;
+}
+
+int cx_router_endpoint(const struct cx_router *r, const struct cx_llm_query *q, enum cx_provider *prov,
+                       const char **endpoint, const char **model, struct cx_errinfo *ei) {
+    if (r == NULL || prov == NULL || endpoint == NULL || model == NULL)
+        return cx__err(ei, CX_EINVAL, "cx_router_endpoint: NULL argument");
+    int rc = cx__router_query_check(q, ei);
+    if (rc < 0) return rc;
+    int cand[CX_PROVIDER_COUNT];
+    rc = cx__router_candidates(r, q, cand, ei);
+    if (rc < 0) return rc;
+    *prov = (enum cx_provider)cand[0];
+    return cx_router_provider_endpoint(r, *prov, endpoint, model);
 }
