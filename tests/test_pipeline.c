@@ -657,6 +657,66 @@ static void test_diagnose_and_hwcheck(void **state)
     cx_pipeline_free(p);
 }
 
+static struct cx_pipeline *open_named(struct fx *f, const char *url, const char *endpoint)
+{
+    struct cx_pipeline_options o;
+    cx_pipeline_options_init(&o);
+    o.base_url = url;
+    o.cache_endpoint = endpoint;
+    o.db_path = f->db;
+    o.rate_limit_rps = 100000;
+    o.max_attempts = 1;
+    struct cx_pipeline *p = NULL;
+    struct cx_errinfo ei;
+    if (cx_pipeline_new(&o, &p, &ei) < 0)
+        fail_msg("cx_pipeline_new: %s", ei.msg);
+    return p;
+}
+
+/* The pipeline's cache, keyed by the router's endpoint names (moved from test_router.c with
+ * the cache): one lookup per query (N distinct queries on an empty cache are N misses), an
+ * answer of one server is not served for another with the same provider and model, and a named
+ * endpoint keeps its key across URLs. */
+static void test_cache_keys_name_the_server(void **state)
+{
+    struct fx *f = *state;
+    char url2[256];
+    struct mock_server *b = t_mock_start(NULL, 0.001, url2, sizeof url2);
+    assert_non_null(b);
+    struct cx_pipeline *p = open_named(f, f->url, NULL);
+    struct cx_install_report *r = NULL;
+    assert_int_equal(install(p, "install ka kb kc kd", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    cx_install_report_free(r);
+    struct cx_cache_stats cs;
+    assert_int_equal(cx_cache_stats(cx_pipeline_cache(p), &cs, NULL), 0);
+    assert_int_equal(cs.local_misses, 4); /* one lookup per query */
+    assert_int_equal(cs.exact_hits + cs.similar_hits, 0);
+    assert_int_equal(cs.entries, 4);
+    assert_int_equal(install(p, "install ka", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 1);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    /* another server, same provider and model: not its answer */
+    p = open_named(f, url2, NULL);
+    assert_int_equal(install(p, "install ka", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    /* a named endpoint: one key whatever its URL */
+    p = open_named(f, f->url, "embedded-mock");
+    assert_int_equal(install(p, "install named-a", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    p = open_named(f, url2, "embedded-mock");
+    assert_int_equal(install(p, "install named-a", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 1);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    mock_server_stop(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -673,6 +733,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apt_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diagnose_and_hwcheck, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_keys_name_the_server, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
