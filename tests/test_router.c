@@ -508,7 +508,7 @@ static struct cx_limiter *slow_limiter(double rate) {
 static void test_single_flight(void **state) {
     (void)state;
     enum { N = 6 };
-    struct cx_limiter *lim = slow_limiter(1.0 / t_timeout_scale());
+    struct cx_limiter *lim = slow_limiter(5.0 / t_timeout_scale()); /* ~200 ms (scaled) */
     struct cx_router_options o;
     opts_mock(&o);
     o.limiter = lim;
@@ -597,12 +597,12 @@ static void test_completion_never_in_submit(void **state) {
 }
 
 /* Issue 11: an attempt whose tokens were reserved before another query's 429 must still wait
- * out that 429's Retry-After pause. Eight queries reserve request slots 50 ms apart; the first
+ * out that 429's Retry-After pause. Eight queries reserve request slots 100 ms apart; the first
  * is answered 429 with a 300 ms Retry-After; until the pause ends the mock must see no request
  * but that first one. Both designs. (The hybrid design sent the reserved ones inside the pause.) */
 struct pause_thr {
     struct cx_router *r;
-    char prompt[64];
+    const char *prompt;
     int rc;
 };
 
@@ -629,16 +629,19 @@ static void *pause_submit_main(void *p) {
 
 static void test_no_send_inside_pause(void **state) {
     (void)state;
-    char err[256];
-    assert_int_equal(mock_server_configure(g_mock, "retry_after = 300ms", err, sizeof err), 0);
+    /* A server of its own: no request of another test (a stall ending late) is counted here. */
+    char base[128];
+    struct mock_server *m = t_mock_start("retry_after = 300ms\n", 0.001, base, sizeof base);
+    assert_non_null(m);
     enum { N = 8 };
     for (int design = 0; design < 2; design++) {
         struct cx_ioloop *loop = NULL;
         assert_int_equal(cx_ioloop_new(NULL, &loop, NULL), 0);
-        struct cx_limiter *lim;
-        assert_int_equal(cx_limiter_new(20, 1, &lim, NULL), 0); /* slots 50 ms apart */
+        /* slots 100 ms apart, the first one too: every query has reserved before any is sent */
+        struct cx_limiter *lim = slow_limiter(10);
         struct cx_router_options o;
         opts_mock(&o);
+        o.base_url = base;
         o.limiter = lim;
         o.fallback = 0;
         o.single_flight = 0;
@@ -647,8 +650,8 @@ static void test_no_send_inside_pause(void **state) {
             o.loop = loop;
         }
         struct cx_router *r = router(&o);
-        t_mock_script(g_mock, "next 1 429");
-        uint64_t base = mock_api_requests();
+        t_mock_script(m, "next 1 429");
+        uint64_t n0 = api_requests_of(m);
         pthread_t th[N], sth;
         struct pause_thr t[N];
         struct sub subs[N];
@@ -658,7 +661,7 @@ static void test_no_send_inside_pause(void **state) {
         if (design == 0) {
             for (int i = 0; i < N; i++) {
                 t[i].r = r;
-                snprintf(t[i].prompt, sizeof t[i].prompt, "%s", prompts[i]);
+                t[i].prompt = prompts[i];
                 assert_int_equal(pthread_create(&th[i], NULL, pause_main, &t[i]), 0);
             }
         } else {
@@ -682,7 +685,7 @@ static void test_no_send_inside_pause(void **state) {
         assert_true(pause_end > cx_now_ns());
         uint64_t most = 0;
         while (cx_now_ns() + 5 * CX_NSEC_PER_MSEC < pause_end) {
-            uint64_t n = mock_api_requests() - base;
+            uint64_t n = api_requests_of(m) - n0;
             if (n > most) most = n;
             cx_sleep_ns(CX_NSEC_PER_MSEC / 2);
         }
@@ -699,13 +702,16 @@ static void test_no_send_inside_pause(void **state) {
                 cx_llm_response_clear(&subs[i].reply.resp);
             }
         }
-        assert_true(cx__router_paused_sends(r) > 0);
-        assert_int_equal(mock_requests_at_least(base + N + 1) - base, N + 1); /* + the retry */
+        /* (cx__router_paused_sends(r) counts the attempts held at SEND; not asserted: when a
+         * slow start lets the reservations follow the 429, the limiter holds them instead) */
+        uint64_t dl2 = t_deadline_ms(2000);
+        while (api_requests_of(m) < n0 + N + 1 && !cx_deadline_expired(dl2)) cx_sleep_ns(CX_NSEC_PER_MSEC / 4);
+        assert_int_equal(api_requests_of(m) - n0, N + 1); /* + the retry */
         cx_router_free(r);
         cx_limiter_free(lim);
         cx_ioloop_free(loop);
     }
-    assert_int_equal(mock_server_configure(g_mock, "retry_after = 40ms", err, sizeof err), 0);
+    mock_server_stop(m);
 }
 
 static void test_token_bucket(void **state) {
