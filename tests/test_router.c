@@ -549,6 +549,61 @@ static void test_single_flight(void **state) {
     cx_limiter_free(lim);
 }
 
+/* A blocking follower gives up at its own deadline and leaves its leader's entry; the leader
+ * still answers, and nothing is left parked. */
+struct lead_thr {
+    struct cx_router *r;
+    int rc;
+    int shared;
+};
+
+static void *lead_main(void *p) {
+    struct lead_thr *t = p;
+    struct cx_llm_query q;
+    struct cx_llm_response resp;
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: patient leader");
+    t->rc = cx_router_complete(t->r, &q, &resp, NULL);
+    t->shared = resp.shared;
+    cx_llm_response_clear(&resp);
+    return NULL;
+}
+
+static void test_follower_deadline(void **state) {
+    (void)state;
+    struct cx_limiter *lim = slow_limiter(2.0 / t_timeout_scale()); /* the leader waits ~500 ms */
+    struct cx_router_options o;
+    opts_mock(&o);
+    o.limiter = lim;
+    struct cx_router *r = router(&o);
+    struct lead_thr lt = {r, -1, -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, lead_main, &lt), 0);
+    /* the leader has reserved its token (the balance went below 0): it leads in the table */
+    uint64_t dl = t_deadline_ms(5000);
+    while (cx_limiter_tokens(lim) > -0.5 && !cx_deadline_expired(dl)) cx_sleep_ns(CX_NSEC_PER_MSEC / 4);
+    assert_true(cx_limiter_tokens(lim) <= -0.5);
+    struct cx_llm_query q;
+    query(&q, CX_TASK_SYSTEM_OPERATION, "Install package: patient leader");
+    q.deadline = cx_deadline_after_ms(50);
+    struct cx_llm_response resp;
+    struct cx_errinfo ei;
+    uint64_t t0 = cx_now_ns();
+    int rc = cx_router_complete(r, &q, &resp, &ei);
+    assert_int_equal(rc, CX_ETIMEDOUT);
+    assert_non_null(strstr(ei.msg, "identical query in flight"));
+    assert_true(cx_now_ns() - t0 >= 45 * CX_NSEC_PER_MSEC); /* it waited until its deadline */
+    assert_true(cx_now_ns() - t0 < (uint64_t)(t_timeout_scale() * 400) * CX_NSEC_PER_MSEC);
+    assert_int_equal(cx__router_sf_waiting(r), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(lt.rc, 0);
+    assert_int_equal(lt.shared, 0);
+    struct cx_router_stats st;
+    cx_router_stats(r, &st);
+    assert_int_equal(st.shared, 0);
+    cx_router_free(r);
+    cx_limiter_free(lim);
+}
+
 /* The one completion of a submitted query runs on a worker, after the submitting task returned,
  * even when the outcome is known inside the submit call: a single-flight follower (submitted
  * while its leader waits) and a query that fails at once (its deadline already passed, or
@@ -1140,6 +1195,7 @@ int main(void) {
         cmocka_unit_test(test_4xx_not_retried),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_single_flight),
+        cmocka_unit_test(test_follower_deadline),
         cmocka_unit_test(test_completion_never_in_submit),
         cmocka_unit_test(test_no_send_inside_pause),
         cmocka_unit_test(test_token_bucket),

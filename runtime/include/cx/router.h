@@ -34,7 +34,9 @@
  * One query, in order (router_call.c is the state machine):
  *   1. single flight: an identical query (task type + system + prompt) already in flight is not
  *      sent again; this one is parked and completed with a copy of that answer (shared = 1, no
- *      cost) or of its error;
+ *      cost) or of its error. A blocking follower gives up at its own deadline (CX_ETIMEDOUT,
+ *      "deadline passed waiting for an identical query in flight"); a submitted one waits for
+ *      its leader, whose own deadline and attempts bound the wait;
  *   2. attempts: before each, one token from the shared request limiter and an estimated token
  *      charge from the router's tokens-per-minute bucket (corrected to the answer's real usage
  *      afterwards, refunded when the attempt produced none); right before each attempt is sent,
