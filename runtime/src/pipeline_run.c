@@ -22,13 +22,15 @@
 #include "cx/ioloop.h"
 #include "pipeline_internal.h"
 
-static int online_cores(void) {
+static int online_cores(void)
+{
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     return c < 1 ? 1 : (c > 1024 ? 1024 : (int)c);
 }
 
 /* Picks the design and the pool size for a batch of n. */
-static void choose(struct cx_pipeline *p, size_t n, enum cx_io_design *io, int *threads) {
+static void choose(struct cx_pipeline *p, size_t n, enum cx_io_design *io, int *threads)
+{
     cx__mutex_lock(&p->mu);
     double share = p->cpu_share;
     cx__mutex_unlock(&p->mu);
@@ -41,37 +43,47 @@ static void choose(struct cx_pipeline *p, size_t n, enum cx_io_design *io, int *
     if (p->io != CX_IO_AUTO) {
         d = p->io;
         size_t want = d == CX_IO_THREAD_LOCAL ? n : (size_t)online_cores();
-        if (want > n) want = n;
+        if (want > n)
+            want = n;
         t = (int)(want < 1 ? 1 : (want > 1024 ? 1024 : want));
     }
-    if (t > p->max_threads) t = p->max_threads;
-    if (p->threads > 0) t = p->threads;
-    if (p->mode == CX_MODE_SERIAL) t = 1; /* the executor runs one worker in serial mode */
+    if (t > p->max_threads)
+        t = p->max_threads;
+    if (p->threads > 0)
+        t = p->threads;
+    if (p->mode == CX_MODE_SERIAL)
+        t = 1; /* the executor runs one worker in serial mode */
     *io = d;
     *threads = t < 1 ? 1 : t;
 }
 
 /* Waits (no GIL held) until every cache write the run queued has committed or failed. */
-static void wait_puts(struct run *run) {
+static void wait_puts(struct run *run)
+{
     cx_gil_io_begin();
     cx__mutex_lock(&run->put_mu);
-    while (run->puts_pending > 0) cx__cond_wait(&run->put_cond, &run->put_mu, CX_DEADLINE_NONE);
+    while (run->puts_pending > 0)
+        cx__cond_wait(&run->put_cond, &run->put_mu, CX_DEADLINE_NONE);
     cx__mutex_unlock(&run->put_mu);
     cx_gil_io_end();
 }
 
-int cx__run_fanout(struct run *run, struct cx_errinfo *ei) {
+int cx__run_fanout(struct run *run, struct cx_errinfo *ei)
+{
     struct cx_pipeline *p = run->p;
     choose(p, run->n, &run->io, &run->threads);
-    if (run->n == 0) return 0;
+    if (run->n == 0)
+        return 0;
     struct cx_executor_options eo;
     cx_executor_options_init(&eo);
     eo.threads = run->threads;
     eo.mode = p->mode;
-    if (p->switch_ns > 0) eo.switch_interval_ns = p->switch_ns;
+    if (p->switch_ns > 0)
+        eo.switch_interval_ns = p->switch_ns;
     struct cx_executor *ex = NULL;
     int rc = cx_executor_new(&eo, &ex, ei);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     struct cx_task *tasks = cx__calloc(run->n, sizeof *tasks);
     if (tasks == NULL) {
         cx_executor_free(ex);
@@ -101,9 +113,12 @@ int cx__run_fanout(struct run *run, struct cx_errinfo *ei) {
             cpu += qu->cpu_ns;
             wall += res[i].end_ns - res[i].start_ns;
         }
-        if (it->from_cache && it->status == 0) run->cache_hits++;
-        if (it->status == CX_EREJECTED) run->rejected++;
-        else if (it->status < 0) run->failed++;
+        if (it->from_cache && it->status == 0)
+            run->cache_hits++;
+        if (it->status == CX_EREJECTED)
+            run->rejected++;
+        else if (it->status < 0)
+            run->failed++;
     }
     cx_batch_free(b);
     cx_executor_free(ex);
@@ -117,21 +132,24 @@ int cx__run_fanout(struct run *run, struct cx_errinfo *ei) {
 }
 
 int cx__run_setup(struct run *run, struct cx_pipeline *p, enum qkind kind,
-                  const struct cx_run_options *ro, size_t n, struct cx_item *items) {
+                  const struct cx_run_options *ro, size_t n, struct cx_item *items)
+{
     memset(run, 0, sizeof *run);
     run->p = p;
     run->kind = kind;
     run->ro = ro;
     run->bench = p->bench;
     run->n = n;
-    if (cx__mutex_init(&run->put_mu) < 0) return CX_ENOMEM;
+    if (cx__mutex_init(&run->put_mu) < 0)
+        return CX_ENOMEM;
     if (cx__cond_init(&run->put_cond) < 0) {
         cx__mutex_destroy(&run->put_mu);
         return CX_ENOMEM;
     }
     run->put_sync_ok = 1;
     run->qs = cx__calloc(n ? n : 1, sizeof *run->qs);
-    if (run->qs == NULL) return CX_ENOMEM;
+    if (run->qs == NULL)
+        return CX_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         struct query *qu = &run->qs[i];
         qu->run = run;
@@ -147,7 +165,8 @@ int cx__run_setup(struct run *run, struct cx_pipeline *p, enum qkind kind,
     return 0;
 }
 
-void cx__run_clear(struct run *run) {
+void cx__run_clear(struct run *run)
+{
     for (size_t i = 0; run->qs != NULL && i < run->n; i++) {
         cx__free(run->qs[i].prompt);
         cx__free(run->qs[i].content);
