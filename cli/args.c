@@ -51,7 +51,6 @@ void cx_cli_usage(FILE *f)
         "                        the requested package\n"
         "  --mock-latency D      embedded mock server: latency per reply (e.g. 200ms, 2s)\n"
         "  --time-scale F        embedded mock server: multiply every delay by F\n"
-        "  --cpu-work D          CPU cost charged per answer (benchmarks; default 0)\n"
         "install options:\n"
         "  --dry-run             print the merged plan, run nothing (the default)\n"
         "  --simulate D          pretend to run apt for duration D (deterministic benchmarks)\n"
@@ -142,6 +141,7 @@ static void args_init(struct cx_cli_args *a)
 {
     memset(a, 0, sizeof *a);
     a->mock_latency_ms = -1;
+    a->api = CX_PROVIDER_AUTO;
     a->time_scale = -1;
     a->limit = 20;
 }
@@ -241,9 +241,12 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
             a->base_url = val;
         } else if (strcmp(name, "--api") == 0) {
             NEED_VALUE();
-            if (strcasecmp(val, "openai") != 0 && strcasecmp(val, "anthropic") != 0)
+            if (strcasecmp(val, "openai") == 0)
+                a->api = CX_PROVIDER_OPENAI;
+            else if (strcasecmp(val, "anthropic") == 0)
+                a->api = CX_PROVIDER_CLAUDE;
+            else
                 USAGE("--api '%s': expected openai or anthropic", val);
-            a->api = val;
         } else if (strcmp(name, "--model") == 0) {
             NEED_VALUE();
             if (*val == '\0')
@@ -270,10 +273,6 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
             NEED_VALUE();
             if (parse_double(val, &a->time_scale) < 0)
                 USAGE("--time-scale '%s': expected a number >= 0", val);
-        } else if (strcmp(name, "--cpu-work") == 0) {
-            NEED_VALUE();
-            if (cx_cli_parse_duration(val, &a->cpu_work_ns) < 0)
-                USAGE("--cpu-work '%s': expected a duration such as 5ms", val);
         } else if (strcmp(name, "--dry-run") == 0) {
             NO_VALUE();
             a->simulate = 0;

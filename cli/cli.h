@@ -13,6 +13,7 @@
 
 #include "cx/common.h"
 #include "cx/config.h"
+#include "cx/router.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,7 +52,7 @@ struct cx_cli_args {
     int have_io;               /* --io thread|hybrid|auto */
     enum cx_io_design io;
     const char *base_url;      /* --base-url URL */
-    const char *api;           /* --api openai|anthropic */
+    enum cx_provider api;      /* --api openai|anthropic (CX_PROVIDER_AUTO: not given) */
     const char *model;         /* --model NAME */
     const char *data_dir;      /* --data-dir DIR (overrides CORTEX_DATA_DIR) */
     double mock_latency_ms;    /* --mock-latency D, < 0 = unset */
@@ -60,7 +61,6 @@ struct cx_cli_args {
     uint64_t simulate_ns;
     int execute;               /* --execute: really run the plan (asks first) */
     int yes;                   /* -y / --yes: do not ask */
-    uint64_t cpu_work_ns;      /* --cpu-work D: CPU cost per answer (benchmarks) */
     int no_cache;              /* --no-cache */
     int similar_cache;         /* --similar-cache: also similarity cache hits */
     int limit;                 /* history --limit N (default 20) */
@@ -83,6 +83,29 @@ int cx_cli_parse_duration(const char *s, uint64_t *ns);
 
 /* Writes the --help text. Threads: any thread. */
 void cx_cli_usage(FILE *f);
+
+/*
+ * The install arguments as a package list: ONE ARGUMENT IS ONE PACKAGE (a leading "install" and
+ * the word "and" are skipped, duplicates dropped, the first kept). Each must pass
+ * cx_validate_package_name; the error quotes the argument whole ("package 'nginx redis': ...").
+ * *pkgs is returned (free() it; the strings are args'). Returns 0, CX_EINVAL, CX_ETOOBIG or
+ * CX_ENOMEM with msg set. Threads: any thread.
+ */
+int cx_cli_packages(char *const *args, int nargs, const char ***pkgs, size_t *n, char *msg,
+                    size_t msglen);
+
+/*
+ * Makes sure `dir` exists (mkdir -p, mode 0700 for what it creates) and is a writable directory.
+ * Errors name the path in msg: CX_EPERM ("cannot create data directory '/x/y': Permission
+ * denied", "data directory '/x' is not writable"), CX_EINVAL (NULL/empty, or "'/x' is not a
+ * directory"), CX_ETOOBIG (path too long), CX_EIO. Threads: any thread.
+ */
+int cx_cli_data_dir_prepare(const char *dir, char *msg, size_t msglen);
+
+/* The pipeline's execute hook (run_options.execute): runs cmd with /bin/sh -c, the child's
+ * stdout going to our stderr so a --json stdout stays one JSON object. Returns the exit status
+ * (0 ok; 128 + signal), or -1 when it could not start. Threads: any thread. */
+int cx_cli_run_shell(const char *cmd, void *ud);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,10 @@
  * cli/commands.c - the cx commands: install, diagnose, hwcheck, cache stats|clear, history.
  *
  * Each command loads the configuration (the one place the environment is read), prepares the
- * data directory, starts the embedded mock LLM server when no key and no base URL are set, runs
- * the pipeline (runtime/src/pipeline.c) and prints the result: text for people, or exactly one
- * JSON object on `out` under --json. Progress goes to `err`, only when it is a terminal.
+ * data directory (setup.c), starts the embedded mock LLM server when no key and no base URL are
+ * set, runs the pipeline (cx/pipeline.h) on the package list setup.c made of the arguments, and
+ * prints the result: text for people, or exactly one JSON object on `out` under --json.
+ * Progress goes to `err`, only when it is a terminal.
  * This file does no LLM, SQL or validation work of its own.
  */
 #include <cjson/cJSON.h>
@@ -89,10 +90,9 @@ static int prepare_data_dir(struct ctx *c)
         return fail(c, CX_EXIT_ERROR,
                     "no data directory: set CORTEX_DATA_DIR, XDG_DATA_HOME or HOME, or pass "
                     "--data-dir");
-    struct cx_errinfo ei;
-    memset(&ei, 0, sizeof ei);
-    if (cx_data_dir_prepare(dir, &ei) < 0)
-        return fail(c, CX_EXIT_ERROR, "%s", ei.msg);
+    char msg[512];
+    if (cx_cli_data_dir_prepare(dir, msg, sizeof msg) < 0)
+        return fail(c, CX_EXIT_ERROR, "%s", msg);
     int n = snprintf(c->db_path, sizeof c->db_path, "%s/%s", dir, CX_DB_FILE);
     if (n < 0 || (size_t)n >= sizeof c->db_path)
         return fail(c, CX_EXIT_ERROR, "data directory path '%s' is too long", dir);
@@ -138,7 +138,7 @@ static int open_pipeline(struct ctx *c)
     cx_pipeline_options_init(&po);
     po.config = &c->cfg;
     po.base_url = c->base_url[0] ? c->base_url : NULL;
-    po.api = c->a.api;
+    po.provider = c->a.api;
     po.model = c->a.model;
     /* Cache keys name the server (cx/router.h), so the embedded mock's answers are never
      * served to a run against a real API. Its URL has a new port on every run: name it, so
@@ -179,7 +179,6 @@ static void progress(size_t done, size_t total, void *ud)
 static void run_options(struct ctx *c, struct cx_run_options *ro)
 {
     cx_run_options_init(ro);
-    ro->cpu_work_ns = c->a.cpu_work_ns;
     if (c->err_tty && !c->a.quiet && !c->a.json) {
         ro->progress = progress;
         ro->progress_ud = c;
@@ -367,33 +366,19 @@ static int cmd_install(struct ctx *c)
         return fail(c, CX_EXIT_REFUSED,
                     "--execute asks for confirmation on a terminal; stdin is not one (pass "
                     "--yes to run without asking)");
-    /* The request is the package arguments joined, as a user would type it. */
-    size_t len = 8;
-    for (int i = 0; i < c->a.npos; i++)
-        len += strlen(c->a.pos[i]) + 1;
-    char *req = malloc(len + 1);
-    if (req == NULL)
-        return fail(c, CX_EXIT_ERROR, "out of memory");
-    size_t off = (size_t)snprintf(req, len + 1, "install");
-    for (int i = 0; i < c->a.npos; i++)
-        off += (size_t)snprintf(req + off, len + 1 - off, " %s", c->a.pos[i]);
-    /* Bad package names are reported before anything starts. */
-    char **pk = NULL;
+    /* One argument is one package; bad names are reported before anything starts. */
+    const char **pk = NULL;
     size_t npk = 0;
-    struct cx_errinfo ei;
-    memset(&ei, 0, sizeof ei);
-    if (cx_pipeline_parse_request(req, &pk, &npk, &ei) < 0) {
-        free(req);
-        return fail(c, CX_EXIT_USAGE, "%s", ei.msg);
-    }
-    cx_free(pk);
+    char msg[512];
+    if (cx_cli_packages(c->a.pos, c->a.npos, &pk, &npk, msg, sizeof msg) < 0)
+        return fail(c, CX_EXIT_USAGE, "%s", msg);
     int rc = prepare_data_dir(c);
     if (rc == 0)
         rc = prepare_llm(c);
     if (rc == 0)
         rc = open_pipeline(c);
     if (rc != 0) {
-        free(req);
+        free(pk);
         return rc;
     }
     struct cx_run_options ro;
@@ -405,11 +390,13 @@ static int cmd_install(struct ctx *c)
         ro.apt_mode = CX_APT_EXECUTE;
         ro.confirm = confirm_tty;
         ro.confirm_ud = c;
+        ro.execute = cx_cli_run_shell;
     }
     struct cx_install_report *r = NULL;
+    struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    rc = cx_pipeline_install(c->p, req, &ro, &r, &ei);
-    free(req);
+    rc = cx_pipeline_install(c->p, pk, npk, &ro, &r, &ei);
+    free(pk);
     if (r == NULL)
         return fail(c, rc == CX_EINVAL ? CX_EXIT_USAGE : CX_EXIT_ERROR, "install: %s",
                     ei.msg[0] ? ei.msg : cx_strerror(rc));

@@ -203,7 +203,7 @@ static void *runner_main(void *arg)
         struct cx_install_report *r = NULL;
         struct cx_errinfo ei;
         memset(&ei, 0, sizeof ei);
-        int rc = cx_pipeline_install(p, request, &ro, &r, &ei);
+        int rc = cx_pipeline_install(p, pk, npk, &ro, &r, &ei);
         if (r == NULL)
             fprintf(stderr, "stress_pipeline: '%s': %s\n", request, ei.msg);
         check_report(sh, rc, r, request, pk, npk);

@@ -3,7 +3,8 @@
  * injects 429s (with Retry-After), 5xx, 529s, resets, malformed and cut bodies at random.
  *
  * Invariants checked (exit 1 when one breaks):
- *   - every query ends exactly once (blocking calls return, async callbacks run once);
+ *   - every query ends exactly once (blocking calls return, each submitted task is resumed
+ *     once, on a worker, never inside its submit call);
  *   - an answer is the answer to its own prompt (the package name is in it);
  *   - failures carry only the codes the faults can cause, and say what happened;
  *   - the per-provider request counters add up to what the two servers saw, and each request
@@ -20,13 +21,13 @@
 #include <string.h>
 
 #include "cx/clock.h"
+#include "cx/executor.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
 #include "cx/router.h"
 #include "mock/server.h"
+#include "cx_testing.h"
 #include "s_util.h"
-
-size_t cx__router_sf_waiting(struct cx_router *r);
 
 static const char *k_pkgs[] = {"nginx", "redis", "postgresql", "docker", "nodejs",
                                "htop",  "curl",  "git",        "vim",    "tmux"};
@@ -107,33 +108,48 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
-/* ---- async submissions ---- */
+/* ---- submissions (executor tasks that suspend; the router resumes each once) ---- */
 
-struct pending {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int done, ok, failed; /* guarded by mu */
-};
+static _Thread_local int tls_in_submit;
 
 struct one {
-    struct pending *p;
+    struct cx_router *r;
+    struct cx_llm_query q;
+    char prompt[64];
     int pkg;
+    struct cx_router_reply reply;
     atomic_int calls;
 };
 
-static void on_done(int rc, struct cx_llm_response *resp, const struct cx_errinfo *ei, void *ud) {
-    struct one *o = ud;
+static int one_done(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)ctx, (void)res;
+    struct one *o = arg;
     int c = atomic_fetch_add(&o->calls, 1);
-    CHECK(c == 0, "async callback ran %d times", c + 1);
-    check_result(rc, resp, ei, o->pkg);
-    if (resp) cx_llm_response_clear(resp);
-    pthread_mutex_lock(&o->p->mu);
-    o->p->done++;
+    CHECK(c == 0, "completion ran %d times", c + 1);
+    CHECK(!tls_in_submit, "completion ran inside its submit call");
+    check_result(o->reply.rc, &o->reply.resp, &o->reply.ei, o->pkg);
     atomic_fetch_add(&g_progress, 1);
-    if (rc == 0) o->p->ok++;
-    else o->p->failed++;
-    pthread_cond_broadcast(&o->p->cond);
-    pthread_mutex_unlock(&o->p->mu);
+    cx_llm_response_clear(&o->reply.resp);
+    return o->reply.rc;
+}
+
+static int one_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res) {
+    (void)res;
+    struct one *o = arg;
+    struct cx_task_handle *h = cx_task_suspend(ctx);
+    struct cx_errinfo ei;
+    memset(&ei, 0, sizeof ei);
+    tls_in_submit = 1;
+    int rc = cx_router_submit(o->r, &o->q, &o->reply, h, one_done, o, &ei);
+    tls_in_submit = 0;
+    if (rc < 0) {
+        CHECK(0, "submit failed: %s", ei.msg);
+        o->reply.rc = CX_EPARSE; /* an expected code: one_done only counts it */
+        o->reply.ei = ei;
+        if (!o->reply.ei.msg[0]) snprintf(o->reply.ei.msg, sizeof o->reply.ei.msg, "submit failed");
+        cx_task_resume(h, one_done, o);
+    }
+    return CX_EAGAIN;
 }
 
 static void describe(char *buf, size_t n) {
@@ -219,39 +235,34 @@ int main(int argc, char **argv) {
     }
     double blocking_s = cx_elapsed_s(t0, cx_now_ns());
 
-    /* phase 2: every query async at once through the one I/O thread */
-    struct pending pd;
-    memset(&pd, 0, sizeof pd);
-    pthread_mutex_init(&pd.mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pd.cond, &ca);
-    pthread_condattr_destroy(&ca);
+    /* phase 2: every query submitted at once through the one I/O thread, from executor tasks */
     struct one *ones = calloc((size_t)iters, sizeof *ones);
+    struct cx_task *tasks = calloc((size_t)iters, sizeof *tasks);
     uint64_t rng = seed ^ 0xabcdef;
-    int submitted = 0;
-    t0 = cx_now_ns();
+    int submitted = iters;
     for (int i = 0; i < iters; i++) {
-        struct cx_llm_query q;
-        char prompt[64];
-        make_query(&q, &rng, prompt, sizeof prompt, &ones[i].pkg);
-        ones[i].p = &pd;
+        ones[i].r = hy;
+        make_query(&ones[i].q, &rng, ones[i].prompt, sizeof ones[i].prompt, &ones[i].pkg);
         atomic_init(&ones[i].calls, 0);
-        int rc = cx_router_complete_async(hy, &q, on_done, &ones[i], &ei);
-        CHECK(rc == 0, "async submit failed: %s", ei.msg);
-        if (rc == 0) submitted++;
+        tasks[i] = (struct cx_task){one_task, &ones[i]};
     }
-    uint64_t dl = cx_deadline_after_ms(120000);
-    pthread_mutex_lock(&pd.mu);
-    while (pd.done < submitted) {
-        struct timespec ts = cx_deadline_to_timespec(dl);
-        if (pthread_cond_timedwait(&pd.cond, &pd.mu, &ts) != 0 && cx_deadline_expired(dl)) break;
-    }
-    int adone = pd.done, aok = pd.ok, afailed = pd.failed;
-    pthread_mutex_unlock(&pd.mu);
+    struct cx_executor_options eo;
+    cx_executor_options_init(&eo);
+    eo.threads = threads;
+    struct cx_executor *ex;
+    if (cx_executor_new(&eo, &ex, &ei) < 0) return 2;
+    t0 = cx_now_ns();
+    struct cx_batch *batch;
+    if (cx_executor_run(ex, tasks, (size_t)iters, NULL, NULL, &batch) < 0) return 2;
     double async_s = cx_elapsed_s(t0, cx_now_ns());
-    CHECK(adone == submitted, "%d of %d async queries ended", adone, submitted);
+    struct cx_batch_stats bst;
+    cx_batch_stats(batch, &bst);
+    int adone = 0, aok = (int)bst.successful, afailed = (int)bst.failed;
+    for (int i = 0; i < iters; i++) adone += atomic_load(&ones[i].calls);
+    cx_batch_free(batch);
+    cx_executor_free(ex);
+    free(tasks);
+    CHECK(adone == submitted, "%d of %d submitted queries ended", adone, submitted);
 
     /* counters */
     struct cx_router_stats st[2];
@@ -302,8 +313,6 @@ int main(int argc, char **argv) {
     free(ones);
     free(th);
     free(ws);
-    pthread_mutex_destroy(&pd.mu);
-    pthread_cond_destroy(&pd.cond);
     s_watch_stop();
     /* threads: the blocking callers, the I/O loop, two mocks' two workers and timer each, the monitor */
     s_report("router", threads + 1 + 6 + 1, (long long)ok + failed + submitted, !atomic_load(&g_bad));

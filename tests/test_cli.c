@@ -3,7 +3,9 @@
  * with --json (plan, rejected, cache_hits, timings), the cache hit on the second run, both I/O
  * designs, a dangerous plan refused (exit 3) through --base-url, usage errors (exit 2), bad
  * package names, missing diagnose files and unwritable data directories named in the message,
- * --execute refused without a terminal, hwcheck, cache stats/clear and history.
+ * --execute refused without a terminal, hwcheck, cache stats/clear and history; the argument
+ * list as packages (one argument, one package) and the data directory's preparation (both moved
+ * here from test_pipeline.c with the code they test).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -299,6 +301,10 @@ static void test_usage_errors(void **state)
     assert_int_equal(run_cx(f, "install", "nginx", "red;is", NULL), CX_EXIT_USAGE);
     assert_non_null(strstr(f->err, "red;is"));
     assert_null(strstr(f->err, "embedded mock"));
+    /* One argument is one package: a quoted pair is one bad name, quoted whole. */
+    assert_int_equal(run_cx(f, "install", "nginx redis", NULL), CX_EXIT_USAGE);
+    assert_non_null(strstr(f->err, "package 'nginx redis'"));
+    assert_null(strstr(f->err, "embedded mock"));
     /* --help documents the exit codes. */
     assert_int_equal(run_cx(f, "--help", NULL), 0);
     assert_non_null(strstr(f->out, "Exit codes"));
@@ -500,6 +506,77 @@ static void test_progress_on_terminal(void **state)
     assert_null(strstr(f->out, "[3/3]"));
 }
 
+/* The argument list as packages (was cx_pipeline_parse_request's test in test_pipeline.c). */
+static void test_package_list(void **state)
+{
+    (void)state;
+    char *args[] = {"install", "nginx", "redis", "and", "nginx"};
+    const char **v = NULL;
+    size_t n = 0;
+    char msg[256] = "";
+    assert_int_equal(cx_cli_packages(args, 5, &v, &n, msg, sizeof msg), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0], "nginx");
+    assert_string_equal(v[1], "redis");
+    free(v);
+    char *bad[] = {"-rf"};
+    assert_int_equal(cx_cli_packages(bad, 1, &v, &n, msg, sizeof msg), CX_EINVAL);
+    assert_non_null(strstr(msg, "'-rf'"));
+    assert_null(v);
+    char *none[] = {"install"};
+    assert_int_equal(cx_cli_packages(none, 1, &v, &n, msg, sizeof msg), CX_EINVAL);
+    assert_non_null(strstr(msg, "no package"));
+    /* Limits are named. */
+    enum { BIG = CX_PIPELINE_MAX_PACKAGES + 1 };
+    static char names[BIG][16];
+    static char *many[BIG];
+    for (int i = 0; i < BIG; i++) {
+        snprintf(names[i], sizeof names[i], "pkg%d", i);
+        many[i] = names[i];
+    }
+    assert_int_equal(cx_cli_packages(many, BIG, &v, &n, msg, sizeof msg), CX_ETOOBIG);
+    assert_non_null(strstr(msg, "too many"));
+}
+
+/* The data directory (was test_data_dir in test_pipeline.c, for cx_data_dir_prepare). */
+static void test_data_dir_prepare(void **state)
+{
+    struct fx *f = *state;
+    char msg[512] = "";
+    char *deep = t_path(f->dir, "a/b/c");
+    assert_int_equal(cx_cli_data_dir_prepare(deep, msg, sizeof msg), 0);
+    struct stat st;
+    assert_int_equal(stat(deep, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(cx_cli_data_dir_prepare(deep, msg, sizeof msg), 0); /* idempotent */
+    /* A file in the way. */
+    char *file = t_path(f->dir, "file");
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(cx_cli_data_dir_prepare(file, msg, sizeof msg), CX_EINVAL);
+    assert_non_null(strstr(msg, file));
+    char *under = t_path(file, "sub");
+    assert_true(cx_cli_data_dir_prepare(under, msg, sizeof msg) < 0);
+    assert_non_null(strstr(msg, under));
+    /* Unwritable (root ignores permissions, so only checked as a normal user). */
+    if (geteuid() != 0) {
+        char *ro = t_path(f->dir, "ro");
+        assert_int_equal(mkdir(ro, 0500), 0);
+        assert_int_equal(cx_cli_data_dir_prepare(ro, msg, sizeof msg), CX_EPERM);
+        assert_non_null(strstr(msg, ro));
+        char *below = t_path(ro, "x");
+        assert_int_equal(cx_cli_data_dir_prepare(below, msg, sizeof msg), CX_EPERM);
+        assert_non_null(strstr(msg, below));
+        chmod(ro, 0700);
+        free(below);
+        free(ro);
+    }
+    free(under);
+    free(file);
+    free(deep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,6 +592,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_history_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xdg_data_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_on_terminal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_dir_prepare, setup, teardown),
+        cmocka_unit_test(test_package_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,10 @@
  * test_pipeline.c - the end-to-end install pipeline (and diagnose / hwcheck) against the
  * in-process mock LLM server: the seed's five packages, one apt-get update, cache hits on the
  * second run, a dangerous plan refused (and not cached), partial failures, history rows, the
- * data directory, and identical results from both I/O designs and all three execution modes.
+ * per-query state machine's counters (one parse, at most one suspend/resume, no completion
+ * inside a submit), the cache-key names, and identical results from both I/O designs and all
+ * three execution modes. (The package-list and data-directory tests moved to test_cli.c with
+ * the code.)
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -16,11 +19,31 @@
 #include "cx/config.h"
 #include "cx/history.h"
 #include "cx/pipeline.h"
+#include "cx/router.h"
+#include "cli.h"
+#include "cx_testing.h"
 #include "mock/server.h"
 #include "t_mock.h"
 #include "t_util.h"
 
 #define SEED_REQUEST "install nginx redis postgresql docker nodejs"
+
+/* The tests write requests the way a user types them; the library takes the package list. */
+static int install(struct cx_pipeline *p, const char *request, const struct cx_run_options *ro,
+                   struct cx_install_report **out, struct cx_errinfo *ei)
+{
+    char *copy = strdup(request);
+    assert_non_null(copy);
+    const char *pkgs[64];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(copy, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+        if (strcmp(w, "install") != 0 && n < 64)
+            pkgs[n++] = w;
+    int rc = cx_pipeline_install(p, pkgs, n, ro, out, ei);
+    free(copy);
+    return rc;
+}
 
 struct fx {
     struct mock_server *mock;
@@ -108,7 +131,7 @@ static void test_install_seed_case(void **state)
     struct cx_install_report *r = NULL;
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    int rc = cx_pipeline_install(p, SEED_REQUEST, &ro, &r, &ei);
+    int rc = install(p, SEED_REQUEST, &ro, &r, &ei);
     if (rc != 0)
         fail_msg("install: %s", ei.msg);
     assert_non_null(r);
@@ -176,11 +199,11 @@ static void test_cache_hit_second_run(void **state)
     struct fx *f = *state;
     struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
     struct cx_install_report *r1 = NULL, *r2 = NULL, *r3 = NULL;
-    assert_int_equal(cx_pipeline_install(p, SEED_REQUEST, NULL, &r1, NULL), 0);
+    assert_int_equal(install(p, SEED_REQUEST, NULL, &r1, NULL), 0);
     assert_int_equal(r1->cache_hits, 0);
     struct mock_counts mc0, mc1;
     mock_server_counts(f->mock, &mc0);
-    assert_int_equal(cx_pipeline_install(p, SEED_REQUEST, NULL, &r2, NULL), 0);
+    assert_int_equal(install(p, SEED_REQUEST, NULL, &r2, NULL), 0);
     mock_server_counts(f->mock, &mc1);
     assert_int_equal(r2->cache_hits, 5);
     assert_int_equal(mc1.api_requests, mc0.api_requests); /* nothing was sent */
@@ -191,7 +214,7 @@ static void test_cache_hit_second_run(void **state)
         assert_string_equal(r1->plan.commands[i], r2->plan.commands[i]);
     cx_pipeline_free(p);
     p = open_p(f, f->db, CX_IO_HYBRID, CX_MODE_FREE);
-    assert_int_equal(cx_pipeline_install(p, "install redis nginx", NULL, &r3, NULL), 0);
+    assert_int_equal(install(p, "install redis nginx", NULL, &r3, NULL), 0);
     assert_int_equal(r3->cache_hits, 2);
     assert_string_equal(r3->items[0].subject, "redis");
     assert_non_null(r3->items[0].commands);
@@ -208,9 +231,9 @@ static void test_no_wrong_package_from_cache(void **state)
     struct fx *f = *state;
     struct cx_pipeline *p = open_p(f, f->db, CX_IO_THREAD_LOCAL, CX_MODE_FREE);
     struct cx_install_report *r = NULL;
-    assert_int_equal(cx_pipeline_install(p, "install tool-50", NULL, &r, NULL), 0);
+    assert_int_equal(install(p, "install tool-50", NULL, &r, NULL), 0);
     cx_install_report_free(r);
-    assert_int_equal(cx_pipeline_install(p, "install tool-21", NULL, &r, NULL), 0);
+    assert_int_equal(install(p, "install tool-21", NULL, &r, NULL), 0);
     assert_int_equal(r->cache_hits, 0);
     assert_true(find_cmd(&r->plan, "sudo apt-get install -y tool-21") != (size_t)-1);
     assert_true(find_cmd(&r->plan, "sudo apt-get install -y tool-50") == (size_t)-1);
@@ -234,9 +257,9 @@ static void test_similar_cache_keeps_package(void **state)
     struct cx_pipeline *p = NULL;
     assert_int_equal(cx_pipeline_new(&o, &p, NULL), 0);
     struct cx_install_report *r = NULL;
-    assert_int_equal(cx_pipeline_install(p, "install tool-50", NULL, &r, NULL), 0);
+    assert_int_equal(install(p, "install tool-50", NULL, &r, NULL), 0);
     cx_install_report_free(r);
-    assert_int_equal(cx_pipeline_install(p, "install tool-21", NULL, &r, NULL), 0);
+    assert_int_equal(install(p, "install tool-21", NULL, &r, NULL), 0);
     assert_int_equal(r->cache_hits, 0);
     assert_int_equal(r->items[0].from_cache, 0);
     assert_true(find_cmd(&r->plan, "sudo apt-get install -y tool-21") != (size_t)-1);
@@ -257,42 +280,54 @@ static void test_similar_cache_keeps_package(void **state)
     cx_pipeline_free(p);
 }
 
-void cx__pipeline_counts(struct cx_pipeline *p, uint64_t *parses, uint64_t *hook_calls,
-                         uint64_t *hook_no_gil);
-
 /* Each answer is parsed and validated once, on a worker holding the GIL (gil mode), in both
- * designs; the hybrid design's CPU step does not escape to the I/O thread. */
+ * designs; the hybrid path costs each query at most one suspend/resume cycle, and the router's
+ * completion never runs inside the submit call. A cache hit is parsed and validated by its task
+ * and never reaches the router. (Was: counted the router's validate-hook calls; the hook is
+ * gone, the pipeline's state machine validates every answer itself.) */
 static void test_cpu_step_under_gil(void **state)
 {
     struct fx *f = *state;
     const enum cx_io_design designs[2] = {CX_IO_HYBRID, CX_IO_THREAD_LOCAL};
     for (int d = 0; d < 2; d++) {
+        int hy = designs[d] == CX_IO_HYBRID;
         struct cx_pipeline *p = open_p(f, f->db, designs[d], CX_MODE_GIL);
         struct cx_install_report *r = NULL;
         struct cx_errinfo ei;
         memset(&ei, 0, sizeof ei);
         char req[128];
         snprintf(req, sizeof req, "install gil-a%d gil-b%d gil-c%d gil-d%d gil-e%d", d, d, d, d, d);
-        int rc = cx_pipeline_install(p, req, NULL, &r, &ei);
+        int rc = install(p, req, NULL, &r, &ei);
         if (rc != 0)
             fail_msg("install: %s", ei.msg);
         assert_int_equal(r->io, designs[d]);
         assert_int_equal(r->cache_hits, 0);
         assert_int_equal(r->plan.n, 6); /* one update + five installs: the answers were used */
         cx_install_report_free(r);
-        uint64_t parses, calls, no_gil;
-        cx__pipeline_counts(p, &parses, &calls, &no_gil);
-        assert_int_equal(calls, 5);
-        assert_int_equal(no_gil, 0);
-        assert_int_equal(parses, 5);
-        /* cache hits: not validated by the router's hook, parsed once by the task */
-        assert_int_equal(cx_pipeline_install(p, req, NULL, &r, NULL), 0);
+        struct cx__pipeline_counts c;
+        cx__pipeline_counts(p, &c);
+        assert_int_equal(c.queries, 5);
+        assert_int_equal(c.submits, 5);
+        assert_int_equal(c.parses, 5);      /* exactly one parse per query */
+        assert_int_equal(c.validations, 5);
+        assert_int_equal(c.cpu_no_gil, 0);
+        assert_int_equal(c.suspends, hy ? 5 : 0); /* at most one cycle per query */
+        assert_int_equal(c.resumes, hy ? 5 : 0);
+        assert_int_equal(c.completions_in_submit, 0);
+        assert_int_equal(c.cache_puts, 5);
+        /* cache hits: parsed and validated once by the task, never submitted */
+        assert_int_equal(install(p, req, NULL, &r, NULL), 0);
         assert_int_equal(r->cache_hits, 5);
         assert_int_equal(r->plan.n, 6);
         cx_install_report_free(r);
-        cx__pipeline_counts(p, &parses, &calls, &no_gil);
-        assert_int_equal(calls, 5);
-        assert_int_equal(parses, 10);
+        cx__pipeline_counts(p, &c);
+        assert_int_equal(c.queries, 10);
+        assert_int_equal(c.submits, 5);
+        assert_int_equal(c.parses, 10);
+        assert_int_equal(c.validations, 10);
+        assert_int_equal(c.cpu_no_gil, 0);
+        assert_int_equal(c.suspends, hy ? 5 : 0);
+        assert_int_equal(c.cache_puts, 5);
         cx_pipeline_free(p);
     }
 }
@@ -333,8 +368,9 @@ static void test_execute_records_commands_run(void **state)
     cx_run_options_init(&ro);
     ro.apt_mode = CX_APT_EXECUTE;
     ro.confirm = confirm_if_fake_sudo;
+    ro.execute = cx_cli_run_shell;
     struct cx_install_report *r = NULL;
-    int rc = cx_pipeline_install(p, "install fakepkg-a fakepkg-b", &ro, &r, NULL);
+    int rc = install(p, "install fakepkg-a fakepkg-b", &ro, &r, NULL);
     setenv("PATH", saved, 1);
     free(saved);
     assert_int_equal(rc, CX_EIO);
@@ -353,7 +389,7 @@ static void test_execute_records_commands_run(void **state)
     assert_int_equal(h[0].commands_run, 2);
     cx_history_entries_free(h, nh);
     /* a dry run ran nothing */
-    assert_int_equal(cx_pipeline_install(p, "install fakepkg-c", NULL, &r, NULL), 0);
+    assert_int_equal(install(p, "install fakepkg-c", NULL, &r, NULL), 0);
     cx_install_report_free(r);
     assert_int_equal(cx_history_list(cx_pipeline_pool(p), 1, &h, &nh, NULL), 0);
     assert_int_equal(h[0].commands_run, 0);
@@ -377,7 +413,7 @@ static void test_dangerous_plan_refused(void **state)
     struct cx_install_report *r = NULL;
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, &ei), CX_EREJECTED);
+    assert_int_equal(install(p, "install nginx", &ro, &r, &ei), CX_EREJECTED);
     assert_non_null(r);
     assert_true(r->refused);
     assert_int_equal(r->rejected, 1);
@@ -385,6 +421,7 @@ static void test_dangerous_plan_refused(void **state)
     assert_true(r->items[0].n_reasons >= 1);
     assert_non_null(strstr(r->items[0].reasons[0], "commands["));
     assert_int_equal(r->ran, 0);
+    assert_int_equal(r->plan.n, 0); /* a rejected answer is never merged */
     assert_true(r->timings.apt_s == 0.0); /* the simulated apt never started */
     struct cx_history_entry *h = NULL;
     size_t nh = 0;
@@ -397,7 +434,7 @@ static void test_dangerous_plan_refused(void **state)
     cx_history_entries_free(h, nh);
     cx_install_report_free(r);
     /* Not cached: asked again, now without the fault. */
-    assert_int_equal(cx_pipeline_install(p, "install nginx", NULL, &r, &ei), 0);
+    assert_int_equal(install(p, "install nginx", NULL, &r, &ei), 0);
     assert_int_equal(r->cache_hits, 0);
     assert_false(r->refused);
     cx_install_report_free(r);
@@ -416,7 +453,7 @@ static void test_partial_failure(void **state)
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
     /* Serial: the first package gets the fault. */
-    assert_int_equal(cx_pipeline_install(p, "install nginx redis", NULL, &r, &ei), CX_EFAILED);
+    assert_int_equal(install(p, "install nginx redis", NULL, &r, &ei), CX_EFAILED);
     assert_int_equal(mock_server_scripted_pending(f->mock), 0);
     assert_int_equal(r->failed, 1);
     assert_int_equal(r->items[0].status < 0, 1);
@@ -459,11 +496,12 @@ static void test_designs_and_modes_identical(void **state)
         struct cx_pipeline *p = open_p(f, NULL, combos[k].io, combos[k].mode);
         struct cx_run_options ro;
         cx_run_options_init(&ro);
-        ro.cpu_work_ns = 200000;
+        struct cx__bench_work bw = {.cpu_work_ns = 200000};
+        cx__pipeline_set_bench_work(p, &bw);
         struct cx_install_report *r = NULL;
         struct cx_errinfo ei;
         memset(&ei, 0, sizeof ei);
-        int rc = cx_pipeline_install(p, SEED_REQUEST, &ro, &r, &ei);
+        int rc = install(p, SEED_REQUEST, &ro, &r, &ei);
         if (rc != 0)
             fail_msg("combo %zu: %s", k, ei.msg);
         assert_int_equal(r->io, combos[k].io);
@@ -487,7 +525,7 @@ static void test_auto_design(void **state)
     struct fx *f = *state;
     struct cx_pipeline *p = open_p(f, NULL, CX_IO_AUTO, CX_MODE_FREE);
     struct cx_install_report *r = NULL;
-    assert_int_equal(cx_pipeline_install(p, SEED_REQUEST, NULL, &r, NULL), 0);
+    assert_int_equal(install(p, SEED_REQUEST, NULL, &r, NULL), 0);
     assert_int_equal(r->io, CX_IO_THREAD_LOCAL);
     assert_int_equal(r->threads, 5);
     cx_install_report_free(r);
@@ -497,7 +535,7 @@ static void test_auto_design(void **state)
         snprintf(w, sizeof w, " pkg%d", i);
         strcat(req, w);
     }
-    assert_int_equal(cx_pipeline_install(p, req, NULL, &r, NULL), 0);
+    assert_int_equal(install(p, req, NULL, &r, NULL), 0);
     assert_int_equal(r->n_items, 40);
     assert_int_equal(r->io, CX_IO_HYBRID);
     assert_true(r->threads >= 1 && r->threads < 40);
@@ -519,20 +557,17 @@ static void test_bad_request(void **state)
     struct cx_install_report *r = NULL;
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    assert_int_equal(cx_pipeline_install(p, "install nginx ngi;nx", NULL, &r, &ei), CX_EINVAL);
+    assert_int_equal(install(p, "install nginx ngi;nx", NULL, &r, &ei), CX_EINVAL);
     assert_null(r);
     assert_non_null(strstr(ei.msg, "ngi;nx"));
-    assert_int_equal(cx_pipeline_install(p, "install", NULL, &r, &ei), CX_EINVAL);
+    assert_int_equal(install(p, "install", NULL, &r, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "no package"));
+    /* One list entry is one package: a blank inside is a bad name, quoted whole. */
+    const char *two_in_one[] = {"nginx redis"};
+    assert_int_equal(cx_pipeline_install(p, two_in_one, 1, NULL, &r, &ei), CX_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(ei.msg, "'nginx redis'"));
     cx_pipeline_free(p);
-
-    char **v = NULL;
-    size_t n = 0;
-    assert_int_equal(cx_pipeline_parse_request("Install nginx, redis and nginx", &v, &n, NULL), 0);
-    assert_int_equal(n, 2);
-    assert_string_equal(v[0], "nginx");
-    assert_string_equal(v[1], "redis");
-    cx_free(v);
 }
 
 /* The simulated apt step takes its configured time; a refused --execute runs nothing. */
@@ -552,10 +587,11 @@ static void test_apt_modes(void **state)
     cx_run_options_init(&ro);
     ro.apt_mode = CX_APT_SIMULATE;
     ro.apt_sim_ns = 30 * CX_NSEC_PER_MSEC;
-    ro.parse_work_ns = 5 * CX_NSEC_PER_MSEC;
-    ro.merge_work_ns = 7 * CX_NSEC_PER_MSEC;
+    struct cx__bench_work bw = {.parse_work_ns = 5 * CX_NSEC_PER_MSEC,
+                                .merge_work_ns = 7 * CX_NSEC_PER_MSEC};
+    cx__pipeline_set_bench_work(p, &bw);
     struct cx_install_report *r = NULL;
-    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, NULL), 0);
+    assert_int_equal(install(p, "install nginx", &ro, &r, NULL), 0);
     assert_true(r->timings.apt_s >= 0.030);
     assert_true(r->timings.parse_s >= 0.005);
     assert_true(r->timings.merge_s >= 0.007);
@@ -564,18 +600,19 @@ static void test_apt_modes(void **state)
     cx_install_report_free(r);
 
     int asked = 0;
-    ro.parse_work_ns = ro.merge_work_ns = 0;
+    cx__pipeline_set_bench_work(p, NULL);
     ro.apt_mode = CX_APT_EXECUTE;
     ro.confirm = say_no;
     ro.confirm_ud = &asked;
-    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, NULL), CX_EREJECTED);
+    ro.execute = cx_cli_run_shell;
+    assert_int_equal(install(p, "install nginx", &ro, &r, NULL), CX_EREJECTED);
     assert_int_equal(asked, 1);
     assert_true(r->refused);
     assert_int_equal(r->ran, 0);
     cx_install_report_free(r);
     /* Without a confirm callback execution is refused too. */
     ro.confirm = NULL;
-    assert_int_equal(cx_pipeline_install(p, "install nginx", &ro, &r, NULL), CX_EREJECTED);
+    assert_int_equal(install(p, "install nginx", &ro, &r, NULL), CX_EREJECTED);
     assert_int_equal(r->ran, 0);
     cx_install_report_free(r);
     cx_pipeline_free(p);
@@ -620,75 +657,64 @@ static void test_diagnose_and_hwcheck(void **state)
     cx_pipeline_free(p);
 }
 
-static int parse_scenario(void *ctx)
+static struct cx_pipeline *open_named(struct fx *f, const char *url, const char *endpoint)
 {
-    (void)ctx;
-    char **v = NULL;
-    size_t n = 0;
-    int rc = cx_pipeline_parse_request(SEED_REQUEST, &v, &n, NULL);
-    if (rc < 0)
-        return rc;
-    cx_free(v);
-    return n == 5 ? 0 : CX_EINVAL;
-}
-
-static void test_parse_request_torture(void **state)
-{
-    (void)state;
-    assert_true(t_torture(parse_scenario, NULL) >= 1);
-    /* Limits are named. */
+    struct cx_pipeline_options o;
+    cx_pipeline_options_init(&o);
+    o.base_url = url;
+    o.cache_endpoint = endpoint;
+    o.db_path = f->db;
+    o.rate_limit_rps = 100000;
+    o.max_attempts = 1;
+    struct cx_pipeline *p = NULL;
     struct cx_errinfo ei;
-    memset(&ei, 0, sizeof ei);
-    char **v = NULL;
-    size_t n = 0;
-    assert_int_equal(cx_pipeline_parse_request("install -rf", &v, &n, &ei), CX_EINVAL);
-    assert_non_null(strstr(ei.msg, "-rf"));
-    size_t big = CX_PIPELINE_MAX_REQUEST + 10;
-    char *req = malloc(big + 1);
-    assert_non_null(req);
-    memset(req, 'a', big);
-    req[big] = '\0';
-    assert_int_equal(cx_pipeline_parse_request(req, &v, &n, &ei), CX_ETOOBIG);
-    free(req);
+    if (cx_pipeline_new(&o, &p, &ei) < 0)
+        fail_msg("cx_pipeline_new: %s", ei.msg);
+    return p;
 }
 
-static void test_data_dir(void **state)
+/* The pipeline's cache, keyed by the router's endpoint names (moved from test_router.c with
+ * the cache): one lookup per query (N distinct queries on an empty cache are N misses), an
+ * answer of one server is not served for another with the same provider and model, and a named
+ * endpoint keeps its key across URLs. */
+static void test_cache_keys_name_the_server(void **state)
 {
     struct fx *f = *state;
-    struct cx_errinfo ei;
-    memset(&ei, 0, sizeof ei);
-    char *deep = t_path(f->dir, "a/b/c");
-    assert_int_equal(cx_data_dir_prepare(deep, &ei), 0);
-    struct stat st;
-    assert_int_equal(stat(deep, &st), 0);
-    assert_true(S_ISDIR(st.st_mode));
-    assert_int_equal(cx_data_dir_prepare(deep, &ei), 0); /* idempotent */
-    /* A file in the way. */
-    char *file = t_path(f->dir, "file");
-    FILE *fp = fopen(file, "w");
-    assert_non_null(fp);
-    fclose(fp);
-    assert_int_equal(cx_data_dir_prepare(file, &ei), CX_EINVAL);
-    assert_non_null(strstr(ei.msg, file));
-    char *under = t_path(file, "sub");
-    assert_true(cx_data_dir_prepare(under, &ei) < 0);
-    assert_non_null(strstr(ei.msg, under));
-    /* Unwritable (root ignores permissions, so only checked as a normal user). */
-    if (geteuid() != 0) {
-        char *ro = t_path(f->dir, "ro");
-        assert_int_equal(mkdir(ro, 0500), 0);
-        assert_int_equal(cx_data_dir_prepare(ro, &ei), CX_EPERM);
-        assert_non_null(strstr(ei.msg, ro));
-        char *below = t_path(ro, "x");
-        assert_int_equal(cx_data_dir_prepare(below, &ei), CX_EPERM);
-        assert_non_null(strstr(ei.msg, below));
-        chmod(ro, 0700);
-        free(below);
-        free(ro);
-    }
-    free(under);
-    free(file);
-    free(deep);
+    char url2[256];
+    struct mock_server *b = t_mock_start(NULL, 0.001, url2, sizeof url2);
+    assert_non_null(b);
+    struct cx_pipeline *p = open_named(f, f->url, NULL);
+    struct cx_install_report *r = NULL;
+    assert_int_equal(install(p, "install ka kb kc kd", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    cx_install_report_free(r);
+    struct cx_cache_stats cs;
+    assert_int_equal(cx_cache_stats(cx_pipeline_cache(p), &cs, NULL), 0);
+    assert_int_equal(cs.local_misses, 4); /* one lookup per query */
+    assert_int_equal(cs.exact_hits + cs.similar_hits, 0);
+    assert_int_equal(cs.entries, 4);
+    assert_int_equal(install(p, "install ka", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 1);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    /* another server, same provider and model: not its answer */
+    p = open_named(f, url2, NULL);
+    assert_int_equal(install(p, "install ka", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    /* a named endpoint: one key whatever its URL */
+    p = open_named(f, f->url, "embedded-mock");
+    assert_int_equal(install(p, "install named-a", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 0);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    p = open_named(f, url2, "embedded-mock");
+    assert_int_equal(install(p, "install named-a", NULL, &r, NULL), 0);
+    assert_int_equal(r->cache_hits, 1);
+    cx_install_report_free(r);
+    cx_pipeline_free(p);
+    mock_server_stop(b);
 }
 
 int main(void)
@@ -707,8 +733,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apt_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diagnose_and_hwcheck, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_data_dir, setup, teardown),
-        cmocka_unit_test(test_parse_request_torture),
+        cmocka_unit_test_setup_teardown(test_cache_keys_name_the_server, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

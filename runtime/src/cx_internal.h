@@ -75,6 +75,11 @@ int cx__buf_printf(struct cx__buf *b, const char *fmt, ...) __attribute__((forma
 char *cx__buf_take(struct cx__buf *b);      /* returned: caller frees with cx__free */
 void cx__buf_reset(struct cx__buf *b);      /* frees and re-inits with the same max */
 
+/* ---- time ---- */
+/* CPU time the calling thread has used, ns (0 if the clock cannot be read). One definition (gil.c)
+ * for the CPU burner and the router's CPU-share measurement. */
+uint64_t cx__thread_cpu_ns(void);
+
 /* ---- hashing (FNV-1a 64, and a hex SHA-256 for the cache's stored hashes) ---- */
 uint64_t cx__fnv1a64(const void *data, size_t n);
 /* Writes 64 hex characters + NUL into out[65]. */

@@ -157,21 +157,21 @@ void cx_gil_checkpoint(void) {
 
 int cx_gil_held(void) { return tls_gil != NULL && tls_held; }
 
-static uint64_t thread_cpu_ns(void) {
+uint64_t cx__thread_cpu_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
     return (uint64_t)ts.tv_sec * CX_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 void cx_cpu_work_ns(uint64_t ns) {
-    uint64_t start = thread_cpu_ns();
+    uint64_t start = cx__thread_cpu_ns();
     uint64_t next_check = start + 50 * CX_NSEC_PER_USEC;
     /* The arithmetic stands for interpreter work; `sink` keeps it from being optimised out. */
     static _Atomic uint64_t sink;
     uint64_t x = (uint64_t)(uintptr_t)&x | 1;
     for (;;) {
         for (int i = 0; i < 4096; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        uint64_t now = thread_cpu_ns();
+        uint64_t now = cx__thread_cpu_ns();
         if (now - start >= ns) break;
         if (now >= next_check) {
             cx_gil_checkpoint();

@@ -5,12 +5,13 @@
  *
  * A transfer is prepared with cx_http_xfer_new (cx/http.h), handed to cx_ioloop_submit, and when
  * its bytes have moved (or it failed, timed out, was cancelled) the completion callback runs ON
- * THE I/O THREAD. That callback must be short: it should hand the transfer to the CPU pool
- * (cx_task_resume from cx/executor.h), where cx_http_xfer_finish parses it. Anything slow done in
- * the callback delays every other transfer.
+ * THE I/O THREAD. That callback must be short: anything slow done in it delays every other
+ * transfer. The router's is: it decodes the wire format (cx_http_xfer_finish, a small JSON or SSE
+ * body), decides retry / fallback / done, and hands the raw answer to the CPU pool with one
+ * cx_task_resume (cx/executor.h), where the pipeline parses and validates it.
  *
- * The loop also runs timers (cx_ioloop_timer), which the router uses for backoff and for waiting
- * on the rate limiter without blocking a thread.
+ * The loop also runs timers (cx_ioloop_timer), which the router uses for backoff, for waiting on
+ * the rate limiter and for the shared Retry-After pause without blocking a thread.
  *
  * Also here: cx_io_choose, the `auto` choice between the two I/O designs (the seed's section 9.1
  * adaptive executor).

@@ -1,36 +1,49 @@
 /*
  * cx/pipeline.h - the seed's end-to-end use case: "install nginx redis postgresql docker nodejs".
  *
- *   parse the request -> one LLM query per package, in parallel (executor + router) -> parse and
+ *   a package list -> one LLM query per package, in parallel (executor + router) -> parse and
  *   validate each answer -> merge the plans (cx/plan.h: one apt-get update, order kept,
  *   duplicates removed) -> the apt step (dry run by default; a simulated apt of configurable
  *   duration for deterministic benchmarks; real execution only when asked for and confirmed)
  *   -> one row in the installation history (request, plan, validation, what ran, timings).
  *
  * A plan in which the validator rejected any command is refused as a whole: nothing runs, the
- * report lists the validator's reasons per package. Rejected answers are never cached (the
- * router's validate hook refuses them before its cache write).
+ * report lists the validator's reasons per package. Rejected answers are never cached.
+ *
+ * The library takes a package list and options; turning a command line or an English sentence
+ * into that list, preparing the data directory and actually spawning commands are the caller's
+ * (the `cx` command, cli/). For CX_APT_EXECUTE the caller gives the command runner
+ * (run_options.execute); the library only decides whether and in what order it is called.
  *
  * The seed's two other fan-outs run through the same machinery: diagnosing several error
  * messages at once, and hardware checks (CPU, memory, disk, GPU probed concurrently, then one
  * query per component).
  *
- * Two I/O designs give identical results (only scheduling differs):
- *   CX_IO_THREAD_LOCAL  each query is an executor task that blocks in cx_router_complete (the
- *                       emulated GIL is released around the I/O), then parses and validates;
- *   CX_IO_HYBRID        each task suspends (cx_task_suspend), hands the query to the router's
- *                       I/O loop (cx_router_complete_async) and frees its worker; the router's
- *                       callback resumes it with a continuation that parses and validates;
- *   CX_IO_AUTO          cx_io_choose() picks one per run from the batch size and the CPU share
- *                       measured on earlier runs.
- * Where the CPU step runs: each answer is parsed and validated ONCE, by the router's validate
- * hook (which keeps rejected answers out of the cache), and always on an executor worker --
- * in the thread-local design inside cx_router_complete on the query's task, in the hybrid
- * design in a continuation of the query's task that the router's `post` hook schedules (the
- * pattern of cx/router.h), followed by the cache write. So in gil mode parsing and validation
- * hold the emulated GIL in both designs and the GIL-vs-free comparison is fair. Cache hits and
- * answers shared with an identical in-flight query are parsed and validated in the task's
- * finishing step instead. cpu_work_ns is charged there too, once per answer.
+ * THE LIFE OF A QUERY (one package of `cx install nginx`; runtime/src/pipeline_query.c holds
+ * the state machine, runtime/src/router_call.c the router's):
+ *   caller thread   cx_pipeline_install: prompts, then an executor for the run, one task per
+ *                   query (cx_executor_run: submit + wait, GIL released while it waits).
+ *   worker          LOOKUP    cx_cache_get under the router's endpoint name for the query
+ *                             (cx_router_endpoint); a hit skips to PARSE (a similarity hit for
+ *                             an install must name the requested package, else it is a miss).
+ *   worker          SUBMIT    thread-local design: cx_router_complete; this worker drives the
+ *                             router's call itself and BLOCKS in its waits and its curl
+ *                             transfer (GIL released). Hybrid design: cx_task_suspend +
+ *                             cx_router_submit, the task returns and the worker is free.
+ *   I/O thread      (hybrid)  the router's call: limiter reservation, the shared Retry-After
+ *                             pause checked right before each send, the transfer in the curl
+ *                             multi handle, retries / backoff / fallback as loop timers, single
+ *                             flight; then ONE cx_task_resume with the raw answer or a typed
+ *                             error (never inside the submit call).
+ *   worker          ANSWERED -> PARSE (once) -> VALIDATE -> PUT (queued for the cache writer,
+ *                             never waited for here) -> FILL the report item.
+ *   caller thread   after the batch: waits (GIL released) for the run's cache writes to
+ *                   commit, merges the plans, the apt step, the history row.
+ * Per query: at most one suspend/resume cycle and one parse; in gil mode every parse and
+ * validation holds the emulated GIL in both designs (the router's wire decoding of a hybrid
+ * answer runs on the I/O thread, outside it, like an event loop's), so the GIL-vs-free
+ * comparison stays fair. CX_IO_AUTO picks a design per run (cx_io_choose) from the batch size
+ * and the CPU share measured on earlier runs.
  *
  * The response cache is exact-only unless similar_cache is set (see the option). Cache keys
  * name the server (cx/router.h), so answers of a mock are never served for a real API.
@@ -40,7 +53,8 @@
  *     o.config = &cfg; o.db_path = "/home/me/.local/share/cortex/cortex.db";
  *     cx_pipeline_new(&o, &p, &ei);
  *     struct cx_run_options ro; cx_run_options_init(&ro);
- *     rc = cx_pipeline_install(p, "install nginx redis", &ro, &rep, &ei);
+ *     const char *pkgs[] = {"nginx", "redis"};
+ *     rc = cx_pipeline_install(p, pkgs, 2, &ro, &rep, &ei);
  *     ... rep->plan.commands, rep->rejected ...; cx_install_report_free(rep);
  *     cx_pipeline_free(p);
  */
@@ -53,21 +67,21 @@
 #include "cx/common.h"
 #include "cx/config.h"
 #include "cx/plan.h"
+#include "cx/router.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Longest accepted request text and most packages per request. */
-#define CX_PIPELINE_MAX_REQUEST 65536
+/* Most packages (error messages) per run. */
 #define CX_PIPELINE_MAX_PACKAGES 1024
 
 /* What the apt step does with a merged plan. */
 enum cx_apt_mode {
     CX_APT_DRY_RUN = 0,  /* print the plan, run nothing (the default) */
     CX_APT_SIMULATE = 1, /* pretend: sleep apt_sim_ns (released GIL), run nothing */
-    CX_APT_EXECUTE = 2   /* run each command with /bin/sh -c, in order, stop at the first failure;
-                            only after run_options.confirm said yes */
+    CX_APT_EXECUTE = 2   /* run each command through run_options.execute, in order, stop at the
+                            first failure; only after run_options.confirm said yes */
 };
 /* "dry-run", "simulate", "execute" ("unknown" otherwise). Threads: any thread. */
 CX_API const char *cx_apt_mode_name(enum cx_apt_mode m);
@@ -77,8 +91,9 @@ struct cx_pipeline_options {
                                        limits, pool sizes, timeouts, the cache threshold. NULL:
                                        cx_config_init defaults (no provider: set base_url) */
     const char *base_url;      /* overrides config->base_url (e.g. the mock's URL + "/v1") */
-    const char *api;           /* "openai" or "anthropic": the wire format spoken to base_url
-                                  (NULL: openai); ignored without a base URL */
+    enum cx_provider provider; /* CX_PROVIDER_AUTO (default): route by task type; a provider
+                                  forces it for every query (with base_url: CLAUDE speaks the
+                                  Anthropic wire format to it, OPENAI the OpenAI one) */
     const char *model;         /* NULL: the provider's default */
     const char *db_path;       /* SQLite file holding the cache and the history; NULL: neither
                                   (nothing is cached, nothing recorded) */
@@ -115,18 +130,17 @@ CX_API void cx_pipeline_options_init(struct cx_pipeline_options *o);
 struct cx_run_options {
     enum cx_apt_mode apt_mode; /* default CX_APT_DRY_RUN */
     uint64_t apt_sim_ns;       /* CX_APT_SIMULATE: how long the pretend apt takes */
-    uint64_t cpu_work_ns;      /* CPU cost charged per answer (cx_cpu_work_ns), standing for
-                                  Python's parsing cost in benchmarks; default 0 */
-    /* CPU cost of parsing the request and of merging the plans, burnt on the calling thread
-     * (the seed's sequential "Parse Input" and "Merge Plans" phases, for benchmarks); 0. */
-    uint64_t parse_work_ns;
-    uint64_t merge_work_ns;
     /* Called on the calling thread after each query completes (never concurrently). */
     void (*progress)(size_t done, size_t total, void *ud);
     void *progress_ud;
     /* CX_APT_EXECUTE only: asked once with the merged plan; return 1 to run it. NULL: refuse. */
     int (*confirm)(const struct cx_plan *plan, void *ud);
     void *confirm_ud;
+    /* CX_APT_EXECUTE only: runs one command (borrowed) and returns its exit status (0: success,
+     * > 0: failed, < 0: could not start). Called on the calling thread, in plan order, after
+     * confirm said yes. NULL: execution is refused. */
+    int (*execute)(const char *command, void *ud);
+    void *execute_ud;
     uint64_t deadline;         /* for every query (cx/clock.h); default CX_DEADLINE_NONE */
     const char *extra_header;  /* one extra HTTP header on every query (tests); NULL: none */
 };
@@ -135,7 +149,7 @@ CX_API void cx_run_options_init(struct cx_run_options *o);
 
 /* Per-phase wall times of one run, seconds. */
 struct cx_timings {
-    double parse_s;  /* parsing the request */
+    double parse_s;  /* preparing the queries (and the bench-only parse work) */
     double llm_s;    /* the fan-out: first query submitted to last answer validated */
     double merge_s;  /* merging the plans */
     double apt_s;    /* the apt step (0 for a dry run or a refused plan) */
@@ -160,7 +174,7 @@ struct cx_item {
 };
 
 struct cx_install_report {
-    char *request;
+    char *request;             /* "install nginx redis": the packages, for people and the history */
     struct cx_item *items;     /* one per package, in request order */
     size_t n_items;
     struct cx_plan plan;       /* the merged plan (empty when every query failed) */
@@ -202,7 +216,7 @@ struct cx_cache;
 struct cx_pool;
 
 /*
- * Opens the database (when db_path is set; its directory must exist: see cx_data_dir_prepare),
+ * Opens the database (when db_path is set; its directory must exist),
  * the cache, the rate limiter, the I/O loop and the router. Nothing is sent yet.
  * o: borrowed. *out: returned, free with cx_pipeline_free.
  * Errors: CX_EINVAL (bad option, named), CX_ENOPROVIDER (no key, no base URL), the pool's errors
@@ -216,18 +230,10 @@ CX_API int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeli
 CX_API void cx_pipeline_free(struct cx_pipeline *p);
 
 /*
- * Splits a request into package names: words separated by blanks or commas, a leading
- * "install" and the word "and" skipped, duplicates dropped (first kept). Each name must pass
- * cx_validate_package_name. *pkgs is returned (n strings, one allocation: free with cx_free).
- * Errors: CX_EINVAL ("no package named in request", "package 'a;b': package name contains shell
- * metacharacter ';'"), CX_ETOOBIG (request or package count over the limits), CX_ENOMEM.
- * Threads: any thread.
- */
-CX_API int cx_pipeline_parse_request(const char *request, char ***pkgs, size_t *n,
-                                     struct cx_errinfo *ei);
-
-/*
- * Runs the install pipeline for `request`. On return 0, CX_EREJECTED (plan refused: a command
+ * Runs the install pipeline for the n packages pkgs[] (borrowed; one query each, in this order).
+ * Each name must pass cx_validate_package_name (CX_EINVAL naming it whole: "package 'nginx
+ * redis': package name contains a blank"); n must be 1..CX_PIPELINE_MAX_PACKAGES (CX_EINVAL,
+ * CX_ETOOBIG). On return 0, CX_EREJECTED (plan refused: a command
  * was rejected, or execution not confirmed), CX_EFAILED (some queries failed; the plan merges
  * the others and a dry run / simulation still happens; execution is refused) or CX_EIO (an
  * executed command failed), *out holds the report (free with cx_install_report_free) and the
@@ -235,7 +241,7 @@ CX_API int cx_pipeline_parse_request(const char *request, char ***pkgs, size_t *
  * leave *out NULL and record nothing.
  * Threads: any thread; several runs may share one pipeline concurrently.
  */
-CX_API int cx_pipeline_install(struct cx_pipeline *p, const char *request,
+CX_API int cx_pipeline_install(struct cx_pipeline *p, const char *const *pkgs, size_t n,
                                const struct cx_run_options *ro, struct cx_install_report **out,
                                struct cx_errinfo *ei);
 
@@ -263,16 +269,7 @@ CX_API int cx_pipeline_hwcheck(struct cx_pipeline *p, const char *disk_path,
 CX_API struct cx_cache *cx_pipeline_cache(struct cx_pipeline *p);
 CX_API struct cx_pool *cx_pipeline_pool(struct cx_pipeline *p);
 
-/*
- * Makes sure `dir` exists (mkdir -p, mode 0700 for what it creates) and is a writable directory.
- * Errors name the path: CX_EPERM ("cannot create data directory '/x/y': Permission denied",
- * "data directory '/x' is not writable"), CX_EINVAL (NULL/empty, or "'/x' is not a directory"),
- * CX_ETOOBIG (path too long), CX_EIO.
- * Threads: any thread.
- */
-CX_API int cx_data_dir_prepare(const char *dir, struct cx_errinfo *ei);
-
-/* The database file name inside the data directory. */
+/* The database file name the `cx` command keeps in its data directory (db_path's usual name). */
 #define CX_DB_FILE "cortex.db"
 
 #ifdef __cplusplus

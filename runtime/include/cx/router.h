@@ -1,8 +1,9 @@
 /*
  * cx/router.h - the LLM router (Cortex's llm_router, made thread-safe as in the seed's section 4.1):
  * task type -> provider, a forced provider, fallback to the next configured provider, retries with
- * backoff, rate limits that hold under concurrency, the response cache, single flight, and
- * per-provider statistics kept with atomics.
+ * backoff, rate limits that hold under concurrency, single flight, the endpoint names for cache
+ * keys, and per-provider statistics kept with atomics. One submitted query gives exactly one raw
+ * answer or typed error, through one completion (see "Two entry points" below).
  *
  * Providers and defaults (base URLs include the API version, see cx/http.h):
  *   CX_PROVIDER_CLAUDE   Anthropic Messages, https://api.anthropic.com/v1, "claude-sonnet-4-20250514",
@@ -21,48 +22,49 @@
  * sent to that one server at most max_attempts times, in the preferred provider's wire format
  * (trying the same server again under another provider's name would only repeat the failure).
  *
- * Cache keys: the key's provider field names the endpoint as well as the provider, because an
- * answer belongs to the server that gave it: "claude" for a provider at its default base URL,
- * "claude@<base URL>" for one pointed elsewhere (the override, a per-provider base_url), or
- * "claude@<cache_endpoint>" when the caller names the override's server (a server whose URL
- * changes between runs, such as an embedded mock on an ephemeral port). So answers of a mock
- * are never served to a later run against the real API with the same model.
+ * Cache keys (the router does not cache; its caller does, under these names): an answer belongs
+ * to the server that gave it, so cx_router_endpoint names the endpoint as well as the provider:
+ * "claude" for a provider at its default base URL, "claude@<base URL>" for one pointed elsewhere
+ * (the override, a per-provider base_url), or "claude@<cache_endpoint>" when the caller names
+ * the override's server (a server whose URL changes between runs, such as an embedded mock on an
+ * ephemeral port). So answers of a mock are never served to a later run against the real API
+ * with the same model. Look up under the query's first candidate (cx_router_endpoint), write
+ * under the provider that answered (cx_router_provider_endpoint with resp.provider).
  *
- * One query, in order:
- *   1. cache lookup (when a cache is given): ONE lookup, under the first candidate's key, so the
- *      cache's hit/miss counters count queries (an answer a fallback provider gave is cached
- *      under that provider's key and found when that provider comes first, e.g. forced). A
- *      similarity hit is used only if accept_similar (when set) accepts it, else it is a miss
- *      for the router (the cache has counted it as a similar hit). A hit answers with
- *      from_cache = 1, no cost, no limiter token;
- *   2. single flight: an identical query (task type + system + prompt) already in flight is not
- *      sent again; this one waits for that answer and shares it (shared = 1, no cost);
- *   3. attempts: before each, one token from the shared request limiter and an estimated token
+ * One query, in order (router_call.c is the state machine):
+ *   1. single flight: an identical query (task type + system + prompt) already in flight is not
+ *      sent again; this one is parked and completed with a copy of that answer (shared = 1, no
+ *      cost) or of its error. A blocking follower gives up at its own deadline (CX_ETIMEDOUT,
+ *      "deadline passed waiting for an identical query in flight"); a submitted one waits for
+ *      its leader, whose own deadline and attempts bound the wait;
+ *   2. attempts: before each, one token from the shared request limiter and an estimated token
  *      charge from the router's tokens-per-minute bucket (corrected to the answer's real usage
- *      afterwards, refunded when the attempt produced none); a 429 with Retry-After pauses both
- *      limiters for every worker; 429, 5xx, 529, timeouts, resets and malformed/truncated bodies
+ *      afterwards, refunded when the attempt produced none); right before each attempt is sent,
+ *      the router-wide Retry-After pause is checked again, so a reservation made before another
+ *      query's 429 still waits the pause out; a 429 with Retry-After pauses both limiters and
+ *      the router for every query; 429, 5xx, 529, timeouts, resets and malformed/truncated bodies
  *      are retried with exponential backoff and full jitter (never sooner than Retry-After),
  *      within max_attempts per provider and the query's deadline; other 4xx are not retried;
- *   4. the validate callback (if any) sees the content: the answer is cached only if it accepts;
- *      a rejection ends the query with its error (CX_EREJECTED) without retry or fallback.
+ *   3. the raw answer (the content string, the wire format decoded) or a typed error is
+ *      delivered exactly once. The router never looks inside the content: parsing, validating
+ *      and caching it are the caller's (cx/pipeline.h).
  * When every attempt failed, the error message lists each one, e.g.
  * "3 attempts failed: #1 claude 429 rate limited (retry after 0.05 s); #2 claude 503 server
  * error; #3 kimi_k2 timed out"; ei->code is the last attempt's code (CX_ETIMEDOUT when the
  * deadline ended it) and ei->detail its HTTP status.
  *
- * I/O designs: CX_IO_THREAD_LOCAL performs each attempt on the calling thread's curl handle
- * (cx_http_client); CX_IO_HYBRID hands it to the I/O loop (cx/ioloop.h). cx_router_complete works
- * with both (with hybrid it waits for the loop); cx_router_complete_async needs the loop. Both
- * give identical results. API keys are never logged, never put in an error message, never cached.
- *
- * Running the async form's CPU step (parse + validate + cache write) on an executor task instead
- * of the I/O thread: give the query a `post` that resumes the task, and let the continuation take
- * a fresh handle BEFORE it runs fn, so a later post (after a retry) or the done callback always
- * finds a valid one:
- *     post(fn, arg, qu):   qu->fn = fn; qu->arg = arg; return cx_task_resume(qu->h, run_post, qu);
- *     run_post(ctx, qu):   qu->h = cx_task_suspend(ctx); qu->fn(qu->arg); return CX_EAGAIN;
- *     done(rc, resp, ...): store the outcome; cx_task_resume(qu->h, finish, qu);
- * (cx_task_resume before the task returned is allowed by the executor.)
+ * Two entry points, one state machine (curl's "an easy handle is a private multi"):
+ *   cx_router_submit   an executor task hands the query over and suspends; the router resumes
+ *                      it (cx_task_resume) with the reply filled in, so the completion always
+ *                      runs on a worker of that task's executor and never inside the submit
+ *                      call -- an immediate failure or a single-flight follower is no
+ *                      exception. Waits are I/O-loop timers and transfers go through the loop,
+ *                      so no thread waits; needs options.loop.
+ *   cx_router_complete submit plus wait: with CX_IO_HYBRID the loop drives the call and this
+ *                      thread sleeps (emulated GIL released) until it is delivered; with
+ *                      CX_IO_THREAD_LOCAL this thread drives the same state machine itself,
+ *                      sleeping through the waits and moving the bytes on its own curl handle.
+ * Both give identical results. API keys are never logged, never put in an error message.
  */
 #ifndef CX_ROUTER_H
 #define CX_ROUTER_H
@@ -72,13 +74,13 @@
 
 #include "cx/common.h"
 #include "cx/config.h"
+#include "cx/executor.h"
 #include "cx/http.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-struct cx_cache;
 struct cx_limiter;
 struct cx_ioloop;
 
@@ -126,31 +128,12 @@ struct cx_provider_config {
     int enabled;              /* Ollama: 1 makes it configured without a base URL */
 };
 
-/* Runs fn(arg) on a CPU thread soon (the hybrid design's parsing/validation step). Returns 0,
- * or < 0 when it cannot (the router then runs fn on the calling I/O thread). */
-typedef int (*cx_router_post_fn)(void (*fn)(void *arg), void *arg, void *ctx);
-
-struct cx_llm_query;
-
-/* Accepts (0) or refuses (a negative CX_E*, usually CX_EREJECTED, with ei saying why) an answer
- * before it is cached. content is borrowed. Runs on the thread that parsed the answer: with the
- * async form, where options.post / query.post runs it (the I/O thread without a post). q is the
- * router's copy of the query (q->user is the caller's). */
-typedef int (*cx_router_validate_fn)(const struct cx_llm_query *q, const char *content, void *ud,
-                                     struct cx_errinfo *ei);
-
-/* Accepts (0) or refuses (< 0: the router treats it as a miss and asks the LLM) a SIMILARITY
- * cache hit for q, e.g. because the cached answer is about another package than q asks for.
- * content (the cached answer) is borrowed. Runs on the thread that called the router. */
-typedef int (*cx_router_similar_fn)(const struct cx_llm_query *q, const char *content, void *ud);
-
 struct cx_router_options {
     struct cx_provider_config providers[CX_PROVIDER_COUNT];
     const char *base_url;         /* override for every provider (the mock), NULL: none */
-    const char *cache_endpoint;   /* with base_url: the name cache keys give that server instead
-                                     of its URL (see the top of the file), NULL: the URL */
+    const char *cache_endpoint;   /* with base_url: the name cx_router_endpoint gives that server
+                                     instead of its URL (see the top of the file), NULL: the URL */
     int fallback;                 /* 1 (default): try the next configured provider */
-    struct cx_cache *cache;       /* borrowed, NULL: no caching */
     struct cx_limiter *limiter;   /* borrowed shared request bucket, NULL: none */
     double tokens_per_minute;     /* > 0: the router's own token bucket (rate tpm/60, burst tpm) */
     int expected_output_tokens;   /* output part of the pre-call estimate (default 256, capped
@@ -164,13 +147,7 @@ struct cx_router_options {
     int single_flight;            /* 1 (default): share identical in-flight queries */
     enum cx_io_design io;         /* THREAD_LOCAL (default) or HYBRID; AUTO acts as HYBRID when
                                      a loop is given, else THREAD_LOCAL */
-    struct cx_ioloop *loop;       /* borrowed, required for HYBRID and the async API */
-    cx_router_validate_fn validate;
-    void *validate_ud;
-    cx_router_similar_fn accept_similar; /* NULL: every similarity hit is used */
-    void *accept_similar_ud;
-    cx_router_post_fn post;       /* hybrid: where parsing + validation run (NULL: I/O thread) */
-    void *post_ctx;
+    struct cx_ioloop *loop;       /* borrowed, required for HYBRID and cx_router_submit */
 };
 
 /* Fills defaults (no provider configured). Threads: any thread. */
@@ -182,7 +159,7 @@ CX_API void cx_router_options_init(struct cx_router_options *o);
  */
 CX_API void cx_router_options_from_config(struct cx_router_options *o, const struct cx_config *c);
 
-/* One query. Strings are borrowed for the duration of the call (the async form copies them). */
+/* One query. Strings are borrowed for the duration of the call (cx_router_submit copies them). */
 struct cx_llm_query {
     enum cx_task_type task;
     enum cx_provider force;       /* CX_PROVIDER_AUTO (default): route by task */
@@ -195,11 +172,6 @@ struct cx_llm_query {
     const cx_cancel_flag *cancel; /* optional; must outlive the call. Set it (and, for hybrid,
                                      call cx_ioloop_kick) to stop with CX_ECANCELED */
     const char *extra_header;     /* one extra HTTP header, NULL: none (tests) */
-    cx_router_post_fn post;       /* async only: overrides options.post for this query (e.g. an
-                                     executor task's own resume), NULL: the router's */
-    void *post_ctx;
-    void *user;                   /* the caller's, untouched: lets validate / accept_similar
-                                     find the caller's state for this query */
 };
 /* Threads: any thread. */
 CX_API void cx_llm_query_init(struct cx_llm_query *q);
@@ -208,12 +180,10 @@ CX_API void cx_llm_query_init(struct cx_llm_query *q);
 struct cx_llm_response {
     char *content;                /* owned */
     char *model;                  /* owned: as reported by the server (or the configured one) */
-    enum cx_provider provider;    /* who answered (for a cache hit: whose entry it was) */
-    int64_t prompt_tokens;        /* what this call billed: 0 for cache hits and shared answers */
+    enum cx_provider provider;    /* who answered */
+    int64_t prompt_tokens;        /* what this call billed: 0 for shared answers */
     int64_t completion_tokens;
     double cost;                  /* USD billed by this call */
-    int from_cache;
-    int cache_similar;            /* from_cache by a similarity match (not an exact one) */
     int shared;                   /* answered by an identical in-flight query (single flight) */
     int attempts;                 /* HTTP attempts this call made */
     double latency_s;             /* wall time of the call */
@@ -233,37 +203,60 @@ CX_API int cx_router_new(const struct cx_router_options *o, struct cx_router **o
                          struct cx_errinfo *ei);
 
 /* Frees the router (wiping its copies of the keys). No call may be in flight on it; free it
- * before the loop, the cache and the limiter it borrows. Accepts NULL. Threads: any thread. */
+ * before the loop and the limiter it borrows. Accepts NULL. Threads: any thread. */
 CX_API void cx_router_free(struct cx_router *r);
 
 /* 1 when provider p is configured. Threads: any thread. */
 CX_API int cx_router_configured(const struct cx_router *r, enum cx_provider p);
 
 /*
- * Answers q, blocking (releasing the emulated GIL around every wait). On success fills *out (the
- * caller clears it). Returns 0 or a CX_E*: CX_EINVAL, CX_ENOPROVIDER, CX_EREJECTED (validator),
- * CX_ECANCELED, CX_ETIMEDOUT (deadline), or the last attempt's error (see the top of the file).
+ * Answers q, blocking (releasing the emulated GIL around every wait): submit plus wait on the
+ * same state machine as cx_router_submit (see the top of the file). On success fills *out (the
+ * caller clears it). Returns 0 or a CX_E*: CX_EINVAL, CX_ENOPROVIDER, CX_ECANCELED, CX_ETIMEDOUT
+ * (deadline), or the last attempt's error (see the top of the file).
  * Threads: any thread, many at once; not the I/O thread.
  */
 CX_API int cx_router_complete(struct cx_router *r, const struct cx_llm_query *q,
                               struct cx_llm_response *out, struct cx_errinfo *ei);
 
-/* Called once per async query: rc, the response (NULL when rc < 0; the struct is borrowed for the
- * call, its strings are taken: the callee must cx_llm_response_clear it, or a copy of it) and the
- * error detail (borrowed; NULL when rc == 0). */
-typedef void (*cx_router_done_fn)(int rc, struct cx_llm_response *resp,
-                                  const struct cx_errinfo *ei, void *ud);
+/* The outcome of a submitted query, written by the router before it resumes the task. */
+struct cx_router_reply {
+    int rc;                       /* 0, or the CX_E* cx_router_complete would return */
+    struct cx_llm_response resp;  /* rc == 0: the answer (owned: the caller clears it) */
+    struct cx_errinfo ei;         /* rc < 0: what went wrong */
+};
+/* Threads: any thread. */
+CX_API void cx_router_reply_init(struct cx_router_reply *rp);
 
 /*
- * Answers q without blocking a thread (hybrid design): waits (limiter, backoff) are I/O-loop
- * timers, transfers go through the loop, parsing and validation run through options.post (or on
- * the I/O thread). done runs exactly once if this returns 0 -- on the calling thread for a cache
- * hit, else on the I/O thread or a post thread; never if it returns < 0 (CX_EINVAL: no loop or bad
- * query; CX_ENOMEM; CX_ECLOSED).
+ * Answers q without blocking a thread. Call it from an executor task right after
+ * h = cx_task_suspend(ctx), then return CX_EAGAIN from the task. When the query has ended the
+ * router fills *reply and calls cx_task_resume(h, next, arg) exactly once: `next` runs on a
+ * worker of h's executor with the reply complete, never inside this call (the executor queues a
+ * continuation until its task has returned). q's strings are copied. reply is borrowed until
+ * `next` runs.
+ * Returns 0 (then the router resumes h), or CX_EINVAL (no loop, bad query, NULL argument),
+ * CX_ENOPROVIDER or CX_ENOMEM, and then the router never touches h, reply or arg: the caller
+ * resumes its task itself.
  * Threads: any thread, including the I/O thread.
  */
-CX_API int cx_router_complete_async(struct cx_router *r, const struct cx_llm_query *q,
-                                    cx_router_done_fn done, void *ud, struct cx_errinfo *ei);
+CX_API int cx_router_submit(struct cx_router *r, const struct cx_llm_query *q,
+                            struct cx_router_reply *reply, struct cx_task_handle *h,
+                            cx_task_fn next, void *arg, struct cx_errinfo *ei);
+
+/*
+ * The cache-key names of q's first candidate (the provider it is sent to first): *prov, and the
+ * key's provider field *endpoint ("claude", "claude@<url>" or "claude@<cache_endpoint>", see the
+ * top of the file) and *model, both borrowed until cx_router_free. Returns 0, CX_EINVAL (bad
+ * query or NULL argument), CX_ENOPROVIDER. Threads: any thread.
+ */
+CX_API int cx_router_endpoint(const struct cx_router *r, const struct cx_llm_query *q,
+                              enum cx_provider *prov, const char **endpoint, const char **model,
+                              struct cx_errinfo *ei);
+/* The same names for provider p (e.g. the one that answered). Returns 0 or CX_EINVAL.
+ * Threads: any thread. */
+CX_API int cx_router_provider_endpoint(const struct cx_router *r, enum cx_provider p,
+                                       const char **endpoint, const char **model);
 
 struct cx_provider_stats {
     uint64_t requests;            /* HTTP attempts sent */
@@ -275,8 +268,7 @@ struct cx_provider_stats {
 };
 struct cx_router_stats {
     struct cx_provider_stats providers[CX_PROVIDER_COUNT];
-    uint64_t queries;             /* cx_router_complete(_async) calls accepted */
-    uint64_t cache_hits;
+    uint64_t queries;             /* cx_router_complete / cx_router_submit calls accepted */
     uint64_t shared;              /* answered by single flight */
     uint64_t retries;             /* attempts after the first on one provider */
     uint64_t fallbacks;           /* switches to another provider */
@@ -288,7 +280,8 @@ CX_API void cx_router_stats(struct cx_router *r, struct cx_router_stats *out);
 /*
  * The measured CPU share of recent answered queries, for cx_io_choose (cx/ioloop.h): a moving
  * average (newest weighs 1/8) of the thread CPU time spent turning an answer into a result
- * (parsing, the validate callback, the cache write) over the query's wall time. -1 before the
+ * (decoding the wire format and accounting, on whichever thread ran that step) over the query's
+ * wall time. -1 before the
  * first answer. Threads: any thread.
  */
 CX_API double cx_router_cpu_share(struct cx_router *r);
