@@ -130,7 +130,7 @@ _Thread_local int mock__server_thread;
 
 int mock_thread_is_server(void) { return mock__server_thread; }
 
-static enum MHD_Result queue(struct req *r, unsigned status, struct MHD_Response *resp,
+static enum MHD_Result mock__queue(struct req *r, unsigned status, struct MHD_Response *resp,
                              const char *ctype)
 {
     if (!resp)
@@ -146,7 +146,7 @@ static enum MHD_Result queue(struct req *r, unsigned status, struct MHD_Response
 }
 
 /* body is taken (freed by MHD, or here when the response cannot be made). */
-static enum MHD_Result send_body(struct req *r, unsigned status, const char *ctype, char *body,
+static enum MHD_Result mock__send_body(struct req *r, unsigned status, const char *ctype, char *body,
                                  size_t len)
 {
     if (!body)
@@ -156,15 +156,15 @@ static enum MHD_Result send_body(struct req *r, unsigned status, const char *cty
         free(body);
         return MHD_NO;
     }
-    return queue(r, status, resp, ctype);
+    return mock__queue(r, status, resp, ctype);
 }
 
-static enum MHD_Result send_static(struct req *r, unsigned status, const char *ctype,
+static enum MHD_Result mock__send_static(struct req *r, unsigned status, const char *ctype,
                                    const char *body)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-    return queue(r, status, resp, ctype);
+    return mock__queue(r, status, resp, ctype);
 }
 
 static void add_retry_headers(struct req *r, struct MHD_Response *resp, double retry_ms,
@@ -206,7 +206,7 @@ static void add_retry_headers(struct req *r, struct MHD_Response *resp, double r
 
 /* An error in the route's API shape. retry_ms >= 0 adds Retry-After (and rate-limit headers
  * for 429). */
-static enum MHD_Result send_error(struct req *r, unsigned status, const char *type,
+static enum MHD_Result mock__send_error(struct req *r, unsigned status, const char *type,
                                   const char *message, const char *param, const char *code,
                                   double retry_ms)
 {
@@ -223,13 +223,13 @@ static enum MHD_Result send_error(struct req *r, unsigned status, const char *ty
         add_retry_headers(r, resp, retry_ms, status == 429);
     if (r->api == MOCK_API_ANTHROPIC && status == 529)
         MHD_add_response_header(resp, "x-should-retry", "true");
-    return queue(r, status, resp, "application/json");
+    return mock__queue(r, status, resp, "application/json");
 }
 
-static enum MHD_Result bad_request(struct req *r, const char *msg, const char *param,
+static enum MHD_Result mock__bad_request(struct req *r, const char *msg, const char *param,
                                    const char *code)
 {
-    return send_error(r, 400, "invalid_request_error", msg, param, code, -1);
+    return mock__send_error(r, 400, "invalid_request_error", msg, param, code, -1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -242,7 +242,7 @@ static void resume_cb(void *arg)
 }
 
 /* Suspends r's connection until deadline; the handler runs again in `state`. */
-static enum MHD_Result suspend_until(struct req *r, uint64_t deadline, int state)
+static enum MHD_Result mock__suspend_until(struct req *r, uint64_t deadline, int state)
 {
     r->state = state;
     MHD_suspend_connection(r->conn);
@@ -251,7 +251,7 @@ static enum MHD_Result suspend_until(struct req *r, uint64_t deadline, int state
     return MHD_YES;
 }
 
-static void set_linger0(struct req *r)
+static void mock__set_linger0(struct req *r)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -287,7 +287,7 @@ static void end_socket(struct req *r, int rst)
 /* ------------------------------------------------------------------------------------------ */
 /* replies                                                                                     */
 
-static uint64_t scaled_ns(const struct req *r, double ms)
+static uint64_t mock__scaled_ns(const struct req *r, double ms)
 {
     double ns = ms * r->scale * 1e6;
     if (!(ns > 0))
@@ -303,7 +303,7 @@ static uint64_t itl_gap_ns(const struct req *r, unsigned i)
     if (r->timing.itl_jitter > 0)
         ms *= 1 + r->timing.itl_jitter * (2 * mock__unit(r->set.seed ^ r->hash ^
                                                           (0x1f3d5b79ull * (i + 1))) - 1);
-    return scaled_ns(r, ms);
+    return mock__scaled_ns(r, ms);
 }
 
 static ssize_t partial_reader(void *cls, uint64_t pos, char *buf, size_t max)
@@ -468,12 +468,12 @@ static int prepare(struct req *r)
 
 static enum MHD_Result oom_reply(struct req *r)
 {
-    return send_error(r, 500, r->api == MOCK_API_OPENAI ? "server_error" : "api_error",
+    return mock__send_error(r, 500, r->api == MOCK_API_OPENAI ? "server_error" : "api_error",
                       "mock server out of memory", NULL, NULL, -1);
 }
 
 /* The reply is due: queue it (whole or as a stream). prepare() has run. */
-static enum MHD_Result answer(struct req *r)
+static enum MHD_Result mock__answer(struct req *r)
 {
     struct mock_server *s = r->srv;
     uint64_t now = mock__now_ns();
@@ -487,13 +487,13 @@ static enum MHD_Result answer(struct req *r)
         r->nframes = mock__proto_frame_count(&r->reply);
         r->stream_t0 = now;
         r->next_due = now;
-        r->disc_at = now + scaled_ns(r, r->set.disconnect_ms);
+        r->disc_at = now + mock__scaled_ns(r, r->set.disconnect_ms);
         struct MHD_Response *resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r, NULL);
         if (!resp)
             return MHD_NO;
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        return queue(r, 200, resp, "text/event-stream; charset=utf-8");
+        return mock__queue(r, 200, resp, "text/event-stream; charset=utf-8");
     }
     char *body = r->pbody;
     size_t blen = r->plen;
@@ -507,7 +507,7 @@ static enum MHD_Result answer(struct req *r)
             MHD_create_response_from_callback(blen, 4096, partial_reader, r, NULL);
         if (!resp)
             return MHD_NO;
-        return queue(r, 200, resp, "application/json");
+        return mock__queue(r, 200, resp, "application/json");
     }
     case MOCK_FAULT_MALFORMED:
     case MOCK_FAULT_CORRUPT:
@@ -515,12 +515,12 @@ static enum MHD_Result answer(struct req *r)
         /* fall through */
     default:
         r->pbody = NULL; /* handed to MHD */
-        return send_body(r, 200, "application/json", body, blen);
+        return mock__send_body(r, 200, "application/json", body, blen);
     }
 }
 
 /* Admitted: sample the delay and wait for it (or answer now). */
-static enum MHD_Result start_delay(struct req *r)
+static enum MHD_Result mock__start_delay(struct req *r)
 {
     struct mock_server *s = r->srv;
     r->t_admit = mock__now_ns();
@@ -534,13 +534,13 @@ static enum MHD_Result start_delay(struct req *r)
     if (r->set.load_factor > 0 && r->running_at_admit > 1)
         stretch += r->set.load_factor * (double)(r->running_at_admit - 1);
     r->scale = r->set.time_scale * stretch;
-    r->configured_ns = scaled_ns(r, ms);
+    r->configured_ns = mock__scaled_ns(r, ms);
     mock__hist_add_ns(&s->stats.h[MOCK_H_CONFIGURED], r->configured_ns);
     if (prepare(r) < 0)
         return oom_reply(r);
     if (r->configured_ns < 20000)
-        return answer(r);
-    return suspend_until(r, r->t_admit + r->configured_ns, ST_DELAY);
+        return mock__answer(r);
+    return mock__suspend_until(r, r->t_admit + r->configured_ns, ST_DELAY);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -590,7 +590,7 @@ static int content_text(const cJSON *c, struct mock_buf *out)
     return 0;
 }
 
-static char *take(struct mock_buf *b)
+static char *mock__buf_take(struct mock_buf *b)
 {
     if (b->oom) {
         mock__buf_free(b);
@@ -609,7 +609,7 @@ static char *take(struct mock_buf *b)
 }
 
 /* Parses and validates r->body for r->api. 0, -1 (bad request: e filled) or -2 (OOM). */
-static int parse_api(struct req *r, struct perr *e)
+static int mock__parse_api(struct req *r, struct perr *e)
 {
     int oa = r->api == MOCK_API_OPENAI;
     memset(e, 0, sizeof *e);
@@ -778,8 +778,8 @@ static int parse_api(struct req *r, struct perr *e)
         tokens += mock_count_tokens(sys.p, sys.len);
     r->prompt_tokens = tokens ? tokens : 1;
     r->model = strdup(model->valuestring);
-    r->system = take(&sys);
-    r->prompt = take(&prompt);
+    r->system = mock__buf_take(&sys);
+    r->prompt = mock__buf_take(&prompt);
     rc = (r->model && r->system && r->prompt) ? 0 : -2;
 out:
     mock__buf_free(&sys);
@@ -856,7 +856,7 @@ static double rate_check(struct req *r)
     return wait;
 }
 
-static void publish_counts(struct mock_server *s)
+static void mock__publish_counts(struct mock_server *s)
 {
     atomic_store_explicit(&s->running_pub, s->running, RLX);
     atomic_store_explicit(&s->queued_pub, s->queued, RLX);
@@ -865,7 +865,7 @@ static void publish_counts(struct mock_server *s)
         atomic_store_explicit(&s->stats.queued_max, s->queued, RLX);
 }
 
-static const char *auth_key(struct req *r)
+static const char *mock__auth_key(struct req *r)
 {
     const char *a = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     if (a && !strncasecmp(a, "Bearer ", 7))
@@ -875,7 +875,7 @@ static const char *auth_key(struct req *r)
     return NULL;
 }
 
-static enum MHD_Result api_request(struct req *r)
+static enum MHD_Result mock__api_request(struct req *r)
 {
     struct mock_server *s = r->srv;
     int oa = r->api == MOCK_API_OPENAI;
@@ -885,35 +885,35 @@ static enum MHD_Result api_request(struct req *r)
     pthread_mutex_unlock(&s->mu);
     mock__settings_timing(&r->set, r->route, &r->timing);
     if (r->set.required_key[0]) {
-        const char *k = auth_key(r);
+        const char *k = mock__auth_key(r);
         if (!k || strcmp(k, r->set.required_key)) {
             if (oa)
-                return send_error(r, 401, "invalid_request_error", k ?
+                return mock__send_error(r, 401, "invalid_request_error", k ?
                                   "Incorrect API key provided. You can find your API key at "
                                   "https://platform.openai.com/account/api-keys." :
                                   "You didn't provide an API key. You need to provide your API "
                                   "key in an Authorization header using Bearer auth (i.e. "
                                   "Authorization: Bearer YOUR_KEY).", NULL,
                                   k ? "invalid_api_key" : NULL, -1);
-            return send_error(r, 401, "authentication_error",
+            return mock__send_error(r, 401, "authentication_error",
                               k ? "invalid x-api-key" : "x-api-key header is required", NULL,
                               NULL, -1);
         }
     }
     if (!oa && !MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "anthropic-version"))
-        return bad_request(r, "anthropic-version: header is required", NULL, NULL);
+        return mock__bad_request(r, "anthropic-version: header is required", NULL, NULL);
     if (r->too_big) {
         char m[160];
         snprintf(m, sizeof m, "Request body too large: the limit is %zu bytes.", r->set.max_body);
-        return send_error(r, 413, oa ? "invalid_request_error" : "request_too_large", m, NULL,
+        return mock__send_error(r, 413, oa ? "invalid_request_error" : "request_too_large", m, NULL,
                           oa ? "request_too_large" : NULL, -1);
     }
     struct perr pe;
-    int rc = parse_api(r, &pe);
+    int rc = mock__parse_api(r, &pe);
     if (rc == -1)
-        return bad_request(r, pe.msg, pe.param, pe.code);
+        return mock__bad_request(r, pe.msg, pe.param, pe.code);
     if (rc < 0)
-        return send_error(r, 500, oa ? "server_error" : "api_error", "mock server out of memory",
+        return mock__send_error(r, 500, oa ? "server_error" : "api_error", "mock server out of memory",
                           NULL, NULL, -1);
     r->hash = mock__fnv1a64(r->body.p, r->body.len) ^ ((uint64_t)r->route << 56);
     mock__buf_free(&r->body);
@@ -921,7 +921,7 @@ static enum MHD_Result api_request(struct req *r)
     double wait = rate_check(r);
     if (wait > 0) {
         atomic_fetch_add_explicit(&s->stats.rate_limited, 1, RLX);
-        return send_error(r, 429, oa ? "requests" : "rate_limit_error",
+        return mock__send_error(r, 429, oa ? "requests" : "rate_limit_error",
                           oa ? "Rate limit reached for requests (mock server rate_rps)."
                              : "Number of requests has exceeded your rate limit (mock server "
                                "rate_rps).", NULL, oa ? "rate_limit_exceeded" : NULL, wait);
@@ -929,34 +929,34 @@ static enum MHD_Result api_request(struct req *r)
     r->fault = pick_fault(r);
     switch (r->fault) {
     case MOCK_FAULT_429:
-        return send_error(r, 429, oa ? "requests" : "rate_limit_error",
+        return mock__send_error(r, 429, oa ? "requests" : "rate_limit_error",
                           oa ? "Rate limit reached for requests (injected fault)."
                              : "Number of requests has exceeded your rate limit (injected fault).",
                           NULL, oa ? "rate_limit_exceeded" : NULL, r->set.retry_after_ms);
     case MOCK_FAULT_500:
-        return send_error(r, 500, oa ? "server_error" : "api_error",
+        return mock__send_error(r, 500, oa ? "server_error" : "api_error",
                           "The server had an error while processing your request (injected "
                           "fault).", NULL, NULL, -1);
     case MOCK_FAULT_502:
-        return send_error(r, 502, oa ? "server_error" : "api_error",
+        return mock__send_error(r, 502, oa ? "server_error" : "api_error",
                           "Bad gateway (injected fault).", NULL, NULL, -1);
     case MOCK_FAULT_503:
-        return send_error(r, 503, oa ? "server_error" : "api_error",
+        return mock__send_error(r, 503, oa ? "server_error" : "api_error",
                           "The engine is currently overloaded, please try again later (injected "
                           "fault).", NULL, NULL, r->set.retry_after_ms);
     case MOCK_FAULT_529:
         if (oa)
-            return send_error(r, 503, "server_error", "The engine is currently overloaded, "
+            return mock__send_error(r, 503, "server_error", "The engine is currently overloaded, "
                               "please try again later (injected fault).", NULL, NULL,
                               r->set.retry_after_ms);
-        return send_error(r, 529, "overloaded_error", "Overloaded (injected fault)", NULL, NULL,
+        return mock__send_error(r, 529, "overloaded_error", "Overloaded (injected fault)", NULL, NULL,
                           r->set.retry_after_ms);
     case MOCK_FAULT_STALL:
-        return suspend_until(r, mock__now_ns() + (uint64_t)(r->set.stall_ms * 1e6), ST_CLOSE);
+        return mock__suspend_until(r, mock__now_ns() + (uint64_t)(r->set.stall_ms * 1e6), ST_CLOSE);
     case MOCK_FAULT_DISCONNECT:
         if (!r->stream) {
             r->scale = r->set.time_scale;
-            return suspend_until(r, mock__now_ns() + scaled_ns(r, r->set.disconnect_ms),
+            return mock__suspend_until(r, mock__now_ns() + mock__scaled_ns(r, r->set.disconnect_ms),
                                  ST_CLOSE);
         }
         break;
@@ -971,16 +971,16 @@ static enum MHD_Result api_request(struct req *r)
         s->running++;
         r->has_slot = 1;
         r->running_at_admit = s->running;
-        publish_counts(s);
+        mock__publish_counts(s);
         pthread_mutex_unlock(&s->mu);
-        return start_delay(r);
+        return mock__start_delay(r);
     }
     if (r->set.max_queue && s->queued >= r->set.max_queue) {
         pthread_mutex_unlock(&s->mu);
         if (oa)
-            return send_error(r, 503, "server_error", "The server is overloaded (mock max_queue "
+            return mock__send_error(r, 503, "server_error", "The server is overloaded (mock max_queue "
                               "reached).", NULL, NULL, r->set.retry_after_ms);
-        return send_error(r, 529, "overloaded_error", "Overloaded (mock max_queue reached)", NULL,
+        return mock__send_error(r, 529, "overloaded_error", "Overloaded (mock max_queue reached)", NULL,
                           NULL, r->set.retry_after_ms);
     }
     pthread_mutex_unlock(&s->mu);
@@ -1004,7 +1004,7 @@ static enum MHD_Result api_request(struct req *r)
         s->q_tail = r;
         s->queued++;
     }
-    publish_counts(s);
+    mock__publish_counts(s);
     pthread_mutex_unlock(&s->mu);
     if (resume_now)
         MHD_resume_connection(r->conn);
@@ -1027,7 +1027,7 @@ static void model_obj(struct mock_buf *b, const char *id)
     mock__buf_str(b, ",\"created_at\":\"2024-01-01T00:00:00Z\"}");
 }
 
-static enum MHD_Result models_reply(struct req *r, const char *url)
+static enum MHD_Result mock__models_reply(struct req *r, const char *url)
 {
     struct mock_buf b = {0};
     char model[128];
@@ -1046,16 +1046,16 @@ static enum MHD_Result models_reply(struct req *r, const char *url)
         mock__buf_free(&b);
         return MHD_NO;
     }
-    return send_body(r, 200, "application/json", b.p, b.len);
+    return mock__send_body(r, 200, "application/json", b.p, b.len);
 }
 
-static char *json_obj_err(const char *msg)
+static char *mock__json_obj_err(const char *msg)
 {
     struct mock_buf b = {0};
     mock__buf_str(&b, "{\"error\":{\"message\":");
     mock__buf_json_str(&b, msg, strlen(msg));
     mock__buf_str(&b, ",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}");
-    return take(&b);
+    return mock__buf_take(&b);
 }
 
 static enum MHD_Result admin_faults(struct req *r, const char *method)
@@ -1098,11 +1098,11 @@ static enum MHD_Result admin_faults(struct req *r, const char *method)
         }
         cJSON_Delete(j);
         if (rc < 0) {
-            char *p = json_obj_err(err);
-            return send_body(r, 400, "application/json", p, p ? strlen(p) : 0);
+            char *p = mock__json_obj_err(err);
+            return mock__send_body(r, 400, "application/json", p, p ? strlen(p) : 0);
         }
     } else if (strcmp(method, "GET")) {
-        return send_error(r, 405, "invalid_request_error", "Method not allowed", NULL, NULL, -1);
+        return mock__send_error(r, 405, "invalid_request_error", "Method not allowed", NULL, NULL, -1);
     }
     struct mock_buf b = {0};
     pthread_mutex_lock(&s->mu);
@@ -1115,16 +1115,16 @@ static enum MHD_Result admin_faults(struct req *r, const char *method)
                       mock__fault_names[s->script[i].fault]);
     pthread_mutex_unlock(&s->mu);
     mock__buf_str(&b, "]}");
-    char *p = take(&b);
-    return send_body(r, 200, "application/json", p, p ? strlen(p) : 0);
+    char *p = mock__buf_take(&b);
+    return mock__send_body(r, 200, "application/json", p, p ? strlen(p) : 0);
 }
 
-static enum MHD_Result send_json_str(struct req *r, unsigned status, char *p)
+static enum MHD_Result mock__send_json_str(struct req *r, unsigned status, char *p)
 {
-    return send_body(r, status, "application/json", p, p ? strlen(p) : 0);
+    return mock__send_body(r, status, "application/json", p, p ? strlen(p) : 0);
 }
 
-static enum MHD_Result admin_request(struct req *r, const char *url, const char *method)
+static enum MHD_Result mock__admin_request(struct req *r, const char *url, const char *method)
 {
     struct mock_server *s = r->srv;
     if (!strcmp(url, "/admin/config")) {
@@ -1134,36 +1134,36 @@ static enum MHD_Result admin_request(struct req *r, const char *url, const char 
             if (r->body.oom)
                 return MHD_NO;
             if (mock_server_configure(s, r->body.p ? r->body.p : "", err, sizeof err) < 0)
-                return send_json_str(r, 400, json_obj_err(err));
+                return mock__send_json_str(r, 400, mock__json_obj_err(err));
         } else if (strcmp(method, "GET")) {
-            return send_error(r, 405, "invalid_request_error", "Method not allowed", NULL, NULL,
+            return mock__send_error(r, 405, "invalid_request_error", "Method not allowed", NULL, NULL,
                               -1);
         }
         pthread_mutex_lock(&s->mu);
         char *p = mock__settings_json(&s->set);
         pthread_mutex_unlock(&s->mu);
-        return send_json_str(r, 200, p);
+        return mock__send_json_str(r, 200, p);
     }
     if (!strcmp(url, "/admin/reset")) {
         if (strcmp(method, "POST"))
-            return send_error(r, 405, "invalid_request_error", "Method not allowed", NULL, NULL,
+            return mock__send_error(r, 405, "invalid_request_error", "Method not allowed", NULL, NULL,
                               -1);
         mock_server_reset_stats(s);
-        return send_static(r, 200, "application/json", "{\"ok\":true}");
+        return mock__send_static(r, 200, "application/json", "{\"ok\":true}");
     }
     if (!strcmp(url, "/admin/faults"))
         return admin_faults(r, method);
     char m[200];
     snprintf(m, sizeof m, "Invalid URL (%s %.120s)", method, url);
-    return send_error(r, 404, "invalid_request_error", m, NULL, NULL, -1);
+    return mock__send_error(r, 404, "invalid_request_error", m, NULL, NULL, -1);
 }
 
-static enum MHD_Result count_tokens(struct req *r)
+static enum MHD_Result mock__count_tokens(struct req *r)
 {
     struct perr pe;
     r->is_api = 1;
     if (!MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "anthropic-version"))
-        return bad_request(r, "anthropic-version: header is required", NULL, NULL);
+        return mock__bad_request(r, "anthropic-version: header is required", NULL, NULL);
     /* count_tokens does not require max_tokens: pretend one was given. */
     r->api = MOCK_API_ANTHROPIC;
     cJSON *j = cJSON_ParseWithLength(r->body.p ? r->body.p : "", r->body.len);
@@ -1177,14 +1177,14 @@ static enum MHD_Result count_tokens(struct req *r)
         }
     }
     cJSON_Delete(j);
-    int rc = parse_api(r, &pe);
+    int rc = mock__parse_api(r, &pe);
     if (rc == -1)
-        return bad_request(r, pe.msg, pe.param, pe.code);
+        return mock__bad_request(r, pe.msg, pe.param, pe.code);
     if (rc < 0)
         return MHD_NO;
     struct mock_buf b = {0};
     mock__buf_fmt(&b, "{\"input_tokens\":%u}", r->prompt_tokens);
-    return send_json_str(r, 200, take(&b));
+    return mock__send_json_str(r, 200, mock__buf_take(&b));
 }
 
 static int route_of(const char *url)
@@ -1210,7 +1210,7 @@ static enum MHD_Result method_not_allowed(struct req *r, const char *method, con
 {
     char m[200];
     snprintf(m, sizeof m, "Method %s is not allowed for %.120s", method, url);
-    return send_error(r, 405, "invalid_request_error", m, NULL, "method_not_allowed", -1);
+    return mock__send_error(r, 405, "invalid_request_error", m, NULL, "method_not_allowed", -1);
 }
 
 static enum MHD_Result dispatch(struct req *r, const char *url, const char *method)
@@ -1220,13 +1220,13 @@ static enum MHD_Result dispatch(struct req *r, const char *url, const char *meth
     int post = !strcmp(method, "POST");
     switch (r->route) {
     case MOCK_ROUTE_CHAT:
-        return post ? api_request(r) : method_not_allowed(r, method, url);
+        return post ? mock__api_request(r) : method_not_allowed(r, method, url);
     case MOCK_ROUTE_MESSAGES:
         if (!strcmp(url, "/v1/messages/count_tokens"))
-            return post ? count_tokens(r) : method_not_allowed(r, method, url);
+            return post ? mock__count_tokens(r) : method_not_allowed(r, method, url);
         if (strcmp(url, "/v1/messages"))
             break;
-        return post ? api_request(r) : method_not_allowed(r, method, url);
+        return post ? mock__api_request(r) : method_not_allowed(r, method, url);
     case MOCK_ROUTE_MODELS:
         if (!get)
             return method_not_allowed(r, method, url);
@@ -1239,20 +1239,20 @@ static enum MHD_Result dispatch(struct req *r, const char *url, const char *meth
             double scale = s->set.time_scale;
             mock__settings_timing(&s->set, MOCK_ROUTE_MODELS, &t);
             pthread_mutex_unlock(&s->mu);
-            const char *k = auth_key(r);
+            const char *k = mock__auth_key(r);
             if (key[0] && (!k || strcmp(k, key)))
-                return send_error(r, 401, "invalid_request_error", "Incorrect API key provided.",
+                return mock__send_error(r, 401, "invalid_request_error", "Incorrect API key provided.",
                                   NULL, "invalid_api_key", -1);
             if (has && r->state != ST_DELAY) {
                 double ms = mock__sample_ms(&t, t.latency_ms, 600000, mock__fnv1a64(url, strlen(url)));
                 uint64_t ns = (uint64_t)(ms * scale * 1e6);
                 if (ns > 20000)
-                    return suspend_until(r, mock__now_ns() + ns, ST_DELAY);
+                    return mock__suspend_until(r, mock__now_ns() + ns, ST_DELAY);
             }
         }
-        return models_reply(r, url);
+        return mock__models_reply(r, url);
     case MOCK_ROUTE_HEALTH:
-        return get ? send_static(r, 200, "application/json", "{\"status\":\"ok\"}")
+        return get ? mock__send_static(r, 200, "application/json", "{\"status\":\"ok\"}")
                    : method_not_allowed(r, method, url);
     case MOCK_ROUTE_METRICS:
         if (!get)
@@ -1260,22 +1260,22 @@ static enum MHD_Result dispatch(struct req *r, const char *url, const char *meth
         {
             char *p = mock__stats_prometheus(&s->stats, atomic_load(&s->running_pub),
                                              atomic_load(&s->queued_pub));
-            return send_body(r, 200, "text/plain; version=0.0.4; charset=utf-8", p,
+            return mock__send_body(r, 200, "text/plain; version=0.0.4; charset=utf-8", p,
                              p ? strlen(p) : 0);
         }
     case MOCK_ROUTE_STATS:
-        return get ? send_json_str(r, 200, mock_server_stats_json(s))
+        return get ? mock__send_json_str(r, 200, mock_server_stats_json(s))
                    : method_not_allowed(r, method, url);
     case MOCK_ROUTE_ADMIN:
-        return admin_request(r, url, method);
+        return mock__admin_request(r, url, method);
     default:
         break;
     }
     char m[200];
     snprintf(m, sizeof m, "Invalid URL (%s %.120s)", method, url);
     if (r->api == MOCK_API_ANTHROPIC)
-        return send_error(r, 404, "not_found_error", m, NULL, NULL, -1);
-    return send_error(r, 404, "invalid_request_error", m, NULL, NULL, -1);
+        return mock__send_error(r, 404, "not_found_error", m, NULL, NULL, -1);
+    return mock__send_error(r, 404, "invalid_request_error", m, NULL, NULL, -1);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -1305,7 +1305,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             r->too_big = 1;
             if (r->route == MOCK_ROUTE_CHAT || r->route == MOCK_ROUTE_MESSAGES)
                 return dispatch(r, url, method);
-            return send_error(r, 413, "invalid_request_error", "Request body too large", NULL,
+            return mock__send_error(r, 413, "invalid_request_error", "Request body too large", NULL,
                               NULL, -1);
         }
         r->state = ST_BODY;
@@ -1332,15 +1332,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ST_WAIT_SLOT:
         if (atomic_load(&s->stopping) || !r->has_slot)
             return MHD_NO;
-        return start_delay(r);
+        return mock__start_delay(r);
     case ST_DELAY:
         if (atomic_load(&s->stopping))
             return MHD_NO;
         if (r->route == MOCK_ROUTE_MODELS)
-            return models_reply(r, url);
-        return answer(r);
+            return mock__models_reply(r, url);
+        return mock__answer(r);
     case ST_CLOSE:
-        set_linger0(r);
+        mock__set_linger0(r);
         return MHD_NO;
     default:
         return MHD_YES;
@@ -1376,7 +1376,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
             next->has_slot = 1;
             next->running_at_admit = s->running;
         }
-        publish_counts(s);
+        mock__publish_counts(s);
         pthread_mutex_unlock(&s->mu);
         if (next)
             MHD_resume_connection(next->conn);
