@@ -5,6 +5,7 @@
  * replies nor touches the server's shared state.
  */
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,51 @@ char *mock__buf_take(struct mock_buf *b)
     b->p = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+/* A token count such as max_tokens: an integer in 1..INT_MAX, as both APIs require. 0 with
+ * *out set, or -1 with e filled (its text copied: v's JSON is freed before e is read). */
+static int count_param(const cJSON *v, int oa, struct perr *e, long long *out)
+{
+    snprintf(e->pbuf, sizeof e->pbuf, "%s", v->string ? v->string : "max_tokens");
+    const char *name = e->pbuf;
+    double d = v->valuedouble;
+    e->msg = e->buf;
+    e->param = e->pbuf;
+    if (!cJSON_IsNumber(v) || d != floor(d) || isnan(d)) {
+        /* JSON has no NaN, but floor(inf) == inf: infinities are "above/below", not here. */
+        if (oa)
+            snprintf(e->buf, sizeof e->buf, "Invalid type for '%s': expected an integer, but "
+                     "got %s instead.", name, cJSON_IsNumber(v) ? "a decimal number"
+                                                                 : json_type(v));
+        else
+            snprintf(e->buf, sizeof e->buf, "%s: Input should be a valid integer", name);
+        e->code = "invalid_type";
+        return -1;
+    }
+    if (d < 1) {
+        if (oa)
+            snprintf(e->buf, sizeof e->buf, "Invalid '%s': integer below minimum value. "
+                     "Expected a value >= 1, but got %.17g instead.", name, d);
+        else
+            snprintf(e->buf, sizeof e->buf, "%s: Input should be greater than or equal to 1",
+                     name);
+        e->code = "integer_below_min_value";
+        return -1;
+    }
+    if (d > INT_MAX) {
+        if (oa)
+            snprintf(e->buf, sizeof e->buf, "Invalid '%s': integer above maximum value. "
+                     "Expected a value <= %d, but got %.17g instead.", name, INT_MAX, d);
+        else
+            snprintf(e->buf, sizeof e->buf, "%s: Input should be less than or equal to %d",
+                     name, INT_MAX);
+        e->code = "integer_above_max_value";
+        return -1;
+    }
+    *out = (long long)d;
+    memset(e, 0, sizeof *e);
+    return 0;
 }
 
 /* Parses and validates r->body for r->api. 0, -1 (bad request: e filled) or -2 (OOM). */
@@ -133,19 +179,8 @@ int mock__parse_api(struct req *r, struct perr *e)
         e->param = "max_tokens";
         goto out;
     }
-    if (maxt && !cJSON_IsNull(maxt)) {
-        if (!cJSON_IsNumber(maxt) || maxt->valuedouble != floor(maxt->valuedouble) ||
-            maxt->valuedouble < 1) {
-            snprintf(e->buf, sizeof e->buf, oa ? "Invalid value for '%s': expected a positive "
-                     "integer." : "%s: Input should be a valid positive integer",
-                     maxt->string);
-            e->msg = e->buf;
-            e->param = maxt->string;
-            e->code = "invalid_type";
-            goto out;
-        }
-        r->max_tokens = maxt->valuedouble > 1e9 ? 1000000000LL : (long long)maxt->valuedouble;
-    }
+    if (maxt && !cJSON_IsNull(maxt) && count_param(maxt, oa, e, &r->max_tokens) < 0)
+        goto out;
     if (stream && !cJSON_IsNull(stream)) {
         if (!cJSON_IsBool(stream)) {
             snprintf(e->buf, sizeof e->buf, oa ? "Invalid type for 'stream': expected a boolean, "

@@ -85,9 +85,13 @@ struct req {
     struct req *qnext;          /* guarded by srv->mu while queued */
 };
 
+/* Why a request body was refused. Every pointer is a string literal or points into the perr
+ * itself (buf, pbuf): mock__parse_api frees the request's JSON before it returns, so nothing
+ * here may point into it. */
 struct perr {
     const char *msg, *param, *code;
     char buf[200];
+    char pbuf[48];  /* a field name copied out of the JSON, for param */
 };
 
 
