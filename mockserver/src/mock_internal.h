@@ -76,6 +76,7 @@ struct mock_settings {
     char model[128];
     char required_key[256];
     double stall_ms, disconnect_ms, retry_after_ms;
+    double header_timeout_ms, body_timeout_ms; /* slow clients; 0 = off */
     unsigned cut_after;
     double fault_prob[MOCK_FAULT_COUNT];
 };

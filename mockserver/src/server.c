@@ -166,12 +166,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
            counts as an early reply and MHD 0.9.75 then closes the keep-alive connection. */
         if (cl && strtoull(cl, NULL, 10) > atomic_load(&s->max_body)) {
             r->too_big = 1;
+            mock__watch_phase(c, WATCH_BUSY);
             if (r->route == MOCK_ROUTE_CHAT || r->route == MOCK_ROUTE_MESSAGES)
                 return dispatch(r, url, method);
             return mock__send_error(r, 413, "invalid_request_error", "Request body too large", NULL,
                               NULL, -1);
         }
         r->state = ST_BODY;
+        mock__watch_phase(c, WATCH_BODY);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -191,6 +193,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     switch (r->state) {
     case ST_NEW:
     case ST_BODY:
+        mock__watch_phase(c, WATCH_BUSY);
         return dispatch(r, url, method);
     case ST_WAIT_SLOT:
         if (atomic_load(&s->stopping) || !r->has_slot)
@@ -216,7 +219,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     mock__server_thread = 1;
     struct mock_server *s = cls;
     struct req *r = *con_cls;
-    (void)c;
+    mock__watch_phase(c, WATCH_HEADERS); /* keep-alive: the next request's headers */
     if (!r)
         return;
     *con_cls = NULL;
@@ -269,6 +272,19 @@ void mock_options_init(struct mock_options *o)
     o->quiet = 1;
     o->time_scale = 1.0;
     o->latency_ms = -1;
+}
+
+static uint64_t ms_to_ns(double ms)
+{
+    return ms > 0 ? (ms < 1e12 ? (uint64_t)(ms * 1e6) : (uint64_t)1e18) : 0;
+}
+
+/* The settings the threads read without the lock. Caller holds mu (or owns s, at start). */
+static void publish_settings(struct mock_server *s)
+{
+    atomic_store(&s->max_body, s->set.max_body);
+    atomic_store(&s->header_timeout_ns, ms_to_ns(s->set.header_timeout_ms));
+    atomic_store(&s->body_timeout_ns, ms_to_ns(s->set.body_timeout_ms));
 }
 
 static void raise_nofile(void)
@@ -335,7 +351,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
         snprintf(s->set.required_key, sizeof s->set.required_key, "%s", o->required_key);
     if (o->max_body)
         s->set.max_body = o->max_body;
-    atomic_store(&s->max_body, s->set.max_body);
+    publish_settings(s);
 
     struct sockaddr_in sa;
     struct sockaddr_in6 sa6;
@@ -384,6 +400,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
                                to us in pieces, so 8 KiB (headers up to ~4 KiB) is enough. */
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)8192,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, mock__watch_notify, s,
                             MHD_OPTION_END);
     if (!s->d) {
         mock__err(err, errlen, "cannot listen on %s:%d (in use or not permitted)", host, o->port);
@@ -428,7 +445,7 @@ int mock_server_configure(struct mock_server *s, const char *text, char *err, si
     int rc = mock__settings_apply_text(&n, text, err, errlen);
     if (rc == 0) {
         s->set = n;
-        atomic_store(&s->max_body, n.max_body);
+        publish_settings(s);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;

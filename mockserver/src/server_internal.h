@@ -47,6 +47,7 @@ struct mock_server {
     int stopping_mu;                       /* guarded by mu */
     _Atomic int stopping;
     _Atomic size_t max_body;
+    _Atomic uint64_t header_timeout_ns, body_timeout_ns; /* copies of set's, for watch.c */
     _Atomic unsigned running_pub, queued_pub;
     _Atomic uint64_t seq;
     _Atomic uint32_t *attempts;            /* ATTEMPT_SLOTS counters, by body hash */
@@ -137,6 +138,15 @@ int mock__parse_api(struct req *r, struct perr *e);
 void mock__publish_counts(struct mock_server *s);
 const char *mock__auth_key(struct req *r);
 enum MHD_Result mock__api_request(struct req *r);
+
+/* ---- slow-client watchdog (watch.c) ---- */
+enum { WATCH_HEADERS, WATCH_BODY, WATCH_BUSY };
+/* MHD_OPTION_NOTIFY_CONNECTION callback (cls: the server): starts and ends a connection's
+ * watch. Threads: MHD's threads. */
+void mock__watch_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+/* The connection enters a phase (WATCH_*); its allowance starts now. */
+void mock__watch_phase(struct MHD_Connection *c, int phase);
 
 /* ---- models and admin routes (admin.c) ---- */
 enum MHD_Result mock__models_reply(struct req *r, const char *url);

@@ -59,6 +59,8 @@ void mock__settings_init(struct mock_settings *s)
     s->disconnect_ms = 50;
     s->retry_after_ms = 1000;
     s->cut_after = 3;
+    s->header_timeout_ms = 10000;
+    s->body_timeout_ms = 10000;
 }
 
 static int set_timing(struct mock_timing *t, const char *k, const char *v, char *err,
@@ -167,10 +169,15 @@ int mock__settings_set(struct mock_settings *s, const char *key, const char *val
             return mock__err(err, errlen, "%s: fault probabilities would sum to %g (> 1)", key,
                              sum);
     } else if (!strcmp(k, "max_latency") || !strcmp(k, "stall") ||
-               !strcmp(k, "disconnect_after") || !strcmp(k, "retry_after")) {
+               !strcmp(k, "disconnect_after") || !strcmp(k, "retry_after") ||
+               !strcmp(k, "header_timeout") || !strcmp(k, "body_timeout")) {
         if (mock__parse_duration(value, &d) < 0)
             return mock__err(err, errlen, "%s: '%s' is not a duration", key, value);
-        if (k[0] == 'm')
+        if (k[0] == 'h')
+            n.header_timeout_ms = d;
+        else if (k[0] == 'b')
+            n.body_timeout_ms = d;
+        else if (k[0] == 'm')
             n.max_latency_ms = d;
         else if (k[0] == 's')
             n.stall_ms = d;
@@ -357,8 +364,10 @@ char *mock__settings_json(const struct mock_settings *s)
     mock__buf_json_str(&b, s->model, strlen(s->model));
     mock__buf_fmt(&b, ",\"required_key\":\"%s\",", s->required_key[0] ? "(set)" : "");
     mock__buf_fmt(&b, "\"stall\":\"%gms\",\"cut_after\":%u,\"disconnect_after\":\"%gms\","
-                  "\"retry_after\":\"%gms\"",
-                  s->stall_ms, s->cut_after, s->disconnect_ms, s->retry_after_ms);
+                  "\"retry_after\":\"%gms\",\"header_timeout\":\"%gms\","
+                  "\"body_timeout\":\"%gms\"",
+                  s->stall_ms, s->cut_after, s->disconnect_ms, s->retry_after_ms,
+                  s->header_timeout_ms, s->body_timeout_ms);
     for (int f = 1; f < MOCK_FAULT_COUNT; f++)
         mock__buf_fmt(&b, ",\"fault.%s\":%g", mock__fault_names[f], s->fault_prob[f]);
     mock__buf_str(&b, "}");

@@ -83,6 +83,14 @@
  *     disconnect_after D "disconnect" fault: close after D (scaled, default 50ms).
  *     retry_after D      Retry-After of 429/503/529 faults (default 1s; header in whole
  *                        seconds rounded up, retry-after-ms exact). Not scaled.
+ *     header_timeout D   slow clients: a connection still sending a request's headers this
+ *                        long after it opened (or after its previous request ended: an idle
+ *                        keep-alive connection counts as waiting for headers) is closed,
+ *                        however steadily the bytes trickle in. Default 10s; 0 = off. Not
+ *                        scaled. (connection_timeout_s only bounds silence.)
+ *     body_timeout D     a request body not complete this long after its headers (a body
+ *                        shorter than its Content-Length, or a trickle) closes the
+ *                        connection. Default 10s; 0 = off. Not scaled.
  *   Fault probabilities (each 0..1; checked in the order listed, first hit wins):
  *     fault.429 fault.500 fault.502 fault.503 fault.529 fault.reset fault.stall
  *     fault.malformed fault.cut fault.disconnect fault.corrupt fault.duplicate
