@@ -324,14 +324,18 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
         o = &def;
     }
     struct mock_server *s = calloc(1, sizeof *s);
-    if (!s)
-        return mock__err(err, errlen, "out of memory");
+    if (!s) {
+        mock__err(err, errlen, "out of memory");
+        return MOCK_ENOMEM;
+    }
+    int rc = MOCK_EINVAL;
     pthread_mutex_init(&s->mu, NULL);
     mock__settings_init(&s->set);
     mock__stats_init(&s->stats);
     s->attempts = calloc(ATTEMPT_SLOTS, sizeof *s->attempts);
     if (!s->attempts) {
         mock__err(err, errlen, "out of memory");
+        rc = MOCK_ENOMEM;
         goto fail;
     }
     if (o->config_text && mock__settings_apply_text(&s->set, o->config_text, err, errlen) < 0)
@@ -380,6 +384,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
     }
     if (mock__timer_new(&s->timer) < 0) {
         mock__err(err, errlen, "cannot start the timer thread");
+        rc = MOCK_ESYSTEM;
         goto fail;
     }
     raise_nofile();
@@ -404,13 +409,25 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
                             MHD_OPTION_END);
     if (!s->d) {
         mock__err(err, errlen, "cannot listen on %s:%d (in use or not permitted)", host, o->port);
+        rc = MOCK_ELISTEN;
         goto fail;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : o->port;
     snprintf(s->url, sizeof s->url, ipv6 ? "http://[%s]:%d" : "http://%s:%d", host, s->port);
-    if (o->port_file && write_port_file(o->port_file, s->port, err, errlen) < 0)
-        goto fail;
+    if (o->port_file) {
+        if (write_port_file(o->port_file, s->port, err, errlen) < 0) {
+            rc = MOCK_EPORTFILE;
+            goto fail;
+        }
+        s->port_file = strdup(o->port_file);
+        if (!s->port_file) {
+            unlink(o->port_file);
+            mock__err(err, errlen, "out of memory");
+            rc = MOCK_ENOMEM;
+            goto fail;
+        }
+    }
     *out = s;
     return 0;
 fail:
@@ -425,7 +442,7 @@ fail:
     free(s->attempts);
     pthread_mutex_destroy(&s->mu);
     free(s);
-    return -1;
+    return rc;
 }
 
 int mock_server_port(const struct mock_server *s)
@@ -489,6 +506,9 @@ void mock_server_stop(struct mock_server *s)
     MHD_stop_daemon(s->d);
     mock__timer_free(s->timer); /* only now: until MHD_stop_daemon, workers may still call
                                    mock__timer_add (which fails, the timer being closed) */
+    if (s->port_file) /* written by us at start: a stale one would point at a dead port */
+        unlink(s->port_file);
+    free(s->port_file);
     free(s->script);
     free(s->attempts);
     pthread_mutex_destroy(&s->mu);

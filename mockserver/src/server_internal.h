@@ -36,6 +36,7 @@ struct mock_server {
     struct mock_timer *timer;
     char url[96];
     int port;
+    char *port_file;                       /* removed by mock_server_stop; NULL = none */
     pthread_mutex_t mu;
     struct mock_settings set;              /* guarded by mu */
     struct script_item *script;            /* guarded by mu */

@@ -163,7 +163,7 @@ struct mock_options {
                                  default "127.0.0.1" */
     int port;                 /* 0 = pick a free port (default) */
     const char *port_file;    /* when set, the chosen port is written here (tmp + rename) once
-                                 listening; NULL = none */
+                                 listening, and removed by mock_server_stop; NULL = none */
     unsigned threads;         /* libmicrohttpd worker threads (epoll); default 2 */
     unsigned connection_limit; /* default 20000 (raised open-files soft limit permitting) */
     unsigned connection_timeout_s; /* idle keep-alive connections closed after this; default 60 */
@@ -181,9 +181,19 @@ struct mock_options {
 /* Fills o with the defaults above. Threads: any thread. */
 void mock_options_init(struct mock_options *o);
 
+/* Why mock_server_start failed (its negative results; cx-mock maps each to an exit status). */
+enum mock_start_error {
+    MOCK_EINVAL = -1,    /* a bad setting or option (config key or value, host, port) */
+    MOCK_ELISTEN = -2,   /* cannot listen on host:port (in use, not permitted) */
+    MOCK_EPORTFILE = -3, /* the port file cannot be written */
+    MOCK_ENOMEM = -4,    /* out of memory */
+    MOCK_ESYSTEM = -5    /* a thread could not be started */
+};
+
 /* Starts a server. On success *out is a running server (listening, port file written) and the
- * result is 0; on failure the result is -1, *out is NULL and err (when errlen > 0) holds a
- * message naming what was wrong (a bad config key, the port in use, ...).
+ * result is 0; on failure the result is one of enum mock_start_error (< 0), *out is NULL and
+ * err (when errlen > 0) holds a message naming what was wrong (a bad config key, the port in
+ * use, ...). mock_server_stop removes the port file again.
  * o and its strings are borrowed (copied). Threads: any thread. */
 int mock_server_start(const struct mock_options *o, struct mock_server **out, char *err,
                       size_t errlen);
