@@ -45,6 +45,24 @@ enum MHD_Result mock__models_reply(struct req *r, const char *url)
     return mock__send_body(r, 200, "application/json", b.p, b.len);
 }
 
+/* Checks the fields of a POST /admin/faults body; 0, or -1 with err naming the first problem
+ * (an unknown field, a route or model that is not a string). */
+static int faults_fields(const cJSON *j, char *err, size_t errlen)
+{
+    static const char *const known[] = {"script", "next", "fault", "clear", "route", "model"};
+    for (const cJSON *it = j->child; it; it = it->next) {
+        size_t k = 0;
+        while (k < sizeof known / sizeof known[0] && strcmp(it->string, known[k]))
+            k++;
+        if (k == sizeof known / sizeof known[0])
+            return mock__err(err, errlen, "unknown field '%.60s' (script, next, fault, clear, "
+                             "route, model)", it->string);
+        if (k >= 4 && !cJSON_IsString(it) && !cJSON_IsNull(it))
+            return mock__err(err, errlen, "%s: expected a string", known[k]);
+    }
+    return 0;
+}
+
 static enum MHD_Result admin_faults(struct req *r, const char *method)
 {
     struct mock_server *s = r->srv;
@@ -58,16 +76,19 @@ static enum MHD_Result admin_faults(struct req *r, const char *method)
         if (!j || !cJSON_IsObject(j)) {
             snprintf(err, sizeof err, "body: expected a JSON object with \"script\", "
                      "\"next\"+\"fault\" or \"clear\"");
-        } else {
+        } else if (faults_fields(j, err, sizeof err) == 0) {
             const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "script");
             const cJSON *nx = cJSON_GetObjectItemCaseSensitive(j, "next");
             const cJSON *fa = cJSON_GetObjectItemCaseSensitive(j, "fault");
             const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "clear");
+            const char *route = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "route"));
+            const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "model"));
             rc = 0;
             if (cJSON_IsTrue(cl))
                 rc = mock_server_script_faults(s, "clear", err, sizeof err);
             if (rc == 0 && cJSON_IsString(sc))
-                rc = mock_server_script_faults(s, sc->valuestring, err, sizeof err);
+                rc = mock_server_script_faults_for(s, sc->valuestring, route, model, err,
+                                                   sizeof err);
             else if (rc == 0 && sc)
                 rc = mock__err(err, sizeof err, "script: expected a string");
             if (rc == 0 && (nx || fa)) {
@@ -76,7 +97,7 @@ static enum MHD_Result admin_faults(struct req *r, const char *method)
                     rc = mock__err(err, sizeof err, "next must be a number and fault a string");
                 else {
                     snprintf(st, sizeof st, "next %.0f %.40s", nx->valuedouble, fa->valuestring);
-                    rc = mock_server_script_faults(s, st, err, sizeof err);
+                    rc = mock_server_script_faults_for(s, st, route, model, err, sizeof err);
                 }
             }
             if (rc == 0 && !sc && !nx && !fa && !cJSON_IsTrue(cl))
@@ -93,17 +114,52 @@ static enum MHD_Result admin_faults(struct req *r, const char *method)
     }
     struct mock_buf b = {0};
     pthread_mutex_lock(&s->mu);
-    unsigned pending = 0;
+    uint64_t pending = 0;
     for (size_t i = 0; i < s->script_n; i++)
         pending += s->script[i].count;
-    mock__buf_fmt(&b, "{\"ok\":true,\"pending\":%u,\"script\":[", pending);
-    for (size_t i = 0; i < s->script_n; i++)
-        mock__buf_fmt(&b, "%s{\"next\":%u,\"fault\":\"%s\"}", i ? "," : "", s->script[i].count,
-                      mock__fault_names[s->script[i].fault]);
+    mock__buf_fmt(&b, "{\"ok\":true,\"pending\":%llu,\"script\":[", (unsigned long long)pending);
+    for (size_t i = 0; i < s->script_n; i++) {
+        const struct script_item *it = &s->script[i];
+        mock__buf_fmt(&b, "%s{\"next\":%u,\"fault\":\"%s\",\"route\":", i ? "," : "", it->count,
+                      mock__fault_names[it->fault]);
+        if (it->route >= 0)
+            mock__buf_fmt(&b, "\"%s\"", mock__route_names[it->route]);
+        else
+            mock__buf_str(&b, "null");
+        mock__buf_str(&b, ",\"model\":");
+        if (it->model[0])
+            mock__buf_json_str(&b, it->model, strlen(it->model));
+        else
+            mock__buf_str(&b, "null");
+        mock__buf_str(&b, "}");
+    }
     pthread_mutex_unlock(&s->mu);
     mock__buf_str(&b, "]}");
     char *p = mock__buf_take(&b);
     return mock__send_body(r, 200, "application/json", p, p ? strlen(p) : 0);
+}
+
+/* GET /admin/requests[?limit=N] (newest first), DELETE clears. */
+static enum MHD_Result admin_requests(struct req *r, const char *method)
+{
+    if (!strcmp(method, "DELETE")) {
+        mock__log_clear(&r->srv->log);
+        return mock__send_static(r, 200, "application/json", "{\"ok\":true}");
+    }
+    if (strcmp(method, "GET"))
+        return mock__send_error(r, 405, "invalid_request_error", "Method not allowed", NULL, NULL,
+                                -1);
+    size_t limit = MOCK_LOG_MAX;
+    const char *ls = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    if (ls) {
+        uint64_t u;
+        if (mock__parse_u64(ls, &u) < 0)
+            return mock__send_json_str(r, 400, mock__json_obj_err("limit: expected a "
+                                                                  "non-negative integer"));
+        if (u < limit)
+            limit = (size_t)u;
+    }
+    return mock__send_json_str(r, 200, mock__log_json(&r->srv->log, limit));
 }
 
 enum MHD_Result mock__admin_request(struct req *r, const char *url, const char *method)
@@ -135,6 +191,8 @@ enum MHD_Result mock__admin_request(struct req *r, const char *url, const char *
     }
     if (!strcmp(url, "/admin/faults"))
         return admin_faults(r, method);
+    if (!strcmp(url, "/admin/requests"))
+        return admin_requests(r, method);
     char m[200];
     snprintf(m, sizeof m, "Invalid URL (%s %.120s)", method, url);
     return mock__send_error(r, 404, "invalid_request_error", m, NULL, NULL, -1);

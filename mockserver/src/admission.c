@@ -18,12 +18,19 @@ static int pick_fault(struct req *r)
     struct mock_server *s = r->srv;
     int fault = -1;
     pthread_mutex_lock(&s->mu);
-    if (s->script_n) {
-        fault = s->script[0].fault;
-        if (--s->script[0].count == 0) {
-            memmove(s->script, s->script + 1, (s->script_n - 1) * sizeof *s->script);
+    /* The first scripted entry aimed at this request (any, or its route and/or model); the
+       entries aimed elsewhere keep their places. */
+    for (size_t i = 0; i < s->script_n; i++) {
+        struct script_item *it = &s->script[i];
+        if ((it->route >= 0 && it->route != r->route) ||
+            (it->model[0] && (!r->model || strcmp(it->model, r->model))))
+            continue;
+        fault = it->fault;
+        if (--it->count == 0) {
+            memmove(it, it + 1, (s->script_n - i - 1) * sizeof *s->script);
             s->script_n--;
         }
+        break;
     }
     pthread_mutex_unlock(&s->mu);
     if (fault < 0) {

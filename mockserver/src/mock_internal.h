@@ -43,8 +43,18 @@ enum mock_dist { MOCK_DIST_FIXED, MOCK_DIST_UNIFORM, MOCK_DIST_NORMAL, MOCK_DIST
 
 enum mock_route {
     MOCK_ROUTE_CHAT, MOCK_ROUTE_MESSAGES, MOCK_ROUTE_MODELS, MOCK_ROUTE_HEALTH,
-    MOCK_ROUTE_METRICS, MOCK_ROUTE_STATS, MOCK_ROUTE_ADMIN, MOCK_ROUTE_OTHER, MOCK_ROUTE_COUNT
+    MOCK_ROUTE_METRICS, MOCK_ROUTE_STATS, MOCK_ROUTE_ADMIN, MOCK_ROUTE_EMBEDDINGS,
+    MOCK_ROUTE_COMPLETIONS, MOCK_ROUTE_RESPONSES, MOCK_ROUTE_OTHER, MOCK_ROUTE_COUNT
 };
+/* The routes that generate replies (and take faults, latency and the rate limit). */
+static inline int mock__route_is_api(int route)
+{
+    return route == MOCK_ROUTE_CHAT || route == MOCK_ROUTE_MESSAGES ||
+           route == MOCK_ROUTE_EMBEDDINGS || route == MOCK_ROUTE_COMPLETIONS ||
+           route == MOCK_ROUTE_RESPONSES;
+}
+/* The route's index by name, or -1. */
+int mock__route_from_name(const char *name);
 #define MOCK_TIMED_ROUTES 3 /* chat, messages, models have per-route timing */
 extern const char *const mock__route_names[MOCK_ROUTE_COUNT];
 
@@ -77,6 +87,7 @@ struct mock_settings {
     char required_key[256];
     double stall_ms, disconnect_ms, retry_after_ms;
     double header_timeout_ms, body_timeout_ms; /* slow clients; 0 = off */
+    unsigned request_log;     /* entries GET /admin/requests keeps; 0 = off */
     unsigned cut_after;
     double fault_prob[MOCK_FAULT_COUNT];
 };
@@ -109,6 +120,14 @@ enum mock_hist_id { MOCK_H_CONFIGURED, MOCK_H_DELIVERED, MOCK_H_ERROR, MOCK_H_QU
 extern const char *const mock__hist_names[MOCK_H_COUNT];
 
 #define MOCK_STATUS_SLOTS 16
+/* Token counts of one (route, model) pair; past MOCK_TOK_ROWS pairs the rest share a row whose
+ * model is "_other" (a client can send any model name: the label set stays bounded). */
+#define MOCK_TOK_ROWS 64
+struct mock_tokrow {
+    int route;
+    char model[64];
+    uint64_t requests, prompt, completion;
+};
 struct mock_stats {
     _Atomic uint64_t start_ns;
     _Atomic uint64_t route_requests[MOCK_ROUTE_COUNT];
@@ -117,8 +136,15 @@ struct mock_stats {
     _Atomic uint64_t rate_limited;
     _Atomic unsigned in_flight, in_flight_max, queued_max;
     struct mock_hist h[MOCK_H_COUNT];
+    pthread_mutex_t tok_mu;
+    struct mock_tokrow tok[MOCK_TOK_ROWS + 1]; /* guarded by tok_mu; the last is "_other" */
+    unsigned tok_n;                            /* guarded by tok_mu */
 };
 void mock__stats_init(struct mock_stats *st);
+void mock__stats_destroy(struct mock_stats *st);
+/* Counts one answered API request's tokens under (route, model). */
+void mock__stats_tokens(struct mock_stats *st, int route, const char *model, unsigned prompt,
+                        unsigned completion);
 void mock__stats_reset(struct mock_stats *st);
 void mock__hist_add_ns(struct mock_hist *h, uint64_t ns);
 void mock__stats_status(struct mock_stats *st, int route, unsigned status);

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,8 +52,24 @@ static unsigned parse_script_count(const char *d)
 int mock_server_script_faults(struct mock_server *s, const char *script, char *err,
                               size_t errlen)
 {
+    return mock_server_script_faults_for(s, script, NULL, NULL, err, errlen);
+}
+
+int mock_server_script_faults_for(struct mock_server *s, const char *script, const char *route,
+                                  const char *model, char *err, size_t errlen)
+{
     if (!script)
         return mock__err(err, errlen, "script: NULL");
+    int rt = -1;
+    if (route && *route) {
+        rt = mock__route_from_name(route);
+        if (rt < 0 || !mock__route_is_api(rt))
+            return mock__err(err, errlen, "route: '%.40s' is not a route that takes faults "
+                             "(chat, messages, completions, responses, embeddings)", route);
+    }
+    if (model && strlen(model) >= sizeof ((struct script_item *)0)->model)
+        return mock__err(err, errlen, "model: longer than %zu bytes",
+                         sizeof ((struct script_item *)0)->model - 1);
     char *copy = strdup(script);
     if (!copy)
         return mock__err(err, errlen, "out of memory");
@@ -97,6 +114,8 @@ int mock_server_script_faults(struct mock_server *s, const char *script, char *e
         }
         items[n].count = cnt;
         items[n].fault = f;
+        items[n].route = rt;
+        snprintf(items[n].model, sizeof items[n].model, "%s", model ? model : "");
         n++;
     }
     free(copy);

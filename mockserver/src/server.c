@@ -141,6 +141,14 @@ static enum MHD_Result dispatch(struct req *r, const char *url, const char *meth
     return mock__send_error(r, 404, "invalid_request_error", m, NULL, NULL, -1);
 }
 
+/* The routes the request log records: what a client under test calls, not the test's own
+ * polling of /health, /metrics, /stats and /admin/. */
+static int logged(int route)
+{
+    return route != MOCK_ROUTE_HEALTH && route != MOCK_ROUTE_METRICS &&
+           route != MOCK_ROUTE_STATS && route != MOCK_ROUTE_ADMIN;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload_data,
                                size_t *upload_size, void **con_cls)
@@ -167,6 +175,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (cl && strtoull(cl, NULL, 10) > atomic_load(&s->max_body)) {
             r->too_big = 1;
             mock__watch_phase(c, WATCH_BUSY);
+            if (logged(r->route))
+                mock__log_begin(r, method, url);
             if (r->route == MOCK_ROUTE_CHAT || r->route == MOCK_ROUTE_MESSAGES)
                 return dispatch(r, url, method);
             return mock__send_error(r, 413, "invalid_request_error", "Request body too large", NULL,
@@ -194,6 +204,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ST_NEW:
     case ST_BODY:
         mock__watch_phase(c, WATCH_BUSY);
+        if (logged(r->route))
+            mock__log_begin(r, method, url);
         return dispatch(r, url, method);
     case ST_WAIT_SLOT:
         if (atomic_load(&s->stopping) || !r->has_slot)
@@ -226,8 +238,12 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     uint64_t now = mock__now_ns();
     unsigned status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 0;
     mock__stats_status(&s->stats, r->route, status);
-    if (r->is_api && r->status == 200 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    if (r->is_api && r->status == 200 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         mock__hist_add_ns(&s->stats.h[MOCK_H_E2E], now - r->t_arrive);
+        if (r->reply.id[0]) /* a reply was generated (not count_tokens) */
+            mock__stats_tokens(&s->stats, r->route, r->model ? r->model : r->set.model,
+                               r->prompt_tokens, r->reply.ntok);
+    }
     if (r->has_slot) {
         struct req *next = NULL;
         pthread_mutex_lock(&s->mu);
@@ -247,7 +263,9 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
         if (next)
             MHD_resume_connection(next->conn);
     }
+    mock__log_end(r, status, now);
     atomic_fetch_sub_explicit(&s->stats.in_flight, 1, RLX);
+    mock__buf_free(&r->logb);
     mock__buf_free(&r->body);
     mock__buf_free(&r->fb);
     mock_content_free(&r->content);
@@ -285,6 +303,7 @@ static void publish_settings(struct mock_server *s)
     atomic_store(&s->max_body, s->set.max_body);
     atomic_store(&s->header_timeout_ns, ms_to_ns(s->set.header_timeout_ms));
     atomic_store(&s->body_timeout_ns, ms_to_ns(s->set.body_timeout_ms));
+    atomic_store(&s->log_cap, (size_t)s->set.request_log);
 }
 
 static void raise_nofile(void)
@@ -333,7 +352,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
     mock__settings_init(&s->set);
     mock__stats_init(&s->stats);
     s->attempts = calloc(ATTEMPT_SLOTS, sizeof *s->attempts);
-    if (!s->attempts) {
+    if (!s->attempts || mock__log_init(&s->log) < 0) {
         mock__err(err, errlen, "out of memory");
         rc = MOCK_ENOMEM;
         goto fail;
@@ -440,6 +459,8 @@ fail:
         mock__timer_free(s->timer);
     }
     free(s->attempts);
+    mock__log_free(&s->log);
+    mock__stats_destroy(&s->stats);
     pthread_mutex_destroy(&s->mu);
     free(s);
     return rc;
@@ -511,6 +532,8 @@ void mock_server_stop(struct mock_server *s)
     free(s->port_file);
     free(s->script);
     free(s->attempts);
+    mock__log_free(&s->log);
+    mock__stats_destroy(&s->stats);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -27,9 +27,19 @@
 struct script_item {
     unsigned count;
     int fault;
+    int route;          /* enum mock_route it applies to; -1 = any API route */
+    char model[64];     /* the request's model it applies to; "" = any */
 };
 
 struct req;
+
+#define MOCK_LOG_MAX 10000 /* most entries request_log may keep */
+struct mock_log {
+    pthread_mutex_t mu;
+    char **ring;               /* guarded by mu: MOCK_LOG_MAX slots, n used from head */
+    size_t head, n;            /* guarded by mu */
+    uint64_t seq, dropped;     /* guarded by mu */
+};
 
 struct mock_server {
     struct MHD_Daemon *d;
@@ -49,6 +59,8 @@ struct mock_server {
     _Atomic int stopping;
     _Atomic size_t max_body;
     _Atomic uint64_t header_timeout_ns, body_timeout_ns; /* copies of set's, for watch.c */
+    _Atomic size_t log_cap;                /* copy of set.request_log */
+    struct mock_log log;
     _Atomic unsigned running_pub, queued_pub;
     _Atomic uint64_t seq;
     _Atomic uint32_t *attempts;            /* ATTEMPT_SLOTS counters, by body hash */
@@ -85,6 +97,7 @@ struct req {
     uint64_t next_due, stream_t0, disc_at, last_tok;
     int end_now;
     struct req *qnext;          /* guarded by srv->mu while queued */
+    struct mock_buf logb;       /* the request log entry being built (reqlog.c) */
 };
 
 /* Why a request body was refused. Every pointer is a string literal or points into the perr
@@ -148,6 +161,17 @@ void mock__watch_notify(void *cls, struct MHD_Connection *c, void **socket_conte
                         enum MHD_ConnectionNotificationCode code);
 /* The connection enters a phase (WATCH_*); its allowance starts now. */
 void mock__watch_phase(struct MHD_Connection *c, int phase);
+
+/* ---- request log (reqlog.c) ---- */
+int mock__log_init(struct mock_log *l);     /* 0 or -1 (out of memory) */
+void mock__log_free(struct mock_log *l);
+void mock__log_clear(struct mock_log *l);
+/* Begins r's entry (headers and body are complete); nothing when the log is off. */
+void mock__log_begin(struct req *r, const char *method, const char *url);
+/* Finishes r's entry with its status and pushes it (from the completion callback). */
+void mock__log_end(struct req *r, unsigned status, uint64_t now);
+/* {"count","total","dropped","requests":[newest first, at most limit]}; malloc'd or NULL. */
+char *mock__log_json(struct mock_log *l, size_t limit);
 
 /* ---- models and admin routes (admin.c) ---- */
 enum MHD_Result mock__models_reply(struct req *r, const char *url);

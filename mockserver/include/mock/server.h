@@ -19,7 +19,10 @@
  *   GET  /v1/models             OpenAI-style model list ({"object":"list","data":[...]}), which the
  *                               Anthropic SDK also accepts (it carries "type":"model" entries too).
  *   GET  /health                {"status":"ok"}.
- *   GET  /metrics               Prometheus text format (counters, gauges, histograms in seconds).
+ *   GET  /metrics               Prometheus text format (counters, gauges, histograms in seconds),
+ *                               with mock_model_requests_total, mock_prompt_tokens_total and
+ *                               mock_completion_tokens_total by {route, model} (at most 64
+ *                               pairs; later ones count under model "_other").
  *   GET  /stats                 JSON statistics (shape below).
  *   GET  /admin/config          The current settings as JSON (keys as for POST /admin/config).
  *   POST /admin/config          Change settings while running: a JSON object whose keys are the
@@ -31,7 +34,22 @@
  *                               probabilistic faults). Settings and scripted faults are kept.
  *   POST /admin/faults          Script faults: {"script": "next 3 429; next 1 ok; next 2 reset"}
  *                               or {"next": 3, "fault": "429"} (appends), {"clear": true}
- *                               (drops every scripted fault). GET /admin/faults lists the queue.
+ *                               (drops every scripted fault); "route": "chat" | "messages" |
+ *                               "completions" | "responses" | "embeddings" and/or "model":
+ *                               NAME aim the faults at those requests only (others pass them
+ *                               by). Any other field is refused (400 naming it). GET
+ *                               /admin/faults lists the queue ({"pending": N, "script":
+ *                               [{"next","fault","route","model"}]}); DELETE clears it.
+ *   GET  /admin/requests[?limit=N]  The request log, newest first: {"count", "total",
+ *                               "dropped", "requests": [{"id", "time" (unix s), "method",
+ *                               "path", "route", "headers" (credentials redacted: any header
+ *                               named *key*, *token*, *auth*, *secret*, *password*, *cookie*
+ *                               reads "[redacted]"), "body" (JSON when it parses, else a
+ *                               string), "body_too_large", "model", "status" (0: closed
+ *                               without one), "fault" (null or its name), "stream",
+ *                               "duration_ms"}]}. The last `request_log` requests (default
+ *                               100) on every route but /health, /metrics, /stats, /admin/.
+ *   DELETE /admin/requests      Empties the log.
  *   Unknown routes answer 404, known routes with the wrong method 405, both in the OpenAI error
  *   shape (or the Anthropic one under /v1/messages*). Bodies past max_body answer 413. Bad JSON
  *   or missing/mistyped fields answer 400 with each API's error object
@@ -74,6 +92,8 @@
  *     rate_rps F         server-side rate limit (token bucket, requests/s; 0 = off) answering
  *     rate_burst N       429 with Retry-After when exceeded. Burst default = max(1, rate_rps).
  *     max_body N         bytes; larger request bodies get 413 (default 1048576).
+ *     request_log N      requests GET /admin/requests keeps (default 100, at most 10000;
+ *                        0 = off).
  *     pad_to N           pad every reply text to at least N bytes (0 = off).
  *     model NAME         model name echoed when the request has none (default "mock-1").
  *     required_key K     the one accepted API key (empty = any).
@@ -129,6 +149,7 @@
  *               "admin": {..}, "other": {..}},
  *    "faults": {"429": N, "reset": N, ...}            (only injected faults, by name)
  *    "rate_limited": N,                               (429s from the rate limit)
+ *    "tokens": [{"route", "model", "requests", "prompt_tokens", "completion_tokens"}],
  *    "histograms": {"configured": H, "delivered": H, "error": H, "queued": H, "ttft": H,
  *                   "itl": H, "e2e": H}}
  *   where H = {"count": N, "mean": F, "min": F, "max": F, "p50": F, "p90": F, "p99": F,
@@ -224,6 +245,13 @@ int mock_server_configure(struct mock_server *s, const char *text, char *err, si
  * queued, unless the script clears it) is refused. Threads: any thread. */
 int mock_server_script_faults(struct mock_server *s, const char *script, char *err,
                               size_t errlen);
+
+/* Like mock_server_script_faults, but the faults only hit requests on this route ("chat",
+ * "messages", "completions", "responses", "embeddings"; NULL or "" = any) whose "model" is
+ * this one (NULL or "" = any). A request takes the first queued fault aimed at it; faults aimed
+ * elsewhere keep their place. -1 with err naming a bad route. Threads: any thread. */
+int mock_server_script_faults_for(struct mock_server *s, const char *script, const char *route,
+                                  const char *model, char *err, size_t errlen);
 
 /* Number of scripted faults still waiting (at most MOCK_SCRIPT_MAX_PENDING).
  * Threads: any thread. */
