@@ -168,12 +168,15 @@ void mock__timer_flush_and_close(struct mock_timer *t);
 void mock__timer_free(struct mock_timer *t);
 size_t mock__timer_pending(struct mock_timer *t);
 
-/* ---- wire formats (proto.c) ---- */
-enum mock_api { MOCK_API_OPENAI, MOCK_API_ANTHROPIC };
+/* ---- wire formats (proto.c; the legacy completions and Responses APIs in proto_more.c) ---- */
+enum mock_api { MOCK_API_OPENAI, MOCK_API_ANTHROPIC }; /* error shapes and headers */
+/* Reply shapes: chat.completion, Anthropic message, text_completion, response. */
+enum mock_wire { MOCK_WIRE_CHAT, MOCK_WIRE_MESSAGES, MOCK_WIRE_COMPLETIONS, MOCK_WIRE_RESPONSES };
 
 /* What one reply says; every pointer is borrowed. */
 struct mock_reply {
     int api;                  /* enum mock_api */
+    int wire;                 /* enum mock_wire */
     char id[40];              /* "chatcmpl-..." or "msg_..." */
     const char *model;
     const char *text;         /* the reply text, already cut to ntok pieces */
@@ -184,6 +187,8 @@ struct mock_reply {
     int hit_max_tokens;       /* finish "length" / stop "max_tokens" */
     int include_usage;        /* OpenAI stream_options.include_usage */
     long long created;        /* unix seconds */
+    long long max_tokens;     /* as asked (responses echo max_output_tokens); 0 = not given */
+    const char *instructions; /* responses: echoed; NULL = none */
 };
 
 /* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */
@@ -197,6 +202,15 @@ size_t mock__proto_frame_count(const struct mock_reply *r);
 size_t mock__proto_head_frames(const struct mock_reply *r);
 /* Appends frame k (SSE text, ending in a blank line). corrupt: break its JSON. */
 void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt);
+/* The same for the legacy completions and Responses wires (proto_more.c; proto.c dispatches). */
+void mock__proto_completions_body(struct mock_buf *b, const struct mock_reply *r);
+void mock__proto_completions_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
+                                   int corrupt);
+void mock__proto_responses_body(struct mock_buf *b, const struct mock_reply *r);
+void mock__proto_responses_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
+                                 int corrupt);
+/* Piece i of the reply text. */
+void mock__proto_piece(const struct mock_reply *r, size_t i, const char **p, size_t *n);
 
 /* Set to 1 on every thread that runs server code (libmicrohttpd's workers, the timer thread):
  * see mock_thread_is_server in mock/server.h. */

@@ -1,8 +1,9 @@
 /*
  * request.c - parses and validates the body of a chat completion (OpenAI) or messages
  * (Anthropic) request: model, messages, max_tokens, stream and stream_options, the system text
- * and the last user prompt, with errors worded as the real APIs word them. It neither sends
- * replies nor touches the server's shared state.
+ * and the last user prompt, with errors worded as the real APIs word them, and the checks the
+ * other routes' parsers (request_more.c) share. It neither sends replies nor touches the
+ * server's shared state.
  */
 
 #include <limits.h>
@@ -13,7 +14,7 @@
 
 #include "server_internal.h"
 
-static const char *json_type(const cJSON *j)
+const char *mock__json_type(const cJSON *j)
 {
     if (cJSON_IsString(j))
         return "a string";
@@ -29,7 +30,7 @@ static const char *json_type(const cJSON *j)
 }
 
 /* Appends the text of a content value (string, null, or array of text parts). -1: bad type. */
-static int content_text(const cJSON *c, struct mock_buf *out)
+int mock__content_text(const cJSON *c, struct mock_buf *out)
 {
     if (!c || cJSON_IsNull(c))
         return 0;
@@ -72,7 +73,7 @@ char *mock__buf_take(struct mock_buf *b)
 
 /* A token count such as max_tokens: an integer in 1..INT_MAX, as both APIs require. 0 with
  * *out set, or -1 with e filled (its text copied: v's JSON is freed before e is read). */
-static int count_param(const cJSON *v, int oa, struct perr *e, long long *out)
+int mock__count_param(const cJSON *v, int oa, struct perr *e, long long *out)
 {
     snprintf(e->pbuf, sizeof e->pbuf, "%s", v->string ? v->string : "max_tokens");
     const char *name = e->pbuf;
@@ -84,7 +85,7 @@ static int count_param(const cJSON *v, int oa, struct perr *e, long long *out)
         if (oa)
             snprintf(e->buf, sizeof e->buf, "Invalid type for '%s': expected an integer, but "
                      "got %s instead.", name, cJSON_IsNumber(v) ? "a decimal number"
-                                                                 : json_type(v));
+                                                                 : mock__json_type(v));
         else
             snprintf(e->buf, sizeof e->buf, "%s: Input should be a valid integer", name);
         e->code = "invalid_type";
@@ -115,6 +116,55 @@ static int count_param(const cJSON *v, int oa, struct perr *e, long long *out)
     return 0;
 }
 
+int mock__check_model(const cJSON *model, int oa, struct perr *e)
+{
+    if (!model) {
+        e->msg = oa ? "you must provide a model parameter" : "model: Field required";
+        return -1;
+    }
+    if (!cJSON_IsString(model)) {
+        snprintf(e->buf, sizeof e->buf, oa ? "Invalid type for 'model': expected a string, but "
+                 "got %s instead." : "model: Input should be a valid string (got %s)",
+                 mock__json_type(model));
+        e->msg = e->buf;
+        e->param = "model";
+        e->code = "invalid_type";
+        return -1;
+    }
+    return 0;
+}
+
+int mock__check_stream(const cJSON *j, int oa, struct req *r, struct perr *e)
+{
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(j, "stream");
+    if (stream && !cJSON_IsNull(stream)) {
+        if (!cJSON_IsBool(stream)) {
+            snprintf(e->buf, sizeof e->buf, oa ? "Invalid type for 'stream': expected a boolean, "
+                     "but got %s instead." : "stream: Input should be a valid boolean (got %s)",
+                     mock__json_type(stream));
+            e->msg = e->buf;
+            e->param = "stream";
+            e->code = "invalid_type";
+            return -1;
+        }
+        r->stream = cJSON_IsTrue(stream);
+    }
+    if (oa && r->stream) {
+        const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
+        if (so && !cJSON_IsNull(so)) {
+            if (!cJSON_IsObject(so)) {
+                e->msg = "Invalid type for 'stream_options': expected an object.";
+                e->param = "stream_options";
+                e->code = "invalid_type";
+                return -1;
+            }
+            r->include_usage =
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+        }
+    }
+    return 0;
+}
+
 /* Parses and validates r->body for r->api. 0, -1 (bad request: e filled) or -2 (OOM). */
 int mock__parse_api(struct req *r, struct perr *e)
 {
@@ -130,28 +180,22 @@ int mock__parse_api(struct req *r, struct perr *e)
                       "object";
         return -1;
     }
+    if (r->route == MOCK_ROUTE_COMPLETIONS || r->route == MOCK_ROUTE_RESPONSES ||
+        r->route == MOCK_ROUTE_EMBEDDINGS) {
+        int more = mock__parse_more(r, j, e);
+        cJSON_Delete(j);
+        return more;
+    }
     int rc = -1;
     struct mock_buf sys = {0}, prompt = {0};
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
-    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(j, "stream");
     const cJSON *maxt = cJSON_GetObjectItemCaseSensitive(j, oa ? "max_completion_tokens"
                                                                : "max_tokens");
     if (oa && !maxt)
         maxt = cJSON_GetObjectItemCaseSensitive(j, "max_tokens");
-    if (!model) {
-        e->msg = oa ? "you must provide a model parameter" : "model: Field required";
+    if (mock__check_model(model, oa, e) < 0)
         goto out;
-    }
-    if (!cJSON_IsString(model)) {
-        snprintf(e->buf, sizeof e->buf, oa ? "Invalid type for 'model': expected a string, but "
-                 "got %s instead." : "model: Input should be a valid string (got %s)",
-                 json_type(model));
-        e->msg = e->buf;
-        e->param = "model";
-        e->code = "invalid_type";
-        goto out;
-    }
     if (!msgs) {
         e->msg = oa ? "Missing required parameter: 'messages'." : "messages: Field required";
         e->param = "messages";
@@ -161,7 +205,7 @@ int mock__parse_api(struct req *r, struct perr *e)
     if (!cJSON_IsArray(msgs)) {
         snprintf(e->buf, sizeof e->buf, oa ? "Invalid type for 'messages': expected an array of "
                  "objects, but got %s instead." : "messages: Input should be a valid list (got %s)",
-                 json_type(msgs));
+                 mock__json_type(msgs));
         e->msg = e->buf;
         e->param = "messages";
         e->code = "invalid_type";
@@ -179,36 +223,13 @@ int mock__parse_api(struct req *r, struct perr *e)
         e->param = "max_tokens";
         goto out;
     }
-    if (maxt && !cJSON_IsNull(maxt) && count_param(maxt, oa, e, &r->max_tokens) < 0)
+    if (maxt && !cJSON_IsNull(maxt) && mock__count_param(maxt, oa, e, &r->max_tokens) < 0)
         goto out;
-    if (stream && !cJSON_IsNull(stream)) {
-        if (!cJSON_IsBool(stream)) {
-            snprintf(e->buf, sizeof e->buf, oa ? "Invalid type for 'stream': expected a boolean, "
-                     "but got %s instead." : "stream: Input should be a valid boolean (got %s)",
-                     json_type(stream));
-            e->msg = e->buf;
-            e->param = "stream";
-            e->code = "invalid_type";
-            goto out;
-        }
-        r->stream = cJSON_IsTrue(stream);
-    }
-    if (oa && r->stream) {
-        const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
-        if (so && !cJSON_IsNull(so)) {
-            if (!cJSON_IsObject(so)) {
-                e->msg = "Invalid type for 'stream_options': expected an object.";
-                e->param = "stream_options";
-                e->code = "invalid_type";
-                goto out;
-            }
-            r->include_usage =
-                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
-        }
-    }
+    if (mock__check_stream(j, oa, r, e) < 0)
+        goto out;
     if (!oa) {
         const cJSON *sy = cJSON_GetObjectItemCaseSensitive(j, "system");
-        if (sy && content_text(sy, &sys) < 0) {
+        if (sy && mock__content_text(sy, &sys) < 0) {
             e->msg = "system: Input should be a valid string or a list of text blocks";
             e->param = "system";
             goto out;
@@ -249,7 +270,7 @@ int mock__parse_api(struct req *r, struct perr *e)
             goto out;
         }
         struct mock_buf t = {0};
-        if (content_text(content, &t) < 0) {
+        if (mock__content_text(content, &t) < 0) {
             mock__buf_free(&t);
             snprintf(e->buf, sizeof e->buf, oa ? "Invalid type for 'messages[%u].content': "
                      "expected a string or an array of content parts." :

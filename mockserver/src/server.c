@@ -58,6 +58,12 @@ static int route_of(const char *url)
         return MOCK_ROUTE_MESSAGES;
     if (!strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11))
         return MOCK_ROUTE_MODELS;
+    if (!strcmp(url, "/v1/embeddings") || !strcmp(url, "/embeddings"))
+        return MOCK_ROUTE_EMBEDDINGS;
+    if (!strcmp(url, "/v1/completions") || !strcmp(url, "/completions"))
+        return MOCK_ROUTE_COMPLETIONS;
+    if (!strcmp(url, "/v1/responses") || !strcmp(url, "/responses"))
+        return MOCK_ROUTE_RESPONSES;
     if (!strcmp(url, "/health") || !strcmp(url, "/healthz"))
         return MOCK_ROUTE_HEALTH;
     if (!strcmp(url, "/metrics"))
@@ -83,6 +89,9 @@ static enum MHD_Result dispatch(struct req *r, const char *url, const char *meth
     int post = !strcmp(method, "POST");
     switch (r->route) {
     case MOCK_ROUTE_CHAT:
+    case MOCK_ROUTE_EMBEDDINGS:
+    case MOCK_ROUTE_COMPLETIONS:
+    case MOCK_ROUTE_RESPONSES:
         return post ? mock__api_request(r) : method_not_allowed(r, method, url);
     case MOCK_ROUTE_MESSAGES:
         if (!strcmp(url, "/v1/messages/count_tokens"))
@@ -177,7 +186,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             mock__watch_phase(c, WATCH_BUSY);
             if (logged(r->route))
                 mock__log_begin(r, method, url);
-            if (r->route == MOCK_ROUTE_CHAT || r->route == MOCK_ROUTE_MESSAGES)
+            if (mock__route_is_api(r->route))
                 return dispatch(r, url, method);
             return mock__send_error(r, 413, "invalid_request_error", "Request body too large", NULL,
                               NULL, -1);
@@ -274,6 +283,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(r->model);
     free(r->system);
     free(r->prompt);
+    free(r->instructions);
     free(r);
 }
 

@@ -82,6 +82,7 @@ struct req {
     double scale;
     long long max_tokens;
     char *model, *system, *prompt;
+    char *instructions;         /* responses: echoed back */
     unsigned prompt_tokens;
     unsigned running_at_admit;
     /* reply */
@@ -144,8 +145,22 @@ enum MHD_Result mock__start_delay(struct req *r);
 /* ---- request parsing (request.c) ---- */
 /* The buffer's bytes as a malloc'd string ("" when empty); NULL (and b freed) after an OOM. */
 char *mock__buf_take(struct mock_buf *b);
-/* Parses and validates r->body for r->api. 0, -1 (bad request: e filled) or -2 (OOM). */
+/* Parses and validates r->body for r->route. 0, -1 (bad request: e filled) or -2 (OOM). */
 int mock__parse_api(struct req *r, struct perr *e);
+/* "a string", "a number", ... for messages. */
+const char *mock__json_type(const cJSON *j);
+/* Appends the text of a content value (string, null, or array of parts with "text"). -1: bad
+ * type. */
+int mock__content_text(const cJSON *c, struct mock_buf *out);
+/* A token count (max_tokens ...): an integer in 1..INT_MAX. 0 with *out set, or -1, e filled. */
+int mock__count_param(const cJSON *v, int oa, struct perr *e, long long *out);
+/* "model" present and a string; 0 or -1 with e filled. */
+int mock__check_model(const cJSON *model, int oa, struct perr *e);
+/* "stream" (a boolean) and, for OpenAI, stream_options.include_usage into r. 0 or -1. */
+int mock__check_stream(const cJSON *j, int oa, struct req *r, struct perr *e);
+/* The completions, responses and embeddings bodies (request_more.c): fills r like
+ * mock__parse_api (embeddings: the whole reply into r->pbody). j is borrowed. */
+int mock__parse_more(struct req *r, const cJSON *j, struct perr *e);
 
 /* ---- admission and faults (admission.c) ---- */
 /* Caller holds srv->mu. */

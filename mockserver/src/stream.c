@@ -198,10 +198,26 @@ static void make_id(struct req *r)
 {
     uint64_t n = atomic_fetch_add_explicit(&r->srv->seq, 1, RLX);
     uint64_t v = mock__mix64(r->hash ^ (n * 0x9e3779b97f4a7c15ull));
-    if (r->api == MOCK_API_OPENAI)
-        snprintf(r->reply.id, sizeof r->reply.id, "chatcmpl-mock%016llx", (unsigned long long)v);
-    else
-        snprintf(r->reply.id, sizeof r->reply.id, "msg_mock%016llx", (unsigned long long)v);
+    static const char *const prefix[MOCK_ROUTE_COUNT] = {
+        [MOCK_ROUTE_CHAT] = "chatcmpl-mock", [MOCK_ROUTE_MESSAGES] = "msg_mock",
+        [MOCK_ROUTE_COMPLETIONS] = "cmpl-mock", [MOCK_ROUTE_RESPONSES] = "resp_mock",
+        [MOCK_ROUTE_EMBEDDINGS] = "embd-mock"};
+    const char *p = prefix[r->route] ? prefix[r->route] : "chatcmpl-mock";
+    snprintf(r->reply.id, sizeof r->reply.id, "%s%016llx", p, (unsigned long long)v);
+}
+
+static int wire_of(int route)
+{
+    switch (route) {
+    case MOCK_ROUTE_MESSAGES:
+        return MOCK_WIRE_MESSAGES;
+    case MOCK_ROUTE_COMPLETIONS:
+        return MOCK_WIRE_COMPLETIONS;
+    case MOCK_ROUTE_RESPONSES:
+        return MOCK_WIRE_RESPONSES;
+    default:
+        return MOCK_WIRE_CHAT;
+    }
 }
 
 /* Generates the reply (text, pieces, and the whole body when not streaming) before the delay,
@@ -209,6 +225,10 @@ static void make_id(struct req *r)
  * fast as the burst of requests that caused it arrived. 0, or -1 when out of memory. */
 static int prepare(struct req *r)
 {
+    if (r->route == MOCK_ROUTE_EMBEDDINGS) { /* answered whole at parse time */
+        make_id(r);
+        return 0;
+    }
     if (mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
                               r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0)
         return -1;
@@ -225,6 +245,9 @@ static int prepare(struct req *r)
     n = mock_content_split(text, len, r->starts, n);
     struct mock_reply *rp = &r->reply;
     rp->api = r->api;
+    rp->wire = wire_of(r->route);
+    rp->max_tokens = r->max_tokens;
+    rp->instructions = r->instructions;
     make_id(r);
     rp->model = r->model ? r->model : r->set.model;
     rp->text = text;

@@ -15,6 +15,27 @@
  *                               content_block_start, ping, content_block_delta..., content_block_stop,
  *                               message_delta (with usage), message_stop).
  *   POST /v1/messages/count_tokens  Anthropic token count ({"input_tokens": N}), no delay.
+ *   POST /v1/embeddings         OpenAI embeddings: "input" a string, a list of strings, a token
+ *                               list or a list of token lists; "dimensions" (default 1536, at
+ *                               most 4096); "encoding_format" "float" (default) or "base64"
+ *                               (little-endian float32, what the openai SDKs ask for). Each
+ *                               text gets a unit vector drawn from the seed and the text's hash:
+ *                               the same text, the same vector, in any request.
+ *   POST /v1/completions        OpenAI legacy completions ("text_completion"): "prompt" a
+ *                               string or list (the last one is answered), "max_tokens"
+ *                               defaulting to 16 as in the real API; streaming like chat
+ *                               ("data: {chunk}" ... "data: [DONE]", usage chunk on request).
+ *   POST /v1/responses          OpenAI Responses API: "input" a string or a list of message
+ *                               items ({"role", "content": string | [{"type": "input_text",
+ *                               "text"}]}; other item types are skipped), "instructions",
+ *                               "max_output_tokens" (past it: status "incomplete"). Streaming:
+ *                               typed events response.created, response.in_progress,
+ *                               response.output_item.added, response.content_part.added,
+ *                               response.output_text.delta..., response.output_text.done,
+ *                               response.content_part.done, response.output_item.done,
+ *                               response.completed (or response.incomplete), each with its
+ *                               sequence_number. The three routes take the global timing,
+ *                               faults and the rate limit like chat (errors in OpenAI shape).
  *   GET  /v1/models/{id}        One model object.
  *   GET  /v1/models             OpenAI-style model list ({"object":"list","data":[...]}), which the
  *                               Anthropic SDK also accepts (it carries "type":"model" entries too).
@@ -136,10 +157,11 @@
  *               (non-streaming: the body is truncated, then the connection closed).
  *   dangerous   the install plan in the reply contains one dangerous command.
  *   Status faults (429, 5xx) and the rate limit answer at once, without latency. Faults apply
- *   to the two API routes only. Scripted faults run first, in order, one per API
- *   request; probabilistic ones are drawn per request from (seed, body hash, how many times
- *   this body was seen), so a run with the same seed and the same requests faults the same
- *   ones, and a retried identical body gets a fresh draw.
+ *   to the API routes only (chat, messages, completions, responses, embeddings). Scripted
+ *   faults run first, in order, one per API request; probabilistic ones are drawn per request
+ *   from (seed, body hash, how many times this body was seen), so a run with the same seed
+ *   and the same requests faults the same ones, and a retried identical body gets a fresh
+ *   draw.
  *
  * STATS JSON (GET /stats, mock_server_stats_json); times in milliseconds:
  *   {"uptime_s": F, "requests": N, "in_flight": N, "in_flight_max": N, "running": N,
@@ -264,7 +286,7 @@ char *mock_server_stats_json(struct mock_server *s);
 /* A few counters for tests without parsing JSON. Threads: any thread. */
 struct mock_counts {
     uint64_t requests;        /* every request answered or closed, all routes */
-    uint64_t api_requests;    /* chat + messages */
+    uint64_t api_requests;    /* chat, messages, completions, responses, embeddings */
     uint64_t faults;          /* injected faults (scripted or drawn), excluding "ok" */
     uint64_t rate_limited;    /* 429s from the server-side rate limit */
     unsigned in_flight;       /* requests received and not yet finished */
