@@ -71,10 +71,44 @@ static void usage(FILE *f)
 "  --disconnect-after D   'disconnect' closes after D (scaled; default 50ms)\n"
 "  --retry-after D        Retry-After of 429/503/529 faults (default 1s, not scaled)\n"
 "\n"
+"Slow clients (not scaled; 0 = off):\n"
+"  --header-timeout D     close a connection whose request headers are not complete D after\n"
+"                         it opened or its last request ended (default 10s)\n"
+"  --body-timeout D       close a connection whose body is not complete D after its headers\n"
+"                         (default 10s)\n"
+"\n"
 "Admin while running: POST /admin/config {\"latency\":\"100ms\",\"fault.429\":0.1},\n"
 "POST /admin/reset, POST /admin/faults {\"script\":\"next 3 429\"} | {\"next\":3,\"fault\":\"429\"}\n"
-"| {\"clear\":true}, GET /admin/config, GET /admin/faults. See the README for details.\n",
+"| {\"clear\":true}, GET /admin/config, GET /admin/faults. See the README for details.\n"
+"\n"
+"Exit status:\n"
+"  0  stopped by SIGINT or SIGTERM (the port file is removed), or --help / --version\n"
+"  1  internal error: out of memory, a thread could not start\n"
+"  2  usage: unknown flag, missing or bad flag value\n"
+"  3  the --config file cannot be read\n"
+"  4  invalid settings: a bad key or value in the config file, a bad host or port\n"
+"  5  cannot listen on host:port (in use, not permitted)\n"
+"  6  the --port-file cannot be written\n"
+"  7  a bad --fault-script\n",
         f);
+}
+
+/* Exit statuses (listed in --help). */
+enum { EXIT_OK = 0, EXIT_INTERNAL = 1, EXIT_USAGE = 2, EXIT_CONFIG_READ = 3,
+       EXIT_SETTINGS = 4, EXIT_LISTEN = 5, EXIT_PORT_FILE = 6, EXIT_SCRIPT = 7 };
+
+static int start_exit_status(int rc)
+{
+    switch (rc) {
+    case MOCK_EINVAL:
+        return EXIT_SETTINGS;
+    case MOCK_ELISTEN:
+        return EXIT_LISTEN;
+    case MOCK_EPORTFILE:
+        return EXIT_PORT_FILE;
+    default:
+        return EXIT_INTERNAL;
+    }
 }
 
 static char *read_file(const char *path, char *err, size_t errlen)
@@ -116,7 +150,7 @@ int mock_main(int argc, char **argv)
     struct mock_buf cfg = {0};
     const char *config_path = NULL, *script = NULL;
     char err[512];
-    int rc = 2;
+    int rc = EXIT_USAGE;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -205,6 +239,7 @@ int mock_main(int argc, char **argv)
         file_text = read_file(config_path, err, sizeof err);
         if (!file_text) {
             fprintf(stderr, "cx-mock: %s\n", err);
+            rc = EXIT_CONFIG_READ;
             goto out;
         }
     }
@@ -218,6 +253,7 @@ int mock_main(int argc, char **argv)
     if (all.oom) {
         fprintf(stderr, "cx-mock: out of memory\n");
         mock__buf_free(&all);
+        rc = EXIT_INTERNAL;
         goto out;
     }
     o.config_text = all.p;
@@ -232,18 +268,19 @@ int mock_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct mock_server *s;
-    if (mock_server_start(&o, &s, err, sizeof err) < 0) {
-        fprintf(stderr, "cx-mock: %s%s%s\n", config_path ? config_path : "",
-                config_path ? ": " : "", err);
+    int src = mock_server_start(&o, &s, err, sizeof err);
+    if (src < 0) {
+        fprintf(stderr, "cx-mock: %s%s%s\n", config_path && src == MOCK_EINVAL ? config_path : "",
+                config_path && src == MOCK_EINVAL ? ": " : "", err);
         mock__buf_free(&all);
-        rc = 1;
+        rc = start_exit_status(src);
         goto out;
     }
     if (script && mock_server_script_faults(s, script, err, sizeof err) < 0) {
         fprintf(stderr, "cx-mock: --fault-script: %s\n", err);
         mock_server_stop(s);
         mock__buf_free(&all);
-        rc = 2;
+        rc = EXIT_SCRIPT;
         goto out;
     }
     printf("cx-mock listening on %s\n", mock_server_url(s));
@@ -265,7 +302,7 @@ int mock_main(int argc, char **argv)
     }
     mock_server_stop(s);
     mock__buf_free(&all);
-    rc = 0;
+    rc = EXIT_OK;
 out:
     mock__buf_free(&cfg);
     return rc;

@@ -43,8 +43,18 @@ enum mock_dist { MOCK_DIST_FIXED, MOCK_DIST_UNIFORM, MOCK_DIST_NORMAL, MOCK_DIST
 
 enum mock_route {
     MOCK_ROUTE_CHAT, MOCK_ROUTE_MESSAGES, MOCK_ROUTE_MODELS, MOCK_ROUTE_HEALTH,
-    MOCK_ROUTE_METRICS, MOCK_ROUTE_STATS, MOCK_ROUTE_ADMIN, MOCK_ROUTE_OTHER, MOCK_ROUTE_COUNT
+    MOCK_ROUTE_METRICS, MOCK_ROUTE_STATS, MOCK_ROUTE_ADMIN, MOCK_ROUTE_EMBEDDINGS,
+    MOCK_ROUTE_COMPLETIONS, MOCK_ROUTE_RESPONSES, MOCK_ROUTE_OTHER, MOCK_ROUTE_COUNT
 };
+/* The routes that generate replies (and take faults, latency and the rate limit). */
+static inline int mock__route_is_api(int route)
+{
+    return route == MOCK_ROUTE_CHAT || route == MOCK_ROUTE_MESSAGES ||
+           route == MOCK_ROUTE_EMBEDDINGS || route == MOCK_ROUTE_COMPLETIONS ||
+           route == MOCK_ROUTE_RESPONSES;
+}
+/* The route's index by name, or -1. */
+int mock__route_from_name(const char *name);
 #define MOCK_TIMED_ROUTES 3 /* chat, messages, models have per-route timing */
 extern const char *const mock__route_names[MOCK_ROUTE_COUNT];
 
@@ -76,6 +86,8 @@ struct mock_settings {
     char model[128];
     char required_key[256];
     double stall_ms, disconnect_ms, retry_after_ms;
+    double header_timeout_ms, body_timeout_ms; /* slow clients; 0 = off */
+    unsigned request_log;     /* entries GET /admin/requests keeps; 0 = off */
     unsigned cut_after;
     double fault_prob[MOCK_FAULT_COUNT];
 };
@@ -108,6 +120,14 @@ enum mock_hist_id { MOCK_H_CONFIGURED, MOCK_H_DELIVERED, MOCK_H_ERROR, MOCK_H_QU
 extern const char *const mock__hist_names[MOCK_H_COUNT];
 
 #define MOCK_STATUS_SLOTS 16
+/* Token counts of one (route, model) pair; past MOCK_TOK_ROWS pairs the rest share a row whose
+ * model is "_other" (a client can send any model name: the label set stays bounded). */
+#define MOCK_TOK_ROWS 64
+struct mock_tokrow {
+    int route;
+    char model[64];
+    uint64_t requests, prompt, completion;
+};
 struct mock_stats {
     _Atomic uint64_t start_ns;
     _Atomic uint64_t route_requests[MOCK_ROUTE_COUNT];
@@ -116,8 +136,15 @@ struct mock_stats {
     _Atomic uint64_t rate_limited;
     _Atomic unsigned in_flight, in_flight_max, queued_max;
     struct mock_hist h[MOCK_H_COUNT];
+    pthread_mutex_t tok_mu;
+    struct mock_tokrow tok[MOCK_TOK_ROWS + 1]; /* guarded by tok_mu; the last is "_other" */
+    unsigned tok_n;                            /* guarded by tok_mu */
 };
 void mock__stats_init(struct mock_stats *st);
+void mock__stats_destroy(struct mock_stats *st);
+/* Counts one answered API request's tokens under (route, model). */
+void mock__stats_tokens(struct mock_stats *st, int route, const char *model, unsigned prompt,
+                        unsigned completion);
 void mock__stats_reset(struct mock_stats *st);
 void mock__hist_add_ns(struct mock_hist *h, uint64_t ns);
 void mock__stats_status(struct mock_stats *st, int route, unsigned status);
@@ -141,12 +168,15 @@ void mock__timer_flush_and_close(struct mock_timer *t);
 void mock__timer_free(struct mock_timer *t);
 size_t mock__timer_pending(struct mock_timer *t);
 
-/* ---- wire formats (proto.c) ---- */
-enum mock_api { MOCK_API_OPENAI, MOCK_API_ANTHROPIC };
+/* ---- wire formats (proto.c; the legacy completions and Responses APIs in proto_more.c) ---- */
+enum mock_api { MOCK_API_OPENAI, MOCK_API_ANTHROPIC }; /* error shapes and headers */
+/* Reply shapes: chat.completion, Anthropic message, text_completion, response. */
+enum mock_wire { MOCK_WIRE_CHAT, MOCK_WIRE_MESSAGES, MOCK_WIRE_COMPLETIONS, MOCK_WIRE_RESPONSES };
 
 /* What one reply says; every pointer is borrowed. */
 struct mock_reply {
     int api;                  /* enum mock_api */
+    int wire;                 /* enum mock_wire */
     char id[40];              /* "chatcmpl-..." or "msg_..." */
     const char *model;
     const char *text;         /* the reply text, already cut to ntok pieces */
@@ -157,6 +187,8 @@ struct mock_reply {
     int hit_max_tokens;       /* finish "length" / stop "max_tokens" */
     int include_usage;        /* OpenAI stream_options.include_usage */
     long long created;        /* unix seconds */
+    long long max_tokens;     /* as asked (responses echo max_output_tokens); 0 = not given */
+    const char *instructions; /* responses: echoed; NULL = none */
 };
 
 /* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */
@@ -170,6 +202,15 @@ size_t mock__proto_frame_count(const struct mock_reply *r);
 size_t mock__proto_head_frames(const struct mock_reply *r);
 /* Appends frame k (SSE text, ending in a blank line). corrupt: break its JSON. */
 void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt);
+/* The same for the legacy completions and Responses wires (proto_more.c; proto.c dispatches). */
+void mock__proto_completions_body(struct mock_buf *b, const struct mock_reply *r);
+void mock__proto_completions_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
+                                   int corrupt);
+void mock__proto_responses_body(struct mock_buf *b, const struct mock_reply *r);
+void mock__proto_responses_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
+                                 int corrupt);
+/* Piece i of the reply text. */
+void mock__proto_piece(const struct mock_reply *r, size_t i, const char **p, size_t *n);
 
 /* Set to 1 on every thread that runs server code (libmicrohttpd's workers, the timer thread):
  * see mock_thread_is_server in mock/server.h. */

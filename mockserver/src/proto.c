@@ -24,7 +24,11 @@ static char *finish(struct mock_buf *b, size_t *len)
 char *mock__proto_body(const struct mock_reply *r, size_t *len)
 {
     struct mock_buf b = {0};
-    if (r->api == MOCK_API_OPENAI) {
+    if (r->wire == MOCK_WIRE_COMPLETIONS) {
+        mock__proto_completions_body(&b, r);
+    } else if (r->wire == MOCK_WIRE_RESPONSES) {
+        mock__proto_responses_body(&b, r);
+    } else if (r->api == MOCK_API_OPENAI) {
         mock__buf_fmt(&b, "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%lld,"
                       "\"model\":", r->id, r->created);
         mock__buf_json_str(&b, r->model, strlen(r->model));
@@ -82,12 +86,31 @@ char *mock__proto_error(int api, const char *type, const char *message, const ch
 
 size_t mock__proto_head_frames(const struct mock_reply *r)
 {
-    return r->api == MOCK_API_OPENAI ? 1 : 3;
+    switch (r->wire) {
+    case MOCK_WIRE_COMPLETIONS:
+        return 0;
+    case MOCK_WIRE_RESPONSES:
+        return 4; /* created, in_progress, output_item.added, content_part.added */
+    case MOCK_WIRE_MESSAGES:
+        return 3;
+    default:
+        return 1;
+    }
 }
 
 size_t mock__proto_frame_count(const struct mock_reply *r)
 {
-    size_t tail = r->api == MOCK_API_OPENAI ? (size_t)(2 + (r->include_usage ? 1 : 0)) : 3;
+    size_t tail;
+    switch (r->wire) {
+    case MOCK_WIRE_RESPONSES:
+        tail = 4; /* output_text.done, content_part.done, output_item.done, completed */
+        break;
+    case MOCK_WIRE_MESSAGES:
+        tail = 3;
+        break;
+    default: /* chat and completions: the finish chunk, [usage chunk,] [DONE] */
+        tail = (size_t)(2 + (r->include_usage ? 1 : 0));
+    }
     return mock__proto_head_frames(r) + r->ntok + tail;
 }
 
@@ -104,7 +127,7 @@ static void openai_chunk_end(struct mock_buf *b, const struct mock_reply *r)
     mock__buf_str(b, r->include_usage ? "],\"usage\":null}\n\n" : "]}\n\n");
 }
 
-static void piece(const struct mock_reply *r, size_t i, const char **p, size_t *n)
+void mock__proto_piece(const struct mock_reply *r, size_t i, const char **p, size_t *n)
 {
     size_t s = r->starts[i];
     size_t e = i + 1 < r->ntok ? r->starts[i + 1] : r->text_len;
@@ -114,6 +137,14 @@ static void piece(const struct mock_reply *r, size_t i, const char **p, size_t *
 
 void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt)
 {
+    if (r->wire == MOCK_WIRE_COMPLETIONS) {
+        mock__proto_completions_frame(b, r, k, corrupt);
+        return;
+    }
+    if (r->wire == MOCK_WIRE_RESPONSES) {
+        mock__proto_responses_frame(b, r, k, corrupt);
+        return;
+    }
     size_t head = mock__proto_head_frames(r);
     const char *p;
     size_t n;
@@ -124,7 +155,7 @@ void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
                              "\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}");
             openai_chunk_end(b, r);
         } else if (k < head + r->ntok) {
-            piece(r, k - head, &p, &n);
+            mock__proto_piece(r, k - head, &p, &n);
             openai_chunk_start(b, r);
             mock__buf_str(b, "{\"index\":0,\"delta\":{\"content\":");
             mock__buf_json_str(b, p, n);
@@ -163,7 +194,7 @@ void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
     } else if (k == 2) {
         mock__buf_str(b, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
     } else if (k < head + r->ntok) {
-        piece(r, k - head, &p, &n);
+        mock__proto_piece(r, k - head, &p, &n);
         mock__buf_str(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
                          "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":");
         mock__buf_json_str(b, p, n);

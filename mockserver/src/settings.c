@@ -16,7 +16,16 @@
 #include "mock_internal.h"
 
 const char *const mock__route_names[MOCK_ROUTE_COUNT] = {
-    "chat", "messages", "models", "health", "metrics", "stats", "admin", "other"};
+    "chat", "messages", "models", "health", "metrics", "stats", "admin", "embeddings",
+    "completions", "responses", "other"};
+
+int mock__route_from_name(const char *name)
+{
+    for (int i = 0; i < MOCK_ROUTE_COUNT; i++)
+        if (!strcmp(name, mock__route_names[i]))
+            return i;
+    return -1;
+}
 
 const char *const mock__fault_names[MOCK_FAULT_COUNT] = {
     "ok", "429", "500", "502", "503", "529", "reset", "stall", "malformed", "cut",
@@ -59,6 +68,9 @@ void mock__settings_init(struct mock_settings *s)
     s->disconnect_ms = 50;
     s->retry_after_ms = 1000;
     s->cut_after = 3;
+    s->header_timeout_ms = 10000;
+    s->body_timeout_ms = 10000;
+    s->request_log = 100;
 }
 
 static int set_timing(struct mock_timing *t, const char *k, const char *v, char *err,
@@ -167,10 +179,15 @@ int mock__settings_set(struct mock_settings *s, const char *key, const char *val
             return mock__err(err, errlen, "%s: fault probabilities would sum to %g (> 1)", key,
                              sum);
     } else if (!strcmp(k, "max_latency") || !strcmp(k, "stall") ||
-               !strcmp(k, "disconnect_after") || !strcmp(k, "retry_after")) {
+               !strcmp(k, "disconnect_after") || !strcmp(k, "retry_after") ||
+               !strcmp(k, "header_timeout") || !strcmp(k, "body_timeout")) {
         if (mock__parse_duration(value, &d) < 0)
             return mock__err(err, errlen, "%s: '%s' is not a duration", key, value);
-        if (k[0] == 'm')
+        if (k[0] == 'h')
+            n.header_timeout_ms = d;
+        else if (k[0] == 'b')
+            n.body_timeout_ms = d;
+        else if (k[0] == 'm')
             n.max_latency_ms = d;
         else if (k[0] == 's')
             n.stall_ms = d;
@@ -191,9 +208,12 @@ int mock__settings_set(struct mock_settings *s, const char *key, const char *val
         else
             n.rate_burst = d;
     } else if (!strcmp(k, "seed") || !strcmp(k, "max_running") || !strcmp(k, "max_queue") ||
-               !strcmp(k, "max_body") || !strcmp(k, "pad_to") || !strcmp(k, "cut_after")) {
+               !strcmp(k, "max_body") || !strcmp(k, "pad_to") || !strcmp(k, "cut_after") ||
+               !strcmp(k, "request_log")) {
         if (mock__parse_u64(value, &u) < 0)
             return mock__err(err, errlen, "%s: '%s' is not a non-negative integer", key, value);
+        if (!strcmp(k, "request_log") && u > 10000)
+            return mock__err(err, errlen, "request_log: %s is more than 10000", value);
         if (strcmp(k, "seed") && u > 0xffffffffu && strcmp(k, "max_body"))
             return mock__err(err, errlen, "%s: %s is too large", key, value);
         if (!strcmp(k, "seed"))
@@ -206,6 +226,8 @@ int mock__settings_set(struct mock_settings *s, const char *key, const char *val
             n.max_body = u ? (size_t)u : (1u << 20);
         else if (!strcmp(k, "pad_to"))
             n.pad_to = (size_t)u;
+        else if (!strcmp(k, "request_log"))
+            n.request_log = (unsigned)u;
         else
             n.cut_after = (unsigned)u;
     } else if (!strcmp(k, "model")) {
@@ -357,8 +379,10 @@ char *mock__settings_json(const struct mock_settings *s)
     mock__buf_json_str(&b, s->model, strlen(s->model));
     mock__buf_fmt(&b, ",\"required_key\":\"%s\",", s->required_key[0] ? "(set)" : "");
     mock__buf_fmt(&b, "\"stall\":\"%gms\",\"cut_after\":%u,\"disconnect_after\":\"%gms\","
-                  "\"retry_after\":\"%gms\"",
-                  s->stall_ms, s->cut_after, s->disconnect_ms, s->retry_after_ms);
+                  "\"retry_after\":\"%gms\",\"header_timeout\":\"%gms\","
+                  "\"body_timeout\":\"%gms\",\"request_log\":%u",
+                  s->stall_ms, s->cut_after, s->disconnect_ms, s->retry_after_ms,
+                  s->header_timeout_ms, s->body_timeout_ms, s->request_log);
     for (int f = 1; f < MOCK_FAULT_COUNT; f++)
         mock__buf_fmt(&b, ",\"fault.%s\":%g", mock__fault_names[f], s->fault_prob[f]);
     mock__buf_str(&b, "}");

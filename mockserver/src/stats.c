@@ -48,6 +48,10 @@ void mock__stats_reset(struct mock_stats *st)
     atomic_store_explicit(&st->rate_limited, 0, RLX);
     atomic_store_explicit(&st->in_flight_max, atomic_load_explicit(&st->in_flight, RLX), RLX);
     atomic_store_explicit(&st->queued_max, 0, RLX);
+    pthread_mutex_lock(&st->tok_mu);
+    memset(st->tok, 0, sizeof st->tok);
+    st->tok_n = 0;
+    pthread_mutex_unlock(&st->tok_mu);
     for (int i = 0; i < MOCK_H_COUNT; i++)
         hist_zero(&st->h[i]);
 }
@@ -55,7 +59,97 @@ void mock__stats_reset(struct mock_stats *st)
 void mock__stats_init(struct mock_stats *st)
 {
     memset(st, 0, sizeof *st);
+    pthread_mutex_init(&st->tok_mu, NULL);
     mock__stats_reset(st);
+}
+
+void mock__stats_destroy(struct mock_stats *st)
+{
+    pthread_mutex_destroy(&st->tok_mu);
+}
+
+void mock__stats_tokens(struct mock_stats *st, int route, const char *model, unsigned prompt,
+                        unsigned completion)
+{
+    if (!model)
+        model = "";
+    pthread_mutex_lock(&st->tok_mu);
+    struct mock_tokrow *t = NULL;
+    for (unsigned i = 0; i < st->tok_n && !t; i++)
+        if (st->tok[i].route == route && !strcmp(st->tok[i].model, model))
+            t = &st->tok[i];
+    if (!t && st->tok_n < MOCK_TOK_ROWS && strlen(model) < sizeof t->model) {
+        t = &st->tok[st->tok_n++];
+        t->route = route;
+        snprintf(t->model, sizeof t->model, "%s", model);
+    }
+    if (!t) {
+        t = &st->tok[MOCK_TOK_ROWS];
+        t->route = -1;
+        snprintf(t->model, sizeof t->model, "_other");
+    }
+    t->requests++;
+    t->prompt += prompt;
+    t->completion += completion;
+    pthread_mutex_unlock(&st->tok_mu);
+}
+
+/* Appends a Prometheus label value (escaping \\, " and newlines). */
+static void prom_label(struct mock_buf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            mock__buf_fmt(b, "\\%c", *v);
+        else if (*v == '\n')
+            mock__buf_str(b, "\\n");
+        else
+            mock__buf_add(b, v, 1);
+    }
+}
+
+static void prom_tokens(struct mock_buf *b, struct mock_stats *st)
+{
+    static const char *const names[3] = {"mock_model_requests_total", "mock_prompt_tokens_total",
+                                         "mock_completion_tokens_total"};
+    static const char *const help[3] = {"Answered API requests", "Prompt (input) tokens",
+                                        "Completion (output) tokens"};
+    pthread_mutex_lock(&st->tok_mu);
+    for (int k = 0; k < 3; k++) {
+        mock__buf_fmt(b, "# HELP %s %s, by route and model.\n# TYPE %s counter\n", names[k],
+                      help[k], names[k]);
+        for (unsigned i = 0; i <= MOCK_TOK_ROWS; i++) {
+            const struct mock_tokrow *t = &st->tok[i];
+            if (i == MOCK_TOK_ROWS ? t->requests == 0 : i >= st->tok_n)
+                continue;
+            uint64_t v = k == 0 ? t->requests : k == 1 ? t->prompt : t->completion;
+            mock__buf_fmt(b, "%s{route=\"%s\",model=\"", names[k],
+                          t->route >= 0 ? mock__route_names[t->route] : "_other");
+            prom_label(b, t->model);
+            mock__buf_fmt(b, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+    pthread_mutex_unlock(&st->tok_mu);
+}
+
+static void json_tokens(struct mock_buf *b, struct mock_stats *st)
+{
+    mock__buf_str(b, ",\"tokens\":[");
+    pthread_mutex_lock(&st->tok_mu);
+    int first = 1;
+    for (unsigned i = 0; i <= MOCK_TOK_ROWS; i++) {
+        const struct mock_tokrow *t = &st->tok[i];
+        if (i == MOCK_TOK_ROWS ? t->requests == 0 : i >= st->tok_n)
+            continue;
+        mock__buf_fmt(b, "%s{\"route\":\"%s\",\"model\":", first ? "" : ",",
+                      t->route >= 0 ? mock__route_names[t->route] : "_other");
+        mock__buf_json_str(b, t->model, strlen(t->model));
+        mock__buf_fmt(b, ",\"requests\":%llu,\"prompt_tokens\":%llu,\"completion_tokens\":%llu}",
+                      (unsigned long long)t->requests, (unsigned long long)t->prompt,
+                      (unsigned long long)t->completion);
+        first = 0;
+    }
+    pthread_mutex_unlock(&st->tok_mu);
+    mock__buf_str(b, "]");
 }
 
 static size_t bucket_of(uint64_t v)
@@ -214,8 +308,10 @@ char *mock__stats_json(struct mock_stats *st, unsigned running, unsigned queued)
                       (unsigned long long)n);
         first = 0;
     }
-    mock__buf_fmt(&b, "},\"rate_limited\":%llu,\"histograms\":{",
+    mock__buf_fmt(&b, "},\"rate_limited\":%llu",
                   (unsigned long long)atomic_load_explicit(&st->rate_limited, RLX));
+    json_tokens(&b, st);
+    mock__buf_str(&b, ",\"histograms\":{");
     for (int i = 0; i < MOCK_H_COUNT; i++) {
         struct hsnap s;
         snap(&st->h[i], &s);
@@ -267,6 +363,7 @@ char *mock__stats_prometheus(struct mock_stats *st, unsigned running, unsigned q
                   "# TYPE mock_queued gauge\nmock_queued %u\n",
                   atomic_load_explicit(&st->in_flight, RLX),
                   atomic_load_explicit(&st->in_flight_max, RLX), running, queued);
+    prom_tokens(&b, st);
     for (int i = 0; i < MOCK_H_COUNT; i++) {
         const char *n = mock__hist_names[i];
         struct mock_hist *h = &st->h[i];
@@ -297,7 +394,7 @@ void mock__stats_counts(struct mock_stats *st, struct mock_counts *out)
     for (int r = 0; r < MOCK_ROUTE_COUNT; r++) {
         uint64_t n = atomic_load_explicit(&st->route_requests[r], RLX);
         out->requests += n;
-        if (r == MOCK_ROUTE_CHAT || r == MOCK_ROUTE_MESSAGES)
+        if (mock__route_is_api(r))
             out->api_requests += n;
         for (int i = 1; i < MOCK_STATUS_SLOTS; i++) {
             uint64_t c = atomic_load_explicit(&st->route_status[r][i], RLX);

@@ -1,7 +1,9 @@
 // sdk_check.mjs - the official OpenAI and Anthropic JavaScript SDKs, unmodified, against cx-mock:
 // only their base URL (and a key the mock was started with) is changed. Checks non-streaming and
 // streaming calls on both APIs (text, usage, event order), the model list, typed errors for
-// injected faults, the SDKs' own retries honouring the mock's retry-after headers, and 401s.
+// injected faults, the SDKs' own retries honouring the mock's retry-after headers, 401s, the
+// OpenAI embeddings, legacy completions and Responses APIs (streaming and not, through the SDK's
+// own helpers), and what the mock's request log recorded of an SDK call.
 //
 // Usage: MOCK_URL=http://127.0.0.1:PORT MOCK_KEY=sk-... node sdk_check.mjs
 // Prints one line per check and a closing "N passed, N failed"; exits 1 on any failure.
@@ -260,6 +262,112 @@ await check('anthropic: AuthenticationError for a wrong key', async () => {
   } catch (e) {
     assert(e instanceof Anthropic.AuthenticationError, `got ${e?.constructor?.name}: ${e}`);
   }
+});
+
+await check('openai: embeddings.create (SDK default base64, decoded)', async () => {
+  const r = await openai.embeddings.create({ model: 'text-embedding-3-small', input: ['hello', 'world', 'hello'] });
+  assert(r.object === 'list' && r.data.length === 3, `shape ${r.object} ${r.data.length}`);
+  const [a, b, c] = r.data.map((d) => d.embedding);
+  assert(Array.isArray(a) && a.length === 1536, `length ${a?.length}`);
+  const norm = Math.sqrt(a.reduce((s, x) => s + x * x, 0));
+  assert(Math.abs(norm - 1) < 1e-4, `norm ${norm}`);
+  assert(JSON.stringify(a) === JSON.stringify(c), 'same text, different vectors');
+  assert(JSON.stringify(a) !== JSON.stringify(b), 'different texts, same vector');
+  assert(r.usage.prompt_tokens > 0 && r.usage.total_tokens === r.usage.prompt_tokens, 'usage');
+});
+
+await check('openai: embeddings.create float, dimensions 8', async () => {
+  const r = await openai.embeddings.create({ model: 'e', input: 'hello', dimensions: 8, encoding_format: 'float' });
+  assert(r.data[0].embedding.length === 8, `length ${r.data[0].embedding.length}`);
+  const full = await openai.embeddings.create({ model: 'e', input: 'hello', dimensions: 8 });
+  const d = r.data[0].embedding.map((x, i) => Math.abs(x - full.data[0].embedding[i]));
+  assert(Math.max(...d) < 1e-6, 'float and base64 encodings differ');
+});
+
+await check('openai: completions.create (legacy), max_tokens default 16', async () => {
+  const r = await openai.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'Install package: nginx' });
+  assert(r.object === 'text_completion', `object ${r.object}`);
+  assert(typeof r.choices[0].text === 'string' && r.choices[0].text.length > 0, 'text');
+  assert(r.choices[0].finish_reason === 'length' && r.usage.completion_tokens === 16, `finish ${r.choices[0].finish_reason} ${r.usage.completion_tokens}`);
+  const full = await openai.completions.create({ model: 'm', prompt: 'Install package: nginx', max_tokens: 4000 });
+  assert(full.choices[0].finish_reason === 'stop', 'finish_reason');
+  assert(commands(full.choices[0].text).includes('sudo apt-get install -y nginx'), 'nginx install command missing');
+  const stream = await openai.completions.create({
+    model: 'm', prompt: 'Install package: nginx', max_tokens: 4000, stream: true, stream_options: { include_usage: true },
+  });
+  let text = '';
+  let usage = null;
+  for await (const chunk of stream) {
+    for (const ch of chunk.choices) text += ch.text;
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert(text === full.choices[0].text, 'streamed text differs');
+  assert(usage && usage.completion_tokens === full.usage.completion_tokens, `usage ${JSON.stringify(usage)}`);
+});
+
+let responseText;
+
+await check('openai: responses.create (output_text, usage)', async () => {
+  const r = await openai.responses.create({
+    model: 'gpt-4o-mini',
+    instructions: SYSTEM,
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 'Install package: nginx' }] }],
+  });
+  assert(r.object === 'response' && r.status === 'completed', `object ${r.object} ${r.status}`);
+  responseText = r.output_text;
+  assert(commands(responseText).includes('sudo apt-get install -y nginx'), 'nginx install command missing');
+  assert(r.usage.total_tokens === r.usage.input_tokens + r.usage.output_tokens, 'usage');
+});
+
+await check('openai: responses.stream helper (deltas, finalResponse)', async () => {
+  const stream = openai.responses.stream({
+    model: 'gpt-4o-mini',
+    instructions: SYSTEM,
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 'Install package: nginx' }] }],
+  });
+  let text = '';
+  let deltas = 0;
+  stream.on('response.output_text.delta', (ev) => {
+    text += ev.delta;
+    deltas++;
+  });
+  const final = await stream.finalResponse();
+  assert(text === responseText, 'streamed text differs from the non-streaming one');
+  assert(final.output_text === text, 'finalResponse text differs');
+  assert(final.usage.output_tokens === deltas, `output_tokens ${final.usage.output_tokens} vs ${deltas}`);
+});
+
+await check('openai: responses raw stream events in order; max_output_tokens gives incomplete', async () => {
+  const stream = await openai.responses.create({ model: 'm', input: 'Install package: nginx', stream: true, max_output_tokens: 4 });
+  const types = [];
+  let last = null;
+  for await (const ev of stream) {
+    types.push(ev.type);
+    assert(ev.sequence_number === types.length - 1, `sequence_number ${ev.sequence_number}`);
+    last = ev;
+  }
+  const want = ['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added',
+    'response.output_text.delta', 'response.output_text.delta', 'response.output_text.delta', 'response.output_text.delta',
+    'response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.incomplete'];
+  assert(JSON.stringify(types) === JSON.stringify(want), `events ${types.join(',')}`);
+  assert(last.response.incomplete_details.reason === 'max_output_tokens', 'incomplete reason');
+});
+
+await check('request log: the SDK call as sent, key redacted', async () => {
+  await fetch(`${base}/admin/requests`, { method: 'DELETE' });
+  await openai.embeddings.create({ model: 'logged-model', input: 'log me' });
+  let log;
+  for (let i = 0; i < 100; i++) { // the entry lands when the server finishes the request
+    log = await admin('/admin/requests');
+    if (log.count > 0) break;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  const e = log.requests[0];
+  assert(e.route === 'embeddings' && e.model === 'logged-model' && e.status === 200, JSON.stringify(e).slice(0, 300));
+  assert(e.body.input === 'log me', 'body');
+  const auth = Object.entries(e.headers).find(([k]) => k.toLowerCase() === 'authorization');
+  assert(auth && auth[1] === '[redacted]', `authorization ${auth}`);
+  assert(!JSON.stringify(log).includes(key), 'the key is in the log');
 });
 
 console.log(`${passed} passed, ${failed} failed`);

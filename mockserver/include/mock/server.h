@@ -15,11 +15,35 @@
  *                               content_block_start, ping, content_block_delta..., content_block_stop,
  *                               message_delta (with usage), message_stop).
  *   POST /v1/messages/count_tokens  Anthropic token count ({"input_tokens": N}), no delay.
+ *   POST /v1/embeddings         OpenAI embeddings: "input" a string, a list of strings, a token
+ *                               list or a list of token lists; "dimensions" (default 1536, at
+ *                               most 4096); "encoding_format" "float" (default) or "base64"
+ *                               (little-endian float32, what the openai SDKs ask for). Each
+ *                               text gets a unit vector drawn from the seed and the text's hash:
+ *                               the same text, the same vector, in any request.
+ *   POST /v1/completions        OpenAI legacy completions ("text_completion"): "prompt" a
+ *                               string or list (the last one is answered), "max_tokens"
+ *                               defaulting to 16 as in the real API; streaming like chat
+ *                               ("data: {chunk}" ... "data: [DONE]", usage chunk on request).
+ *   POST /v1/responses          OpenAI Responses API: "input" a string or a list of message
+ *                               items ({"role", "content": string | [{"type": "input_text",
+ *                               "text"}]}; other item types are skipped), "instructions",
+ *                               "max_output_tokens" (past it: status "incomplete"). Streaming:
+ *                               typed events response.created, response.in_progress,
+ *                               response.output_item.added, response.content_part.added,
+ *                               response.output_text.delta..., response.output_text.done,
+ *                               response.content_part.done, response.output_item.done,
+ *                               response.completed (or response.incomplete), each with its
+ *                               sequence_number. The three routes take the global timing,
+ *                               faults and the rate limit like chat (errors in OpenAI shape).
  *   GET  /v1/models/{id}        One model object.
  *   GET  /v1/models             OpenAI-style model list ({"object":"list","data":[...]}), which the
  *                               Anthropic SDK also accepts (it carries "type":"model" entries too).
  *   GET  /health                {"status":"ok"}.
- *   GET  /metrics               Prometheus text format (counters, gauges, histograms in seconds).
+ *   GET  /metrics               Prometheus text format (counters, gauges, histograms in seconds),
+ *                               with mock_model_requests_total, mock_prompt_tokens_total and
+ *                               mock_completion_tokens_total by {route, model} (at most 64
+ *                               pairs; later ones count under model "_other").
  *   GET  /stats                 JSON statistics (shape below).
  *   GET  /admin/config          The current settings as JSON (keys as for POST /admin/config).
  *   POST /admin/config          Change settings while running: a JSON object whose keys are the
@@ -31,7 +55,22 @@
  *                               probabilistic faults). Settings and scripted faults are kept.
  *   POST /admin/faults          Script faults: {"script": "next 3 429; next 1 ok; next 2 reset"}
  *                               or {"next": 3, "fault": "429"} (appends), {"clear": true}
- *                               (drops every scripted fault). GET /admin/faults lists the queue.
+ *                               (drops every scripted fault); "route": "chat" | "messages" |
+ *                               "completions" | "responses" | "embeddings" and/or "model":
+ *                               NAME aim the faults at those requests only (others pass them
+ *                               by). Any other field is refused (400 naming it). GET
+ *                               /admin/faults lists the queue ({"pending": N, "script":
+ *                               [{"next","fault","route","model"}]}); DELETE clears it.
+ *   GET  /admin/requests[?limit=N]  The request log, newest first: {"count", "total",
+ *                               "dropped", "requests": [{"id", "time" (unix s), "method",
+ *                               "path", "route", "headers" (credentials redacted: any header
+ *                               named *key*, *token*, *auth*, *secret*, *password*, *cookie*
+ *                               reads "[redacted]"), "body" (JSON when it parses, else a
+ *                               string), "body_too_large", "model", "status" (0: closed
+ *                               without one), "fault" (null or its name), "stream",
+ *                               "duration_ms"}]}. The last `request_log` requests (default
+ *                               100) on every route but /health, /metrics, /stats, /admin/.
+ *   DELETE /admin/requests      Empties the log.
  *   Unknown routes answer 404, known routes with the wrong method 405, both in the OpenAI error
  *   shape (or the Anthropic one under /v1/messages*). Bodies past max_body answer 413. Bad JSON
  *   or missing/mistyped fields answer 400 with each API's error object
@@ -74,6 +113,8 @@
  *     rate_rps F         server-side rate limit (token bucket, requests/s; 0 = off) answering
  *     rate_burst N       429 with Retry-After when exceeded. Burst default = max(1, rate_rps).
  *     max_body N         bytes; larger request bodies get 413 (default 1048576).
+ *     request_log N      requests GET /admin/requests keeps (default 100, at most 10000;
+ *                        0 = off).
  *     pad_to N           pad every reply text to at least N bytes (0 = off).
  *     model NAME         model name echoed when the request has none (default "mock-1").
  *     required_key K     the one accepted API key (empty = any).
@@ -83,6 +124,14 @@
  *     disconnect_after D "disconnect" fault: close after D (scaled, default 50ms).
  *     retry_after D      Retry-After of 429/503/529 faults (default 1s; header in whole
  *                        seconds rounded up, retry-after-ms exact). Not scaled.
+ *     header_timeout D   slow clients: a connection still sending a request's headers this
+ *                        long after it opened (or after its previous request ended: an idle
+ *                        keep-alive connection counts as waiting for headers) is closed,
+ *                        however steadily the bytes trickle in. Default 10s; 0 = off. Not
+ *                        scaled. (connection_timeout_s only bounds silence.)
+ *     body_timeout D     a request body not complete this long after its headers (a body
+ *                        shorter than its Content-Length, or a trickle) closes the
+ *                        connection. Default 10s; 0 = off. Not scaled.
  *   Fault probabilities (each 0..1; checked in the order listed, first hit wins):
  *     fault.429 fault.500 fault.502 fault.503 fault.529 fault.reset fault.stall
  *     fault.malformed fault.cut fault.disconnect fault.corrupt fault.duplicate
@@ -108,10 +157,11 @@
  *               (non-streaming: the body is truncated, then the connection closed).
  *   dangerous   the install plan in the reply contains one dangerous command.
  *   Status faults (429, 5xx) and the rate limit answer at once, without latency. Faults apply
- *   to the two API routes only. Scripted faults run first, in order, one per API
- *   request; probabilistic ones are drawn per request from (seed, body hash, how many times
- *   this body was seen), so a run with the same seed and the same requests faults the same
- *   ones, and a retried identical body gets a fresh draw.
+ *   to the API routes only (chat, messages, completions, responses, embeddings). Scripted
+ *   faults run first, in order, one per API request; probabilistic ones are drawn per request
+ *   from (seed, body hash, how many times this body was seen), so a run with the same seed
+ *   and the same requests faults the same ones, and a retried identical body gets a fresh
+ *   draw.
  *
  * STATS JSON (GET /stats, mock_server_stats_json); times in milliseconds:
  *   {"uptime_s": F, "requests": N, "in_flight": N, "in_flight_max": N, "running": N,
@@ -121,6 +171,7 @@
  *               "admin": {..}, "other": {..}},
  *    "faults": {"429": N, "reset": N, ...}            (only injected faults, by name)
  *    "rate_limited": N,                               (429s from the rate limit)
+ *    "tokens": [{"route", "model", "requests", "prompt_tokens", "completion_tokens"}],
  *    "histograms": {"configured": H, "delivered": H, "error": H, "queued": H, "ttft": H,
  *                   "itl": H, "e2e": H}}
  *   where H = {"count": N, "mean": F, "min": F, "max": F, "p50": F, "p90": F, "p99": F,
@@ -155,7 +206,7 @@ struct mock_options {
                                  default "127.0.0.1" */
     int port;                 /* 0 = pick a free port (default) */
     const char *port_file;    /* when set, the chosen port is written here (tmp + rename) once
-                                 listening; NULL = none */
+                                 listening, and removed by mock_server_stop; NULL = none */
     unsigned threads;         /* libmicrohttpd worker threads (epoll); default 2 */
     unsigned connection_limit; /* default 20000 (raised open-files soft limit permitting) */
     unsigned connection_timeout_s; /* idle keep-alive connections closed after this; default 60 */
@@ -173,9 +224,19 @@ struct mock_options {
 /* Fills o with the defaults above. Threads: any thread. */
 void mock_options_init(struct mock_options *o);
 
+/* Why mock_server_start failed (its negative results; cx-mock maps each to an exit status). */
+enum mock_start_error {
+    MOCK_EINVAL = -1,    /* a bad setting or option (config key or value, host, port) */
+    MOCK_ELISTEN = -2,   /* cannot listen on host:port (in use, not permitted) */
+    MOCK_EPORTFILE = -3, /* the port file cannot be written */
+    MOCK_ENOMEM = -4,    /* out of memory */
+    MOCK_ESYSTEM = -5    /* a thread could not be started */
+};
+
 /* Starts a server. On success *out is a running server (listening, port file written) and the
- * result is 0; on failure the result is -1, *out is NULL and err (when errlen > 0) holds a
- * message naming what was wrong (a bad config key, the port in use, ...).
+ * result is 0; on failure the result is one of enum mock_start_error (< 0), *out is NULL and
+ * err (when errlen > 0) holds a message naming what was wrong (a bad config key, the port in
+ * use, ...). mock_server_stop removes the port file again.
  * o and its strings are borrowed (copied). Threads: any thread. */
 int mock_server_start(const struct mock_options *o, struct mock_server **out, char *err,
                       size_t errlen);
@@ -207,6 +268,13 @@ int mock_server_configure(struct mock_server *s, const char *text, char *err, si
 int mock_server_script_faults(struct mock_server *s, const char *script, char *err,
                               size_t errlen);
 
+/* Like mock_server_script_faults, but the faults only hit requests on this route ("chat",
+ * "messages", "completions", "responses", "embeddings"; NULL or "" = any) whose "model" is
+ * this one (NULL or "" = any). A request takes the first queued fault aimed at it; faults aimed
+ * elsewhere keep their place. -1 with err naming a bad route. Threads: any thread. */
+int mock_server_script_faults_for(struct mock_server *s, const char *script, const char *route,
+                                  const char *model, char *err, size_t errlen);
+
 /* Number of scripted faults still waiting (at most MOCK_SCRIPT_MAX_PENDING).
  * Threads: any thread. */
 unsigned mock_server_scripted_pending(const struct mock_server *s);
@@ -218,7 +286,7 @@ char *mock_server_stats_json(struct mock_server *s);
 /* A few counters for tests without parsing JSON. Threads: any thread. */
 struct mock_counts {
     uint64_t requests;        /* every request answered or closed, all routes */
-    uint64_t api_requests;    /* chat + messages */
+    uint64_t api_requests;    /* chat, messages, completions, responses, embeddings */
     uint64_t faults;          /* injected faults (scripted or drawn), excluding "ok" */
     uint64_t rate_limited;    /* 429s from the server-side rate limit */
     unsigned in_flight;       /* requests received and not yet finished */
