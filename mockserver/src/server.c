@@ -461,7 +461,9 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
     return 0;
 fail:
     if (s->d) {
+        int was_server = mock__server_thread;
         MHD_stop_daemon(s->d);
+        mock__server_thread = was_server;
         s->d = NULL;
     }
     if (s->timer) {
@@ -533,8 +535,14 @@ void mock_server_stop(struct mock_server *s)
         MHD_resume_connection(q->conn);
         q = next;
     }
+    /* The timer's flush and MHD's stop run timer callbacks, closed-connection notifications and
+     * completion callbacks on this, the caller's, thread; they mark their thread as the
+     * server's, and the caller's thread must not stay marked (the tests' torture allocator
+     * counts only non-server threads). */
+    int was_server = mock__server_thread;
     mock__timer_flush_and_close(s->timer);
     MHD_stop_daemon(s->d);
+    mock__server_thread = was_server;
     mock__timer_free(s->timer); /* only now: until MHD_stop_daemon, workers may still call
                                    mock__timer_add (which fails, the timer being closed) */
     if (s->port_file) /* written by us at start: a stale one would point at a dead port */
