@@ -41,7 +41,7 @@ static struct cat *category(struct tally *t, const char *name) {
         if (strcmp(t->cats[i].name, name) == 0) return &t->cats[i];
     assert_true(t->ncats < MAX_CATS);
     struct cat *c = &t->cats[t->ncats++];
-    snprintf(c->name, sizeof c->name, "%s", name);
+    snprintf(c->name, sizeof c->name, "%.*s", (int)sizeof c->name - 1, name);
     c->accepted = c->rejected = 0;
     return c;
 }

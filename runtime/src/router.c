@@ -70,7 +70,7 @@ int cx_router_submit(struct cx_router *r, const struct cx_llm_query *q, struct c
     if (r == NULL || reply == NULL || h == NULL || next == NULL)
         return cx__err(ei, CX_EINVAL, "cx_router_submit: router/reply/handle/next is NULL");
     if (r->loop == NULL) return cx__err(ei, CX_EINVAL, "cx_router_submit: the router has no I/O loop");
-    struct call *c;
+    struct call *c = NULL;
     int rc = call_new(r, q, 1, &c, ei);
     if (rc < 0) return rc;
     cx_router_reply_init(reply);
@@ -90,7 +90,7 @@ int cx_router_complete(struct cx_router *r, const struct cx_llm_query *q, struct
     cx_llm_response_init(out);
     if (r->hybrid && cx_ioloop_on_thread(r->loop))
         return cx__err(ei, CX_EINVAL, "cx_router_complete: called on the I/O thread (use cx_router_submit)");
-    struct call *c;
+    struct call *c = NULL;
     int rc = call_new(r, q, 0, &c, ei);
     if (rc < 0) return rc;
     if ((rc = cx__mutex_init(&c->wmu)) < 0) goto oom;
