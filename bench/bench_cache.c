@@ -182,7 +182,7 @@ int main(int argc, char **argv) {
     po.path = path;
     struct cx_pool *pool;
     struct cx_errinfo ei;
-    if (cx_pool_open(&po, &pool, &ei) < 0) {
+    if (cx_pool_new(&po, &pool, &ei) < 0) {
         fprintf(stderr, "bench_cache: %s\n", ei.msg);
         return 1;
     }
@@ -251,7 +251,7 @@ int main(int argc, char **argv) {
         printf("cache: %zu entries, %llu hits, %llu misses\n", st.entries,
                (unsigned long long)st.hits, (unsigned long long)st.misses);
     cx_cache_free(cache);
-    cx_pool_close(pool);
+    cx_pool_free(pool);
     char side[600];
     unlink(path);
     snprintf(side, sizeof side, "%s-wal", path);

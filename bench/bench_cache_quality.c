@@ -118,7 +118,7 @@ static int measure(struct pair *pairs, int n, const struct cx_cache_options *co,
     struct cx_pool *pool;
     struct cx_cache *cache;
     struct cx_errinfo ei;
-    if (cx_pool_open(&po, &pool, &ei) < 0 || cx_cache_new(pool, co, &cache, &ei) < 0) {
+    if (cx_pool_new(&po, &pool, &ei) < 0 || cx_cache_new(pool, co, &cache, &ei) < 0) {
         fprintf(stderr, "bench_cache_quality: %s\n", ei.msg);
         return 1;
     }
@@ -142,7 +142,7 @@ static int measure(struct pair *pairs, int n, const struct cx_cache_options *co,
         p->score[m] = cx_cache_similarity(co, p->a, p->b);
     }
     cx_cache_free(cache);
-    cx_pool_close(pool);
+    cx_pool_free(pool);
     char side[600];
     unlink(path);
     snprintf(side, sizeof side, "%s-wal", path);

@@ -106,7 +106,7 @@ static void cache_open(struct cache_fix *f, int fill) {
     cx_pool_options_init(&po);
     po.path = f->path;
     struct cx_errinfo ei;
-    if (cx_pool_open(&po, &f->pool, &ei) < 0) die("cx_pool_open", ei.msg);
+    if (cx_pool_new(&po, &f->pool, &ei) < 0) die("cx_pool_new", ei.msg);
     struct cx_cache_options co;
     cx_cache_options_init(&co);
     co.max_entries = ENTRIES;
@@ -124,7 +124,7 @@ static void cache_open(struct cache_fix *f, int fill) {
 
 static void cache_close(struct cache_fix *f) {
     cx_cache_free(f->cache);
-    cx_pool_close(f->pool);
+    cx_pool_free(f->pool);
     char p[128];
     const char *sfx[] = {"", "-wal", "-shm"};
     for (int i = 0; i < 3; i++) {

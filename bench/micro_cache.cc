@@ -47,7 +47,7 @@ struct Fixture {
         cx_pool_options_init(&po);
         po.path = path.c_str();
         cx_errinfo ei;
-        if (cx_pool_open(&po, &pool, &ei) < 0 || cx_cache_new(pool, nullptr, &cache, &ei) < 0) {
+        if (cx_pool_new(&po, &pool, &ei) < 0 || cx_cache_new(pool, nullptr, &cache, &ei) < 0) {
             std::fprintf(stderr, "micro_cache: %s\n", ei.msg);
             std::abort();
         }
@@ -59,7 +59,7 @@ struct Fixture {
     }
     ~Fixture() {
         cx_cache_free(cache);
-        cx_pool_close(pool);
+        cx_pool_free(pool);
         for (const char *suffix : {"", "-wal", "-shm"}) unlink((path + suffix).c_str());
     }
 };

@@ -585,13 +585,13 @@ static int open_db(struct ctx *c, struct cx_pool **pool, struct cx_cache **cache
     cx_pool_options_init(&po);
     po.path = c->db_path;
     po.readers = c->cfg.db_pool_size > 0 ? c->cfg.db_pool_size : 1;
-    if (cx_pool_open(&po, pool, &ei) < 0)
+    if (cx_pool_new(&po, pool, &ei) < 0)
         return fail(c, CX_EXIT_ERROR, "%s", ei.msg);
     if (cache != NULL) {
         struct cx_cache_options co;
         cx_cache_options_init(&co);
         if (cx_cache_new(*pool, &co, cache, &ei) < 0) {
-            cx_pool_close(*pool);
+            cx_pool_free(*pool);
             *pool = NULL;
             return fail(c, CX_EXIT_ERROR, "cache in '%s': %s", c->db_path, ei.msg);
         }
@@ -647,7 +647,7 @@ static int cmd_cache(struct ctx *c)
     }
 out:
     cx_cache_free(cache);
-    cx_pool_close(pool);
+    cx_pool_free(pool);
     return rc;
 }
 
@@ -722,7 +722,7 @@ static int cmd_history(struct ctx *c)
         rc = fail(c, CX_EXIT_ERROR, "history in '%s': %s", c->db_path, ei.msg);
     else
         rc = history_list(c, pool);
-    cx_pool_close(pool);
+    cx_pool_free(pool);
     return rc;
 }
 

@@ -146,7 +146,7 @@ static struct cx_pool *open_pool(const char *path) {
     o.busy_timeout_ms = (int)s_scaled_ms(30000); /* several writer processes share the lock */
     struct cx_pool *p;
     struct cx_errinfo ei = {0};
-    if (cx_pool_open(&o, &p, &ei) < 0) {
+    if (cx_pool_new(&o, &p, &ei) < 0) {
         fprintf(stderr, "crash_writer: open %s: %s\n", path, ei.msg);
         return NULL;
     }
@@ -255,7 +255,7 @@ static int do_check(int argc, char **argv) {
     }
     sqlite3_finalize(st);
     cx_pool_checkin(p, db);
-    cx_pool_close(p);
+    cx_pool_free(p);
     if (lost || errs || garbled || rows < acks) bad = 1;
     printf("crash_writer: check: integrity_check %s, %ld rows, %ld acknowledged writes, %ld lost, "
            "%ld errors reported to callers (%ld SQLITE_BUSY), %ld unreadable ack lines: %s\n",

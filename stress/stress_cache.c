@@ -219,7 +219,7 @@ int main(int argc, char **argv) {
     co.flush_interval_ms = 2;
     struct cx_errinfo ei;
     for (int i = 0; i < 2; i++) {
-        if (cx_pool_open(&po, &g.pool[i], &ei) < 0 ||
+        if (cx_pool_new(&po, &g.pool[i], &ei) < 0 ||
             cx_cache_new(g.pool[i], &co, &g.cache[i], &ei) < 0) {
             fprintf(stderr, "stress_cache: open: %s\n", ei.msg);
             return 1;
@@ -235,7 +235,7 @@ int main(int argc, char **argv) {
            atomic_load(&g.puts), atomic_load(&g.failures), bad ? "FAIL" : "ok");
     for (int i = 0; i < 2; i++) {
         cx_cache_free(g.cache[i]);
-        cx_pool_close(g.pool[i]);
+        cx_pool_free(g.pool[i]);
     }
     s_tmp_db_remove(path);
     return bad;

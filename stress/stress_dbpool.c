@@ -151,7 +151,7 @@ int main(int argc, char **argv) {
     o.busy_timeout_ms = 60000;  /* the two pools' writers wait for each other */
     struct cx_errinfo ei;
     for (int i = 0; i < 2; i++) {
-        if (cx_pool_open(&o, &g.pool[i], &ei) < 0) {
+        if (cx_pool_new(&o, &g.pool[i], &ei) < 0) {
             fprintf(stderr, "stress_dbpool: open: %s\n", ei.msg);
             return 1;
         }
@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
     s_run_threads("dbpool", threads, worker);
     pthread_barrier_destroy(&g.start);
     /* Closing finishes every queued async write. */
-    cx_pool_close(g.pool[1]);
+    cx_pool_free(g.pool[1]);
     int bad = 0;
     sqlite3 *db;
     long rows = -1, sum = -1;
@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
     }
     sqlite3_finalize(st);
     cx_pool_checkin(g.pool[0], db);
-    cx_pool_close(g.pool[0]);
+    cx_pool_free(g.pool[0]);
     if (atomic_load(&g.async_done) != atomic_load(&g.async_pending)) {
         fprintf(stderr, "stress_dbpool: %ld async writes queued, %ld completed\n",
                 atomic_load(&g.async_pending), atomic_load(&g.async_done));

@@ -83,8 +83,8 @@ struct cx_pool *t_pool_open(const char *path, int readers) {
     if (readers > 0) o.readers = readers;
     struct cx_pool *p = NULL;
     struct cx_errinfo ei;
-    int rc = cx_pool_open(&o, &p, &ei);
-    if (rc != 0) fail_msg("cx_pool_open(%s): %s: %s", path, cx_err_name(rc), ei.msg);
+    int rc = cx_pool_new(&o, &p, &ei);
+    if (rc != 0) fail_msg("cx_pool_new(%s): %s: %s", path, cx_err_name(rc), ei.msg);
     return p;
 }
 

@@ -35,7 +35,7 @@ int t_dir_setup(void **state);
 int t_dir_teardown(void **state);
 
 /* Opens a cx_pool on path with default options but `readers` (<= 0: the default); fails the
- * test, naming the path and the reason, if that does not return 0. Close with cx_pool_close. */
+ * test, naming the path and the reason, if that does not return 0. Close with cx_pool_free. */
 struct cx_pool;
 struct cx_pool *t_pool_open(const char *path, int readers);
 

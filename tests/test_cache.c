@@ -36,7 +36,7 @@ static void fx_open(struct fx *f, const char *name, size_t max_entries, int refr
 
 static void fx_close(struct fx *f) {
     cx_cache_free(f->cache);
-    cx_pool_close(f->pool);
+    cx_pool_free(f->pool);
     f->cache = NULL;
     f->pool = NULL;
 }
@@ -142,7 +142,7 @@ static void test_threshold(void **state) {
     assert_int_equal(cx_cache_new(p, &co, &c, NULL), 0);
     assert_int_equal(get(c, P_NGINX2, "[1]"), 2);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -203,7 +203,7 @@ static void test_put_busy(void **state) {
     struct cx_pool *p;
     struct cx_cache *c;
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&po, &p, &ei), 0);
+    assert_int_equal(cx_pool_new(&po, &p, &ei), 0);
     assert_int_equal(cx_cache_new(p, NULL, &c, &ei), 0);
     put(c, "kept entry", "[\"kept\"]");
     sqlite3 *other;
@@ -224,7 +224,7 @@ static void test_put_busy(void **state) {
     assert_int_equal(st.hits, 2);
     assert_int_equal(st.misses, 1);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -266,12 +266,12 @@ static void test_corrupt_table(void **state) {
     po.path = path;
     struct cx_pool *p;
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&po, &p, &ei), 0);
+    assert_int_equal(cx_pool_new(&po, &p, &ei), 0);
     struct cx_cache *c = NULL;
     assert_int_equal(cx_cache_new(p, NULL, &c, &ei), CX_ECORRUPT);
     assert_null(c);
     assert_non_null(strstr(ei.msg, path));
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -371,7 +371,7 @@ static int proc_side(const char *path, const char *tag) {
     struct cx_pool *p;
     struct cx_cache *c;
     struct cx_errinfo ei;
-    if (cx_pool_open(&po, &p, &ei) < 0 || cx_cache_new(p, &co, &c, &ei) < 0) {
+    if (cx_pool_new(&po, &p, &ei) < 0 || cx_cache_new(p, &co, &c, &ei) < 0) {
         fprintf(stderr, "%s: %s\n", tag, ei.msg);
         return 1;
     }
@@ -393,7 +393,7 @@ static int proc_side(const char *path, const char *tag) {
         cx_free(json);
     }
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     return bad;
 }
 
@@ -600,7 +600,7 @@ static void test_alloc_torture(void **state) {
     cx_cache_free(f.cache);
     f.cache = NULL;
     assert_true(t_torture(cache_scenario, &f) > 5);
-    cx_pool_close(f.pool);
+    cx_pool_free(f.pool);
 }
 
 int main(void) {

@@ -99,7 +99,7 @@ static void test_async_visible_once(void **state) {
     assert_int_equal(cx_cache_stats(c, &st, NULL), 0);
     assert_int_equal(st.entries, 2);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     t_latch_destroy(&l);
     free(path);
 }
@@ -153,12 +153,12 @@ static void test_async_failures_never_call_done(void **state) {
     assert_int_equal(atomic_load(&pair[1].calls), 0);
     assert_int_equal(atomic_load(&r.calls), 0);
     t_latch_destroy(&l);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
 /* A closing pool: the put fails with CX_ECLOSED and done never runs. The pool is kept closing
- * (and alive) by a write that waits on a latch while another thread runs cx_pool_close. */
+ * (and alive) by a write that waits on a latch while another thread runs cx_pool_free. */
 struct blocker {
     struct t_latch entered, release;
 };
@@ -179,7 +179,7 @@ static int noop_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
 }
 
 static void *closer(void *arg) {
-    cx_pool_close(arg);
+    cx_pool_free(arg);
     return NULL;
 }
 
@@ -225,7 +225,7 @@ static void test_async_group_fails(void **state) {
     po.path = path;
     po.busy_timeout_ms = 20;
     struct cx_pool *p;
-    assert_int_equal(cx_pool_open(&po, &p, NULL), 0);
+    assert_int_equal(cx_pool_new(&po, &p, NULL), 0);
     struct cx_cache *c = cache_new(p, 500, 5);
     sqlite3 *other;
     assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
@@ -252,7 +252,7 @@ static void test_async_group_fails(void **state) {
     assert_int_equal(lookup(c, "busy one", "[1]"), 1);
     cx_cache_free(c);
     for (int i = 0; i < 3; i++) assert_int_equal(atomic_load(&r[i].calls), i == 0 ? 2 : 1);
-    cx_pool_close(p);
+    cx_pool_free(p);
     t_latch_destroy(&l);
     free(path);
 }
@@ -293,8 +293,8 @@ static void test_async_stale_index(void **state) {
     assert_int_equal(lookup(a, "foreign", "[\"theirs\"]"), 1);
     cx_cache_free(a);
     cx_cache_free(b);
-    cx_pool_close(pa);
-    cx_pool_close(pb);
+    cx_pool_free(pa);
+    cx_pool_free(pb);
     t_latch_destroy(&l);
     free(path);
 }
@@ -374,7 +374,7 @@ static void test_async_many_threads(void **state) {
     assert_int_equal(cx_cache_stats(c, &st, NULL), 0);
     assert_int_equal(st.entries, MT_THREADS * MT_PUTS);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -425,7 +425,7 @@ static void test_async_alloc_torture(void **state) {
     char *path = t_path(t_dir, "torture.db");
     struct tort t = {t_pool_open(path, 2)};
     assert_true(t_torture(async_scenario, &t) > 5);
-    cx_pool_close(t.pool);
+    cx_pool_free(t.pool);
     free(path);
 }
 

@@ -73,7 +73,7 @@ static void test_entity_hits_and_misses(void **state) {
     assert_int_equal(st.similar_hits, 3);
     assert_int_equal(st.local_misses, 6);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -101,7 +101,7 @@ static void test_entity_threshold(void **state) {
     c = open_cache(p, 1, s - 1e-4); /* just below: a similar hit (the index reloads entries) */
     assert_int_equal(get(c, b, "[1]"), 2);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -124,13 +124,13 @@ static void test_entity_same_file_format(void **state) {
     assert_int_equal(get(old, "how do I remove vim", "[\"vim\"]"), 1);
     cx_cache_free(ent);
     cx_cache_free(old);
-    cx_pool_close(p);
+    cx_pool_free(p);
     /* Reopened: the residual vectors are rebuilt from the stored prompts. */
     p = t_pool_open(path, 2);
     ent = open_cache(p, 1, 0);
     assert_int_equal(get(ent, "remove vim please", "[\"vim\"]"), 2);
     cx_cache_free(ent);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -154,7 +154,7 @@ static void test_entity_long_prompt(void **state) {
     free(a);
     free(b);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -198,7 +198,7 @@ static void test_entity_alloc_torture(void **state) {
     char *path = t_path(t_dir, "torture.db");
     struct cx_pool *p = t_pool_open(path, 2);
     assert_true(t_torture(entity_scenario, p) > 5);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -243,7 +243,7 @@ static struct score run_corpus(const char *name, int entity) {
     }
     fclose(f);
     cx_cache_free(c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
     return s;
 }

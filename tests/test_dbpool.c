@@ -41,25 +41,25 @@ static void test_options_and_bad_input(void **state) {
     assert_int_equal(o.max_batch, 512);
     struct cx_pool *p = NULL;
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(NULL, &p, &ei), CX_EINVAL);
-    assert_int_equal(cx_pool_open(&o, NULL, &ei), CX_EINVAL);
-    assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EINVAL);
+    assert_int_equal(cx_pool_new(NULL, &p, &ei), CX_EINVAL);
+    assert_int_equal(cx_pool_new(&o, NULL, &ei), CX_EINVAL);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "path is NULL"));
     o.path = "";
-    assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EINVAL);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "path is empty"));
     char *path = t_path(t_dir, "bad.db");
     o.path = path;
     o.readers = 0;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EINVAL);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "readers must be >= 1 (got 0)"));
     o.readers = 2;
     o.max_batch = 0;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EINVAL);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "max_batch"));
     o.max_batch = 1;
     o.busy_timeout_ms = -1;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EINVAL);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "busy_timeout_ms"));
     assert_null(p);
     struct stat sb;
@@ -76,8 +76,8 @@ static void test_options_and_bad_input(void **state) {
     assert_int_equal(cx_pool_exec(p, "CREATE TABL oops", &ei), CX_EDB);
     assert_non_null(strstr(ei.msg, "CREATE TABL oops"));
     cx_pool_checkin(p, NULL);
-    cx_pool_close(p);
-    cx_pool_close(NULL);
+    cx_pool_free(p);
+    cx_pool_free(NULL);
 }
 
 static void test_unwritable_path(void **state) {
@@ -95,7 +95,7 @@ static void test_unwritable_path(void **state) {
     o.path = path;
     struct cx_pool *p = NULL;
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), CX_EPERM);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), CX_EPERM);
     assert_null(p);
     assert_non_null(strstr(ei.msg, "cannot open database"));
     assert_non_null(strstr(ei.msg, path));
@@ -126,7 +126,7 @@ static void check_corrupt(const void *data, size_t n, const char *name) {
     o.path = path;
     struct cx_pool *p = NULL;
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), CX_ECORRUPT);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), CX_ECORRUPT);
     assert_null(p);
     assert_non_null(strstr(ei.msg, path));
     assert_non_null(strstr(ei.msg, "corrupt or not a database"));
@@ -194,7 +194,7 @@ static void test_write_read_reopen(void **state) {
     assert_int_not_equal(sqlite3_exec(db, "INSERT INTO t(v) VALUES (99)", NULL, NULL, NULL),
                          SQLITE_OK);
     cx_pool_checkin(p, db);
-    cx_pool_close(p);
+    cx_pool_free(p);
     /* Reopen: what was committed is there, in WAL mode. */
     p = open_pool("rw.db", 1);
     assert_int_equal(query_int(p, "SELECT count(*) FROM t WHERE v = 7"), 1);
@@ -207,7 +207,7 @@ static void test_write_read_reopen(void **state) {
     sqlite3_finalize(st);
     cx_pool_checkin(p, r);
     assert_string_equal(strrchr(cx_pool_path(p), '/'), "/rw.db");
-    cx_pool_close(p);
+    cx_pool_free(p);
 }
 
 /* A write that holds the writer until the test has queued more work. */
@@ -300,7 +300,7 @@ static void test_group_commit_order_and_rollback(void **state) {
     assert_int_equal(st.failed_writes - st0.failed_writes, 20);
     assert_int_equal(query_int(p, "SELECT count(*) FROM t"), 181);
     assert_int_equal(query_int(p, "SELECT count(*) FROM t WHERE v % 10 = 5"), 0);
-    cx_pool_close(p);
+    cx_pool_free(p);
 }
 
 static int nested_fn(sqlite3 *db, void *arg, struct cx_errinfo *ei) {
@@ -317,7 +317,7 @@ static void test_write_from_writer_refused(void **state) {
     assert_int_equal(cx_pool_exec(p, "CREATE TABLE t(v INTEGER)", &ei), 0);
     assert_int_equal(cx_pool_write(p, nested_fn, p, &ei), CX_EINVAL);
     assert_non_null(strstr(ei.msg, "writer thread"));
-    cx_pool_close(p);
+    cx_pool_free(p);
 }
 
 /* Another process holding the write lock past the busy timeout: CX_EBUSY, nothing lost. */
@@ -331,7 +331,7 @@ static void test_busy_other_writer(void **state) {
     o.busy_timeout_ms = 20;
     struct cx_pool *p = NULL;
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), 0);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), 0);
     assert_int_equal(cx_pool_exec(p, "CREATE TABLE t(v INTEGER)", &ei), 0);
     long v = 1;
     assert_int_equal(cx_pool_write(p, insert_fn, &v, &ei), 0);
@@ -348,7 +348,7 @@ static void test_busy_other_writer(void **state) {
     sqlite3_close(other);
     assert_int_equal(cx_pool_write(p, insert_fn, &v, &ei), 0);
     assert_int_equal(query_int(p, "SELECT sum(v) FROM t"), 3);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -362,7 +362,7 @@ static void test_checkout_timeout(void **state) {
     o.checkout_timeout_ms = 30;
     struct cx_pool *p = NULL;
     struct cx_errinfo ei;
-    assert_int_equal(cx_pool_open(&o, &p, &ei), 0);
+    assert_int_equal(cx_pool_new(&o, &p, &ei), 0);
     sqlite3 *a, *b, *c;
     assert_int_equal(cx_pool_checkout(p, CX_DEADLINE_NONE, &a, &ei), 0);
     assert_int_equal(cx_pool_checkout(p, CX_DEADLINE_NONE, &b, &ei), 0);
@@ -380,7 +380,7 @@ static void test_checkout_timeout(void **state) {
     assert_ptr_equal(c, a);
     cx_pool_checkin(p, b);
     cx_pool_checkin(p, c);
-    cx_pool_close(p);
+    cx_pool_free(p);
     free(path);
 }
 
@@ -457,7 +457,7 @@ static void test_exclusive_checkout_many_threads(void **state) {
     struct cx_pool_stats st;
     assert_int_equal(cx_pool_stats(x.p, &st), 0);
     assert_int_equal(st.readers_free, 3);
-    cx_pool_close(x.p);
+    cx_pool_free(x.p);
 }
 
 static void test_two_pools_one_file(void **state) {
@@ -472,8 +472,8 @@ static void test_two_pools_one_file(void **state) {
     }
     assert_int_equal(query_int(a, "SELECT count(*) FROM t"), 50);
     assert_int_equal(query_int(b, "SELECT sum(v) FROM t"), 49 * 50 / 2);
-    cx_pool_close(a);
-    cx_pool_close(b);
+    cx_pool_free(a);
+    cx_pool_free(b);
 }
 
 /* ---- allocation failures ---- */
@@ -496,11 +496,11 @@ static int open_scenario(void *ctx) {
     o.path = path;
     o.readers = 2;
     struct cx_pool *p = NULL;
-    int rc = cx_pool_open(&o, &p, NULL);
+    int rc = cx_pool_new(&o, &p, NULL);
     if (rc < 0) return rc;
     rc = cx_pool_write_async(p, noop_fn, NULL, noop_done, NULL);
     if (rc == 0) rc = cx_pool_exec(p, "CREATE TABLE IF NOT EXISTS t(v)", NULL);
-    cx_pool_close(p);
+    cx_pool_free(p);
     return rc;
 }
 

@@ -92,7 +92,7 @@ static void test_round_trip(void **state) {
     assert_int_equal(cx_history_record(NULL, &e, NULL, &ei), CX_EINVAL);
     assert_int_equal(cx_history_list(p, 0, NULL, &n, &ei), CX_EINVAL);
     assert_int_equal(cx_history_init(NULL, &ei), CX_EINVAL);
-    cx_pool_close(p);
+    cx_pool_free(p);
     t_rmrf(dir);
     free(path);
     free(dir);
@@ -139,7 +139,7 @@ static void test_commands_run_and_old_schema(void **state) {
     assert_string_equal(v[1].request, "install old");
     assert_int_equal(v[1].commands_run, 0);
     cx_history_entries_free(v, n);
-    cx_pool_close(p);
+    cx_pool_free(p);
 
     /* reopened: the column is there, nothing is added twice */
     p = open_pool(path);
@@ -147,7 +147,7 @@ static void test_commands_run_and_old_schema(void **state) {
     assert_int_equal(n, 1);
     assert_int_equal(v[0].commands_run, 2);
     cx_history_entries_free(v, n);
-    cx_pool_close(p);
+    cx_pool_free(p);
     t_rmrf(dir);
     free(path);
     free(dir);
@@ -173,7 +173,7 @@ static void test_empty_and_uninitialised(void **state) {
     assert_int_equal(cx_history_list(p, 0, &v, &n, &ei), 0);
     assert_null(v);
     assert_int_equal(n, 0);
-    cx_pool_close(p);
+    cx_pool_free(p);
     t_rmrf(dir);
     free(path);
     free(dir);
@@ -265,7 +265,7 @@ static void test_concurrent_and_reopen(void **state) {
     char *path = t_path(dir, "h.db");
     struct cx_pool *p = open_pool(path);
     run_writers(&p, 1, 0);
-    cx_pool_close(p);
+    cx_pool_free(p);
 
     /* Reopen: every row survived. Two pools on the same file (two "processes") then write
      * concurrently; rows are renumbered by nobody and none is lost. */
@@ -298,8 +298,8 @@ static void test_concurrent_and_reopen(void **state) {
     assert_int_equal(n, 2 * THREADS * PER_THREAD);
     for (size_t k = 1; k < n; k++) assert_true(v[k].id < v[k - 1].id);
     cx_history_entries_free(v, n);
-    cx_pool_close(pools[0]);
-    cx_pool_close(pools[1]);
+    cx_pool_free(pools[0]);
+    cx_pool_free(pools[1]);
     t_rmrf(dir);
     free(path);
     free(dir);
@@ -336,7 +336,7 @@ static void test_list_torture(void **state) {
     }
     long n = t_torture(list_scenario, NULL);
     assert_true(n >= 40 * 4); /* strings of 40 rows, and the array growing */
-    cx_pool_close(g_pool);
+    cx_pool_free(g_pool);
     t_rmrf(dir);
     free(path);
     free(dir);

@@ -6,8 +6,8 @@
  * write that fails reports its error to its caller, who decides.
  *
  * DESIGN
- * Threads: the callers' threads and one writer thread per pool (started by cx_pool_open, joined
- * by cx_pool_close).
+ * Threads: the callers' threads and one writer thread per pool (started by cx_pool_new, joined
+ * by cx_pool_free).
  * Shared state, all guarded by p->mu:
  *   - free_readers: a stack of reader connections not checked out; out[i] says whether
  *     readers[i] is checked out (checked in both directions to catch double hand-outs).
@@ -21,7 +21,7 @@
  *   marked finished under mu and its waiter signalled. A batch is completed entirely before the
  *   next one starts, so completions follow queue order across batches too.
  * Ordering: writes are applied and completed in the order they were queued.
- * Shutdown: cx_pool_close sets closing (new writes fail with CX_ECLOSED, new checkouts too), the
+ * Shutdown: cx_pool_free sets closing (new writes fail with CX_ECLOSED, new checkouts too), the
  *   writer drains everything already queued, then exits; close joins it and closes connections.
  * Connections: opened with SQLITE_OPEN_NOMUTEX, because each is used by one thread at a time
  *   (readers by their holder, the writer connection by the writer thread only).
@@ -365,24 +365,24 @@ static void pool_destroy(struct cx_pool *p) {
     cx__free(p);
 }
 
-int cx_pool_open(const struct cx_pool_options *o, struct cx_pool **out, struct cx_errinfo *ei) {
+int cx_pool_new(const struct cx_pool_options *o, struct cx_pool **out, struct cx_errinfo *ei) {
     if (o == NULL || out == NULL)
-        return cx__err(ei, CX_EINVAL, "cx_pool_open: %s is NULL", o == NULL ? "options" : "out");
+        return cx__err(ei, CX_EINVAL, "cx_pool_new: %s is NULL", o == NULL ? "options" : "out");
     if (o->path == NULL || o->path[0] == '\0')
-        return cx__err(ei, CX_EINVAL, "cx_pool_open: options.path is %s",
+        return cx__err(ei, CX_EINVAL, "cx_pool_new: options.path is %s",
                        o->path == NULL ? "NULL" : "empty");
     if (o->readers < 1)
-        return cx__err(ei, CX_EINVAL, "cx_pool_open: options.readers must be >= 1 (got %d)",
+        return cx__err(ei, CX_EINVAL, "cx_pool_new: options.readers must be >= 1 (got %d)",
                        o->readers);
     if (o->busy_timeout_ms < 0)
-        return cx__err(ei, CX_EINVAL, "cx_pool_open: options.busy_timeout_ms must be >= 0 (got %d)",
+        return cx__err(ei, CX_EINVAL, "cx_pool_new: options.busy_timeout_ms must be >= 0 (got %d)",
                        o->busy_timeout_ms);
     if (o->max_batch < 1)
-        return cx__err(ei, CX_EINVAL, "cx_pool_open: options.max_batch must be >= 1 (got 0)");
+        return cx__err(ei, CX_EINVAL, "cx_pool_new: options.max_batch must be >= 1 (got 0)");
     pthread_once(&g_sqlite_once, sqlite_once);
 
     struct cx_pool *p = cx__calloc(1, sizeof *p);
-    if (p == NULL) return cx__err(ei, CX_ENOMEM, "cx_pool_open: out of memory");
+    if (p == NULL) return cx__err(ei, CX_ENOMEM, "cx_pool_new: out of memory");
     p->opt = *o;
     p->path = cx__strdup(o->path);
     p->opt.path = p->path;
@@ -391,7 +391,7 @@ int cx_pool_open(const struct cx_pool_options *o, struct cx_pool **out, struct c
     p->out = cx__calloc((size_t)o->readers, 1);
     if (!p->path || !p->readers || !p->free_readers || !p->out) {
         pool_destroy(p);
-        return cx__err(ei, CX_ENOMEM, "cx_pool_open: out of memory");
+        return cx__err(ei, CX_ENOMEM, "cx_pool_new: out of memory");
     }
     int rc = open_conn(p, 1, &p->wdb, ei);
     for (int i = 0; rc == 0 && i < o->readers; i++) rc = open_conn(p, 0, &p->readers[i], ei);
@@ -405,18 +405,18 @@ int cx_pool_open(const struct cx_pool_options *o, struct cx_pool **out, struct c
 
     if (cx__mutex_init(&p->mu) < 0) {
         pool_destroy(p);
-        return cx__err(ei, CX_ENOMEM, "cx_pool_open: cannot create a mutex");
+        return cx__err(ei, CX_ENOMEM, "cx_pool_new: cannot create a mutex");
     }
     if (cx__cond_init(&p->reader_cv) < 0) {
         cx__mutex_destroy(&p->mu);
         pool_destroy(p);
-        return cx__err(ei, CX_ENOMEM, "cx_pool_open: cannot create a condition variable");
+        return cx__err(ei, CX_ENOMEM, "cx_pool_new: cannot create a condition variable");
     }
     if (cx__cond_init(&p->writer_cv) < 0) {
         pthread_cond_destroy(&p->reader_cv);
         cx__mutex_destroy(&p->mu);
         pool_destroy(p);
-        return cx__err(ei, CX_ENOMEM, "cx_pool_open: cannot create a condition variable");
+        return cx__err(ei, CX_ENOMEM, "cx_pool_new: cannot create a condition variable");
     }
     int prc = pthread_create(&p->writer, NULL, writer_main, p);
     if (prc != 0) {
@@ -425,7 +425,7 @@ int cx_pool_open(const struct cx_pool_options *o, struct cx_pool **out, struct c
         cx__mutex_destroy(&p->mu);
         pool_destroy(p);
         return cx__err(ei, prc == EAGAIN ? CX_EAGAIN : CX_ENOMEM,
-                       "cx_pool_open: cannot start the writer thread for '%s' (%s)", o->path,
+                       "cx_pool_new: cannot start the writer thread for '%s' (%s)", o->path,
                        strerror(prc));
     }
     p->writer_started = 1;
@@ -433,7 +433,7 @@ int cx_pool_open(const struct cx_pool_options *o, struct cx_pool **out, struct c
     return 0;
 }
 
-void cx_pool_close(struct cx_pool *p) {
+void cx_pool_free(struct cx_pool *p) {
     if (p == NULL) return;
     CX_ASSERT(!pthread_equal(pthread_self(), p->writer));
     cx__mutex_lock(&p->mu);

@@ -151,7 +151,7 @@ int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **ou
         cx_pool_options_init(&po);
         po.path = o->db_path;
         po.readers = cfg->db_pool_size > 0 ? cfg->db_pool_size : 5;
-        rc = cx_pool_open(&po, &p->pool, ei);
+        rc = cx_pool_new(&po, &p->pool, ei);
         if (rc < 0)
             goto fail;
         if (o->use_cache) {
@@ -214,7 +214,7 @@ void cx_pipeline_free(struct cx_pipeline *p)
     cx_router_free(p->router);
     cx_ioloop_free(p->loop);
     cx_cache_free(p->cache);
-    cx_pool_close(p->pool);
+    cx_pool_free(p->pool);
     cx_limiter_free(p->limiter);
     cx__mutex_destroy(&p->mu);
     cx__free(p);

@@ -46,7 +46,7 @@
  *     struct cx_cache_key k = {"openai", "gpt-4o", system_prompt, prompt};
  *     if (cx_cache_get(cache, &k, &json, &similar, &ei) == 0) { use(json); cx_free(json); }
  *     else { json = ask_llm(); cx_cache_put(cache, &k, json, &ei); }
- *     cx_cache_free(cache);   // before cx_pool_close
+ *     cx_cache_free(cache);   // before cx_pool_free
  */
 #ifndef CX_CACHE_H
 #define CX_CACHE_H

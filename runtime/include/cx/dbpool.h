@@ -23,12 +23,12 @@
  *
  * Typical use:
  *     struct cx_pool_options o; cx_pool_options_init(&o); o.path = "/var/lib/cortex/cache.db";
- *     if (cx_pool_open(&o, &pool, &ei) < 0) fprintf(stderr, "%s\n", ei.msg);
+ *     if (cx_pool_new(&o, &pool, &ei) < 0) fprintf(stderr, "%s\n", ei.msg);
  *     cx_pool_exec(pool, "CREATE TABLE IF NOT EXISTS t(x)", &ei);
  *     cx_pool_write(pool, my_insert, &row, &ei);                 // blocks until committed
  *     cx_pool_checkout(pool, CX_DEADLINE_NONE, &db, &ei); ...sqlite3_prepare_v2(db,...)...;
  *     cx_pool_checkin(pool, db);
- *     cx_pool_close(pool);
+ *     cx_pool_free(pool);
  */
 #ifndef CX_DBPOOL_H
 #define CX_DBPOOL_H
@@ -60,7 +60,7 @@ CX_API void cx_pool_options_init(struct cx_pool_options *o);
 /*
  * Opens the pool: creates the file if missing, switches it to WAL, opens the writer and the
  * readers and starts the writer thread.
- * o: borrowed. out: returned, release with cx_pool_close.
+ * o: borrowed. out: returned, release with cx_pool_free.
  * Errors: CX_EINVAL (NULL/empty path, readers < 1, busy_timeout_ms < 0, max_batch 0: the message
  * names the field and value); CX_EPERM "cannot open database '<path>': ..." (cannot create or
  * open the file, or it is read-only); CX_ECORRUPT "database '<path>' is corrupt or not a
@@ -69,7 +69,7 @@ CX_API void cx_pool_options_init(struct cx_pool_options *o);
  * result code when there is one. On failure *out is untouched and nothing is left open.
  * Threads: any thread.
  */
-CX_API int cx_pool_open(const struct cx_pool_options *o, struct cx_pool **out,
+CX_API int cx_pool_new(const struct cx_pool_options *o, struct cx_pool **out,
                         struct cx_errinfo *ei);
 
 /*
@@ -79,7 +79,7 @@ CX_API int cx_pool_open(const struct cx_pool_options *o, struct cx_pool **out,
  * Threads: not from the writer thread (inside a cx_write_fn or a done callback); no other thread
  * may use the pool during or after the call.
  */
-CX_API void cx_pool_close(struct cx_pool *p);
+CX_API void cx_pool_free(struct cx_pool *p);
 
 /*
  * Takes a read-only connection (PRAGMA query_only=ON) for the calling thread's exclusive use
@@ -125,7 +125,7 @@ CX_API int cx_pool_write(struct cx_pool *p, cx_write_fn fn, void *arg, struct cx
  * after the write's transaction has committed or failed, with the same rc cx_pool_write would
  * return; writes complete in the order they were queued. arg: borrowed until done runs. If this
  * call fails (CX_EINVAL, CX_ECLOSED, CX_ENOMEM) neither fn nor done ever runs.
- * done must not block on the pool (no cx_pool_write, no cx_pool_close).
+ * done must not block on the pool (no cx_pool_write, no cx_pool_free).
  * Threads: any thread, including the writer thread.
  */
 CX_API int cx_pool_write_async(struct cx_pool *p, cx_write_fn fn, void *arg,
