@@ -378,14 +378,20 @@ static void test_shared_pause(void **state) {
     assert_int_equal(cx__ratelimit_pause_until(b, cx_now_ns() + 10 * CX_NSEC_PER_MSEC, NULL), 0);
     assert_int_equal(pause_end_ns(), e);
     assert_true(cx__ratelimit_paused_until(a) >= until);
-    /* The pause key expires with the pause (PX rounded up to the ms). */
+    /* The pause key expires with the pause. Redis keeps expiries in ms from the script's start
+     * (after r0, at or before the TIME giving e): so between r0 + the pause's length - 1 ms and
+     * e + 1 ms. PTTL counts from its own start (in [rb, ra], truncated to the ms). */
     rb = redis_now_ns();
     redisReply *r = t_redis_cmd(&rs, "PTTL cxt:rl:p:pause");
     ra = redis_now_ns();
     assert_true(r->integer > 0 && r->integer <= 30000);
-    uint64_t expires_lo = rb + (uint64_t)r->integer * CX_NSEC_PER_MSEC;
-    uint64_t expires_hi = ra + (uint64_t)(r->integer + 1) * CX_NSEC_PER_MSEC;
-    assert_true(expires_hi >= e && expires_lo <= e + CX_NSEC_PER_MSEC);
+    uint64_t expires_lo = rb + (uint64_t)(r->integer - 1) * CX_NSEC_PER_MSEC;
+    uint64_t expires_hi = ra + (uint64_t)r->integer * CX_NSEC_PER_MSEC;
+    uint64_t earliest = r0 + (until - l1) - CX_NSEC_PER_MSEC, latest = e + CX_NSEC_PER_MSEC;
+    if (expires_hi < earliest || expires_lo > latest)
+        fail_msg("the pause key expires in [%llu, %llu] µs (Redis clock), want it in [%llu, %llu]",
+                 (unsigned long long)(expires_lo / 1000), (unsigned long long)(expires_hi / 1000),
+                 (unsigned long long)(earliest / 1000), (unsigned long long)(latest / 1000));
     freeReplyObject(r);
     cx__ratelimit_free(a);
     cx__ratelimit_free(b);
