@@ -134,6 +134,20 @@ int mock__check_model(const cJSON *model, int oa, struct perr *e)
     return 0;
 }
 
+void mock__take_turn(const char *role, int system_roles, struct mock_buf *t,
+                     struct mock_buf *sys, struct mock_buf *prompt)
+{
+    if (system_roles && (!strcmp(role, "system") || !strcmp(role, "developer"))) {
+        if (sys->len)
+            mock__buf_str(sys, "\n");
+        mock__buf_add(sys, t->p ? t->p : "", t->len);
+    } else if (!strcmp(role, "user")) {
+        prompt->len = 0;
+        mock__buf_add(prompt, t->p ? t->p : "", t->len);
+    }
+    mock__buf_free(t);
+}
+
 int mock__check_stream(const cJSON *j, int oa, struct req *r, struct perr *e)
 {
     const cJSON *stream = cJSON_GetObjectItemCaseSensitive(j, "stream");
@@ -281,15 +295,7 @@ int mock__parse_api(struct req *r, struct perr *e)
             goto out;
         }
         tokens += mock_count_tokens(t.p, t.len);
-        if (oa && (!strcmp(rs, "system") || !strcmp(rs, "developer"))) {
-            if (sys.len)
-                mock__buf_str(&sys, "\n");
-            mock__buf_add(&sys, t.p ? t.p : "", t.len);
-        } else if (!strcmp(rs, "user")) {
-            prompt.len = 0;
-            mock__buf_add(&prompt, t.p ? t.p : "", t.len);
-        }
-        mock__buf_free(&t);
+        mock__take_turn(rs, oa, &t, &sys, &prompt);
     }
     if (!oa)
         tokens += mock_count_tokens(sys.p, sys.len);

@@ -189,15 +189,7 @@ static int parse_responses(struct req *r, const cJSON *j, struct perr *e)
             goto out;
         }
         tokens += mock_count_tokens(t.p, t.len);
-        if (!strcmp(rs, "system") || !strcmp(rs, "developer")) {
-            if (sys.len)
-                mock__buf_str(&sys, "\n");
-            mock__buf_add(&sys, t.p ? t.p : "", t.len);
-        } else if (!strcmp(rs, "user")) {
-            prompt.len = 0;
-            mock__buf_add(&prompt, t.p ? t.p : "", t.len);
-        }
-        mock__buf_free(&t);
+        mock__take_turn(rs, 1, &t, &sys, &prompt);
     }
     if (cJSON_IsString(ins))
         tokens += mock_count_tokens(ins->valuestring, strlen(ins->valuestring));

@@ -157,6 +157,11 @@ int mock__count_param(const cJSON *v, int oa, struct perr *e, long long *out);
 /* "model" present and a string; 0 or -1 with e filled. */
 int mock__check_model(const cJSON *model, int oa, struct perr *e);
 /* "stream" (a boolean) and, for OpenAI, stream_options.include_usage into r. 0 or -1. */
+/* Files one turn's text t (taken: freed here) by its role: system and developer turns (only
+ * when system_roles) append to sys, a user turn replaces prompt (the last one is answered),
+ * others are dropped. Shared by the chat/messages and Responses request parsers. */
+void mock__take_turn(const char *role, int system_roles, struct mock_buf *t,
+                     struct mock_buf *sys, struct mock_buf *prompt);
 int mock__check_stream(const cJSON *j, int oa, struct req *r, struct perr *e);
 /* The completions, responses and embeddings bodies (request_more.c): fills r like
  * mock__parse_api (embeddings: the whole reply into r->pbody). j is borrowed. */
