@@ -40,7 +40,7 @@ CX_API size_t cx_embed_n(const char *text, size_t len, float out[CX_EMBED_DIM]);
 CX_API float cx_embed_cosine(const float *a, const float *b);
 
 /* Bytes of `entities` that cx_embed_analyze needs at most for a text of len bytes. */
-#define CX_EMBED_ENTITIES_CAP(len) (2 * (size_t)(len) + 16)
+#define CX_EMBED_ENTITIES_CAP(len) (8 * (size_t)(len) + 32)
 
 /*
  * Analyses the first len bytes of text (NULL: ""). Writes the entities - sorted, without
