@@ -13,6 +13,15 @@
  *     never, without, don't... all become "not"), number words, and every token that is not a
  *     known English word or that has a digit or a character such as - . / : + = @ inside:
  *     package names, versions, numbers, paths, distributions, hosts, error identifiers.
+ * Some fillers carry meaning, and the rules keep it: "from being" / "from getting" / "from" and
+ * an action's -ing form is a negation ("keep the kernel from being updated"); "to", "from",
+ * "into", "onto" mark the next entity with its direction ("to:/etc/b.conf"); an auxiliary
+ * ("is", "has"...) with an action's -ed form adds the entity "(state)" ("is nginx installed?"
+ * asks about a state, "install nginx" asks for an action); "or", "all", "some" (and synonyms)
+ * are entities. Past a word followed by ": " ("Diagnose error: ...", "E: ...",
+ * "Install package: ...") the text is an error message or a name: every word there except
+ * the wrappers (articles, pronouns, politeness, question and help words) is an entity, so two
+ * diagnose prompts match only when their messages have the same words.
  * Unknown words are entities on purpose: what the matcher does not understand must match
  * exactly, so it can only lose hits, never make wrong ones. Tokens are lowercased (except
  * tokens with a '/', which are paths) and English words are looked up also without an
