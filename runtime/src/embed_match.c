@@ -55,20 +55,20 @@ static const char k_wrappers[] =
     "please pls plz kindly thanks thank thx cheers hi hello hey ok okay "
     "how what why do does did can could would "
     "help diagnose diagnosis fix fixes fixing solve resolve troubleshoot explain debug mean "
-    "means meaning error errors issue problem message package packages pkg";
+    "means meaning error errors issue problem message package packages pkg "
+    "get gets got getting see seeing keep keeps";
 
 /* Fillers: dropped outside an error message, entities inside one. */
 static const char k_fillers[] =
     "will shall should may might must done doing be is are was "
-    "were been being am have has had having get gets got getting "
+    "were been being am have has had having "
     "how what which who whom whose why when where whether "
     "to for of on in at by from with into onto over about as so and but also then than too "
     "just only really very both "
     "there way best right correct proper properly simply easily exactly "
     "want wants wanted need needs needed like love wish mind try "
     "command commands terminal "
-    "wrong happening happen happens see seeing keep "
-    "keeps say says message "
+    "wrong happening happen happens say says "
     "package packages pkg software program programs tool tools utility utilities app apps "
     "application applications stuff thing things machine computer box pc laptop desktop system "
     "now quickly completely fully entirely again today soon already "
@@ -379,12 +379,17 @@ static size_t tokenize(const char *s, size_t n, struct tok *t, int *more) {
     return nt;
 }
 
-/* An entity or content word for the output: points into text (raw) or the word lists. */
-struct item {
+/* One word of an entity: points into text (raw) or the word lists. */
+struct part {
     const char *s;
     size_t len;
     int lower;       /* lowercase s while writing */
     const char *pre; /* NULL, or the direction it is written after: "to:", "from:" */
+};
+
+/* An entity for the output: one word, or (in an error message) two neighbours, written a>b. */
+struct item {
+    struct part a, b; /* b.s NULL: one word */
 };
 
 static int lowered_equal(const char *a, size_t n, const char *w) {
@@ -396,8 +401,8 @@ static int lowered_equal(const char *a, size_t n, const char *w) {
     return w[n] == '\0';
 }
 
-static int cmp_item(const void *pa, const void *pb) {
-    const struct item *a = pa, *b = pb;
+static int cmp_part(const struct part *a, const struct part *b) {
+    if (a->s == NULL || b->s == NULL) return (a->s != NULL) - (b->s != NULL);
     if (a->pre != b->pre) {
         if (a->pre == NULL || b->pre == NULL) return a->pre == NULL ? -1 : 1;
         int d = strcmp(a->pre, b->pre);
@@ -411,6 +416,40 @@ static int cmp_item(const void *pa, const void *pb) {
         if (x != y) return x < y ? -1 : 1;
     }
     return a->len < b->len ? -1 : a->len > b->len;
+}
+
+static int cmp_item(const void *pa, const void *pb) {
+    const struct item *a = pa, *b = pb;
+    int d = cmp_part(&a->a, &b->a);
+    return d ? d : cmp_part(&a->b, &b->b);
+}
+
+/* Bytes part p takes in the output. */
+static size_t part_len(const struct part *p) {
+    return p->s ? (p->pre ? strlen(p->pre) : 0) + p->len : 0;
+}
+
+static size_t write_part(char *out, const struct part *p) {
+    size_t o = 0;
+    if (p->pre) {
+        memcpy(out, p->pre, strlen(p->pre));
+        o = strlen(p->pre);
+    }
+    for (size_t k = 0; k < p->len; k++) {
+        char c = p->s[k];
+        out[o++] = (char)(p->lower && c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    return o;
+}
+
+/* Adds the entity word w; in an error message (strict) also the pair of it and the message's
+ * previous word (*prev: its index in it, -1 for none), so the message's word order counts. */
+static void emit(struct item *it, size_t *ni, struct part w, int strict, long *prev) {
+    size_t at = (*ni)++;
+    it[at] = (struct item){w, {NULL, 0, 0, NULL}};
+    if (!strict) return;
+    if (*prev >= 0) it[(*ni)++] = (struct item){it[*prev].a, w};
+    *prev = (long)at;
 }
 
 static void add_content_vec(float *v, const char *w, size_t n) {
@@ -467,17 +506,19 @@ size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap
     residual[0] = 1.0f;
     if (text == NULL) len = 0;
     struct tok t[TOK_MAX];
-    struct item it[TOK_MAX + 1];
+    struct item it[2 * TOK_MAX + 1];
     int more = 0;
     size_t nt = len ? tokenize(text, len, t, &more) : 0, ni = 0;
     char low[WORD_MAX];
-    /* strict: past a word followed by ": " ("Diagnose error: ...", "E: ..."), the rest is an
-     * error message (or a package name): every word but the wrappers is an entity, so two
-     * messages match only with the same words, content words and fillers included. dir: a pending
+    /* strict: from a word followed by ": " on ("Diagnose error: ...", "E: ..."), the rest is an
+     * error message (or a package name): every word but the wrappers is an entity, and so is
+     * every pair of neighbours, so two messages match only with the same words (content words
+     * and fillers included) in the same order. prev: the message's last word in it. dir: a pending
      * "to"/"from" for the next entity. aux, done_form: "is"/"has"... and an action's -ed
      * form outside a message: a question about a state ("is nginx installed?"), not a
      * request ("install nginx"). */
     int strict = 0, aux = 0, done_form = 0;
+    long prev = -1;
     const char *dir = NULL;
     for (size_t i = 0; i < nt; i++) {
         const char *s = text + t[i].off;
@@ -485,10 +526,10 @@ size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap
         size_t end = t[i].off + n;
         int opens = end < len && text[end] == ':' &&
                     (end + 1 == len || text[end + 1] == ' ' || text[end + 1] == '\t');
+        if (opens) strict = 1;
         if (!lower_word(text, &t[i], low)) { /* digits, punctuation inside, or too long */
-            it[ni++] = (struct item){s, n, memchr(s, '/', n) == NULL, dir};
+            emit(it, &ni, (struct part){s, n, memchr(s, '/', n) == NULL, dir}, strict, &prev);
             dir = NULL;
-            if (opens) strict = 1;
             continue;
         }
         int ph = -1;
@@ -506,15 +547,15 @@ size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap
             k = g.phrases[ph].canon;
             i += g.phrases[ph].n - 1;
             end = t[i].off + t[i].len;
-            opens = end < len && text[end] == ':' &&
-                    (end + 1 == len || text[end + 1] == ' ' || text[end + 1] == '\t');
+            if (end < len && text[end] == ':' &&
+                (end + 1 == len || text[end + 1] == ' ' || text[end + 1] == '\t'))
+                strict = 1;
         } else {
             k = classify_word(low, n);
         }
         if (k < 0) {
-            it[ni++] = (struct item){s, n, 1, dir};
+            emit(it, &ni, (struct part){s, n, 1, dir}, strict, &prev);
             dir = NULL;
-            if (opens) strict = 1;
             continue;
         }
         const struct lex *l = &g.lex[g.lex[k].canon];
@@ -522,26 +563,25 @@ size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap
         if (kind == K_FILLER && (strcmp(l->w, "to") == 0 || strcmp(l->w, "into") == 0 ||
                                  strcmp(l->w, "onto") == 0 || strcmp(l->w, "from") == 0)) {
             if (l->w[0] == 'f' && i + 1 < nt && from_prevents(text, &t[i + 1])) {
-                it[ni++] = (struct item){"not", 3, 0, NULL};
+                emit(it, &ni, (struct part){"not", 3, 0, NULL}, strict, &prev);
                 dir = NULL;
             } else {
                 dir = l->w[0] == 'f' ? "from:" : "to:";
             }
         } else if (kind == K_ENTITY) {
-            it[ni++] = (struct item){l->w, l->len, 0, NULL};
+            emit(it, &ni, (struct part){l->w, l->len, 0, NULL}, strict, &prev);
             dir = NULL;
             if (!strict && ph < 0 && n > 2 && strcmp(low + n - 2, "ed") == 0 && is_action(l))
                 done_form = 1;
         } else if (kind == K_CONTENT || (kind == K_FILLER && strict)) {
-            if (strict) it[ni++] = (struct item){l->w, l->len, 0, NULL};
+            if (strict) emit(it, &ni, (struct part){l->w, l->len, 0, NULL}, strict, &prev);
             else add_content_vec(residual, l->w, l->len);
             dir = NULL;
         } else if (kind == K_FILLER && is_aux(l->w)) {
             aux = 1;
         }
-        if (opens) strict = 1;
     }
-    if (aux && done_form) it[ni++] = (struct item){"(state)", 7, 0, NULL};
+    if (aux && done_form) emit(it, &ni, (struct part){"(state)", 7, 0, NULL}, 0, &prev);
     /* Sorted and unique, so word order and repetition do not matter outside an error message;
      * past TOK_MAX tokens the rest of the text is one entity as written (stricter, never
      * looser). */
@@ -549,14 +589,12 @@ size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap
     size_t o = 0;
     for (size_t i = 0; i < ni; i++) {
         if (i > 0 && cmp_item(&it[i - 1], &it[i]) == 0) continue;
-        size_t pl = it[i].pre ? strlen(it[i].pre) : 0;
-        if (o + pl + it[i].len + 2 > cap) return (size_t)-1;
+        if (o + part_len(&it[i].a) + part_len(&it[i].b) + 3 > cap) return (size_t)-1;
         if (o) entities[o++] = ' ';
-        if (pl) memcpy(entities + o, it[i].pre, pl);
-        o += pl;
-        for (size_t k = 0; k < it[i].len; k++) {
-            char c = it[i].s[k];
-            entities[o++] = (char)(it[i].lower && c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        o += write_part(entities + o, &it[i].a);
+        if (it[i].b.s) {
+            entities[o++] = '>';
+            o += write_part(entities + o, &it[i].b);
         }
     }
     if (more && nt > 0) {
