@@ -251,7 +251,7 @@ static void test_similar_cache_keeps_package(void **state)
     cx_pipeline_options_init(&o);
     o.base_url = f->url;
     o.db_path = f->db;
-    o.similar_cache = 1; /* at the configuration's default threshold (0.86) */
+    assert_int_equal(o.similar_cache, 1); /* the default, at the configuration's threshold */
     o.rate_limit_rps = 100000;
     o.max_attempts = 1;
     struct cx_pipeline *p = NULL;
@@ -283,6 +283,17 @@ static void test_similar_cache_keeps_package(void **state)
     cx_fanout_report_free(d);
     assert_int_equal(cx_cache_stats(cx_pipeline_cache(p), &cs, NULL), 0);
     assert_int_equal(cs.similar_hits, 1);
+    cx_pipeline_free(p);
+    /* similar_cache 0: exact hits only, the same paraphrase misses. */
+    o.similar_cache = 0;
+    assert_int_equal(cx_pipeline_new(&o, &p, NULL), 0);
+    assert_int_equal(cx_pipeline_diagnose(p, e1, NULL, 1, NULL, &d, NULL), 0);
+    assert_int_equal(d->cache_hits, 1); /* e1's own answer, cached above: an exact hit */
+    cx_fanout_report_free(d);
+    const char *e4[] = {"please help: E: Unable to locate package foo-1"};
+    assert_int_equal(cx_pipeline_diagnose(p, e4, NULL, 1, NULL, &d, NULL), 0);
+    assert_int_equal(d->cache_hits, 0);
+    cx_fanout_report_free(d);
     cx_pipeline_free(p);
 }
 
