@@ -12,18 +12,25 @@
  * (cx_cache_similarity), computed for every pair once; at the measured threshold the score and
  * the cache must agree (checked, printed).
  *
+ * The lookup rate of both matchers (one thread, 500 entries made from the corpus's cached
+ * prompts, its query prompts looked up) is measured in alternating rounds of the same run.
+ *
  * Usage: bench_cache_quality [--corpus FILE] [--threshold T] [--csv FILE] [--png FILE]
+ *                            [--rate-seconds S]
  *   --csv   the curves, one line per threshold 0.50..1.00 (default bench_cache_quality.csv)
  *   --png   a plot of the curves, drawn with gnuplot when it is on PATH
  *           (default bench_cache_quality.png)
+ *   --rate-seconds  length of one lookup-rate round (default 0.3; 0: no rate measured)
  * Exit status 0 unless the corpus cannot be read or the cache fails.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cx/cache.h"
+#include "cx/clock.h"
 #include "cx/dbpool.h"
 
 #ifndef CX_CORPUS_DIR
@@ -195,19 +202,132 @@ static void report(const struct pair *pairs, int n, const struct cx_cache_option
                        pairs[i].score[m], pairs[i].a, pairs[i].b);
 }
 
+/* ---- lookup rate ---- */
+
+#define RATE_ENTRIES 500
+#define RATE_ROUNDS 5
+
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Opens a cache for matcher m holding RATE_ENTRIES prompts made from the corpus's cached
+ * prompts (a host suffix past the corpus's size keeps them distinct). */
+static struct cx_cache *rate_cache(const struct pair *pairs, int n, struct cx_cache_options co,
+                                   int m, struct cx_pool **pool, char *path, size_t pn) {
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, pn, "%s/bench_cache_quality_rate_%d_%d.db", dir, (int)getpid(), m);
+    struct cx_pool_options po;
+    cx_pool_options_init(&po);
+    po.path = path;
+    struct cx_cache *cache;
+    struct cx_errinfo ei;
+    co.entity_match = m;
+    co.max_entries = RATE_ENTRIES;
+    if (cx_pool_new(&po, pool, &ei) < 0 || cx_cache_new(*pool, &co, &cache, &ei) < 0) {
+        fprintf(stderr, "bench_cache_quality: %s\n", ei.msg);
+        return NULL;
+    }
+    char prompt[4200];
+    for (int i = 0; i < RATE_ENTRIES; i++) {
+        if (i < n) snprintf(prompt, sizeof prompt, "%s", pairs[i % n].a);
+        else snprintf(prompt, sizeof prompt, "%s on host-%d", pairs[i % n].a, i / n);
+        struct cx_cache_key k = {"openai", "gpt-4o", "You are a Linux package assistant.", prompt};
+        if (cx_cache_put(cache, &k, "[\"cached answer\"]", &ei) < 0) {
+            fprintf(stderr, "bench_cache_quality: %s\n", ei.msg);
+            cx_cache_free(cache);
+            return NULL;
+        }
+    }
+    return cache;
+}
+
+/* One round: looks up the corpus's query prompts (exact misses: similarity scans) for `seconds`
+ * on this thread; returns lookups per wall second and per CPU second. */
+static void rate_round(struct cx_cache *cache, const struct pair *pairs, int n, double seconds,
+                       double *wall, double *cpu) {
+    char prompt[4200];
+    long ops = 0;
+    double c0 = thread_cpu_s();
+    uint64_t t0 = cx_now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+    for (int i = 0;; i++) {
+        int e = i % RATE_ENTRIES;
+        if (e < n) snprintf(prompt, sizeof prompt, "%s", pairs[e % n].b);
+        else snprintf(prompt, sizeof prompt, "%s on host-%d", pairs[e % n].b, e / n);
+        struct cx_cache_key k = {"openai", "gpt-4o", "You are a Linux package assistant.", prompt};
+        char *json = NULL;
+        int similar = 0;
+        (void)cx_cache_get(cache, &k, &json, &similar, NULL);
+        cx_free(json);
+        ops++;
+        if ((ops & 255) == 0 && cx_now_ns() >= end) break;
+    }
+    double w = cx_elapsed_s(t0, cx_now_ns()), c = thread_cpu_s() - c0;
+    *wall = ops / w;
+    *cpu = c > 0 ? ops / c : 0;
+}
+
+/* Both matchers' lookup rates at RATE_ENTRIES entries on one thread, in alternating rounds of
+ * the same run (medians printed), so a burst of load from other processes does not decide. */
+static int measure_rate(const struct pair *pairs, int n, const struct cx_cache_options *co,
+                        double seconds) {
+    struct cx_pool *pool[MATCHERS];
+    struct cx_cache *cache[MATCHERS];
+    char path[MATCHERS][512];
+    for (int m = 0; m < MATCHERS; m++) {
+        cache[m] = rate_cache(pairs, n, *co, m, &pool[m], path[m], sizeof path[m]);
+        if (cache[m] == NULL) return 1;
+    }
+    double wall[MATCHERS][RATE_ROUNDS], cpu[MATCHERS][RATE_ROUNDS];
+    for (int r = 0; r < RATE_ROUNDS; r++)
+        for (int m = 0; m < MATCHERS; m++)
+            rate_round(cache[m], pairs, n, seconds, &wall[m][r], &cpu[m][r]);
+    double mw[MATCHERS], mc[MATCHERS];
+    for (int m = 0; m < MATCHERS; m++) {
+        qsort(wall[m], RATE_ROUNDS, sizeof(double), cmp_double);
+        qsort(cpu[m], RATE_ROUNDS, sizeof(double), cmp_double);
+        mw[m] = wall[m][RATE_ROUNDS / 2];
+        mc[m] = cpu[m][RATE_ROUNDS / 2];
+        printf("lookups %-9s 1 thread, %d entries: %9.0f/s, %9.0f per CPU-second (medians of %d "
+               "alternating rounds of %.2f s)\n",
+               k_matcher[m], RATE_ENTRIES, mw[m], mc[m], RATE_ROUNDS, seconds);
+        cx_cache_free(cache[m]);
+        cx_pool_free(pool[m]);
+        char side[600];
+        unlink(path[m]);
+        snprintf(side, sizeof side, "%s-wal", path[m]);
+        unlink(side);
+        snprintf(side, sizeof side, "%s-shm", path[m]);
+        unlink(side);
+    }
+    printf("lookups entity/embedding: %.2fx per wall second, %.2fx per CPU-second\n",
+           mw[1] / mw[0], mc[1] / mc[0]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *corpus = CX_CORPUS_DIR "/cache_pairs.tsv";
     const char *csv = "bench_cache_quality.csv", *png = "bench_cache_quality.png";
     struct cx_cache_options co;
     cx_cache_options_init(&co);
+    double rate_s = 0.3;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--corpus") == 0) corpus = argv[i + 1];
         else if (strcmp(argv[i], "--threshold") == 0)
             co.similarity_threshold = strtod(argv[i + 1], NULL);
         else if (strcmp(argv[i], "--csv") == 0) csv = argv[i + 1];
         else if (strcmp(argv[i], "--png") == 0) png = argv[i + 1];
+        else if (strcmp(argv[i], "--rate-seconds") == 0) rate_s = strtod(argv[i + 1], NULL);
         else {
-            fprintf(stderr, "usage: %s [--corpus FILE] [--threshold T] [--csv FILE] [--png FILE]\n",
+            fprintf(stderr, "usage: %s [--corpus FILE] [--threshold T] [--csv FILE] [--png FILE] "
+                    "[--rate-seconds S]\n",
                     argv[0]);
             return 2;
         }
@@ -224,6 +344,7 @@ int main(int argc, char **argv) {
         if (rc == 0) report(pairs, n, &co, m, corpus);
     }
     if (rc) return 1;
+    if (rate_s > 0 && measure_rate(pairs, n, &co, rate_s)) return 1;
 
     /* The curves, from the scores. */
     FILE *out = fopen(csv, "w");

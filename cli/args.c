@@ -43,12 +43,10 @@ void cx_cli_usage(FILE *f)
         "  --data-dir DIR        where cortex.db (cache and history) lives (default:\n"
         "                        CORTEX_DATA_DIR, $XDG_DATA_HOME/cortex, ~/.local/share/cortex)\n"
         "  --no-cache            neither read nor write the response cache\n"
-        "  --similar-cache       also answer from similar cached prompts (semantic cache, at\n"
-        "                        CORTEX_CACHE_SIMILARITY_THRESHOLD). Off by default: prompts\n"
-        "                        differing in one word (\"tool-21\" vs \"tool-50\") look alike\n"
-        "                        and a similar hit could install the wrong package; with it on,\n"
-        "                        an install uses a similar hit only if the cached plan names\n"
-        "                        the requested package\n"
+        "  --no-similar-cache    exact cache hits only. By default the cache also answers\n"
+        "                        similar prompts (at CORTEX_CACHE_SIMILARITY_THRESHOLD) whose\n"
+        "                        packages, versions, actions, negation, numbers, paths and error\n"
+        "                        message words are identical (--similar-cache: the default)\n"
         "  --mock-latency D      embedded mock server: latency per reply (e.g. 200ms, 2s)\n"
         "  --time-scale F        embedded mock server: multiply every delay by F\n"
         "install options:\n"
@@ -144,6 +142,7 @@ static void args_init(struct cx_cli_args *a)
     a->api = CX_PROVIDER_AUTO;
     a->time_scale = -1;
     a->limit = 20;
+    a->similar_cache = 1;
 }
 
 /* Splits "--name=value" so both "--name value" and "--name=value" work. */
@@ -263,6 +262,9 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
         } else if (strcmp(name, "--similar-cache") == 0) {
             NO_VALUE();
             a->similar_cache = 1;
+        } else if (strcmp(name, "--no-similar-cache") == 0) {
+            NO_VALUE();
+            a->similar_cache = 0;
         } else if (strcmp(name, "--mock-latency") == 0) {
             NEED_VALUE();
             uint64_t ns;

@@ -62,7 +62,7 @@ struct cx_cli_args {
     int execute;               /* --execute: really run the plan (asks first) */
     int yes;                   /* -y / --yes: do not ask */
     int no_cache;              /* --no-cache */
-    int similar_cache;         /* --similar-cache: also similarity cache hits */
+    int similar_cache;         /* 1 (default): also similarity cache hits; --no-similar-cache: 0 */
     int limit;                 /* history --limit N (default 20) */
 };
 

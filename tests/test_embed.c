@@ -1,6 +1,7 @@
 /* test_embed.c - the hashed-token embedding (tokenisation, normalisation, stability, cosine)
  * and cx_embed_analyze, the entity-aware view the cache matches on. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,6 +163,12 @@ static void test_analyze_limits(void **state) {
     for (size_t i = 0; i < n; i += 4) memcpy(x + i, "add ", 4);
     x[n] = '\0';
     assert_true(cx_embed_analyze(x, n, ex, CX_EMBED_ENTITIES_CAP(n), v) != (size_t)-1);
+    /* In an error message every word and every pair of neighbours is written: still fits. */
+    size_t m = (size_t)snprintf(x, n, "E: ");
+    for (int i = 0; m + 16 < n; i++) m += (size_t)snprintf(x + m, n - m, "add %d from %d ", i, i);
+    size_t got = cx_embed_analyze(x, m, ex, CX_EMBED_ENTITIES_CAP(m), v);
+    assert_true(got != (size_t)-1);
+    assert_true(got > 2 * m); /* the pairs are there */
     free(x);
     free(y);
     free(ex);

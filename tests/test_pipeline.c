@@ -241,9 +241,9 @@ static void test_no_wrong_package_from_cache(void **state)
     cx_pipeline_free(p);
 }
 
-/* With --similar-cache an install still never gets another package's plan: tool-21's prompt
- * embeds like tool-50's (the cache reports a similar hit), but the cached plan names tool-50,
- * so the hit is treated as a miss and the LLM answers for tool-21. */
+/* With similarity hits (the default) an install never gets another package's plan: the
+ * entity-aware matcher never offers tool-50's plan for tool-21 (the seed's embedding gave them
+ * cosine 1.0), and had it done so the plan-name check would have refused it. */
 static void test_similar_cache_keeps_package(void **state)
 {
     struct fx *f = *state;
@@ -251,7 +251,7 @@ static void test_similar_cache_keeps_package(void **state)
     cx_pipeline_options_init(&o);
     o.base_url = f->url;
     o.db_path = f->db;
-    o.similar_cache = 1; /* at the configuration's default threshold (0.86) */
+    assert_int_equal(o.similar_cache, 1); /* the default, at the configuration's threshold */
     o.rate_limit_rps = 100000;
     o.max_attempts = 1;
     struct cx_pipeline *p = NULL;
@@ -267,15 +267,32 @@ static void test_similar_cache_keeps_package(void **state)
     cx_install_report_free(r);
     struct cx_cache_stats cs;
     assert_int_equal(cx_cache_stats(cx_pipeline_cache(p), &cs, NULL), 0);
-    assert_int_equal(cs.similar_hits, 1); /* the cache did offer tool-50's plan */
-    /* Diagnose queries use similar hits as they are. */
+    assert_int_equal(cs.similar_hits, 0); /* the cache did not even offer tool-50's plan */
+    /* Diagnose queries use similar hits as they are, and another error message never hits. */
     const char *e1[] = {"E: Unable to locate package foo-1"};
     const char *e2[] = {"E: Unable to locate package foo-2"};
+    const char *e3[] = {"please help: e: unable to locate package foo-1"};
     struct cx_fanout_report *d = NULL;
     assert_int_equal(cx_pipeline_diagnose(p, e1, NULL, 1, NULL, &d, NULL), 0);
     cx_fanout_report_free(d);
     assert_int_equal(cx_pipeline_diagnose(p, e2, NULL, 1, NULL, &d, NULL), 0);
+    assert_int_equal(d->cache_hits, 0);
+    cx_fanout_report_free(d);
+    assert_int_equal(cx_pipeline_diagnose(p, e3, NULL, 1, NULL, &d, NULL), 0);
     assert_int_equal(d->cache_hits, 1);
+    cx_fanout_report_free(d);
+    assert_int_equal(cx_cache_stats(cx_pipeline_cache(p), &cs, NULL), 0);
+    assert_int_equal(cs.similar_hits, 1);
+    cx_pipeline_free(p);
+    /* similar_cache 0: exact hits only, the same paraphrase misses. */
+    o.similar_cache = 0;
+    assert_int_equal(cx_pipeline_new(&o, &p, NULL), 0);
+    assert_int_equal(cx_pipeline_diagnose(p, e1, NULL, 1, NULL, &d, NULL), 0);
+    assert_int_equal(d->cache_hits, 1); /* e1's own answer, cached above: an exact hit */
+    cx_fanout_report_free(d);
+    const char *e4[] = {"please help: E: Unable to locate package foo-1"};
+    assert_int_equal(cx_pipeline_diagnose(p, e4, NULL, 1, NULL, &d, NULL), 0);
+    assert_int_equal(d->cache_hits, 0);
     cx_fanout_report_free(d);
     cx_pipeline_free(p);
 }

@@ -433,7 +433,7 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     struct br_slot *rs = cx__br_rdlock(&c->lock);
     struct index *x = c->idx;
     int sim = 0;
-    char ebuf[1024], *ents = NULL;
+    char ebuf[2048], *ents = NULL; /* prompts up to 252 bytes analyse without an allocation */
     struct entry *e = cx__cache_find_key(x, kh, k->provider, k->model, sh, k->prompt);
     if (e == NULL && c->opt.similarity_threshold <= 1.0) {
         float q[CX_EMBED_DIM];

@@ -13,6 +13,15 @@
  *     never, without, don't... all become "not"), number words, and every token that is not a
  *     known English word or that has a digit or a character such as - . / : + = @ inside:
  *     package names, versions, numbers, paths, distributions, hosts, error identifiers.
+ * Some fillers carry meaning, and the rules keep it: "from being" / "from getting" / "from" and
+ * an action's -ing form is a negation ("keep the kernel from being updated"); "to", "from",
+ * "into", "onto" mark the next entity with its direction ("to:/etc/b.conf"); an auxiliary
+ * ("is", "has"...) with an action's -ed form adds the entity "(state)" ("is nginx installed?"
+ * asks about a state, "install nginx" asks for an action); "or", "all", "some" (and synonyms)
+ * are entities. Past a word followed by ": " ("Diagnose error: ...", "E: ...",
+ * "Install package: ...") the text is an error message or a name: every word there except
+ * the wrappers (articles, pronouns, politeness, question and help words) is an entity, so two
+ * diagnose prompts match only when their messages have the same words.
  * Unknown words are entities on purpose: what the matcher does not understand must match
  * exactly, so it can only lose hits, never make wrong ones. Tokens are lowercased (except
  * tokens with a '/', which are paths) and English words are looked up also without an
@@ -37,23 +46,29 @@
 
 /* ---- the word lists ---- */
 
-enum { K_FILLER = 1, K_CONTENT, K_ENTITY };
+enum { K_FILLER = 1, K_CONTENT, K_ENTITY, K_WRAP };
 
-static const char k_fillers[] =
+/* Wrappers: dropped everywhere, also inside an error message (below). */
+static const char k_wrappers[] =
     "a an the this that these those it its it's itself my me mine myself our ours your yours "
     "you i i'm i'd i'll i've we us they them their he she his her him "
     "please pls plz kindly thanks thank thx cheers hi hello hey ok okay "
-    "can could would will shall should may might must do does did done doing be is are was "
-    "were been being am have has had having get gets got getting "
+    "how what why do does did can could would "
+    "help diagnose diagnosis fix fixes fixing solve resolve troubleshoot explain debug mean "
+    "means meaning error errors issue problem message package packages pkg "
+    "get gets got getting see seeing keep keeps";
+
+/* Fillers: dropped outside an error message, entities inside one. */
+static const char k_fillers[] =
+    "will shall should may might must done doing be is are was "
+    "were been being am have has had having "
     "how what which who whom whose why when where whether "
-    "to for of on in at by from with into onto over about as so and or but also then than too "
-    "just only really very some any all every each both either "
+    "to for of on in at by from with into onto over about as so and but also then than too "
+    "just only really very both "
     "there way best right correct proper properly simply easily exactly "
     "want wants wanted need needs needed like love wish mind try "
     "command commands terminal "
-    "help diagnose diagnosis fix fixes fixing solve resolve troubleshoot explain debug mean "
-    "means meaning error errors issue problem wrong happening happen happens see seeing keep "
-    "keeps say says message "
+    "wrong happening happen happens say says "
     "package packages pkg software program programs tool tools utility utilities app apps "
     "application applications stuff thing things machine computer box pc laptop desktop system "
     "now quickly completely fully entirely again today soon already "
@@ -85,6 +100,9 @@ static const char k_synonyms[] =
     "configure configure configuration reconfigure;"
     "not not no never without don't dont doesn't doesnt didn't didnt can't cant cannot won't wont "
     "isn't isnt aren't arent wasn't shouldn't shouldnt none nor neither;"
+    /* Quantifiers and alternatives change what a command acts on ("some" vs "all" archives,
+     * "nginx or apache2" vs "nginx and apache2"). */
+    "all all every each entire whole;some some any several few;or or either;"
     /* Number words are entities in their own right, never typos of anything. */
     "zero zero;one one;two two;three three;four four;five five;six six;seven seven;eight eight;"
     "nine nine;ten ten;eleven eleven;twelve twelve;twenty twenty;thirty thirty;forty forty;"
@@ -185,6 +203,10 @@ static void add_filler(const char *w, size_t n, void *arg) {
     (void)arg;
     add_word(w, n, K_FILLER, -1);
 }
+static void add_wrapper(const char *w, size_t n, void *arg) {
+    (void)arg;
+    add_word(w, n, K_WRAP, -1);
+}
 static void add_content(const char *w, size_t n, void *arg) {
     (void)arg;
     add_word(w, n, K_CONTENT, -1);
@@ -223,6 +245,7 @@ static void build(void) {
         each_word(p, (size_t)(e - p), add_synonym, &c);
         p = e + 1;
     }
+    each_word(k_wrappers, sizeof k_wrappers - 1, add_wrapper, NULL);
     each_word(k_fillers, sizeof k_fillers - 1, add_filler, NULL);
     each_word(k_content, sizeof k_content - 1, add_content, NULL);
     for (const char *p = k_phrases; *p && g.nphrases < PHRASE_MAX;) {
@@ -356,11 +379,17 @@ static size_t tokenize(const char *s, size_t n, struct tok *t, int *more) {
     return nt;
 }
 
-/* An entity or content word for the output: points into text (raw) or the word lists. */
-struct item {
+/* One word of an entity: points into text (raw) or the word lists. */
+struct part {
     const char *s;
     size_t len;
-    int lower; /* lowercase s while writing */
+    int lower;       /* lowercase s while writing */
+    const char *pre; /* NULL, or the direction it is written after: "to:", "from:" */
+};
+
+/* An entity for the output: one word, or (in an error message) two neighbours, written a>b. */
+struct item {
+    struct part a, b; /* b.s NULL: one word */
 };
 
 static int lowered_equal(const char *a, size_t n, const char *w) {
@@ -372,8 +401,13 @@ static int lowered_equal(const char *a, size_t n, const char *w) {
     return w[n] == '\0';
 }
 
-static int cmp_item(const void *pa, const void *pb) {
-    const struct item *a = pa, *b = pb;
+static int cmp_part(const struct part *a, const struct part *b) {
+    if (a->s == NULL || b->s == NULL) return (a->s != NULL) - (b->s != NULL);
+    if (a->pre != b->pre) {
+        if (a->pre == NULL || b->pre == NULL) return a->pre == NULL ? -1 : 1;
+        int d = strcmp(a->pre, b->pre);
+        if (d) return d;
+    }
     size_t n = a->len < b->len ? a->len : b->len;
     for (size_t i = 0; i < n; i++) {
         unsigned char x = (unsigned char)a->s[i], y = (unsigned char)b->s[i];
@@ -384,9 +418,85 @@ static int cmp_item(const void *pa, const void *pb) {
     return a->len < b->len ? -1 : a->len > b->len;
 }
 
+static int cmp_item(const void *pa, const void *pb) {
+    const struct item *a = pa, *b = pb;
+    int d = cmp_part(&a->a, &b->a);
+    return d ? d : cmp_part(&a->b, &b->b);
+}
+
+/* Bytes part p takes in the output. */
+static size_t part_len(const struct part *p) {
+    return p->s ? (p->pre ? strlen(p->pre) : 0) + p->len : 0;
+}
+
+static size_t write_part(char *out, const struct part *p) {
+    size_t o = 0;
+    if (p->pre) {
+        memcpy(out, p->pre, strlen(p->pre));
+        o = strlen(p->pre);
+    }
+    for (size_t k = 0; k < p->len; k++) {
+        char c = p->s[k];
+        out[o++] = (char)(p->lower && c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    return o;
+}
+
+/* Adds the entity word w; in an error message (strict) also the pair of it and the message's
+ * previous word (*prev: its index in it, -1 for none), so the message's word order counts. */
+static void emit(struct item *it, size_t *ni, struct part w, int strict, long *prev) {
+    size_t at = (*ni)++;
+    it[at] = (struct item){w, {NULL, 0, 0, NULL}};
+    if (!strict) return;
+    if (*prev >= 0) it[(*ni)++] = (struct item){it[*prev].a, w};
+    *prev = (long)at;
+}
+
 static void add_content_vec(float *v, const char *w, size_t n) {
     uint64_t h = hash_bytes(w, n);
     v[1 + h % (CX_EMBED_DIM - 1)] += (h >> 63) ? -1.0f : 1.0f;
+}
+
+static const char *const k_actions[] = {"install", "remove",  "purge",   "upgrade",  "downgrade",
+                                        "reinstall", "enable", "disable", "start",    "stop",
+                                        "restart",  "reload",  "configure"};
+
+static int is_action(const struct lex *l) {
+    for (size_t i = 0; i < sizeof k_actions / sizeof k_actions[0]; i++)
+        if (strcmp(l->w, k_actions[i]) == 0) return 1;
+    return 0;
+}
+
+/* Lowercases the word token t of text into low (WORD_MAX bytes); 0 when it is no word. */
+static int lower_word(const char *text, const struct tok *t, char *low) {
+    if (t->len >= WORD_MAX) return 0;
+    for (size_t k = 0; k < t->len; k++) {
+        unsigned char c = (unsigned char)text[t->off + k];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '\'')) return 0;
+        low[k] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    low[t->len] = '\0';
+    return 1;
+}
+
+/* "from being", "from getting" or "from" and an action's -ing form: a prevention ("keep the
+ * kernel from being updated", "stop docker from starting"), so a negation. */
+static int from_prevents(const char *text, const struct tok *next) {
+    char low[WORD_MAX];
+    if (!lower_word(text, next, low)) return 0;
+    size_t n = next->len;
+    if (strcmp(low, "being") == 0 || strcmp(low, "getting") == 0) return 1;
+    if (n < 5 || strcmp(low + n - 3, "ing") != 0) return 0;
+    int k = classify_word(low, n);
+    return k >= 0 && g.lex[k].kind == K_ENTITY && is_action(&g.lex[g.lex[k].canon]);
+}
+
+static int is_aux(const char *w) {
+    static const char *const aux[] = {"is", "are", "was", "were", "been", "being",
+                                      "am", "has", "have", "had"};
+    for (size_t i = 0; i < sizeof aux / sizeof aux[0]; i++)
+        if (strcmp(w, aux[i]) == 0) return 1;
+    return 0;
 }
 
 size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap,
@@ -396,25 +506,32 @@ size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap
     residual[0] = 1.0f;
     if (text == NULL) len = 0;
     struct tok t[TOK_MAX];
-    struct item it[TOK_MAX];
+    struct item it[2 * TOK_MAX + 1];
     int more = 0;
     size_t nt = len ? tokenize(text, len, t, &more) : 0, ni = 0;
     char low[WORD_MAX];
+    /* strict: from a word followed by ": " on ("Diagnose error: ...", "E: ..."), the rest is an
+     * error message (or a package name): every word but the wrappers is an entity, and so is
+     * every pair of neighbours, so two messages match only with the same words (content words
+     * and fillers included) in the same order. prev: the message's last word in it. dir: a pending
+     * "to"/"from" for the next entity. aux, done_form: "is"/"has"... and an action's -ed
+     * form outside a message: a question about a state ("is nginx installed?"), not a
+     * request ("install nginx"). */
+    int strict = 0, aux = 0, done_form = 0;
+    long prev = -1;
+    const char *dir = NULL;
     for (size_t i = 0; i < nt; i++) {
         const char *s = text + t[i].off;
         size_t n = t[i].len;
-        int word = n < WORD_MAX;
-        for (size_t k = 0; k < n && word; k++) {
-            unsigned char c = (unsigned char)s[k];
-            word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '\'';
-        }
-        if (!word) { /* digits, punctuation inside, or too long: an entity as written */
-            it[ni++] = (struct item){s, n, memchr(s, '/', n) == NULL};
+        size_t end = t[i].off + n;
+        int opens = end < len && text[end] == ':' &&
+                    (end + 1 == len || text[end + 1] == ' ' || text[end + 1] == '\t');
+        if (opens) strict = 1;
+        if (!lower_word(text, &t[i], low)) { /* digits, punctuation inside, or too long */
+            emit(it, &ni, (struct part){s, n, memchr(s, '/', n) == NULL, dir}, strict, &prev);
+            dir = NULL;
             continue;
         }
-        for (size_t k = 0; k < n; k++)
-            low[k] = (char)(s[k] >= 'A' && s[k] <= 'Z' ? s[k] - 'A' + 'a' : s[k]);
-        low[n] = '\0';
         int ph = -1;
         for (int p = 0; p < g.nphrases && ph < 0; p++) {
             const struct phrase *f = &g.phrases[p];
@@ -429,28 +546,55 @@ size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap
         if (ph >= 0) {
             k = g.phrases[ph].canon;
             i += g.phrases[ph].n - 1;
+            end = t[i].off + t[i].len;
+            if (end < len && text[end] == ':' &&
+                (end + 1 == len || text[end + 1] == ' ' || text[end + 1] == '\t'))
+                strict = 1;
         } else {
             k = classify_word(low, n);
         }
         if (k < 0) {
-            it[ni++] = (struct item){s, n, 1};
+            emit(it, &ni, (struct part){s, n, 1, dir}, strict, &prev);
+            dir = NULL;
             continue;
         }
         const struct lex *l = &g.lex[g.lex[k].canon];
-        if (g.lex[k].kind == K_ENTITY) it[ni++] = (struct item){l->w, l->len, 0};
-        else if (g.lex[k].kind == K_CONTENT) add_content_vec(residual, l->w, l->len);
+        int kind = g.lex[k].kind;
+        if (kind == K_FILLER && (strcmp(l->w, "to") == 0 || strcmp(l->w, "into") == 0 ||
+                                 strcmp(l->w, "onto") == 0 || strcmp(l->w, "from") == 0)) {
+            if (l->w[0] == 'f' && i + 1 < nt && from_prevents(text, &t[i + 1])) {
+                emit(it, &ni, (struct part){"not", 3, 0, NULL}, strict, &prev);
+                dir = NULL;
+            } else {
+                dir = l->w[0] == 'f' ? "from:" : "to:";
+            }
+        } else if (kind == K_ENTITY) {
+            emit(it, &ni, (struct part){l->w, l->len, 0, NULL}, strict, &prev);
+            dir = NULL;
+            if (!strict && ph < 0 && n > 2 && strcmp(low + n - 2, "ed") == 0 && is_action(l))
+                done_form = 1;
+        } else if (kind == K_CONTENT || (kind == K_FILLER && strict)) {
+            if (strict) emit(it, &ni, (struct part){l->w, l->len, 0, NULL}, strict, &prev);
+            else add_content_vec(residual, l->w, l->len);
+            dir = NULL;
+        } else if (kind == K_FILLER && is_aux(l->w)) {
+            aux = 1;
+        }
     }
-    /* Sorted and unique, so word order and repetition do not matter; past TOK_MAX tokens the
-     * rest of the text is one entity as written (stricter, never looser). */
+    if (aux && done_form) emit(it, &ni, (struct part){"(state)", 7, 0, NULL}, 0, &prev);
+    /* Sorted and unique, so word order and repetition do not matter outside an error message;
+     * past TOK_MAX tokens the rest of the text is one entity as written (stricter, never
+     * looser). */
     qsort(it, ni, sizeof it[0], cmp_item);
     size_t o = 0;
     for (size_t i = 0; i < ni; i++) {
         if (i > 0 && cmp_item(&it[i - 1], &it[i]) == 0) continue;
-        if (o + it[i].len + 2 > cap) return (size_t)-1;
+        if (o + part_len(&it[i].a) + part_len(&it[i].b) + 3 > cap) return (size_t)-1;
         if (o) entities[o++] = ' ';
-        for (size_t k = 0; k < it[i].len; k++) {
-            char c = it[i].s[k];
-            entities[o++] = (char)(it[i].lower && c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        o += write_part(entities + o, &it[i].a);
+        if (it[i].b.s) {
+            entities[o++] = '>';
+            o += write_part(entities + o, &it[i].b);
         }
     }
     if (more && nt > 0) {

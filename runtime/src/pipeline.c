@@ -67,6 +67,7 @@ void cx_pipeline_options_init(struct cx_pipeline_options *o)
 {
     memset(o, 0, sizeof *o);
     o->use_cache = 1;
+    o->similar_cache = 1;
     o->mode = CX_MODE_FREE;
     o->io = CX_IO_AUTO;
 }
@@ -159,9 +160,10 @@ int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **ou
             cx_cache_options_init(&co);
             if (cfg->cache_max_entries > 0)
                 co.max_entries = (size_t)cfg->cache_max_entries;
-            if (o->similar_cache && cfg->cache_similarity_threshold > 0)
+            if (o->similar_cache && cfg->cache_similarity_threshold > 0) {
                 co.similarity_threshold = cfg->cache_similarity_threshold;
-            else
+                co.entity_match = 1; /* the matcher whose precision was measured (issue 13) */
+            } else
                 co.similarity_threshold = 2.0; /* > 1: exact hits only (see pipeline.h) */
             rc = cx_cache_new(p->pool, &co, &p->cache, ei);
             if (rc < 0)

@@ -40,7 +40,7 @@ CX_API size_t cx_embed_n(const char *text, size_t len, float out[CX_EMBED_DIM]);
 CX_API float cx_embed_cosine(const float *a, const float *b);
 
 /* Bytes of `entities` that cx_embed_analyze needs at most for a text of len bytes. */
-#define CX_EMBED_ENTITIES_CAP(len) (2 * (size_t)(len) + 16)
+#define CX_EMBED_ENTITIES_CAP(len) (8 * (size_t)(len) + 32)
 
 /*
  * Analyses the first len bytes of text (NULL: ""). Writes the entities - sorted, without
@@ -50,7 +50,9 @@ CX_API float cx_embed_cosine(const float *a, const float *b);
  * words have cosine 1 with each other). Returns the length of the entity string, or (size_t)-1
  * when cap was too small (entities then holds no complete string).
  * Word order, case, repetition, fillers ("please", "how do I", "package"), inflections, the
- * synonyms listed in embed_match.c and single typos in known words do not change the result.
+ * synonyms listed in embed_match.c and single typos in known words do not change the result,
+ * except past a word followed by ": " (an error message), where every word but articles,
+ * pronouns, politeness and question words counts, in order (see embed_match.c).
  * Threads: any thread.
  */
 CX_API size_t cx_embed_analyze(const char *text, size_t len, char *entities, size_t cap,
