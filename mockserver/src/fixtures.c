@@ -21,6 +21,20 @@
 
 #include "fixtures.h"
 
+/* A field name ("reply.recorded.frames[3].data") into a buffer; a name too long for it is cut,
+ * which only shortens an error message. */
+static void field(char *dst, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void field(char *dst, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+}
+#define FIELD(buf, ...) field(buf, sizeof buf, __VA_ARGS__)
+
 /* ---- text matchers and small parsing helpers ---- */
 
 int mock__fx_text_set(struct mock_fx_text *t, const char *s, int regex, char *err,
@@ -122,7 +136,7 @@ static int only(const struct ctx *c, const cJSON *obj, const char *where,
             k++;
         if (!known[k]) {
             char f[128];
-            snprintf(f, sizeof f, "%s%s%.60s", where, *where ? "." : "", it->string);
+            FIELD(f, "%s%s%.60s", where, *where ? "." : "", it->string);
             return fail(c, f, "unknown field");
         }
     }
@@ -181,7 +195,7 @@ static int parse_recorded(const struct ctx *c, const cJSON *j, const char *where
     p->raw = raw;
     long long st = 200;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "status");
-    snprintf(f, sizeof f, "%s.status", where);
+    FIELD(f, "%s.status", where);
     if (v && count(c, v, f, 599, &st) < 0)
         return -1;
     if (st < 100)
@@ -191,25 +205,25 @@ static int parse_recorded(const struct ctx *c, const cJSON *j, const char *where
     snprintf(raw->content_type, sizeof raw->content_type, "%s",
              cJSON_IsString(v) ? v->valuestring : "application/json");
     v = cJSON_GetObjectItemCaseSensitive(j, "latency_ms");
-    snprintf(f, sizeof f, "%s.latency_ms", where);
+    FIELD(f, "%s.latency_ms", where);
     if (v && dur(c, v, f, &raw->latency_ms) < 0)
         return -1;
     const cJSON *body = cJSON_GetObjectItemCaseSensitive(j, "body");
     const cJSON *frames = cJSON_GetObjectItemCaseSensitive(j, "frames");
     if (!body == !frames) {
-        snprintf(f, sizeof f, "%s", where);
+        FIELD(f, "%s", where);
         return fail(c, f, "needs exactly one of \"body\" and \"frames\"");
     }
     if (body) {
         int rc;
-        snprintf(f, sizeof f, "%s.body", where);
+        FIELD(f, "%s.body", where);
         raw->body = dup_str(c, body, f, &rc);
         if (!raw->body)
             return -1;
         raw->body_len = strlen(raw->body);
         return 0;
     }
-    snprintf(f, sizeof f, "%s.frames", where);
+    FIELD(f, "%s.frames", where);
     if (!cJSON_IsArray(frames))
         return fail(c, f, "expected an array");
     size_t n = (size_t)cJSON_GetArraySize(frames);
@@ -219,7 +233,7 @@ static int parse_recorded(const struct ctx *c, const cJSON *j, const char *where
     size_t i = 0;
     for (const cJSON *fr = frames->child; fr; fr = fr->next, i++) {
         static const char *const fk[] = {"delay_ms", "data", NULL};
-        snprintf(f, sizeof f, "%s.frames[%zu]", where, i);
+        FIELD(f, "%s.frames[%zu]", where, i);
         if (!cJSON_IsObject(fr))
             return fail(c, f, "expected an object");
         if (only(c, fr, f, fk) < 0)
@@ -227,11 +241,11 @@ static int parse_recorded(const struct ctx *c, const cJSON *j, const char *where
         struct mock_fx_frame *fm = &raw->frames[i];
         raw->nframes = i + 1;
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(fr, "delay_ms");
-        snprintf(f, sizeof f, "%s.frames[%zu].delay_ms", where, i);
+        FIELD(f, "%s.frames[%zu].delay_ms", where, i);
         if (d && dur(c, d, f, &fm->delay_ms) < 0)
             return -1;
         int rc;
-        snprintf(f, sizeof f, "%s.frames[%zu].data", where, i);
+        FIELD(f, "%s.frames[%zu].data", where, i);
         fm->data = dup_str(c, cJSON_GetObjectItemCaseSensitive(fr, "data"), f, &rc);
         if (!fm->data)
             return -1;
@@ -249,18 +263,18 @@ static int parse_tool_calls(const struct ctx *c, const cJSON *v, const char *whe
     size_t i = 0;
     for (const cJSON *t = v->child; t; t = t->next, i++) {
         static const char *const tk[] = {"name", "arguments", "id", NULL};
-        snprintf(f, sizeof f, "%s[%zu]", where, i);
+        FIELD(f, "%s[%zu]", where, i);
         if (!cJSON_IsObject(t))
             return fail(c, f, "expected an object");
         if (only(c, t, f, tk) < 0)
             return -1;
         if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(t, "name"))) {
-            snprintf(f, sizeof f, "%s[%zu].name", where, i);
+            FIELD(f, "%s[%zu].name", where, i);
             return fail(c, f, "expected a string");
         }
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(t, "arguments");
         if (a && !cJSON_IsObject(a)) {
-            snprintf(f, sizeof f, "%s[%zu].arguments", where, i);
+            FIELD(f, "%s[%zu].arguments", where, i);
             return fail(c, f, "expected an object");
         }
     }
@@ -279,7 +293,7 @@ static int parse_error(const struct ctx *c, const cJSON *e, const char *where,
     if (only(c, e, where, known) < 0)
         return -1;
     long long st;
-    snprintf(f, sizeof f, "%s.status", where);
+    FIELD(f, "%s.status", where);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "status");
     if (!v)
         return fail(c, f, "missing");
@@ -287,19 +301,19 @@ static int parse_error(const struct ctx *c, const cJSON *e, const char *where,
         return fail(c, f, "expected an error status (400..599)");
     p->err_status = (unsigned)st;
     v = cJSON_GetObjectItemCaseSensitive(e, "type");
-    snprintf(f, sizeof f, "%s.type", where);
+    FIELD(f, "%s.type", where);
     p->err_type = v ? dup_str(c, v, f, &rc)
                     : strdup(st == 429 ? "rate_limit_error" : st >= 500 ? "api_error"
                                                                        : "invalid_request_error");
     if (!p->err_type)
         return v ? -1 : mock__err(c->err, c->errlen, "out of memory");
     v = cJSON_GetObjectItemCaseSensitive(e, "message");
-    snprintf(f, sizeof f, "%s.message", where);
+    FIELD(f, "%s.message", where);
     p->err_message = v ? dup_str(c, v, f, &rc) : strdup("error (fixture)");
     if (!p->err_message)
         return v ? -1 : mock__err(c->err, c->errlen, "out of memory");
     v = cJSON_GetObjectItemCaseSensitive(e, "code");
-    snprintf(f, sizeof f, "%s.code", where);
+    FIELD(f, "%s.code", where);
     if (v && !(p->err_code = dup_str(c, v, f, &rc)))
         return -1;
     return 0;
@@ -321,7 +335,7 @@ static int parse_reply(const struct ctx *c, const cJSON *j, const char *where, i
         return -1;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "text");
     if (v) {
-        snprintf(f, sizeof f, "%s.text", where);
+        FIELD(f, "%s.text", where);
         if (route == MOCK_ROUTE_EMBEDDINGS)
             return fail(c, f, "an embeddings reply has no text");
         if (!(p->text = dup_str(c, v, f, &rc)))
@@ -330,14 +344,14 @@ static int parse_reply(const struct ctx *c, const cJSON *j, const char *where, i
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "usage"))) {
         static const char *const uk[] = {"prompt_tokens", "completion_tokens", "input_tokens",
                                          "output_tokens", NULL};
-        snprintf(f, sizeof f, "%s.usage", where);
+        FIELD(f, "%s.usage", where);
         if (!cJSON_IsObject(v))
             return fail(c, f, "expected an object");
         if (only(c, v, f, uk) < 0)
             return -1;
         for (int k = 0; uk[k]; k++) {
             const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, uk[k]);
-            snprintf(f, sizeof f, "%s.usage.%s", where, uk[k]);
+            FIELD(f, "%s.usage.%s", where, uk[k]);
             if (u && count(c, u, f, 1000000000, k % 2 ? &p->completion_tokens
                                                        : &p->prompt_tokens) < 0)
                 return -1;
@@ -346,12 +360,12 @@ static int parse_reply(const struct ctx *c, const cJSON *j, const char *where, i
     static const char *const dk[] = {"latency", "ttft", "itl", "retry_after"};
     double *dv[] = {&p->latency_ms, &p->ttft_ms, &p->itl_ms, &p->retry_after_ms};
     for (int k = 0; k < 4; k++) {
-        snprintf(f, sizeof f, "%s.%s", where, dk[k]);
+        FIELD(f, "%s.%s", where, dk[k]);
         if ((v = cJSON_GetObjectItemCaseSensitive(j, dk[k])) && dur(c, v, f, dv[k]) < 0)
             return -1;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "fault"))) {
-        snprintf(f, sizeof f, "%s.fault", where);
+        FIELD(f, "%s.fault", where);
         if (!cJSON_IsString(v))
             return fail(c, f, "expected a fault name");
         if ((p->fault = mock__fault_from_name(v->valuestring)) < 0)
@@ -359,18 +373,18 @@ static int parse_reply(const struct ctx *c, const cJSON *j, const char *where, i
                         "malformed, cut, disconnect, corrupt, duplicate, truncate, dangerous)",
                         v->valuestring);
     }
-    snprintf(f, sizeof f, "%s.error", where);
+    FIELD(f, "%s.error", where);
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "error")) && parse_error(c, v, f, p) < 0)
         return -1;
-    snprintf(f, sizeof f, "%s.tool_calls", where);
+    FIELD(f, "%s.tool_calls", where);
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "tool_calls")) &&
         parse_tool_calls(c, v, f, p) < 0)
         return -1;
-    snprintf(f, sizeof f, "%s.recorded", where);
+    FIELD(f, "%s.recorded", where);
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "recorded")) && parse_recorded(c, v, f, p) < 0)
         return -1;
     if (p->err_status && (p->fault > 0 || p->raw || p->text)) {
-        snprintf(f, sizeof f, "%s", where);
+        FIELD(f, "%s", where);
         return fail(c, f, "\"error\" cannot be combined with text, fault or recorded");
     }
     return 0;
@@ -394,17 +408,17 @@ static int parse_text_matcher(const struct ctx *c, const cJSON *m, const char *k
                               struct mock_fx_text *t)
 {
     char rk[32], f[64], e[200];
-    snprintf(rk, sizeof rk, "%s_regex", key);
+    FIELD(rk, "%s_regex", key);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(m, key);
     const cJSON *re = cJSON_GetObjectItemCaseSensitive(m, rk);
     if (s && re) {
-        snprintf(f, sizeof f, "match.%s", key);
+        FIELD(f, "match.%s", key);
         return fail(c, f, "give a substring or a regex, not both");
     }
     const cJSON *v = s ? s : re;
     if (!v)
         return 0;
-    snprintf(f, sizeof f, "match.%s", s ? key : rk);
+    FIELD(f, "match.%s", s ? key : rk);
     if (!cJSON_IsString(v))
         return fail(c, f, "expected a string, got %s", mock__json_type(v));
     if (mock__fx_text_set(t, v->valuestring, re != NULL, e, sizeof e) < 0)
@@ -476,9 +490,9 @@ static int parse_rule(const struct ctx *c, const cJSON *j, struct mock_fx_rule *
     for (const cJSON *it = one ? one : seq->child; it && i < n; it = it->next, i++) {
         char where[32];
         if (one)
-            snprintf(where, sizeof where, "reply");
+            FIELD(where, "reply");
         else
-            snprintf(where, sizeof where, "replies[%zu]", i);
+            FIELD(where, "replies[%zu]", i);
         r->nreplies = i + 1;
         if (parse_reply(c, it, where, r->route, &r->replies[i]) < 0)
             return -1;
