@@ -28,27 +28,31 @@ static int tok_char(char ch)
            ch == '-' || ch == '_';
 }
 
+/* Whether p[0..n) holds a digit: real keys do, the words of a reply text ("Bearer tokens")
+ * usually do not. */
+static int has_digit(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] >= '0' && p[i] <= '9')
+            return 1;
+    return 0;
+}
+
 /* The length of a key-looking token at p (a known credential prefix followed by at least 16
- * token characters), or 0. */
+ * token characters, a digit among them; or "Bearer " and 16 such), or 0. */
 static size_t keyish(const char *p, size_t n)
 {
     static const char *const prefixes[] = {"sk-", "sk_", "rk_", "pk_", "AKIA", "ghp_", "gho_",
-                                           "github_pat_", "xoxb-", "xoxp-", "AIza", "hf_"};
+                                           "github_pat_", "xoxb-", "xoxp-", "AIza", "hf_",
+                                           "Bearer "};
     for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++) {
         size_t pl = strlen(prefixes[k]);
         if (n < pl || memcmp(p, prefixes[k], pl))
             continue;
         size_t e = pl;
-        while (e < n && tok_char(p[e]))
+        while (e < n && (tok_char(p[e]) || (p[e] == '.' && pl == 7)))
             e++;
-        if (e - pl >= 16)
-            return e;
-    }
-    if (n > 7 && !strncasecmp(p, "Bearer ", 7)) {
-        size_t e = 7;
-        while (e < n && (tok_char(p[e]) || p[e] == '.'))
-            e++;
-        if (e - 7 >= 8)
+        if (e - pl >= 16 && has_digit(p + pl, e - pl))
             return e;
     }
     return 0;

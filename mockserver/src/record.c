@@ -5,8 +5,9 @@
  * its reply the upstream's status, content type and body, or a stream's SSE frames with the
  * gaps between them), with secrets redacted: credential headers read "[redacted]", and the
  * client's key and any key-looking string (sk-..., Bearer ...) are replaced wherever they
- * appear. The key itself lives only in memory, for the transfer. `--replay DIR` serves the
- * files (fixtures.c loads them, replay.c sends them).
+ * appear. The key itself lives only in memory, for the transfer; the client gets the upstream's
+ * answer unredacted. `--replay DIR` serves the files (fixtures.c loads them, replay.c sends
+ * them), redacted as they are.
  *
  * DESIGN
  * - Threads: libmicrohttpd's epoll workers must never block on an upstream, so a request to
@@ -245,6 +246,16 @@ static struct mock_fx_reply *error_reply(int api, unsigned status, const char *m
     return p;
 }
 
+/* obj[name] = p[0..n) with secrets redacted (what goes to disk; the client got p itself). */
+static void add_redacted(cJSON *obj, const char *name, const char *p, size_t n, const char *key)
+{
+    size_t rl;
+    char *red = mock__fx_redact(p ? p : "", p ? n : 0, key, &rl);
+    if (red)
+        cJSON_AddStringToObject(obj, name, red);
+    free(red);
+}
+
 /* The exchange as a fixture file's JSON (redacted), or NULL when out of memory. */
 static char *fixture_json(struct mock_rec *rc, struct rec_job *j, const struct req *r,
                           const struct mock_fx_raw *raw, double total_ms, unsigned n)
@@ -285,10 +296,10 @@ static char *fixture_json(struct mock_rec *rc, struct rec_job *j, const struct r
             cJSON *fo = cJSON_CreateObject();
             cJSON_AddItemToArray(fa, fo);
             cJSON_AddNumberToObject(fo, "delay_ms", raw->frames[i].delay_ms);
-            cJSON_AddStringToObject(fo, "data", raw->frames[i].data);
+            add_redacted(fo, "data", raw->frames[i].data, raw->frames[i].len, j->key);
         }
     } else {
-        cJSON_AddStringToObject(rec, "body", raw->body ? raw->body : "");
+        add_redacted(rec, "body", raw->body, raw->body_len, j->key);
     }
     char *p = cJSON_Print(root);
     cJSON_Delete(root);
@@ -369,23 +380,16 @@ static void run_job(struct mock_rec *rc, struct rec_job *j)
         if (c.sse) {
             if (c.pend.len) /* a last frame without its blank line */
                 push_frame(&c, c.pend.p, c.pend.len, t_end);
-            for (size_t i = 0; i < c.nframes; i++) { /* redact each frame in place */
-                size_t nl;
-                char *red = mock__fx_redact(c.frames[i].data, c.frames[i].len, j->key, &nl);
-                if (red) {
-                    free(c.frames[i].data);
-                    c.frames[i].data = red;
-                    c.frames[i].len = nl;
-                }
-            }
             raw->frames = c.frames ? c.frames : calloc(1, sizeof *raw->frames);
             raw->nframes = c.nframes;
             c.frames = NULL;
             c.nframes = 0;
             raw->latency_ms = c.t_first ? (double)(c.t_first - c.t0) / 1e6 : 0;
         } else {
-            raw->body = mock__fx_redact(c.body.p ? c.body.p : "", c.body.len, j->key,
-                                        &raw->body_len);
+            mock__buf_add(&c.body, "", 0);
+            raw->body_len = c.body.len;
+            raw->body = c.body.oom ? NULL : c.body.p;
+            c.body.p = NULL;
             raw->latency_ms = (double)(t_end - c.t0) / 1e6;
         }
         if ((c.sse && !raw->frames) || (!c.sse && !raw->body)) {
