@@ -13,10 +13,13 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "t_mock_http.h"
 
+#define UP_TTFT 30.0 /* ms, as in the upstream's config below */
+#define UP_ITL 3.0
 #define KEY "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 static struct mock_server *start(const struct mock_options *o)
@@ -121,9 +124,10 @@ static void test_record_then_replay(void **state)
     (void)state;
     char *dir = t_tmpdir("rec");
     struct mock_options o;
-    /* The upstream: wants the key, paces its streams (50ms to the first token, 10ms apart). */
+    /* The upstream: wants the key, paces its streams (UP_TTFT to the first token, UP_ITL
+       apart). */
     mock_options_init(&o);
-    o.config_text = "latency = 50ms\nitl = 10ms\n";
+    o.config_text = "latency = 30ms\nitl = 3ms\n";
     o.required_key = KEY;
     struct mock_server *up = start(&o);
     mock_options_init(&o);
@@ -192,7 +196,7 @@ static void test_record_then_replay(void **state)
 
     /* The chat stream's file: frame by frame, paced as the upstream sent it. Each frame is
        received no earlier than sent, so the recorded time to the last frame is at least the
-       upstream's schedule: 50ms + 10ms per token after the first. */
+       upstream's schedule: UP_TTFT + UP_ITL per token after the first. */
     char *f2 = t_path(dir, "000002-chat.json");
     FILE *fp = fopen(f2, "r");
     assert_non_null(fp);
@@ -211,7 +215,7 @@ static void test_record_then_replay(void **state)
     for (const cJSON *fr = frames->child; fr; fr = fr->next)
         total += t_jnum(fr, "delay_ms");
     size_t ntok = xs[1].sse.n - 4; /* role chunk, finish chunk, usage chunk, [DONE] */
-    if (total < 50 + 10.0 * (double)(ntok - 1) - 1)
+    if (total < UP_TTFT + UP_ITL * (double)(ntok - 1) - 1)
         fail_msg("recorded %.1f ms for %zu tokens", total, ntok);
     assert_string_equal(t_jstr(j, "rules.0.match.model"), "gpt-rec");
     cJSON_Delete(j);
@@ -320,11 +324,63 @@ static void test_upstream_down(void **state)
     assert_non_null(strstr(err, "upstream"));
 }
 
+struct slow_call {
+    struct mock_server *rec;
+    long status;
+};
+
+static void *slow_client(void *arg)
+{
+    struct slow_call *c = arg;
+    char *b = t_chat_body("m", "slow one", 0, 0);
+    struct t_resp r;
+    c->status = t_http(mock_server_url(c->rec), "/v1/chat/completions", "POST", b, NULL, 0, &r);
+    cJSON_free(b);
+    t_resp_free(&r);
+    return NULL;
+}
+
+/* Stopping a recording server while its upstream transfer hangs: the transfer is ended, the
+ * request closed, nothing leaks (ASan) and nothing is written. */
+static void test_stop_mid_transfer(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir("rec");
+    struct mock_options o;
+    mock_options_init(&o);
+    o.config_text = "latency = 60s\n";
+    struct mock_server *up = start(&o);
+    mock_options_init(&o);
+    o.record_dir = dir;
+    o.upstream = mock_server_url(up);
+    struct mock_server *rec = start(&o);
+    struct slow_call c = {rec, -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, slow_client, &c), 0);
+    double end = t_now_s() + 10 * t_timeout_scale();
+    struct mock_counts mc;
+    for (mock_server_counts(up, &mc); mc.in_flight == 0; mock_server_counts(up, &mc)) {
+        if (t_now_s() > end) fail_msg("the request never reached the upstream");
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    mock_server_stop(rec);
+    pthread_join(th, NULL);
+    assert_true(c.status == 0 || c.status == 502);
+    mock_server_stop(up);
+    int nfiles;
+    free(dir_text(dir, &nfiles));
+    assert_int_equal(nfiles, 0);
+    t_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_then_replay),
         cmocka_unit_test(test_upstream_down),
+        cmocka_unit_test(test_stop_mid_transfer),
     };
     return cmocka_run_group_tests(tests, t_mock_group_setup, t_mock_group_teardown);
 }
