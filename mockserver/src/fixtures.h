@@ -2,9 +2,10 @@
  * fixtures.h - canned replies for the mock server (internal to cx_mock): fixture rules loaded
  * from a JSON file or a directory of recordings, matched in order against each API request, and
  * the record mode that proxies requests to a real API and stores each exchange as a fixture
- * file. fixtures.c parses and owns the rule sets (reference counted, swapped atomically on
- * reload), fixtures_match.c matches a request and applies the reply, fixtures_admin.c serves
- * /admin/fixtures, replay.c sends recorded answers, record.c proxies and records.
+ * file. fixtures.c parses the rule sets (reference counted), fixtures_load.c reads files and
+ * directories and swaps the current set atomically on reload, fixtures_match.c matches a
+ * request and applies the reply, fixtures_admin.c serves /admin/fixtures, replay.c sends
+ * recorded answers, record.c proxies and records.
  *
  * Threads: the request hooks run on libmicrohttpd workers with no lock held; record.c's workers
  * run the upstream transfers (see its DESIGN).
@@ -101,7 +102,7 @@ struct mock_fx_state {
     struct mock_rec *rec;          /* record mode's proxy; NULL when off */
 };
 
-/* ---- loading (fixtures.c) ---- */
+/* ---- parsing (fixtures.c) and loading (fixtures_load.c) ---- */
 /* Parses fixture JSON text. name names it in errors ("FILE: rules[2].reply.latency: ...").
  * 0 with *out (refs 1), or -1 with err filled. */
 int mock__fx_parse(const char *text, size_t len, const char *name, struct mock_fixtures **out,
