@@ -375,12 +375,76 @@ static void test_stop_mid_transfer(void **state)
     free(dir);
 }
 
+#define CONC 8
+
+struct conc_call {
+    struct mock_server *rec;
+    int i;
+    long status;
+};
+
+static void *conc_client(void *arg)
+{
+    struct conc_call *c = arg;
+    char prompt[64];
+    snprintf(prompt, sizeof prompt, "install package-%d", c->i);
+    char *b = t_chat_body("m", prompt, c->i % 2, 0);
+    char auth[80];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", KEY);
+    const char *hdrs[] = {auth, NULL};
+    struct t_resp r;
+    c->status = t_http(mock_server_url(c->rec), "/v1/chat/completions", "POST", b, hdrs, 0, &r);
+    cJSON_free(b);
+    t_resp_free(&r);
+    return NULL;
+}
+
+/* More requests at once than proxy threads: all answered, one file each, none overwritten. */
+static void test_record_concurrent(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir("rec");
+    struct mock_options o;
+    mock_options_init(&o);
+    o.config_text = "latency = 20ms\nitl = 1ms\n";
+    struct mock_server *up = start(&o);
+    mock_options_init(&o);
+    o.record_dir = dir;
+    o.upstream = mock_server_url(up);
+    struct mock_server *rec = start(&o);
+    struct conc_call cs[CONC];
+    pthread_t th[CONC];
+    for (int i = 0; i < CONC; i++) {
+        cs[i] = (struct conc_call){rec, i, -1};
+        assert_int_equal(pthread_create(&th[i], NULL, conc_client, &cs[i]), 0);
+    }
+    for (int i = 0; i < CONC; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(cs[i].status, 200);
+    }
+    mock_server_stop(rec);
+    mock_server_stop(up);
+    int nfiles;
+    char *all = dir_text(dir, &nfiles);
+    assert_int_equal(nfiles, CONC);
+    for (int i = 0; i < CONC; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "install package-%d\"", i);
+        assert_non_null(strstr(all, want));
+    }
+    assert_null(strstr(all, KEY));
+    free(all);
+    t_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_then_replay),
         cmocka_unit_test(test_upstream_down),
         cmocka_unit_test(test_stop_mid_transfer),
+        cmocka_unit_test(test_record_concurrent),
     };
     return cmocka_run_group_tests(tests, t_mock_group_setup, t_mock_group_teardown);
 }

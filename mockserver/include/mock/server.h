@@ -71,6 +71,12 @@
  *                               "duration_ms"}]}. The last `request_log` requests (default
  *                               100) on every route but /health, /metrics, /stats, /admin/.
  *   DELETE /admin/requests      Empties the log.
+ *   GET  /admin/fixtures        The loaded fixture rules ({"source", "generation", "strict",
+ *                               "recording", "rules": [{"index", "name", "route", "replies",
+ *                               "calls", "file"}]}); PUT takes new rules as the body, DELETE
+ *                               drops them, POST /admin/fixtures/reload re-reads the file (or
+ *                               {"path": P}); a bad file answers 400 naming file, rule and field
+ *                               and keeps the old rules. See mockserver/README.md "Fixtures".
  *   Unknown routes answer 404, known routes with the wrong method 405, both in the OpenAI error
  *   shape (or the Anthropic one under /v1/messages*). Bodies past max_body answer 413. Bad JSON
  *   or missing/mistyped fields answer 400 with each API's error object
