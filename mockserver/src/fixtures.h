@@ -99,7 +99,9 @@ struct mock_fx_state {
     int source_is_dir;             /* guarded by mu */
     uint64_t generation;           /* guarded by mu */
     int strict;                    /* unmatched API requests get a 404 (fixed at start) */
-    struct mock_rec *rec;          /* record mode's proxy; NULL when off */
+    struct mock_rec *rec;          /* record mode's proxy; NULL when off (fixed at start) */
+    _Atomic int active;            /* a set is loaded, or strict, or record: without it the
+                                      request hook returns at once, taking no lock */
 };
 
 /* ---- parsing (fixtures.c) and loading (fixtures_load.c) ---- */

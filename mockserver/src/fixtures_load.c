@@ -153,6 +153,7 @@ void mock__fx_install(struct mock_fx_state *st, struct mock_fixtures *f)
     if (f)
         f->generation = ++st->generation;
     st->cur = f;
+    atomic_store_explicit(&st->active, f || st->strict || st->rec, memory_order_release);
     pthread_mutex_unlock(&st->mu);
     mock__fx_unref(old);
 }
@@ -200,6 +201,7 @@ int mock__fx_start(struct mock_server *s, const struct mock_options *o, char *er
     if (o->record_dir && *o->record_dir &&
         mock__rec_new(s, o->record_dir, o->upstream, &st->rec, err, errlen) < 0)
         return MOCK_EFIXTURES;
+    atomic_store(&st->active, st->cur || st->strict || st->rec);
     return 0;
 }
 

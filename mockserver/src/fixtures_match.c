@@ -264,7 +264,7 @@ static void apply_timing(struct req *r, const struct mock_fx_reply *p)
 int mock__fx_route(struct req *r, enum MHD_Result *res)
 {
     struct mock_fx_state *st = r->srv->fx;
-    if (!st)
+    if (!st || !atomic_load_explicit(&st->active, memory_order_acquire))
         return 0;
     if (st->rec) {
         *res = mock__rec_begin(st->rec, r);
