@@ -88,6 +88,15 @@ static void test_exit_statuses(void **state) {
     snprintf(pf, sizeof pf, "%s/no/such/dir/port", dir);
     assert_int_equal(run("--port-file", pf, NULL), 6);
     assert_int_equal(run("--fault-script", "next x 429", NULL), 7);
+    char bad_fx[300];
+    snprintf(bad_fx, sizeof bad_fx, "%s/bad-fixtures.json", dir);
+    f = fopen(bad_fx, "w");
+    assert_non_null(f);
+    fputs("[{\"reply\": {\"latency\": \"soon\"}}]", f);
+    fclose(f);
+    assert_int_equal(run("--fixtures", bad_fx, NULL), 8);
+    assert_int_equal(run("--replay", "/nonexistent/cx-mock-recordings", NULL), 8);
+    assert_int_equal(run("--record", dir, NULL), 4); /* no --upstream */
     assert_int_equal(run("--help", NULL), 0);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixtures.h"
 #include "server_internal.h"
 
 #define MODELS_JSON \
@@ -193,6 +194,8 @@ enum MHD_Result mock__admin_request(struct req *r, const char *url, const char *
         return admin_faults(r, method);
     if (!strcmp(url, "/admin/requests"))
         return admin_requests(r, method);
+    if (!strcmp(url, "/admin/fixtures") || !strncmp(url, "/admin/fixtures/", 16))
+        return mock__fx_admin(r, url, method);
     char m[200];
     snprintf(m, sizeof m, "Invalid URL (%s %.120s)", method, url);
     return mock__send_error(r, 404, "invalid_request_error", m, NULL, NULL, -1);

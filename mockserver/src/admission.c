@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fixtures.h"
 #include "server_internal.h"
 
 static int pick_fault(struct req *r)
@@ -145,6 +146,9 @@ enum MHD_Result mock__api_request(struct req *r)
         return mock__send_error(r, 500, oa ? "server_error" : "api_error", "mock server out of memory",
                           NULL, NULL, -1);
     r->hash = mock__fnv1a64(r->body.p, r->body.len) ^ ((uint64_t)r->route << 56);
+    enum MHD_Result fx_res; /* fixtures: answered (error, strict miss) or proxied (record) */
+    if (mock__fx_route(r, &fx_res))
+        return fx_res;
     mock__buf_free(&r->body);
 
     double wait = rate_check(r);
@@ -155,7 +159,7 @@ enum MHD_Result mock__api_request(struct req *r)
                              : "Number of requests has exceeded your rate limit (mock server "
                                "rate_rps).", NULL, oa ? "rate_limit_exceeded" : NULL, wait);
     }
-    r->fault = pick_fault(r);
+    r->fault = r->fxr && r->fxr->fault >= 0 ? r->fxr->fault : pick_fault(r);
     switch (r->fault) {
     case MOCK_FAULT_429:
         return mock__send_error(r, 429, oa ? "requests" : "rate_limit_error",

@@ -31,6 +31,15 @@ static void usage(FILE *f)
 "                         are the long flags below without the dashes); flags given after it\n"
 "                         override it; SIGHUP re-reads it\n"
 "  --fault-script TEXT    scripted faults, e.g. \"next 3 429; next 1 ok; next 2 reset\"\n"
+"  --fixtures FILE        canned replies: a JSON file (or directory) of rules matched in\n"
+"                         order (README \"Fixtures\"); POST /admin/fixtures/reload or SIGHUP\n"
+"                         re-reads it\n"
+"  --strict               with fixtures/replay: an unmatched API request gets a 404 naming\n"
+"                         the closest rule instead of generated content\n"
+"  --record DIR           proxy every API request to --upstream (the client's key passed\n"
+"                         through, never written) and store each exchange in DIR\n"
+"  --upstream URL         the real API for --record, e.g. https://api.openai.com\n"
+"  --replay DIR           serve the exchanges recorded in DIR (route, model and body match)\n"
 "  --verbose              log libmicrohttpd errors to stderr\n"
 "  --help, --version\n"
 "\n"
@@ -89,13 +98,15 @@ static void usage(FILE *f)
 "  4  invalid settings: a bad key or value in the config file, a bad host or port\n"
 "  5  cannot listen on host:port (in use, not permitted)\n"
 "  6  the --port-file cannot be written\n"
-"  7  a bad --fault-script\n",
+"  7  a bad --fault-script\n"
+"  8  a bad --fixtures file or --replay directory, or --record cannot start\n",
         f);
 }
 
 /* Exit statuses (listed in --help). */
 enum { EXIT_OK = 0, EXIT_INTERNAL = 1, EXIT_USAGE = 2, EXIT_CONFIG_READ = 3,
-       EXIT_SETTINGS = 4, EXIT_LISTEN = 5, EXIT_PORT_FILE = 6, EXIT_SCRIPT = 7 };
+       EXIT_SETTINGS = 4, EXIT_LISTEN = 5, EXIT_PORT_FILE = 6, EXIT_SCRIPT = 7,
+       EXIT_FIXTURES = 8 };
 
 static int start_exit_status(int rc)
 {
@@ -106,6 +117,8 @@ static int start_exit_status(int rc)
         return EXIT_LISTEN;
     case MOCK_EPORTFILE:
         return EXIT_PORT_FILE;
+    case MOCK_EFIXTURES:
+        return EXIT_FIXTURES;
     default:
         return EXIT_INTERNAL;
     }
@@ -171,6 +184,10 @@ int mock_main(int argc, char **argv)
             o.quiet = 1;
             continue;
         }
+        if (!strcmp(a, "--strict")) {
+            o.strict = 1;
+            continue;
+        }
         if (strncmp(a, "--", 2)) {
             fprintf(stderr, "cx-mock: unexpected argument '%s' (see --help)\n", a);
             goto out;
@@ -220,6 +237,14 @@ int mock_main(int argc, char **argv)
             config_path = val;
         } else if (!strcmp(key, "fault-script")) {
             script = val;
+        } else if (!strcmp(key, "fixtures")) {
+            o.fixtures_path = val;
+        } else if (!strcmp(key, "replay")) {
+            o.replay_dir = val;
+        } else if (!strcmp(key, "record")) {
+            o.record_dir = val;
+        } else if (!strcmp(key, "upstream")) {
+            o.upstream = val;
         } else {
             /* Any settings key: validated now against a scratch copy for a clear message. */
             struct mock_settings scratch;
@@ -291,6 +316,12 @@ int mock_main(int argc, char **argv)
             continue;
         if (sig != SIGHUP)
             break;
+        if (o.fixtures_path || o.replay_dir) {
+            if (mock_server_load_fixtures(s, NULL, err, sizeof err) < 0)
+                fprintf(stderr, "cx-mock: fixtures reload failed (old ones kept): %s\n", err);
+            else
+                fprintf(stderr, "cx-mock: reloaded fixtures\n");
+        }
         if (!config_path)
             continue;
         char *t = read_file(config_path, err, sizeof err);

@@ -189,7 +189,14 @@ struct mock_reply {
     long long created;        /* unix seconds */
     long long max_tokens;     /* as asked (responses echo max_output_tokens); 0 = not given */
     const char *instructions; /* responses: echoed; NULL = none */
+    int completion_set;       /* fixtures: usage reports completion_tokens, not ntok */
+    unsigned completion_tokens;
 };
+/* The completion tokens a reply's usage reports. */
+static inline unsigned mock__reply_ctok(const struct mock_reply *r)
+{
+    return r->completion_set ? r->completion_tokens : r->ntok;
+}
 
 /* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */
 char *mock__proto_body(const struct mock_reply *r, size_t *len);

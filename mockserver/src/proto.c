@@ -38,8 +38,8 @@ char *mock__proto_body(const struct mock_reply *r, size_t *len)
         mock__buf_fmt(&b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"%s\"}],"
                       "\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,"
                       "\"total_tokens\":%u},\"system_fingerprint\":\"fp_mock\"}",
-                      r->hit_max_tokens ? "length" : "stop", r->prompt_tokens, r->ntok,
-                      r->prompt_tokens + r->ntok);
+                      r->hit_max_tokens ? "length" : "stop", r->prompt_tokens, mock__reply_ctok(r),
+                      r->prompt_tokens + mock__reply_ctok(r));
     } else {
         mock__buf_fmt(&b, "{\"id\":\"%s\",\"type\":\"message\",\"role\":\"assistant\",\"model\":",
                       r->id);
@@ -49,7 +49,8 @@ char *mock__proto_body(const struct mock_reply *r, size_t *len)
         mock__buf_fmt(&b, "}],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":"
                       "{\"input_tokens\":%u,\"cache_creation_input_tokens\":0,"
                       "\"cache_read_input_tokens\":0,\"output_tokens\":%u}}",
-                      r->hit_max_tokens ? "max_tokens" : "end_turn", r->prompt_tokens, r->ntok);
+                      r->hit_max_tokens ? "max_tokens" : "end_turn", r->prompt_tokens,
+                      mock__reply_ctok(r));
     }
     return finish(&b, len);
 }
@@ -174,7 +175,7 @@ void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
             openai_chunk_start(b, r);
             mock__buf_fmt(b, "],\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,"
                           "\"total_tokens\":%u}}\n\n",
-                          r->prompt_tokens, r->ntok, r->prompt_tokens + r->ntok);
+                          r->prompt_tokens, mock__reply_ctok(r), r->prompt_tokens + mock__reply_ctok(r));
         } else {
             mock__buf_str(b, "data: [DONE]\n\n");
         }
@@ -206,7 +207,7 @@ void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
         mock__buf_fmt(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
                       "{\"stop_reason\":\"%s\",\"stop_sequence\":null},\"usage\":"
                       "{\"output_tokens\":%u}}\n\n",
-                      r->hit_max_tokens ? "max_tokens" : "end_turn", r->ntok);
+                      r->hit_max_tokens ? "max_tokens" : "end_turn", mock__reply_ctok(r));
     } else {
         mock__buf_str(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     }

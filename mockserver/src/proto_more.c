@@ -24,7 +24,8 @@ static void completion_start(struct mock_buf *b, const struct mock_reply *r)
 static void usage_obj(struct mock_buf *b, const struct mock_reply *r)
 {
     mock__buf_fmt(b, "\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,"
-                  "\"total_tokens\":%u}", r->prompt_tokens, r->ntok, r->prompt_tokens + r->ntok);
+                  "\"total_tokens\":%u}", r->prompt_tokens, mock__reply_ctok(r),
+                  r->prompt_tokens + mock__reply_ctok(r));
 }
 
 void mock__proto_completions_body(struct mock_buf *b, const struct mock_reply *r)
@@ -129,8 +130,8 @@ static void response_obj(struct mock_buf *b, const struct mock_reply *r, int don
     if (done)
         mock__buf_fmt(b, "{\"input_tokens\":%u,\"input_tokens_details\":{\"cached_tokens\":0},"
                       "\"output_tokens\":%u,\"output_tokens_details\":{\"reasoning_tokens\":0},"
-                      "\"total_tokens\":%u}", r->prompt_tokens, r->ntok,
-                      r->prompt_tokens + r->ntok);
+                      "\"total_tokens\":%u}", r->prompt_tokens, mock__reply_ctok(r),
+                      r->prompt_tokens + mock__reply_ctok(r));
     else
         mock__buf_str(b, "null");
     mock__buf_str(b, ",\"user\":null,\"metadata\":{}}");

@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "server_internal.h"
 
 _Thread_local int mock__server_thread;
@@ -273,6 +274,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
             MHD_resume_connection(next->conn);
     }
     mock__log_end(r, status, now);
+    mock__fx_req_done(r);
     atomic_fetch_sub_explicit(&s->stats.in_flight, 1, RLX);
     mock__buf_free(&r->logb);
     mock__buf_free(&r->body);
@@ -385,6 +387,9 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out, ch
     if (o->max_body)
         s->set.max_body = o->max_body;
     publish_settings(s);
+    if ((rc = mock__fx_start(s, o, err, errlen)) < 0)
+        goto fail;
+    rc = MOCK_EINVAL;
 
     struct sockaddr_in sa;
     struct sockaddr_in6 sa6;
@@ -470,6 +475,7 @@ fail:
         mock__timer_flush_and_close(s->timer);
         mock__timer_free(s->timer);
     }
+    mock__fx_free(s);
     free(s->attempts);
     mock__log_free(&s->log);
     mock__stats_destroy(&s->stats);
@@ -540,6 +546,7 @@ void mock_server_stop(struct mock_server *s)
      * server's, and the caller's thread must not stay marked (the tests' torture allocator
      * counts only non-server threads). */
     int was_server = mock__server_thread;
+    mock__fx_stop(s); /* record mode: ends the upstream transfers, resuming their requests */
     mock__timer_flush_and_close(s->timer);
     MHD_stop_daemon(s->d);
     mock__server_thread = was_server;
@@ -548,6 +555,7 @@ void mock_server_stop(struct mock_server *s)
     if (s->port_file) /* written by us at start: a stale one would point at a dead port */
         unlink(s->port_file);
     free(s->port_file);
+    mock__fx_free(s);
     free(s->script);
     free(s->attempts);
     mock__log_free(&s->log);

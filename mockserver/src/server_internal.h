@@ -32,6 +32,9 @@ struct script_item {
 };
 
 struct req;
+struct mock_fixtures;
+struct mock_fx_reply;
+struct mock_fx_state;
 
 #define MOCK_LOG_MAX 10000 /* most entries request_log may keep */
 struct mock_log {
@@ -65,6 +68,7 @@ struct mock_server {
     _Atomic uint64_t seq;
     _Atomic uint32_t *attempts;            /* ATTEMPT_SLOTS counters, by body hash */
     struct mock_stats stats;
+    struct mock_fx_state *fx;              /* fixtures and record mode (fixtures.h) */
 };
 
 enum { ST_NEW, ST_BODY, ST_WAIT_SLOT, ST_DELAY, ST_CLOSE, ST_ANSWERED };
@@ -99,6 +103,10 @@ struct req {
     int end_now;
     struct req *qnext;          /* guarded by srv->mu while queued */
     struct mock_buf logb;       /* the request log entry being built (reqlog.c) */
+    /* fixtures (fixtures.h): the set fxr points into is held by fx until completion */
+    struct mock_fixtures *fx;
+    const struct mock_fx_reply *fxr; /* the reply to give; NULL: generated */
+    struct mock_fx_reply *fx_own;    /* record mode: the upstream's answer (owned) */
 };
 
 /* Why a request body was refused. Every pointer is a string literal or points into the perr

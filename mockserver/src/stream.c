@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "fixtures.h"
 #include "server_internal.h"
 
 static void resume_cb(void *arg)
@@ -229,8 +230,13 @@ static int prepare(struct req *r)
         make_id(r);
         return 0;
     }
-    if (mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
-                              r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0)
+    int fx = mock__fx_text(r); /* fixtures: their text, or a recorded answer */
+    if (fx < 0)
+        return -1;
+    if (fx == 2)
+        return 0;
+    if (!fx && mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
+                                     r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0)
         return -1;
     free(r->system);
     free(r->prompt);
@@ -262,6 +268,7 @@ static int prepare(struct req *r)
     rp->prompt_tokens = r->prompt_tokens;
     rp->include_usage = r->include_usage;
     rp->created = (long long)time(NULL);
+    mock__fx_usage(r);
     if (r->stream)
         return 0;
     r->pbody = mock__proto_body(rp, &r->plen);
@@ -283,6 +290,8 @@ enum MHD_Result mock__answer(struct req *r)
     mock__hist_add_ns(&s->stats.h[MOCK_H_DELIVERED], delivered);
     int64_t err = (int64_t)delivered - (int64_t)queued - (int64_t)r->configured_ns;
     mock__hist_add_ns(&s->stats.h[MOCK_H_ERROR], (uint64_t)(err < 0 ? -err : err));
+    if (mock__fx_own_answer(r))
+        return mock__fx_answer(r);
 
     if (r->stream) {
         r->head = mock__proto_head_frames(&r->reply);

@@ -71,6 +71,12 @@
  *                               "duration_ms"}]}. The last `request_log` requests (default
  *                               100) on every route but /health, /metrics, /stats, /admin/.
  *   DELETE /admin/requests      Empties the log.
+ *   GET  /admin/fixtures        The loaded fixture rules ({"source", "generation", "strict",
+ *                               "recording", "rules": [{"index", "name", "route", "replies",
+ *                               "calls", "file"}]}); PUT takes new rules as the body, DELETE
+ *                               drops them, POST /admin/fixtures/reload re-reads the file (or
+ *                               {"path": P}); a bad file answers 400 naming file, rule and field
+ *                               and keeps the old rules. See mockserver/README.md "Fixtures".
  *   Unknown routes answer 404, known routes with the wrong method 405, both in the OpenAI error
  *   shape (or the Anthropic one under /v1/messages*). Bodies past max_body answer 413. Bad JSON
  *   or missing/mistyped fields answer 400 with each API's error object
@@ -219,6 +225,14 @@ struct mock_options {
     double latency_ms;        /* fixed base latency in ms; < 0 = unset (default -1) */
     const char *required_key; /* NULL or "" = any key (default) */
     size_t max_body;          /* 0 = default 1 MiB */
+    /* Fixtures and record/replay (README "Fixtures"); at most one of the three paths. */
+    const char *fixtures_path; /* a fixture file (or a directory of them); NULL = none */
+    const char *replay_dir;    /* a directory of recorded exchanges to serve; NULL = none */
+    const char *record_dir;    /* proxy every API request to upstream and record it here */
+    const char *upstream;      /* with record_dir: the real API's origin, e.g.
+                                  "https://api.openai.com" (the request path is appended) */
+    int strict;                /* 1: an API request no fixture matches gets a 404 naming the
+                                  closest rule, instead of generated content */
 };
 
 /* Fills o with the defaults above. Threads: any thread. */
@@ -230,7 +244,8 @@ enum mock_start_error {
     MOCK_ELISTEN = -2,   /* cannot listen on host:port (in use, not permitted) */
     MOCK_EPORTFILE = -3, /* the port file cannot be written */
     MOCK_ENOMEM = -4,    /* out of memory */
-    MOCK_ESYSTEM = -5    /* a thread could not be started */
+    MOCK_ESYSTEM = -5,   /* a thread could not be started */
+    MOCK_EFIXTURES = -6  /* the fixture file or directory is bad (or record cannot start) */
 };
 
 /* Starts a server. On success *out is a running server (listening, port file written) and the
@@ -254,6 +269,18 @@ const char *mock_server_url(const struct mock_server *s);
  * a leading '{'. All-or-nothing. Returns 0, or -1 with err naming the bad key or value.
  * Threads: any thread. */
 int mock_server_configure(struct mock_server *s, const char *text, char *err, size_t errlen);
+
+/* Replaces the fixtures with those of path (a fixture file or a directory of them; NULL:
+ * re-read the current source), as POST /admin/fixtures/reload does. All-or-nothing: on a bad
+ * file the old fixtures stay and err names the file, the rule and the field. Requests already
+ * matched keep the set they matched until they finish. Returns 0 or -1. Threads: any thread. */
+int mock_server_load_fixtures(struct mock_server *s, const char *path, char *err,
+                              size_t errlen);
+
+/* The same from fixture JSON text (as PUT /admin/fixtures does); name labels errors.
+ * Threads: any thread. */
+int mock_server_set_fixtures(struct mock_server *s, const char *json, size_t len,
+                             const char *name, char *err, size_t errlen);
 
 /* Most scripted faults pending at once (the sum of the queue's counts); it fits an unsigned,
  * so mock_server_scripted_pending never wraps. */
