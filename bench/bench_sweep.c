@@ -379,6 +379,7 @@ int main(int argc, char **argv)
     }
     sweep_teardown(&s);
     free((char *)s.cmdline);
+    fflush(stdout);
     if (failed)
         fprintf(stderr, "bench_sweep: some steps failed; see above\n");
     if (regressions)
