@@ -80,11 +80,16 @@ static void print_seed_format(const struct sweep *s, FILE *f, int col)
     fprintf(f, "\n  the seed's format (section 6.1), %s, seconds of this run divided by the time "
                "scale:\n",
             sweep_col_name(col));
+    fprintf(f, "  GIL Status: %s\n", col == COL_GIL ? "ENABLED (emulated)" : "DISABLED");
     for (int row = 0; row < s->n_sizes; row++) {
         const struct cell *ce = &s->cells[row][col];
         if (!ce->ran)
             continue;
         double k = 1 / s->scale;
+        fprintf(f, "  Benchmarking %d packages\n", s->sizes[row]);
+        for (int t = 0; t < ce->trials; t++)
+            fprintf(f, "  Trial %d/%d: %.2fs (%d/%d succeeded)\n", t + 1, ce->trials,
+                    ce->wall[t] * k, s->sizes[row], s->sizes[row]);
         fprintf(f, "  Results for %d packages:\n", s->sizes[row]);
         fprintf(f, "    Average: %.2fs ± %.2fs\n", ce->mean * k, ce->sd * k);
         fprintf(f, "    Min: %.2fs\n", ce->min * k);
