@@ -42,6 +42,8 @@ struct cx__pipeline_counts {
     uint64_t submits;        /* queries handed to the router (cache misses) */
     uint64_t cache_puts;     /* asynchronous cache writes queued */
     uint64_t completions_in_submit; /* router completions that ran inside the submit call (0) */
+    uint64_t cpu_step_ns;    /* wall time of the answered queries' CPU steps (parse, validate,
+                                put, fill, the bench work included), summed over queries */
 };
 /* A snapshot (counters read one by one). Threads: any thread. */
 void cx__pipeline_counts(struct cx_pipeline *p, struct cx__pipeline_counts *out);
@@ -52,10 +54,23 @@ struct cx__bench_work {
     uint64_t cpu_work_ns;    /* per answer, in the query's parse step (on the worker) */
     uint64_t parse_work_ns;  /* per run, before the fan-out (the seed's "Parse Input") */
     uint64_t merge_work_ns;  /* per run, while merging (the seed's "Merge Plans") */
+    int stream;              /* 1: the run's queries ask for a streamed answer (SSE) */
 };
 /* Sets (w != NULL) or clears (NULL) p's benchmark work for the runs that start afterwards.
  * Threads: any thread, not while a run is in progress on p. */
 void cx__pipeline_set_bench_work(struct cx_pipeline *p, const struct cx__bench_work *w);
+
+/* ---- HTTP (http_xfer.c) ---- */
+
+/* Called once per performed transfer (both I/O designs, every attempt) with the time from its
+ * start to the first body byte (a stream's first event: the time to first token; without
+ * streaming the whole answer) and to its end, seconds (-1: no body came). Runs on the
+ * thread that moved the bytes (a worker or the I/O thread), several at once: fn must be
+ * thread-safe and quick. */
+typedef void (*cx__http_timing_fn)(double first_s, double total_s, void *ud);
+/* Sets (fn != NULL) or clears the process-wide timing hook. Threads: any thread, while no
+ * transfer is in flight. */
+void cx__http_set_timing_hook(cx__http_timing_fn fn, void *ud);
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,7 @@ struct cx_http_xfer {
     int abort_reason;           /* CX__ABORT_* */
     int performed;              /* 1 once the bytes moved (or the attempt ended) */
     uint64_t started_ns;
+    uint64_t first_body_ns;     /* when the first body byte arrived (0: none yet) */
     char errbuf[CURL_ERROR_SIZE];
 
     /* used by ioloop.c only (I/O thread, or under the loop's mutex while queued) */

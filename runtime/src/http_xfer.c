@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <curl/curl.h>
 
 #include "cx/clock.h"
+#include "cx_testing.h"
 #include "http_internal.h"
 
 /* ---- global init ---- */
@@ -210,6 +212,7 @@ const char *cx_http_xfer_url(const struct cx_http_xfer *x) { return x ? x->url :
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud) {
     struct cx_http_xfer *x = ud;
     size_t n = size * nmemb;
+    if (x->first_body_ns == 0 && n > 0) x->first_body_ns = cx_now_ns();
     int rc = cx__buf_append(&x->resp, data, n);
     if (rc < 0) {
         x->write_err = rc;
@@ -273,6 +276,7 @@ int cx__http_xfer_attach(struct cx_http_xfer *x, CURL *easy) {
     x->performed = 0;
     x->errbuf[0] = '\0';
     x->started_ns = cx_now_ns();
+    x->first_body_ns = 0;
 
     curl_easy_reset(easy);
     long total_ms = 0; /* 0: no limit */
@@ -312,9 +316,27 @@ int cx__http_xfer_attach(struct cx_http_xfer *x, CURL *easy) {
     return c == CURLE_OK ? 0 : CX_EIO;
 }
 
+/* The benchmark's timing hook (cx_testing.h): set while no transfer is in flight. */
+static _Atomic(cx__http_timing_fn) timing_fn;
+static void *_Atomic timing_ud;
+
+void cx__http_set_timing_hook(cx__http_timing_fn fn, void *ud) {
+    atomic_store(&timing_ud, ud);
+    atomic_store(&timing_fn, fn);
+}
+
 void cx__http_xfer_ended(struct cx_http_xfer *x, CURL *easy, CURLcode rc) {
     long st = 0;
     if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &st) == CURLE_OK) x->status = st;
+    cx__http_timing_fn fn = atomic_load(&timing_fn);
+    if (fn != NULL) {
+        uint64_t now = cx_now_ns();
+        double first = x->first_body_ns > x->started_ns && x->started_ns > 0
+                           ? cx_elapsed_s(x->started_ns, x->first_body_ns)
+                           : -1;
+        fn(first, x->started_ns > 0 ? cx_elapsed_s(x->started_ns, now) : -1,
+           atomic_load(&timing_ud));
+    }
     x->curl_rc = (int)rc;
     x->performed = 1;
 }

@@ -665,6 +665,7 @@ void cx__pipeline_counts(struct cx_pipeline *p, struct cx__pipeline_counts *out)
     out->submits = atomic_load(&p->n_submits);
     out->cache_puts = atomic_load(&p->n_puts);
     out->completions_in_submit = atomic_load(&p->n_in_submit);
+    out->cpu_step_ns = atomic_load(&p->n_cpu_step_ns);
 }
 
 void cx__pipeline_set_bench_work(struct cx_pipeline *p, const struct cx__bench_work *w)

@@ -38,7 +38,7 @@ struct cx_pipeline {
     double cpu_share;         /* guarded by mu: measured on the last run, < 0 before any */
     /* cx__pipeline_counts */
     atomic_uint_fast64_t n_queries, n_parses, n_validations, n_cpu_no_gil, n_suspends, n_resumes,
-        n_submits, n_puts, n_in_submit;
+        n_submits, n_puts, n_in_submit, n_cpu_step_ns;
 };
 
 enum qkind { Q_INSTALL, Q_DIAGNOSE, Q_HW };

@@ -111,6 +111,7 @@ int cx__run_fanout(struct run *run, struct cx_errinfo *ei)
             it->latency_s = cx_elapsed_s(res[i].start_ns, res[i].end_ns);
         if (it->status == 0) {
             cpu += qu->cpu_ns;
+            atomic_fetch_add(&p->n_cpu_step_ns, qu->cpu_ns);
             wall += res[i].end_ns - res[i].start_ns;
         }
         if (it->from_cache && it->status == 0)
@@ -161,6 +162,7 @@ int cx__run_setup(struct run *run, struct cx_pipeline *p, enum qkind kind,
         qu->q.extra_header = ro->extra_header;
         qu->q.max_tokens = 1024;
         qu->q.temperature = 0.2;
+        qu->q.stream = run->bench.stream;
     }
     return 0;
 }
