@@ -82,10 +82,9 @@ static void log_attempt(struct call *c, int prov, int rc, long status, double re
     }
     if (c->log.len > 0) (void)cx__buf_append(&c->log, "; ", 2);
     if (status > 0 && status != 200)
-        (void)cx__buf_printf(&c->log, "#%d %s %ld %s", c->nattempts, cx_provider_name((enum cx_provider)prov),
-                             status, what);
+        (void)cx__buf_printf(&c->log, "#%d %s %ld %s", c->nattempts, c->r->p[prov].label, status, what);
     else
-        (void)cx__buf_printf(&c->log, "#%d %s %s", c->nattempts, cx_provider_name((enum cx_provider)prov), what);
+        (void)cx__buf_printf(&c->log, "#%d %s %s", c->nattempts, c->r->p[prov].label, what);
     if (retry_after >= 0) (void)cx__buf_printf(&c->log, " (retry after %.3g s)", retry_after);
 }
 

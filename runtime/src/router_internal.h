@@ -24,6 +24,9 @@ struct prov {
     enum cx_api api;
     char *key, *base_url, *model;
     char *cache_name; /* the cache key's provider field: "name", or "name@endpoint" */
+    char *label;      /* what errors call it: the provider's name, or with the router-wide
+                         base_url override "<URL> (OpenAI API)" / "(Anthropic API)", since the
+                         user chose a server and a wire format, not one of our names */
     double pin, pout;
     atomic_uint_fast64_t requests, successes, failures, in_tok, out_tok, nano_usd;
 };
