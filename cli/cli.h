@@ -53,6 +53,7 @@ struct cx_cli_args {
     enum cx_io_design io;
     const char *base_url;      /* --base-url URL */
     enum cx_provider api;      /* --api openai|anthropic (CX_PROVIDER_AUTO: not given) */
+    const char *api_key_env;   /* --api-key-env NAME: the key is in $NAME */
     const char *model;         /* --model NAME */
     const char *data_dir;      /* --data-dir DIR (overrides CORTEX_DATA_DIR) */
     double mock_latency_ms;    /* --mock-latency D, < 0 = unset */
@@ -62,6 +63,7 @@ struct cx_cli_args {
     int execute;               /* --execute: really run the plan (asks first) */
     int yes;                   /* -y / --yes: do not ask */
     int no_cache;              /* --no-cache */
+    int no_history;            /* --no-history: record nothing */
     int similar_cache;         /* --similar-cache: also similarity cache hits */
     int limit;                 /* history --limit N (default 20) */
 };

@@ -30,9 +30,12 @@ struct ctx {
     char db_path[PATH_MAX];
     struct mock_server *mock;
     char base_url[512];
+    enum cx_provider format;  /* with a base URL: CX_PROVIDER_CLAUDE (Anthropic format) or OPENAI */
+    const char *key;          /* --api-key-env's value (borrowed from the environment), or NULL */
     struct cx_pipeline *p;
     uint64_t start_ns;
     int emitted;          /* the JSON object went out */
+    int limiter_noted;    /* the terminal was told the run waits on the rate limiter */
     char last_err[512];   /* the last message cx__cli_fail printed, for the --json error object */
 };
 
@@ -47,6 +50,9 @@ int cx__cli_load_config(struct ctx *c);
 int cx__cli_data_dir(struct ctx *c);
 int cx__cli_llm(struct ctx *c);
 int cx__cli_pipeline(struct ctx *c);
+/* Moves a corrupt c->db_path aside (cortex.db.corrupt-DATE) and says so; 0, or -1 after
+ * printing why it could not. */
+int cx__cli_db_set_aside(struct ctx *c, const char *why);
 
 /* ---- output.c ---- */
 

@@ -19,29 +19,45 @@
 
 /* ---- cache and history: the database only, no LLM ---- */
 
+/* Opens the database, and the cache or the history's table in it; a corrupt file is set aside
+ * (cx__cli_db_set_aside) and a fresh one opened, so `cache clear` and `history` work again. */
 static int open_db(struct ctx *c, struct cx_pool **pool, struct cx_cache **cache)
 {
     int rc = cx__cli_data_dir(c);
     if (rc != 0)
         return rc;
-    struct cx_errinfo ei;
-    memset(&ei, 0, sizeof ei);
-    struct cx_pool_options po;
-    cx_pool_options_init(&po);
-    po.path = c->db_path;
-    po.readers = c->cfg.db_pool_size > 0 ? c->cfg.db_pool_size : 1;
-    if (cx_pool_new(&po, pool, &ei) < 0)
-        return cx__cli_fail(c, CX_EXIT_ERROR, "%s", ei.msg);
-    if (cache != NULL) {
-        struct cx_cache_options co;
-        cx_cache_options_init(&co);
-        if (cx_cache_new(*pool, &co, cache, &ei) < 0) {
-            cx_pool_free(*pool);
-            *pool = NULL;
-            return cx__cli_fail(c, CX_EXIT_ERROR, "cache in '%s': %s", c->db_path, ei.msg);
+    for (int attempt = 0;; attempt++) {
+        struct cx_errinfo ei;
+        memset(&ei, 0, sizeof ei);
+        struct cx_pool_options po;
+        cx_pool_options_init(&po);
+        po.path = c->db_path;
+        po.readers = c->cfg.db_pool_size > 0 ? c->cfg.db_pool_size : 1;
+        const char *what = "";
+        rc = cx_pool_new(&po, pool, &ei);
+        if (rc == 0 && cache != NULL) {
+            struct cx_cache_options co;
+            cx_cache_options_init(&co);
+            what = "cache in ";
+            rc = cx_cache_new(*pool, &co, cache, &ei);
+        } else if (rc == 0) {
+            what = "history in ";
+            rc = cx_history_init(*pool, &ei);
         }
+        if (rc == 0)
+            return 0;
+        cx_pool_free(*pool);
+        *pool = NULL;
+        char msg[sizeof ei.msg + PATH_MAX + 16];
+        if (*what)
+            snprintf(msg, sizeof msg, "%s'%s': %s", what, c->db_path, ei.msg);
+        else
+            snprintf(msg, sizeof msg, "%s", ei.msg);
+        if (rc != CX_ECORRUPT || attempt > 0)
+            return cx__cli_fail(c, CX_EXIT_ERROR, "%s", msg);
+        if (cx__cli_db_set_aside(c, msg) < 0)
+            return CX_EXIT_ERROR;
     }
-    return 0;
 }
 
 int cx__cli_cache(struct ctx *c)
@@ -99,7 +115,7 @@ out:
 static const char *status_name(int st)
 {
     return st == 0 ? "ok" : st == CX_EREJECTED ? "refused" : st == CX_EFAILED ? "partial"
-                                                                            : cx_err_name(st);
+                                                                            : "failed";
 }
 
 /* A stored JSON text as a cJSON value (a string when it does not parse). */
@@ -134,7 +150,7 @@ static int history_list(struct ctx *c, struct cx_pool *pool)
             cJSON_AddStringToObject(r, "status", status_name(e[i].status));
             cJSON_AddNumberToObject(r, "commands_run", e[i].commands_run);
             struct cx_timings t = {e[i].parse_s, e[i].llm_s, e[i].merge_s, e[i].apt_s,
-                                   e[i].total_s};
+                                   e[i].total_s, 0};
             cJSON_AddItemToObject(r, "timings", cx__cli_json_timings(&t));
             cJSON_AddItemToArray(runs, r);
         }
@@ -161,13 +177,7 @@ int cx__cli_history(struct ctx *c)
     int rc = open_db(c, &pool, NULL);
     if (rc != 0)
         return rc;
-    struct cx_errinfo ei;
-    memset(&ei, 0, sizeof ei);
-    if (cx_history_init(pool, &ei) < 0)
-        rc = cx__cli_fail(c, CX_EXIT_ERROR, "history in '%s': %s", c->db_path, ei.msg);
-    else
-        rc = history_list(c, pool);
+    rc = history_list(c, pool);
     cx_pool_free(pool);
     return rc;
 }
-

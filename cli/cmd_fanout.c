@@ -90,6 +90,10 @@ static void fanout_text(struct ctx *c, const struct cx_fanout_report *r, int dia
 /* Reads a whole file into a malloc'd string; names the path on failure. */
 static int read_file(struct ctx *c, const char *path, char **out)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return cx__cli_fail(c, CX_EXIT_ERROR, "cannot read '%s': it is a directory (name the file "
+                                              "holding the error message)", path);
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return cx__cli_fail(c, CX_EXIT_ERROR, "cannot read '%s': %s", path, strerror(errno));
@@ -99,11 +103,11 @@ static int read_file(struct ctx *c, const char *path, char **out)
         return cx__cli_fail(c, CX_EXIT_ERROR, "out of memory");
     }
     size_t n = fread(buf, 1, MAX_DIAG_FILE, f);
-    int bad = ferror(f);
+    int bad = ferror(f), e = errno;
     fclose(f);
     if (bad) {
         free(buf);
-        return cx__cli_fail(c, CX_EXIT_ERROR, "cannot read '%s': read error", path);
+        return cx__cli_fail(c, CX_EXIT_ERROR, "cannot read '%s': %s", path, strerror(e));
     }
     buf[n] = '\0';
     int binary = strlen(buf) != n;

@@ -119,7 +119,11 @@ static int install_text(struct ctx *c, const struct cx_install_report *r, int co
     for (size_t i = 0; i < r->plan.n; i++)
         fprintf(f, "  %2zu. %s\n", i + 1, r->plan.commands[i]);
     if (r->plan.n == 0)
-        fprintf(f, "  (empty: no package got an answer)\n");
+        fprintf(f, r->rejected == 0 ? "  (empty: no package got an answer)\n"
+                   : r->failed == 0 ? "  (empty: the validator rejected the plan%s)\n"
+                                    : "  (empty: the validator rejected the plan%s; the other "
+                                      "queries failed)\n",
+                r->rejected == 1 ? "" : "s");
     if (r->refused)
         fprintf(f, "Refused: %s; nothing was run.\n", r->refused_reason);
     else if (r->apt_mode == CX_APT_DRY_RUN)

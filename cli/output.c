@@ -16,13 +16,30 @@
 
 #include "cli_internal.h"
 #include "cx/clock.h"
+#include "cx/limiter.h"
 #include "cx/pipeline.h"
 
 /* ---- output helpers ---- */
 
+/* Once per run, on the terminal: when queries queue for the request limiter's tokens (its
+ * balance is negative), the limiter and not the server is what the run waits on; say so, and
+ * how to turn it off, instead of a counter creeping along in silence. */
+static void limiter_note(struct ctx *c)
+{
+    struct cx_limiter *l = cx_pipeline_limiter(c->p);
+    if (c->limiter_noted || l == NULL || cx_limiter_tokens(l) >= 0)
+        return;
+    c->limiter_noted = 1;
+    fprintf(c->err, "\rcx: waiting on the request rate limiter: %g requests/s "
+                    "(CORTEX_RATE_LIMIT_RPS; 0 or inf turns it off)\n",
+            cx_limiter_rate(l));
+}
+
 static void progress(size_t done, size_t total, void *ud)
 {
     struct ctx *c = ud;
+    if (done < total)
+        limiter_note(c);
     fprintf(c->err, "\r[%zu/%zu] %.1f s", done, total, cx_elapsed_s(c->start_ns, cx_now_ns()));
     if (done == total)
         fputc('\n', c->err);
@@ -47,6 +64,9 @@ void cx__cli_print_timings(struct ctx *c, const struct cx_timings *t, int instal
     else
         fprintf(c->out, "timings: inputs %.3f s, llm %.3f s, total %.3f s\n", t->parse_s,
                 t->llm_s, t->total_s);
+    if (t->limiter_wait_s > 0)
+        fprintf(c->out, "  of it %.3f s waiting on the request rate limiter (CORTEX_RATE_LIMIT_RPS)\n",
+                t->limiter_wait_s);
 }
 
 cJSON *cx__cli_json_strv(char *const *v, size_t n)
@@ -65,6 +85,7 @@ cJSON *cx__cli_json_timings(const struct cx_timings *t)
     cJSON_AddNumberToObject(o, "merge_s", t->merge_s);
     cJSON_AddNumberToObject(o, "apt_s", t->apt_s);
     cJSON_AddNumberToObject(o, "total_s", t->total_s);
+    cJSON_AddNumberToObject(o, "limiter_wait_s", t->limiter_wait_s);
     return o;
 }
 

@@ -189,6 +189,7 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
         c->resp.attempts = c->nattempts;
         uint64_t now = cx_now_ns();
         c->resp.latency_s = cx_elapsed_s(c->start_ns, now);
+        c->resp.limiter_wait_s = (double)c->limit_wait_ns / 1e9;
         cx__router_note_share(r, cx__thread_cpu_ns() - cpu0, now - c->start_ns);
         return AFTER_OK;
     }
@@ -248,6 +249,7 @@ static enum call_act step_acquire(struct call *c) {
     if (r->limiter) {
         (void)cx_limiter_reserve(r->limiter, 1, &w);
         c->req_taken = 1;
+        c->limit_wait_ns += w;
         if (w > wait) wait = w;
     }
     if (r->tok) {

@@ -105,6 +105,7 @@ struct call {
                             design's private driver); 0: the I/O loop does (timers, multi) */
     double tok_charged;
     int req_taken;
+    uint64_t limit_wait_ns;     /* waited for the request limiter, all attempts */
     struct cx_http_xfer *x;
     struct sf_entry *sf;          /* when leader */
     struct sf_entry *follow;      /* when follower (valid while !detached) */

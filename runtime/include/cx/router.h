@@ -192,6 +192,7 @@ struct cx_llm_response {
     int shared;                   /* answered by an identical in-flight query (single flight) */
     int attempts;                 /* HTTP attempts this call made */
     double latency_s;             /* wall time of the call */
+    double limiter_wait_s;        /* of it, waited for the shared request limiter's tokens */
 };
 /* Threads: any thread. */
 CX_API void cx_llm_response_init(struct cx_llm_response *r);
