@@ -28,6 +28,9 @@ struct ctx {
     struct cx_config cfg;
     int cfg_loaded;
     char db_path[PATH_MAX];
+    int read_only_ok;     /* the command only reads the database (history, cache stats) */
+    int db_read_only;     /* ... and the data directory cannot be written: read a copy */
+    char ro_dir[PATH_MAX];/* that copy's private directory, removed at the end ("" if none) */
     struct mock_server *mock;
     char base_url[512];
     enum cx_provider format;  /* with a base URL: CX_PROVIDER_CLAUDE (Anthropic format) or OPENAI */
@@ -72,5 +75,7 @@ int cx__cli_diagnose(struct ctx *c);
 int cx__cli_hwcheck(struct ctx *c);
 int cx__cli_cache(struct ctx *c);
 int cx__cli_history(struct ctx *c);
+/* Removes the private copy a read-only data directory made cmd_db.c read (if any). */
+void cx__cli_read_only_done(struct ctx *c);
 
 #endif /* CX_CLI_INTERNAL_H */

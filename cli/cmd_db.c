@@ -19,6 +19,68 @@
 
 /* ---- cache and history: the database only, no LLM ---- */
 
+/* Copies src to dst (0, or -1 with errno set). */
+static int copy_file(const char *src, const char *dst)
+{
+    FILE *in = fopen(src, "rb");
+    if (in == NULL)
+        return -1;
+    FILE *out = fopen(dst, "wb");
+    if (out == NULL) {
+        fclose(in);
+        return -1;
+    }
+    char buf[65536];
+    size_t n;
+    int bad = 0;
+    while (!bad && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        bad = fwrite(buf, 1, n, out) != n;
+    bad |= ferror(in);
+    fclose(in);
+    bad |= fclose(out) != 0;
+    return bad ? -1 : 0;
+}
+
+/* A data directory cx cannot write: SQLite cannot open a WAL database there (its -shm index
+ * must be created), and neither can the cache's schema check, so the reading commands work on
+ * a private copy (with its -wal, which holds the latest commits) in $TMPDIR, removed at exit.
+ * Sets *path to the copy. */
+static int read_only_copy(struct ctx *c, char *path, size_t n)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(c->ro_dir, sizeof c->ro_dir, "%s/cx-readonly-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(c->ro_dir) == NULL) {
+        int e = errno;
+        c->ro_dir[0] = '\0';
+        return cx__cli_fail(c, CX_EXIT_ERROR, "data directory of '%s' is not writable, and no "
+                            "private copy could be made to read it: %s", c->db_path, strerror(e));
+    }
+    char wal[PATH_MAX + 8], to[PATH_MAX + 8];
+    snprintf(path, n, "%s/%s", c->ro_dir, CX_DB_FILE);
+    snprintf(wal, sizeof wal, "%s-wal", c->db_path);
+    snprintf(to, sizeof to, "%s-wal", path);
+    if (copy_file(c->db_path, path) < 0 || (access(wal, F_OK) == 0 && copy_file(wal, to) < 0))
+        return cx__cli_fail(c, CX_EXIT_ERROR, "cannot read '%s': %s", c->db_path,
+                            strerror(errno));
+    cx__cli_note(c, "the data directory is read-only; reading '%s' as it is", c->db_path);
+    return 0;
+}
+
+/* Removes the private copy, if one was made. */
+void cx__cli_read_only_done(struct ctx *c)
+{
+    if (c->ro_dir[0] == '\0')
+        return;
+    const char *names[] = {CX_DB_FILE, CX_DB_FILE "-wal", CX_DB_FILE "-shm"};
+    char p[PATH_MAX + 32];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", c->ro_dir, names[i]);
+        (void)unlink(p);
+    }
+    (void)rmdir(c->ro_dir);
+    c->ro_dir[0] = '\0';
+}
+
 /* Opens the database, and the cache or the history's table in it; a corrupt file is set aside
  * (cx__cli_db_set_aside) and a fresh one opened, so `cache clear` and `history` work again. */
 static int open_db(struct ctx *c, struct cx_pool **pool, struct cx_cache **cache)
@@ -26,12 +88,16 @@ static int open_db(struct ctx *c, struct cx_pool **pool, struct cx_cache **cache
     int rc = cx__cli_data_dir(c);
     if (rc != 0)
         return rc;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s", c->db_path);
+    if (c->db_read_only && (rc = read_only_copy(c, path, sizeof path)) != 0)
+        return rc;
     for (int attempt = 0;; attempt++) {
         struct cx_errinfo ei;
         memset(&ei, 0, sizeof ei);
         struct cx_pool_options po;
         cx_pool_options_init(&po);
-        po.path = c->db_path;
+        po.path = path;
         po.readers = c->cfg.db_pool_size > 0 ? c->cfg.db_pool_size : 1;
         const char *what = "";
         rc = cx_pool_new(&po, pool, &ei);
@@ -53,7 +119,7 @@ static int open_db(struct ctx *c, struct cx_pool **pool, struct cx_cache **cache
             snprintf(msg, sizeof msg, "%s'%s': %s", what, c->db_path, ei.msg);
         else
             snprintf(msg, sizeof msg, "%s", ei.msg);
-        if (rc != CX_ECORRUPT || attempt > 0)
+        if (rc != CX_ECORRUPT || attempt > 0 || c->db_read_only)
             return cx__cli_fail(c, CX_EXIT_ERROR, "%s", msg);
         if (cx__cli_db_set_aside(c, msg) < 0)
             return CX_EXIT_ERROR;
@@ -62,6 +128,7 @@ static int open_db(struct ctx *c, struct cx_pool **pool, struct cx_cache **cache
 
 int cx__cli_cache(struct ctx *c)
 {
+    c->read_only_ok = strcmp(c->a.pos[0], "stats") == 0;
     struct cx_pool *pool = NULL;
     struct cx_cache *cache = NULL;
     int rc = open_db(c, &pool, &cache);
@@ -173,6 +240,7 @@ static int history_list(struct ctx *c, struct cx_pool *pool)
 
 int cx__cli_history(struct ctx *c)
 {
+    c->read_only_ok = 1;
     struct cx_pool *pool = NULL;
     int rc = open_db(c, &pool, NULL);
     if (rc != 0)

@@ -71,11 +71,18 @@ int cx__cli_data_dir(struct ctx *c)
                     "no data directory: set CORTEX_DATA_DIR, XDG_DATA_HOME or HOME, or pass "
                     "--data-dir");
     char msg[512];
-    if (cx_cli_data_dir_prepare(dir, msg, sizeof msg) < 0)
-        return cx__cli_fail(c, CX_EXIT_ERROR, "%s", msg);
+    int prc = cx_cli_data_dir_prepare(dir, msg, sizeof msg);
     int n = snprintf(c->db_path, sizeof c->db_path, "%s/%s", dir, CX_DB_FILE);
     if (n < 0 || (size_t)n >= sizeof c->db_path)
         return cx__cli_fail(c, CX_EXIT_ERROR, "data directory path '%s' is too long", dir);
+    /* A command that only reads (history, cache stats) still works in a directory it cannot
+     * write, as long as there is a database to read: cmd_db.c reads a private copy. */
+    if (prc == CX_EPERM && c->read_only_ok && access(c->db_path, R_OK) == 0) {
+        c->db_read_only = 1;
+        return 0;
+    }
+    if (prc < 0)
+        return cx__cli_fail(c, CX_EXIT_ERROR, "%s", msg);
     return 0;
 }
 
