@@ -136,9 +136,11 @@ static int install_text(struct ctx *c, const struct cx_install_report *r, int co
         fprintf(f, "Ran %zu commands.\n", r->ran);
     if (r->history_id >= 0)
         fprintf(f, "Recorded as history entry %lld.\n", (long long)r->history_id);
-    else if (r->history_error)
+    else if (r->history_error) { /* a warning, shown even under --quiet */
+        fflush(f); /* after the lines above, never inside one when both streams share a pipe */
         fprintf(c->err, "cx: warning: the run was not recorded in the history: %s\n",
                 r->history_error);
+    }
     cx__cli_print_timings(c, &r->timings, 1);
     return code;
 }
