@@ -72,9 +72,10 @@ void cx_cli_usage(FILE *f)
         "\n"
         "Exit codes:\n"
         "  0  success\n"
-        "  1  error (configuration, data directory, unreadable file, every query failed,\n"
-        "     a command run by --execute failed, ...)\n"
-        "  2  usage error (bad command line, bad package name)\n"
+        "  1  error (configuration such as a bad CORTEX_BASE_URL, data directory, unreadable\n"
+        "     file, every query failed, a command run by --execute failed, ...)\n"
+        "  2  usage error (bad command line: an option, a package name, a --base-url, an\n"
+        "     --api-key-env variable that is not set)\n"
         "  3  plan refused: the validator rejected a command, or --execute was not confirmed\n"
         "  4  some queries failed (results for the others are still printed; --execute then\n"
         "     runs nothing)\n",

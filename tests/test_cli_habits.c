@@ -512,6 +512,24 @@ static void test_notes_between_lines(void **state)
     free(s);
 }
 
+/* --help documents every exit code this file and test_cli_servers.c see, as README does. */
+static void test_help_exit_codes(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(run_cx(f, "--help", NULL), 0);
+    const char *lines[] = {"  0  success", "  1  error (configuration such as a bad CORTEX_BASE_URL",
+                           "  2  usage error (bad command line: an option, a package name, a "
+                           "--base-url",
+                           "  3  plan refused", "  4  some queries failed"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        if (strstr(f->out, lines[i]) == NULL)
+            fail_msg("--help lacks \"%s\"", lines[i]);
+    assert_non_null(strstr(f->out, "--api-key-env NAME"));
+    assert_non_null(strstr(f->out, "--no-history"));
+    assert_non_null(strstr(f->out, "CORTEX_RATE_LIMIT_RPS"));
+    assert_non_null(strstr(f->out, "cortex.db.corrupt-DATE"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -527,6 +545,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_diagnose_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hwcheck_data_dir_filesystem, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notes_between_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help_exit_codes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
