@@ -89,7 +89,10 @@ void cx_cli_usage(FILE *f);
 /*
  * The install arguments as a package list: ONE ARGUMENT IS ONE PACKAGE (a leading "install" and
  * the word "and" are skipped, duplicates dropped, the first kept). Each must pass
- * cx_validate_package_name; the error quotes the argument whole ("package 'nginx redis': ...").
+ * cx_validate_package_name; the error quotes the argument whole ("package 'nginx redis': ...",
+ * with a hint to pass separate arguments when its words are names). A name with upper case is
+ * refused, never lower-cased ("package 'NGINX': Debian package names are lower case (did you
+ * mean 'nginx'?)").
  * *pkgs is returned (free() it; the strings are args'). Returns 0, CX_EINVAL, CX_ETOOBIG or
  * CX_ENOMEM with msg set. Threads: any thread.
  */

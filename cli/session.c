@@ -163,6 +163,20 @@ int cx__cli_llm(struct ctx *c)
                                 ei.msg);
         cx_free(norm);
         snprintf(c->base_url, sizeof c->base_url, "%s", url);
+        /* A key of the other format is never sent; say so rather than let a 401 puzzle. */
+        int have = c->key != NULL || (api == CX_API_ANTHROPIC
+                                          ? nonempty(c->cfg.anthropic_api_key)
+                                          : nonempty(c->cfg.openai_api_key) ||
+                                                nonempty(c->cfg.kimi_api_key));
+        int other = api == CX_API_ANTHROPIC
+                        ? nonempty(c->cfg.openai_api_key) || nonempty(c->cfg.kimi_api_key)
+                        : nonempty(c->cfg.anthropic_api_key);
+        if (!have && other)
+            cx__cli_note(c, "no %s key is set (%s or --api-key-env NAME): sending none to %s",
+                         api == CX_API_ANTHROPIC ? "Anthropic" : "OpenAI-format",
+                         api == CX_API_ANTHROPIC ? "ANTHROPIC_API_KEY"
+                                                 : "OPENAI_API_KEY, KIMI_API_KEY",
+                         url);
         return 0;
     }
     if (c->key != NULL || have_key(&c->cfg))

@@ -173,6 +173,15 @@ static void test_refused_key_named_by_url(void **state)
         fail_msg("expected \"%s\" in: %s", want, err);
     assert_null(strstr(err, "claude"));
     cJSON_Delete(o);
+    /* --api anthropic with only an OpenAI key: that key is not sent in the other format, and
+     * cx says so before the 401. */
+    setenv("OPENAI_API_KEY", GOOD, 1);
+    rc = run_cx(f, "--api", "anthropic", "--base-url", g_host, "--no-cache", "install", "nginx",
+                NULL);
+    unsetenv("OPENAI_API_KEY");
+    assert_int_equal(rc, CX_EXIT_ERROR);
+    assert_non_null(strstr(f->err, "no Anthropic key is set (ANTHROPIC_API_KEY or --api-key-env"));
+    assert_non_null(strstr(f->out, "(Anthropic API) 401"));
     unsetenv("CORTEX_MAX_RETRIES");
 }
 
