@@ -55,7 +55,7 @@ static int read_only_copy(struct ctx *c, char *path, size_t n)
         return cx__cli_fail(c, CX_EXIT_ERROR, "data directory of '%s' is not writable, and no "
                             "private copy could be made to read it: %s", c->db_path, strerror(e));
     }
-    char wal[PATH_MAX + 8], to[PATH_MAX + 8];
+    char wal[PATH_MAX + 8], to[PATH_MAX + 48];
     snprintf(path, n, "%s/%s", c->ro_dir, CX_DB_FILE);
     snprintf(wal, sizeof wal, "%s-wal", c->db_path);
     snprintf(to, sizeof to, "%s-wal", path);
