@@ -171,12 +171,15 @@ int cx__cli_llm(struct ctx *c)
         int other = api == CX_API_ANTHROPIC
                         ? nonempty(c->cfg.openai_api_key) || nonempty(c->cfg.kimi_api_key)
                         : nonempty(c->cfg.anthropic_api_key);
-        if (!have && other)
+        if (!have && other) {
+            char shown[256]; /* a URL may carry a password: never print it */
+            cx_http_url_redact(url, shown, sizeof shown);
             cx__cli_note(c, "no %s key is set (%s or --api-key-env NAME): sending none to %s",
                          api == CX_API_ANTHROPIC ? "Anthropic" : "OpenAI-format",
                          api == CX_API_ANTHROPIC ? "ANTHROPIC_API_KEY"
                                                  : "OPENAI_API_KEY, KIMI_API_KEY",
-                         url);
+                         shown);
+        }
         return 0;
     }
     if (c->key != NULL || have_key(&c->cfg))
