@@ -63,9 +63,9 @@ struct cx_cli_args {
     int execute;               /* --execute: really run the plan (asks first) */
     int yes;                   /* -y / --yes: do not ask */
     int no_cache;              /* --no-cache */
-    int no_history;            /* --no-history: record nothing */
     int similar_cache;         /* --similar-cache: also similarity cache hits */
     int limit;                 /* history --limit N (default 20) */
+    int no_history;            /* --no-history: record nothing */
 };
 
 /*

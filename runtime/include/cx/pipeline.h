@@ -98,7 +98,6 @@ struct cx_pipeline_options {
     const char *db_path;       /* SQLite file holding the cache and the history; NULL: neither
                                   (nothing is cached, nothing recorded) */
     int use_cache;             /* 1 (default): cache answers in db_path */
-    int no_history;            /* 1: record no history row (the cache may still be used) */
     int similar_cache;         /* 0 (default): exact cache hits only. 1: also similarity hits at
                                   config->cache_similarity_threshold. Off by default because
                                   prompts that differ in one token ("Install package: tool-21"
@@ -113,6 +112,7 @@ struct cx_pipeline_options {
     const char *cache_endpoint;/* names the base URL's server in cache keys instead of its URL,
                                   for a server whose URL changes between runs (the CLI's
                                   embedded mock, on an ephemeral port); NULL: the URL */
+    int no_history;            /* 1: record no history row (the cache may still be used) */
     enum cx_exec_mode mode;    /* default: config->exec_mode (free) */
     int have_mode;             /* 1: use `mode`, 0: take it from config */
     int threads;               /* worker threads; 0 (default): chosen per run (cx_io_choose),
