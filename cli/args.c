@@ -36,12 +36,17 @@ void cx_cli_usage(FILE *f)
         "  --mode serial|gil|free   execution mode (default: CORTEX_EXEC_MODE or free)\n"
         "  --threads N           worker threads (default: CORTEX_THREAD_POOL_SIZE or 10)\n"
         "  --io thread|hybrid|auto  I/O design (default: CORTEX_IO_DESIGN or auto)\n"
-        "  --base-url URL        talk to this API (OpenAI-style /v1 base unless --api anthropic)\n"
-        "  --api openai|anthropic   wire format (default: anthropic with an Anthropic key,\n"
-        "                        else openai)\n"
+        "  --base-url URL        talk to this server (CORTEX_BASE_URL); with or without /v1,\n"
+        "                        as both SDKs accept it. Checked before any query\n"
+        "  --api openai|anthropic   wire format with a base URL (default: anthropic when the\n"
+        "                        only key set is ANTHROPIC_API_KEY, else openai)\n"
+        "  --api-key-env NAME    send the key held in $NAME (default: the format's usual key:\n"
+        "                        OPENAI_API_KEY, then KIMI_API_KEY for openai; ANTHROPIC_API_KEY\n"
+        "                        for anthropic; CORTEX_-prefixed names win)\n"
         "  --model NAME          model name sent to the API\n"
         "  --data-dir DIR        where cortex.db (cache and history) lives (default:\n"
         "                        CORTEX_DATA_DIR, $XDG_DATA_HOME/cortex, ~/.local/share/cortex)\n"
+        "  --no-history          record nothing (with --no-cache, cortex.db is not opened)\n"
         "  --no-cache            neither read nor write the response cache\n"
         "  --no-similar-cache    exact cache hits only. By default the cache also answers\n"
         "                        similar prompts (at CORTEX_CACHE_SIMILARITY_THRESHOLD) whose\n"
@@ -58,13 +63,17 @@ void cx_cli_usage(FILE *f)
         "\n"
         "With no API key (ANTHROPIC_API_KEY, OPENAI_API_KEY, ...) and no --base-url, cx starts\n"
         "the embedded mock LLM server in-process and says so on stderr.\n"
+        "Requests are limited to CORTEX_RATE_LIMIT_RPS per second (default 5; 0, inf or off:\n"
+        "no limit); the embedded mock is unlimited unless CORTEX_RATE_LIMIT_RPS is set.\n"
+        "A corrupt cortex.db is moved aside (cortex.db.corrupt-DATE) and a fresh one started.\n"
         "Durations: a number with a unit ns, us, ms, s or m; a bare number is milliseconds.\n"
         "\n"
         "Exit codes:\n"
         "  0  success\n"
-        "  1  error (configuration, data directory, unreadable file, every query failed,\n"
-        "     a command run by --execute failed, ...)\n"
-        "  2  usage error (bad command line, bad package name)\n"
+        "  1  error (configuration such as a bad CORTEX_BASE_URL, data directory, unreadable\n"
+        "     file, every query failed, a command run by --execute failed, ...)\n"
+        "  2  usage error (bad command line: an option, a package name, a --base-url, an\n"
+        "     --api-key-env variable that is not set)\n"
         "  3  plan refused: the validator rejected a command, or --execute was not confirmed\n"
         "  4  some queries failed (results for the others are still printed; --execute then\n"
         "     runs nothing)\n",
@@ -246,6 +255,11 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
                 a->api = CX_PROVIDER_CLAUDE;
             else
                 USAGE("--api '%s': expected openai or anthropic", val);
+        } else if (strcmp(name, "--api-key-env") == 0) {
+            NEED_VALUE();
+            if (*val == '\0' || strchr(val, '=') != NULL)
+                USAGE("--api-key-env '%s': expected the name of an environment variable", val);
+            a->api_key_env = val;
         } else if (strcmp(name, "--model") == 0) {
             NEED_VALUE();
             if (*val == '\0')
@@ -259,6 +273,9 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
         } else if (strcmp(name, "--no-cache") == 0) {
             NO_VALUE();
             a->no_cache = 1;
+        } else if (strcmp(name, "--no-history") == 0) {
+            NO_VALUE();
+            a->no_history = 1;
         } else if (strcmp(name, "--similar-cache") == 0) {
             NO_VALUE();
             a->similar_cache = 1;

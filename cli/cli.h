@@ -53,6 +53,7 @@ struct cx_cli_args {
     enum cx_io_design io;
     const char *base_url;      /* --base-url URL */
     enum cx_provider api;      /* --api openai|anthropic (CX_PROVIDER_AUTO: not given) */
+    const char *api_key_env;   /* --api-key-env NAME: the key is in $NAME */
     const char *model;         /* --model NAME */
     const char *data_dir;      /* --data-dir DIR (overrides CORTEX_DATA_DIR) */
     double mock_latency_ms;    /* --mock-latency D, < 0 = unset */
@@ -64,6 +65,7 @@ struct cx_cli_args {
     int no_cache;              /* --no-cache */
     int similar_cache;         /* 1 (default): also similarity cache hits; --no-similar-cache: 0 */
     int limit;                 /* history --limit N (default 20) */
+    int no_history;            /* --no-history: record nothing */
 };
 
 /*
@@ -87,7 +89,10 @@ void cx_cli_usage(FILE *f);
 /*
  * The install arguments as a package list: ONE ARGUMENT IS ONE PACKAGE (a leading "install" and
  * the word "and" are skipped, duplicates dropped, the first kept). Each must pass
- * cx_validate_package_name; the error quotes the argument whole ("package 'nginx redis': ...").
+ * cx_validate_package_name; the error quotes the argument whole ("package 'nginx redis': ...",
+ * with a hint to pass separate arguments when its words are names). A name with upper case is
+ * refused, never lower-cased ("package 'NGINX': Debian package names are lower case (did you
+ * mean 'nginx'?)").
  * *pkgs is returned (free() it; the strings are args'). Returns 0, CX_EINVAL, CX_ETOOBIG or
  * CX_ENOMEM with msg set. Threads: any thread.
  */

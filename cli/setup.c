@@ -40,6 +40,27 @@ static int cli_err(char *msg, size_t msglen, int code, const char *fmt, ...)
 
 /* ---- the package list ---- */
 
+/* 1 when every blank-separated word of s would be a valid name on its own: the arguments of
+ * "cx install 'nginx redis'" joined by a script, which deserve a hint, not only a refusal. */
+static int words_are_names(const char *s)
+{
+    char word[256], reason[160];
+    while (*s) {
+        size_t n = strcspn(s, " \t");
+        if (n > 0) {
+            if (n >= sizeof word)
+                return 0;
+            memcpy(word, s, n);
+            word[n] = '\0';
+            if (cx_validate_package_name(word, reason, sizeof reason) < 0)
+                return 0;
+        }
+        s += n;
+        s += strspn(s, " \t");
+    }
+    return 1;
+}
+
 int cx_cli_packages(char *const *args, int nargs, const char ***pkgs, size_t *n, char *msg,
                     size_t msglen)
 {
@@ -57,6 +78,32 @@ int cx_cli_packages(char *const *args, int nargs, const char ***pkgs, size_t *n,
         if ((i == 0 && strcasecmp(w, "install") == 0) || strcasecmp(w, "and") == 0)
             continue;
         char reason[160];
+        if (*w != '\0' && strspn(w, " \t") == 0 && strpbrk(w, " \t") != NULL &&
+            words_are_names(w)) {
+            free(v);
+            return cli_err(msg, msglen, CX_EINVAL,
+                           "package '%.80s': one argument is one package and names have no "
+                           "spaces; for several packages pass separate arguments (cx install "
+                           "nginx redis)", w);
+        }
+        int upper = 0;
+        char lower[96];
+        for (const char *s = w; *s && !upper; s++)
+            upper = *s >= 'A' && *s <= 'Z';
+        if (upper) {
+            size_t k = 0;
+            for (; w[k] && k + 1 < sizeof lower; k++)
+                lower[k] = (char)(w[k] >= 'A' && w[k] <= 'Z' ? w[k] - 'A' + 'a' : w[k]);
+            lower[k] = '\0';
+            if (cx_validate_package_name(lower, reason, sizeof reason) < 0)
+                upper = 0; /* wrong for another reason too: let the validator name it */
+        }
+        if (upper) {
+            free(v);
+            return cli_err(msg, msglen, CX_EINVAL,
+                           "package '%.80s': Debian package names are lower case (did you mean "
+                           "'%.80s'?); nothing is lower-cased for you", w, lower);
+        }
         if (cx_validate_package_name(w, reason, sizeof reason) < 0) {
             free(v);
             return cli_err(msg, msglen, CX_EINVAL, "package '%.80s': %s", w, reason);

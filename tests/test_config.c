@@ -159,6 +159,13 @@ static void test_burst_follows_rps(void **state) {
     const char *fast[] = {"CORTEX_RATE_LIMIT_RPS", "20", NULL};
     assert_int_equal(cx_config_load(&c, fake_get, (void *)fast, NULL), 0);
     assert_true(c.rate_limit_burst == 19.0);
+    assert_int_equal(c.rate_limit_rps_set, 1); /* set, so it applies even on the CLI's mock */
+    const char *none[] = {NULL};
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)none, NULL), 0);
+    assert_int_equal(c.rate_limit_rps_set, 0);
+    const char *dflt[] = {"CORTEX_RATE_LIMIT_RPS", "5", NULL}; /* the default, said explicitly */
+    assert_int_equal(cx_config_load(&c, fake_get, (void *)dflt, NULL), 0);
+    assert_int_equal(c.rate_limit_rps_set, 1);
     const char *two[] = {"CORTEX_RATE_LIMIT_RPS", "2", NULL};
     assert_int_equal(cx_config_load(&c, fake_get, (void *)two, NULL), 0);
     assert_true(c.rate_limit_burst == 1.0);

@@ -321,6 +321,7 @@ static int load_fleet(struct loader *ld, struct cx_config *c) {
 static int load_all(struct loader *ld, struct cx_config *c) {
     int rc;
     if ((rc = get_rate(ld, "CORTEX_RATE_LIMIT_RPS", &c->rate_limit_rps)) < 0) return rc;
+    c->rate_limit_rps_set = rc == 1;
     /* One token of headroom below the provider's own bucket (which, like ours and the mock's,
      * holds max(1, rps)): the server meters arrivals, we meter grants, and a request that
      * leaves a few ms late after its grant makes the next one arrive early. With zero slack a

@@ -20,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -104,6 +105,51 @@ void cx_fanout_report_free(struct cx_fanout_report *r)
 
 struct cx_cache *cx_pipeline_cache(struct cx_pipeline *p) { return p ? p->cache : NULL; }
 struct cx_pool *cx_pipeline_pool(struct cx_pipeline *p) { return p ? p->pool : NULL; }
+struct cx_limiter *cx_pipeline_limiter(struct cx_pipeline *p) { return p ? p->limiter : NULL; }
+
+/* cx_timings.limiter_wait_s: the wall time during which at least one of the run's queries was
+ * waiting for the request limiter, the union of the intervals [submitted, submitted + wait].
+ * (A longest single wait understates a limited run: ten workers each waiting 1 s in turn keep
+ * the run waiting 2 s and more; a sum overstates it by the concurrency.) */
+struct span {
+    uint64_t a, b;
+};
+
+static int span_cmp(const void *x, const void *y)
+{
+    const struct span *s = x, *t = y;
+    return s->a < t->a ? -1 : s->a > t->a;
+}
+
+static double run_limiter_wait(const struct run *run)
+{
+    struct span *v = cx__malloc((run->n ? run->n : 1) * sizeof *v);
+    if (v == NULL)
+        return 0; /* a timing, not a result: leave it out rather than fail the run */
+    size_t n = 0;
+    for (size_t i = 0; i < run->n; i++) {
+        const struct query *qu = &run->qs[i];
+        if (qu->limiter_wait_s > 0 && qu->t_submit > 0) {
+            v[n].a = qu->t_submit;
+            v[n].b = qu->t_submit + (uint64_t)(qu->limiter_wait_s * 1e9);
+            n++;
+        }
+    }
+    qsort(v, n, sizeof *v, span_cmp);
+    uint64_t total = 0, a = 0, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || v[i].a > b) {
+            total += b - a;
+            a = v[i].a;
+            b = v[i].b;
+        } else if (v[i].b > b) {
+            b = v[i].b;
+        }
+    }
+    total += b - a;
+    cx__free(v);
+    return (double)total / 1e9;
+}
 
 /* ---- construction ---- */
 
@@ -144,9 +190,11 @@ int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **ou
     double burst = o->rate_limit_rps > 0 ? (rps > 1 ? rps : 1) : cfg->rate_limit_burst;
     if (burst < 1)
         burst = 1;
-    rc = cx_limiter_new(rps, burst, &p->limiter, ei);
-    if (rc < 0)
-        goto fail;
+    if (rps > 0) { /* 0: no limit (CORTEX_RATE_LIMIT_RPS=0/inf/off), so no limiter at all */
+        rc = cx_limiter_new(rps, burst, &p->limiter, ei);
+        if (rc < 0)
+            goto fail;
+    }
     if (o->db_path != NULL) {
         struct cx_pool_options po;
         cx_pool_options_init(&po);
@@ -169,10 +217,12 @@ int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **ou
             if (rc < 0)
                 goto fail;
         }
-        rc = cx_history_init(p->pool, ei);
-        if (rc < 0)
-            goto fail;
-        p->history = 1;
+        if (!o->no_history) {
+            rc = cx_history_init(p->pool, ei);
+            if (rc < 0)
+                goto fail;
+            p->history = 1;
+        }
     }
     rc = cx_ioloop_new(NULL, &p->loop, ei);
     if (rc < 0)
@@ -323,7 +373,12 @@ static int history_record(struct cx_pool *pool, struct cx_install_report *r, int
     e.merge_s = r->timings.merge_s;
     e.apt_s = r->timings.apt_s;
     e.total_s = r->timings.total_s;
-    e.status = status;
+    /* "some queries failed" is a partial run; when every one failed nothing was answered, and
+     * the row says so with the first query's error rather than calling it partial. */
+    e.status = status == CX_EFAILED && r->n_items > 0 && r->failed == r->n_items &&
+                       r->items[0].status < 0
+                   ? r->items[0].status
+                   : status;
     e.commands_run = r->ran > INT_MAX ? INT_MAX : (int)r->ran; /* how far --execute got */
     int64_t id = -1;
     int rc = cx_history_record(pool, &e, &id, ei);
@@ -426,6 +481,7 @@ int cx_pipeline_install(struct cx_pipeline *p, const char *const *pkgs, size_t n
     r->cache_hits = run.cache_hits;
     r->failed = run.failed;
     r->rejected = run.rejected;
+    r->timings.limiter_wait_s = run_limiter_wait(&run);
     uint64_t t2 = cx_now_ns();
     r->timings.llm_s = cx_elapsed_s(t1, t2);
 
@@ -496,6 +552,7 @@ static int fanout_finish(struct cx_pipeline *p, struct run *run, struct cx_fanou
                          struct cx_errinfo *ei)
 {
     int rc = cx__run_fanout(run, ei);
+    double lw = rc < 0 ? 0 : run_limiter_wait(run);
     cx__run_clear(run);
     if (rc < 0) {
         cx_fanout_report_free(r);
@@ -510,6 +567,7 @@ static int fanout_finish(struct cx_pipeline *p, struct run *run, struct cx_fanou
     r->timings.parse_s = cx_elapsed_s(t0, t1);
     r->timings.llm_s = cx_elapsed_s(t1, t2);
     r->timings.total_s = cx_elapsed_s(t0, t2);
+    r->timings.limiter_wait_s = lw;
     *out = r;
     if (r->failed > 0)
         return cx__err(ei, CX_EFAILED, "%zu of %zu queries failed", r->failed, r->n_items);

@@ -70,6 +70,8 @@ struct query {
     struct cx_task_handle *h;
     uint64_t t_cpu;               /* when the CPU steps began */
     uint64_t cpu_ns;              /* wall time of the CPU steps (parse, validate, fill) */
+    double limiter_wait_s;        /* the router's answer: time waited for the request limiter */
+    uint64_t t_submit;            /* when it was handed to the router (its wait starts then) */
     int skip;                     /* 1: no query (a failed hardware probe); item->status is set */
 };
 

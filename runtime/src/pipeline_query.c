@@ -214,6 +214,7 @@ static int step_submit(struct cx_task_ctx *ctx, struct query *qu)
     struct cx_pipeline *p = qu->run->p;
     atomic_fetch_add(&p->n_submits, 1);
     qu->st = QS_ANSWERED;
+    qu->t_submit = cx_now_ns();
     if (qu->run->io != CX_IO_HYBRID) {
         cx_router_reply_init(&qu->reply);
         qu->reply.rc = cx_router_complete(p->router, &qu->q, &qu->reply.resp, &qu->reply.ei);
@@ -244,6 +245,7 @@ static int step_answered(struct query *qu)
     qu->content = rp->resp.content; /* taken */
     rp->resp.content = NULL;
     qu->prov = rp->resp.provider;
+    qu->limiter_wait_s = rp->resp.limiter_wait_s;
     cx_llm_response_clear(&rp->resp);
     qu->t_cpu = cx_now_ns();
     qu->st = QS_PARSE;

@@ -82,10 +82,9 @@ static void log_attempt(struct call *c, int prov, int rc, long status, double re
     }
     if (c->log.len > 0) (void)cx__buf_append(&c->log, "; ", 2);
     if (status > 0 && status != 200)
-        (void)cx__buf_printf(&c->log, "#%d %s %ld %s", c->nattempts, cx_provider_name((enum cx_provider)prov),
-                             status, what);
+        (void)cx__buf_printf(&c->log, "#%d %s %ld %s", c->nattempts, c->r->p[prov].label, status, what);
     else
-        (void)cx__buf_printf(&c->log, "#%d %s %s", c->nattempts, cx_provider_name((enum cx_provider)prov), what);
+        (void)cx__buf_printf(&c->log, "#%d %s %s", c->nattempts, c->r->p[prov].label, what);
     if (retry_after >= 0) (void)cx__buf_printf(&c->log, " (retry after %.3g s)", retry_after);
 }
 
@@ -190,6 +189,7 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
         c->resp.attempts = c->nattempts;
         uint64_t now = cx_now_ns();
         c->resp.latency_s = cx_elapsed_s(c->start_ns, now);
+        c->resp.limiter_wait_s = (double)c->limit_wait_ns / 1e9;
         cx__router_note_share(r, cx__thread_cpu_ns() - cpu0, now - c->start_ns);
         return AFTER_OK;
     }
@@ -249,6 +249,7 @@ static enum call_act step_acquire(struct call *c) {
     if (r->limiter) {
         (void)cx_limiter_reserve(r->limiter, 1, &w);
         c->req_taken = 1;
+        c->limit_wait_ns += w;
         if (w > wait) wait = w;
     }
     if (r->tok) {

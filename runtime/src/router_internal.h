@@ -24,6 +24,9 @@ struct prov {
     enum cx_api api;
     char *key, *base_url, *model;
     char *cache_name; /* the cache key's provider field: "name", or "name@endpoint" */
+    char *label;      /* what errors call it: the provider's name, or with the router-wide
+                         base_url override "<URL> (OpenAI API)" / "(Anthropic API)", since the
+                         user chose a server and a wire format, not one of our names */
     double pin, pout;
     atomic_uint_fast64_t requests, successes, failures, in_tok, out_tok, nano_usd;
 };
@@ -102,6 +105,7 @@ struct call {
                             design's private driver); 0: the I/O loop does (timers, multi) */
     double tok_charged;
     int req_taken;
+    uint64_t limit_wait_ns;     /* waited for the request limiter, all attempts */
     struct cx_http_xfer *x;
     struct sf_entry *sf;          /* when leader */
     struct sf_entry *follow;      /* when follower (valid while !detached) */

@@ -13,6 +13,7 @@
 #include "cx/http.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
+#include "http_internal.h"
 #include "router_internal.h"
 
 /* ---- names and defaults ---- */
@@ -148,6 +149,19 @@ static char *cache_name(const char *name, const char *url, const char *default_u
     return cx__buf_printf(&b, "%s@%s", name, ep) == 0 ? cx__buf_take(&b) : NULL;
 }
 
+static int nonempty(const char *s) { return s != NULL && s[0] != '\0'; }
+
+/* "http://host:port/v1 (OpenAI API)": the server and the format, credentials redacted. */
+static char *override_label(const char *url, enum cx_api api) {
+    char *shown = url ? cx__http_url_redact_dup(url) : NULL;
+    if (shown == NULL) return NULL;
+    struct cx__buf b;
+    cx__buf_init(&b, 8192);
+    int rc = cx__buf_printf(&b, "%s (%s API)", shown, api == CX_API_ANTHROPIC ? "Anthropic" : "OpenAI");
+    cx__free(shown);
+    return rc == 0 ? cx__buf_take(&b) : NULL;
+}
+
 int cx_router_new(const struct cx_router_options *o, struct cx_router **out, struct cx_errinfo *ei) {
     if (o == NULL || out == NULL) return cx__err(ei, CX_EINVAL, "cx_router_new: options/out is NULL");
     *out = NULL;
@@ -176,6 +190,12 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
         return cx__err(ei, CX_ENOMEM, "cx_router_new: out of memory");
     }
     r->ewma_cpu_ns = r->ewma_wall_ns = -1;
+    int override = o->base_url && o->base_url[0];
+    const char *openai_key = nonempty(o->providers[CX_PROVIDER_OPENAI].api_key)
+                                 ? o->providers[CX_PROVIDER_OPENAI].api_key
+                             : nonempty(o->providers[CX_PROVIDER_KIMI_K2].api_key)
+                                 ? o->providers[CX_PROVIDER_KIMI_K2].api_key
+                                 : NULL;
     int any = 0;
     for (int i = 0; i < CX_PROVIDER_COUNT; i++) {
         const struct cx_provider_config *pc = &o->providers[i];
@@ -190,13 +210,22 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
         p->base_url = i == CX_PROVIDER_OLLAMA && !(o->base_url && o->base_url[0]) ? ollama_url(url)
                                                                                  : cx__strdup(url);
         p->model = cx__strdup(pc->model && pc->model[0] ? pc->model : k_prov[i].model);
-        p->key = has_key ? cx__strdup(pc->api_key) : NULL;
+        /* With the override every provider is the one server the caller chose, so the key
+         * follows the wire format: an OpenAI-format provider without a key of its own uses the
+         * OpenAI key, else the Kimi one (both are keys of that format). */
+        const char *key = has_key ? pc->api_key : NULL;
+        if (key == NULL && override && k_prov[i].api == CX_API_OPENAI)
+            key = openai_key;
+        has_key = key != NULL;
+        p->key = has_key ? cx__strdup(key) : NULL;
         if (p->base_url != NULL)
             p->cache_name = cache_name(k_prov[i].name, p->base_url, k_prov[i].base_url,
                                        o->base_url && o->base_url[0] ? o->cache_endpoint : NULL);
+        p->label = override ? override_label(p->base_url, p->api) : cx__strdup(k_prov[i].name);
         p->pin = pc->usd_per_mtok_in >= 0 ? pc->usd_per_mtok_in : k_prov[i].in;
         p->pout = pc->usd_per_mtok_out >= 0 ? pc->usd_per_mtok_out : k_prov[i].out;
-        if (p->base_url == NULL || p->model == NULL || p->cache_name == NULL || (has_key && p->key == NULL)) {
+        if (p->base_url == NULL || p->model == NULL || p->cache_name == NULL || p->label == NULL ||
+            (has_key && p->key == NULL)) {
             rc = cx__err(ei, CX_ENOMEM, "cx_router_new: out of memory");
             goto fail;
         }
@@ -240,6 +269,7 @@ void cx_router_free(struct cx_router *r) {
         cx__free(r->p[i].base_url);
         cx__free(r->p[i].model);
         cx__free(r->p[i].cache_name);
+        cx__free(r->p[i].label);
     }
     cx_limiter_free(r->tok);
     cx_http_client_free(r->client);

@@ -77,6 +77,9 @@ enum cx_io_design { CX_IO_THREAD_LOCAL = 0, CX_IO_HYBRID = 1, CX_IO_AUTO = 2 };
 struct cx_config {
     double rate_limit_rps;             /* requests per second for the shared limiter; 0: none */
     double rate_limit_burst;           /* the limiter's capacity */
+    int rate_limit_rps_set;            /* 1: CORTEX_RATE_LIMIT_RPS was set (even to its default),
+                                          so a caller's own default (the CLI's embedded mock:
+                                          unlimited) gives way to it */
     double tokens_per_minute;          /* LLM tokens per minute; 0 = unlimited */
     int thread_pool_size;
     int db_pool_size;

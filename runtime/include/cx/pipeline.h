@@ -113,6 +113,7 @@ struct cx_pipeline_options {
     const char *cache_endpoint;/* names the base URL's server in cache keys instead of its URL,
                                   for a server whose URL changes between runs (the CLI's
                                   embedded mock, on an ephemeral port); NULL: the URL */
+    int no_history;            /* 1: record no history row (the cache may still be used) */
     enum cx_exec_mode mode;    /* default: config->exec_mode (free) */
     int have_mode;             /* 1: use `mode`, 0: take it from config */
     int threads;               /* worker threads; 0 (default): chosen per run (cx_io_choose),
@@ -155,6 +156,10 @@ struct cx_timings {
     double merge_s;  /* merging the plans */
     double apt_s;    /* the apt step (0 for a dry run or a refused plan) */
     double total_s;
+    double limiter_wait_s; /* of llm_s, the wall time during which at least one answered query
+                              was waiting for the shared request limiter (CORTEX_RATE_LIMIT_RPS):
+                              how much of the run the limiter, not the server, accounts for;
+                              0 without a limiter */
 };
 
 /* One query's outcome (one package, one error message or one hardware component). */
@@ -269,6 +274,10 @@ CX_API int cx_pipeline_hwcheck(struct cx_pipeline *p, const char *disk_path,
  * and `cx history`. Borrowed: valid until cx_pipeline_free. Threads: any thread. */
 CX_API struct cx_cache *cx_pipeline_cache(struct cx_pipeline *p);
 CX_API struct cx_pool *cx_pipeline_pool(struct cx_pipeline *p);
+/* The shared request limiter (NULL when CORTEX_RATE_LIMIT_RPS is 0: no limit), for a caller
+ * that tells its user when a run waits on it (cx_limiter_tokens < 0: requests queue for
+ * tokens). Borrowed: valid until cx_pipeline_free. Threads: any thread. */
+CX_API struct cx_limiter *cx_pipeline_limiter(struct cx_pipeline *p);
 
 /* The database file name the `cx` command keeps in its data directory (db_path's usual name). */
 #define CX_DB_FILE "cortex.db"

@@ -21,6 +21,11 @@
  * base URL equals an earlier candidate's is skipped, so with the base_url override a query is
  * sent to that one server at most max_attempts times, in the preferred provider's wire format
  * (trying the same server again under another provider's name would only repeat the failure).
+ * With the override the key follows the wire format: an OpenAI-format provider without a key
+ * of its own sends OPENAI's key, else KIMI_K2's (a caller that knows which format its server
+ * speaks forces CLAUDE or OPENAI, as the `cx` command does). Errors then name the server and
+ * the format ("#1 http://host/v1 (OpenAI API) 401 authentication failed"), not a provider the
+ * caller never chose.
  *
  * Cache keys (the router does not cache; its caller does, under these names): an answer belongs
  * to the server that gave it, so cx_router_endpoint names the endpoint as well as the provider:
@@ -187,6 +192,7 @@ struct cx_llm_response {
     int shared;                   /* answered by an identical in-flight query (single flight) */
     int attempts;                 /* HTTP attempts this call made */
     double latency_s;             /* wall time of the call */
+    double limiter_wait_s;        /* of it, waited for the shared request limiter's tokens */
 };
 /* Threads: any thread. */
 CX_API void cx_llm_response_init(struct cx_llm_response *r);
