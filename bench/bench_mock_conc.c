@@ -15,6 +15,11 @@
  *
  *   bench_mock_conc --port P [--host 127.0.0.1] --conns N --latency-ms L [--pid PID]
  *                   [--path /v1/chat/completions] [--timeout-s 60]
+ *
+ * With --stall-probe S it sends nothing: for S seconds it sleeps 1 ms at a time and prints how
+ * far each sleep overran (p50/p99/p99.9/max and counts over 5, 20 and 50 ms). Run beside a load
+ * test, it shows what the machine itself does to any thread's wakeup: a stall it sees delays
+ * the server's timer and workers as much, whatever the server does.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -195,11 +200,40 @@ static int feed(struct conn *c, const char *p, size_t n) {
     return c->body_need >= 0 && c->body_got >= c->body_need;
 }
 
+/* --stall-probe: 1 ms sleeps for secs seconds; prints the oversleep distribution. */
+static int stall_probe(double secs) {
+    size_t cap = (size_t)(secs * 1000) + 16, n = 0;
+    double *late = malloc(cap * sizeof *late);
+    if (late == NULL) {
+        fprintf(stderr, "stall probe: out of memory\n");
+        return 1;
+    }
+    double t0 = now_ms(), end = t0 + secs * 1e3;
+    long over5 = 0, over20 = 0, over50 = 0;
+    while (n < cap && now_ms() < end) {
+        double a = now_ms();
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+        double l = now_ms() - a - 1.0;
+        late[n++] = l;
+        over5 += l > 5;
+        over20 += l > 20;
+        over50 += l > 50;
+    }
+    qsort(late, n, sizeof *late, cmp_double);
+    printf("stall probe: %zu sleeps of 1 ms over %.1f s, oversleep ms p50 %.2f p99 %.2f "
+           "p99.9 %.2f max %.1f; over 5 ms %ld, over 20 ms %ld, over 50 ms %ld\n",
+           n, secs, pct(late, n, 0.50), pct(late, n, 0.99), pct(late, n, 0.999),
+           n ? late[n - 1] : 0.0, over5, over20, over50);
+    free(late);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *path = "/v1/chat/completions";
     int port = 0;
     long conns = 1000, pid = 0;
-    double latency_ms = 0, timeout_s = 60;
+    double latency_ms = 0, timeout_s = 60, probe_s = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--host") == 0) host = argv[i + 1];
         else if (strcmp(argv[i], "--port") == 0) port = (int)strtol(argv[i + 1], NULL, 10);
@@ -208,14 +242,17 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--pid") == 0) pid = strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--path") == 0) path = argv[i + 1];
         else if (strcmp(argv[i], "--timeout-s") == 0) timeout_s = strtod(argv[i + 1], NULL);
+        else if (strcmp(argv[i], "--stall-probe") == 0) probe_s = strtod(argv[i + 1], NULL);
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
+    if (probe_s > 0)
+        return stall_probe(probe_s);
     if (port <= 0 || conns <= 0) {
         fprintf(stderr, "usage: %s --port P --conns N --latency-ms L [--pid PID] [--host H] "
-                        "[--path P] [--timeout-s S]\n", argv[0]);
+                        "[--path P] [--timeout-s S] | --stall-probe S\n", argv[0]);
         return 2;
     }
     /* 10,000 connections need more descriptors than the usual soft limit. */

@@ -38,10 +38,15 @@ static void test_request_log(void **state) {
                                        "X-Session-Token: sk-very-secret-3",
                                        "X-Trace: trace-42", NULL};
     char *chat = t_chat_body("m-log", "install nginx", 0, 0);
+    /* The log is filed from the completion callback, which may run after the client has its
+       answer and sent the next request: settle after each so the order below is the order
+       they were sent in. */
     assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", chat, hdrs), 200);
+    t_mock_settle(s);
     assert_int_equal(t_http_status(url, "/health", "GET", NULL, NULL), 200); /* not logged */
     t_mock_script(s, "next 1 429");
     assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", chat, NULL), 429);
+    t_mock_settle(s);
     assert_int_equal(t_http_status(url, "/v1/chat/completions", "POST", "{bad", NULL), 400);
 
     cJSON *j = requests_log(s, NULL);

@@ -417,8 +417,9 @@ static void test_models_health_metrics_stats(void **state) {
     assert_int_equal((int)t_jnum(j, "routes.models.requests"), 1);
     assert_int_equal((int)t_jnum(j, "histograms.delivered.count"), 1);
     assert_true(t_jnum(j, "in_flight_max") >= 1);
-    for (const char *h = "configured\0delivered\0error\0queued\0ttft\0itl\0e2e\0"; *h;
-         h += strlen(h) + 1) {
+    for (const char *h = "configured\0delivered\0error\0queued\0ttft\0itl\0e2e\0timer_late\0"
+                         "resume\0";
+         *h; h += strlen(h) + 1) {
         char path[64];
         snprintf(path, sizeof path, "histograms.%s.p99", h);
         assert_non_null(t_jget(j, path));

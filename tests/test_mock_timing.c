@@ -2,6 +2,8 @@
  * and not far above it (bounds scaled under sanitizers), time_scale, streaming ttft/itl,
  * distributions, concurrency through curl multi (the in-flight maximum), the max_running queue,
  * and a clean stop with requests (delayed, streaming, stalled) still in flight. */
+#include <math.h>
+
 #include "t_mock_http.h"
 
 /* Generous upper slack for one reply, in seconds: scheduling on a shared 2-core machine (and
@@ -47,6 +49,15 @@ static void test_fixed_latency(void **state) {
     assert_true(conf > 193.0 && conf < 207.0); /* log buckets: ~3% resolution */
     assert_true(t_jnum(j, "histograms.delivered.min") >= 193.0);
     assert_true(t_jnum(j, "histograms.error.p99") < 1000.0 * slack_s());
+    /* The error splits into the timer firing late and the worker running the handler after the
+       resume: per request error = timer_late + resume, so their means add up (within the
+       microsecond each value is truncated to and the JSON's rounding to 0.001 ms). */
+    assert_int_equal((int)t_jnum(j, "histograms.timer_late.count"), 5);
+    assert_int_equal((int)t_jnum(j, "histograms.resume.count"), 5);
+    double split = t_jnum(j, "histograms.timer_late.mean") + t_jnum(j, "histograms.resume.mean");
+    double err_mean = t_jnum(j, "histograms.error.mean");
+    if (fabs(err_mean - split) > 0.004)
+        fail_msg("error mean %.4f ms, timer_late + resume means %.4f ms", err_mean, split);
     cJSON_Delete(j);
 
     /* Per-route override: the messages route is slower, chat keeps the global latency. */

@@ -116,7 +116,8 @@ struct mock_hist {
     _Atomic uint64_t count, sum_us, min_us, max_us;
 };
 enum mock_hist_id { MOCK_H_CONFIGURED, MOCK_H_DELIVERED, MOCK_H_ERROR, MOCK_H_QUEUED,
-                    MOCK_H_TTFT, MOCK_H_ITL, MOCK_H_E2E, MOCK_H_COUNT };
+                    MOCK_H_TTFT, MOCK_H_ITL, MOCK_H_E2E, MOCK_H_TIMER_LATE, MOCK_H_RESUME,
+                    MOCK_H_COUNT };
 extern const char *const mock__hist_names[MOCK_H_COUNT];
 
 #define MOCK_STATUS_SLOTS 16

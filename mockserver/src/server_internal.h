@@ -79,6 +79,7 @@ struct req {
     int route, api, state, is_api, fault, has_slot, stream, include_usage, rst;
     unsigned status;
     uint64_t t_arrive, t_admit, configured_ns, hash;
+    uint64_t due, t_fire;       /* the pending resume's deadline; when the timer ran it */
     struct mock_buf body;
     int too_big;
     struct mock_settings set;   /* snapshot for API requests */

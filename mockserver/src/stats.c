@@ -13,7 +13,7 @@
 #include "mock_internal.h"
 
 const char *const mock__hist_names[MOCK_H_COUNT] = {
-    "configured", "delivered", "error", "queued", "ttft", "itl", "e2e"};
+    "configured", "delivered", "error", "queued", "ttft", "itl", "e2e", "timer_late", "resume"};
 
 static const unsigned status_codes[MOCK_STATUS_SLOTS] = {
     0, 200, 400, 401, 403, 404, 405, 408, 413, 422, 429, 500, 502, 503, 504, 529};

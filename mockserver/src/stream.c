@@ -18,6 +18,8 @@
 static void resume_cb(void *arg)
 {
     struct req *r = arg;
+    r->t_fire = mock__now_ns(); /* never before r->due: the timer pops only due entries */
+    mock__hist_add_ns(&r->srv->stats.h[MOCK_H_TIMER_LATE], r->t_fire - r->due);
     MHD_resume_connection(r->conn);
 }
 
@@ -25,6 +27,7 @@ static void resume_cb(void *arg)
 enum MHD_Result mock__suspend_until(struct req *r, uint64_t deadline, int state)
 {
     r->state = state;
+    r->due = deadline;
     MHD_suspend_connection(r->conn);
     if (mock__timer_add(r->srv->timer, deadline, resume_cb, r) < 0)
         MHD_resume_connection(r->conn); /* stopping or out of memory: go on at once */
@@ -286,6 +289,8 @@ enum MHD_Result mock__answer(struct req *r)
 {
     struct mock_server *s = r->srv;
     uint64_t now = mock__now_ns();
+    if (r->t_fire) /* resumed by the timer: how long the worker took to run us again */
+        mock__hist_add_ns(&s->stats.h[MOCK_H_RESUME], now - r->t_fire);
     uint64_t delivered = now - r->t_arrive, queued = r->t_admit - r->t_arrive;
     mock__hist_add_ns(&s->stats.h[MOCK_H_DELIVERED], delivered);
     int64_t err = (int64_t)delivered - (int64_t)queued - (int64_t)r->configured_ns;

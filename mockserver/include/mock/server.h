@@ -179,14 +179,17 @@
  *    "rate_limited": N,                               (429s from the rate limit)
  *    "tokens": [{"route", "model", "requests", "prompt_tokens", "completion_tokens"}],
  *    "histograms": {"configured": H, "delivered": H, "error": H, "queued": H, "ttft": H,
- *                   "itl": H, "e2e": H}}
+ *                   "itl": H, "e2e": H, "timer_late": H, "resume": H}}
  *   where H = {"count": N, "mean": F, "min": F, "max": F, "p50": F, "p90": F, "p99": F,
  *              "p999": F}.
  *   configured: the scaled delay chosen for each reply (ttft for streams); delivered: the
  *   delay actually observed from the request's arrival to its first byte being queued to the
  *   socket (includes queueing); error: |delivered - configured - queued|; queued: time waiting
  *   for a max_running slot; ttft: arrival to first token (streams); itl: gap between tokens;
- *   e2e: arrival to the last byte handed to the socket. Histograms are log-bucketed
+ *   e2e: arrival to the last byte handed to the socket; timer_late: how long after its
+ *   deadline the timer resumed a suspended connection (delays and token gaps); resume: from
+ *   that resume to the handler running again for the reply (a delayed reply's error is its
+ *   timer_late plus its resume). Histograms are log-bucketed
  *   (about 0.4% relative resolution).
  *
  * THREADS
