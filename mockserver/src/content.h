@@ -187,12 +187,20 @@ int mock_content_response_format(const cJSON *response_format, const char *syste
                                  const char *prompt, uint64_t seed, char **out, char *err,
                                  size_t errlen);
 
+/*
+ * The same for the Responses API's text.format, whose json_schema form is flat:
+ * {"type":"json_schema","name":N,"schema":S,"strict":B} (schema required there). Errors name
+ * "text.format..." ("text.format.name: missing"). Threads: any thread.
+ */
+int mock_content_text_format(const cJSON *format, const char *system, const char *prompt,
+                             uint64_t seed, char **out, char *err, size_t errlen);
+
 /* ---------------------------------------------------------------------------------------------
  * Tool calls.
  *
- * tools is the request's array in either API's shape: OpenAI {"type":"function","function":
- * {"name","description","parameters"}} or Anthropic {"name","description","input_schema"} (a
- * mix is accepted). tool_choice (borrowed, may be NULL = auto):
+ * tools is the request's array in any API's shape: OpenAI chat {"type":"function","function":
+ * {"name","description","parameters"}}, Responses {"type":"function","name","description",
+ * "parameters"} or Anthropic {"name","description","input_schema"} (a mix is accepted). tool_choice (borrowed, may be NULL = auto):
  *   OpenAI:    "auto" | "none" | "required" | {"type":"function","function":{"name":N}}
  *   Anthropic: {"type":"auto"} | {"type":"any"} | {"type":"none"} | {"type":"tool","name":N}
  * auto calls the tool whose name or description words best match the prompt and calls none when

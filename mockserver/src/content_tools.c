@@ -35,39 +35,53 @@ static int terr(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-int mock_content_response_format(const cJSON *rf, const char *system, const char *prompt,
-                                 uint64_t seed, char **out, char *err, size_t errlen) {
+/* response_format (chat, js nested under "json_schema") or text.format (Responses: flat), named
+ * field in errors. */
+static int structured(const cJSON *rf, int flat, const char *field, const char *system,
+                      const char *prompt, uint64_t seed, char **out, char *err, size_t errlen) {
     *out = NULL;
     if (err != NULL && errlen > 0) err[0] = '\0';
-    if (!cJSON_IsObject(rf)) return terr(err, errlen, "response_format: expected an object");
+    if (!cJSON_IsObject(rf)) return terr(err, errlen, "%s: expected an object", field);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
-    if (!cJSON_IsString(type)) return terr(err, errlen, "response_format.type: missing");
+    if (!cJSON_IsString(type)) return terr(err, errlen, "%s.type: missing", field);
     const char *t = type->valuestring;
+    const char *sub = flat ? "" : ".json_schema";
     const cJSON *schema = NULL;
     if (strcmp(t, "text") == 0) return 0;
     if (strcmp(t, "json_schema") == 0) {
-        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
-        if (!cJSON_IsObject(js)) return terr(err, errlen, "response_format.json_schema: missing");
+        const cJSON *js = flat ? rf : cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        if (!cJSON_IsObject(js)) return terr(err, errlen, "%s.json_schema: missing", field);
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
         if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
-            return terr(err, errlen, "response_format.json_schema.name: missing");
+            return terr(err, errlen, "%s%s.name: missing", field, sub);
         schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
         if (schema != NULL && !cJSON_IsObject(schema))
-            return terr(err, errlen, "response_format.json_schema.schema: expected an object");
+            return terr(err, errlen, "%s%s.schema: expected an object", field, sub);
+        if (flat && schema == NULL) return terr(err, errlen, "%s.schema: missing", field);
     } else if (strcmp(t, "json_object") != 0) {
-        return terr(err, errlen, "response_format.type: unknown \"%s\"", t);
+        return terr(err, errlen, "%s.type: unknown \"%s\"", field, t);
     }
     cJSON *v = NULL;
     if (schema != NULL) {
         char gerr[200];
         if (mock_schema_generate(schema, system, prompt, seed, &v, gerr, sizeof gerr) < 0)
-            return terr(err, errlen, "response_format.json_schema.schema: %s", gerr);
+            return terr(err, errlen, "%s%s.schema: %s", field, sub, gerr);
     } else if (mock_content_object(system, prompt, seed, &v) < 0) {
         return terr(err, errlen, "out of memory");
     }
     *out = cJSON_PrintUnformatted(v);
     cJSON_Delete(v);
     return *out ? 1 : terr(err, errlen, "out of memory");
+}
+
+int mock_content_response_format(const cJSON *rf, const char *system, const char *prompt,
+                                 uint64_t seed, char **out, char *err, size_t errlen) {
+    return structured(rf, 0, "response_format", system, prompt, seed, out, err, errlen);
+}
+
+int mock_content_text_format(const cJSON *format, const char *system, const char *prompt,
+                             uint64_t seed, char **out, char *err, size_t errlen) {
+    return structured(format, 1, "text.format", system, prompt, seed, out, err, errlen);
 }
 
 /* One tool of the request, in whichever shape it came. */
@@ -83,11 +97,14 @@ static int read_tool(const cJSON *t, int i, struct tool *out, char *err, size_t 
     int openai = cJSON_IsObject(fn) || (cJSON_IsString(type) && strcmp(type->valuestring,
                                                                        "function") == 0);
     if (!cJSON_IsObject(t)) return terr(err, errlen, "tools[%d]: expected an object", i);
-    if (openai && !cJSON_IsObject(fn))
+    /* The Responses API's function tools are flat: {"type":"function","name","parameters"}. */
+    int flat = openai && !cJSON_IsObject(fn) && cJSON_GetObjectItemCaseSensitive(t, "name");
+    if (openai && !cJSON_IsObject(fn) && !flat)
         return terr(err, errlen, "tools[%d]: missing function object", i);
+    if (flat) openai = 2;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(src, "name");
     if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
-        return terr(err, errlen, "tools[%d]: missing %s", i, openai ? "function.name" : "name");
+        return terr(err, errlen, "tools[%d]: missing %s", i, openai == 1 ? "function.name" : "name");
     if (strlen(name->valuestring) >= sizeof ((struct mock_tool_call *)0)->name)
         return terr(err, errlen, "tools[%d]: name longer than 127 bytes", i);
     const cJSON *desc = cJSON_GetObjectItemCaseSensitive(src, "description");
@@ -95,7 +112,7 @@ static int read_tool(const cJSON *t, int i, struct tool *out, char *err, size_t 
                                                                        : "input_schema");
     if (schema != NULL && !cJSON_IsObject(schema) && !cJSON_IsBool(schema))
         return terr(err, errlen, "tools[%d]: %s must be an object", i,
-                    openai ? "function.parameters" : "input_schema");
+                    openai == 1 ? "function.parameters" : openai ? "parameters" : "input_schema");
     out->name = name->valuestring;
     out->description = cJSON_IsString(desc) ? desc->valuestring : "";
     out->schema = schema;
@@ -146,12 +163,15 @@ static int read_choice(const cJSON *tc, int *mode, const char **name, char *err,
         if (!cJSON_IsString(ty)) return terr(err, errlen, "tool_choice: missing type");
         t = ty->valuestring;
         if (strcmp(t, "function") == 0 || strcmp(t, "tool") == 0) {
+            /* Chat's {"type":"function","function":{"name"}}; Responses' and Anthropic's carry
+             * the name at the top. */
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
-            const cJSON *n = cJSON_GetObjectItemCaseSensitive(strcmp(t, "function") == 0 ? fn : tc,
-                                                              "name");
+            int nested = strcmp(t, "function") == 0 && cJSON_IsObject(fn);
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(nested ? fn : tc, "name");
             if (!cJSON_IsString(n))
                 return terr(err, errlen, "tool_choice: missing %s",
-                            strcmp(t, "function") == 0 ? "function.name" : "name");
+                            strcmp(t, "function") == 0 && !cJSON_GetObjectItemCaseSensitive(tc,
+                                "name") ? "function.name" : "name");
             *mode = CH_NAMED;
             *name = n->valuestring;
             return 0;

@@ -189,6 +189,10 @@ struct mock_reply {
     long long created;        /* unix seconds */
     long long max_tokens;     /* as asked (responses echo max_output_tokens); 0 = not given */
     const char *instructions; /* responses: echoed; NULL = none */
+    /* A tool call instead of text (proto_tools.c): text is then the arguments' JSON, and the
+     * pieces stream it. NULL = a text reply. */
+    const char *tool_name;
+    const char *tool_id;      /* "call_..." (OpenAI) or "toolu_..." (Anthropic) */
 };
 
 /* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */
@@ -209,6 +213,17 @@ void mock__proto_completions_frame(struct mock_buf *b, const struct mock_reply *
 void mock__proto_responses_body(struct mock_buf *b, const struct mock_reply *r);
 void mock__proto_responses_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
                                  int corrupt);
+/* The tool-call forms of all three wires (proto_tools.c); proto.c dispatches there when
+ * r->tool_name is set. */
+void mock__proto_tool_body(struct mock_buf *b, const struct mock_reply *r);
+size_t mock__proto_tool_head_frames(const struct mock_reply *r);
+size_t mock__proto_tool_frame_count(const struct mock_reply *r);
+void mock__proto_tool_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt);
+/* Pieces of the Responses wire shared with proto_tools.c: the response object (output_item: the
+ * finished output item's writer, called when done) and an event's opening. */
+void mock__proto_responses_obj(struct mock_buf *b, const struct mock_reply *r, int done,
+                               void (*output_item)(struct mock_buf *, const struct mock_reply *));
+void mock__proto_event_start(struct mock_buf *b, const char *type, size_t k);
 /* Piece i of the reply text. */
 void mock__proto_piece(const struct mock_reply *r, size_t i, const char **p, size_t *n);
 

@@ -33,6 +33,14 @@ struct script_item {
 
 struct req;
 
+/* What a turn answers instead of generated text (request_tools.c); all zero = plain text. */
+struct mock_turn {
+    struct mock_tool_call call; /* call.arguments != NULL: the reply calls this tool */
+    char call_id[64];           /* "call_..." (OpenAI) or "toolu_..." (Anthropic) */
+    char *json;                 /* structured output: the reply's text (cJSON_free) */
+    char *prefix;               /* after a tool result: said before the answer (free) */
+};
+
 #define MOCK_LOG_MAX 10000 /* most entries request_log may keep */
 struct mock_log {
     pthread_mutex_t mu;
@@ -83,6 +91,7 @@ struct req {
     long long max_tokens;
     char *model, *system, *prompt;
     char *instructions;         /* responses: echoed back */
+    struct mock_turn turn;      /* tools and structured output (request_tools.c) */
     unsigned prompt_tokens;
     unsigned running_at_admit;
     /* reply */
@@ -166,6 +175,20 @@ int mock__check_stream(const cJSON *j, int oa, struct req *r, struct perr *e);
 /* The completions, responses and embeddings bodies (request_more.c): fills r like
  * mock__parse_api (embeddings: the whole reply into r->pbody). j is borrowed. */
 int mock__parse_more(struct req *r, const cJSON *j, struct perr *e);
+
+/* ---- tools and structured output (request_tools.c) ---- */
+/* Reads tools, tool_choice and response_format (chat; text.format for Responses) and the tool
+ * results at the end of the history (OpenAI "tool" messages, Anthropic tool_result blocks,
+ * Responses function_call_output items), checks them, and decides r->turn. Runs after r->system
+ * and r->prompt are set (it may replace r->prompt by the question a tool result answers). j is
+ * the request body, borrowed. 0, -1 (bad request: e filled) or -2 (out of memory). */
+int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e);
+/* Fills r->content for a turn that is not plain generated text (a tool call's arguments,
+ * structured output, a tool result's prefix before the generated answer): 1 when it did, 0 for a
+ * plain turn (nothing done), -1 when out of memory. */
+int mock__turn_content(struct req *r);
+/* Frees r->turn; accepts a zeroed one. */
+void mock__turn_free(struct mock_turn *t);
 
 /* ---- admission and faults (admission.c) ---- */
 /* Caller holds srv->mu. */

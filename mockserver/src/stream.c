@@ -229,8 +229,11 @@ static int prepare(struct req *r)
         make_id(r);
         return 0;
     }
-    if (mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
-                              r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0)
+    int turn = mock__turn_content(r); /* a tool call, structured output, a tool result */
+    if (turn < 0 || (turn == 0 && mock_content_generate(r->system, r->prompt, r->set.seed,
+                                                        r->set.pad_to,
+                                                        r->fault == MOCK_FAULT_DANGEROUS,
+                                                        &r->content) < 0))
         return -1;
     free(r->system);
     free(r->prompt);
@@ -254,7 +257,10 @@ static int prepare(struct req *r)
     rp->text_len = len;
     rp->starts = r->starts;
     rp->ntok = (unsigned)n;
-    if (r->max_tokens > 0 && (long long)n > r->max_tokens) {
+    if (r->turn.call.arguments) { /* a tool call is sent whole: max_tokens does not cut it */
+        rp->tool_name = r->turn.call.name;
+        rp->tool_id = r->turn.call_id;
+    } else if (r->max_tokens > 0 && (long long)n > r->max_tokens) {
         rp->ntok = (unsigned)r->max_tokens;
         rp->text_len = r->starts[rp->ntok];
         rp->hit_max_tokens = 1;

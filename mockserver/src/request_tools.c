@@ -1,0 +1,470 @@
+/*
+ * request_tools.c - the tool and structured-output side of a request on all three APIs: reads
+ * tools and tool_choice (chat, messages, Responses), response_format (chat) and text.format
+ * (Responses), checks the tool turns of the history the way the real APIs do (every OpenAI
+ * "tool" message answers a tool_calls id of the assistant message before it, every Anthropic
+ * tool_result block a tool_use block of the previous message, every Responses
+ * function_call_output an earlier function_call, and no call is left unanswered), and decides
+ * what the reply is: a tool call (content_tools.c picks the tool and its arguments), a JSON
+ * document (content_schema.c), or text; after a tool result the text starts by reporting what
+ * the tool returned and then answers the question the tool was called for.
+ *
+ * It neither writes replies (proto_tools.c does) nor parses the rest of the body (request.c,
+ * request_more.c).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "content_internal.h"
+#include "server_internal.h"
+
+#define MAX_CALLS 64   /* tool calls one assistant turn may make that we track */
+#define RESULT_MAX 300 /* bytes of a tool result quoted in the answer */
+
+static int bad(struct perr *e, const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int bad(struct perr *e, const char *param, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->buf, sizeof e->buf, fmt, ap);
+    va_end(ap);
+    snprintf(e->pbuf, sizeof e->pbuf, "%s", param ? param : "");
+    e->msg = e->buf;
+    e->param = param ? e->pbuf : NULL;
+    e->code = code;
+    return -1;
+}
+
+/* The tool calls of one assistant turn and which of them were answered. */
+struct calls {
+    const char *id[MAX_CALLS], *name[MAX_CALLS];
+    int answered[MAX_CALLS];
+    int n;
+};
+
+static int calls_find(const struct calls *c, const char *id)
+{
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->id[i], id))
+            return i;
+    return -1;
+}
+
+static const char *calls_unanswered(const struct calls *c)
+{
+    for (int i = 0; i < c->n; i++)
+        if (!c->answered[i])
+            return c->id[i];
+    return NULL;
+}
+
+/* Adds "The NAME tool returned: TEXT." to the answer's prefix. */
+static void say_result(struct mock_buf *pre, const char *name, const char *text, int failed)
+{
+    char *clean = mock__clean_copy(text ? text : "", RESULT_MAX);
+    mock__buf_fmt(pre, "%sThe %s tool %s: %s%s", pre->len ? " " : "", name ? name : "",
+                  failed ? "failed" : "returned", clean && clean[0] ? clean : "(nothing)",
+                  clean && strlen(clean) >= RESULT_MAX ? "..." : "");
+    mock__buf_str(pre, ".");
+    free(clean);
+}
+
+/* OpenAI chat history: assistant tool_calls, then one "tool" message per call. */
+static int chat_history(const cJSON *msgs, struct mock_buf *pre, struct perr *e)
+{
+    struct calls c = {0};
+    unsigned idx = 0;
+    int last_tool = 0;
+    char p[48];
+    for (const cJSON *m = msgs->child; m; m = m->next, idx++) {
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+        int is_tool = role && !strcmp(role, "tool");
+        if (!is_tool && c.n && calls_unanswered(&c))
+            return bad(e, "messages", "invalid_value", "An assistant message with 'tool_calls' "
+                       "must be followed by tool messages responding to each 'tool_call_id'. "
+                       "The following tool_call_ids did not have response messages: %.60s",
+                       calls_unanswered(&c));
+        if (!is_tool) {
+            c.n = 0;
+            pre->len = 0;
+            last_tool = 0;
+        }
+        if (role && !strcmp(role, "assistant")) {
+            const cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+            if (!tc || cJSON_IsNull(tc))
+                continue;
+            snprintf(p, sizeof p, "messages.[%u].tool_calls", idx);
+            if (!cJSON_IsArray(tc))
+                return bad(e, p, "invalid_type", "Invalid type for '%s': expected an array, but "
+                           "got %s instead.", p, mock__json_type(tc));
+            unsigned k = 0;
+            for (const cJSON *t = tc->child; t; t = t->next, k++) {
+                const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+                const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "id"));
+                const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn,
+                                                                                         "name"));
+                const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+                if (!id || !name || !cJSON_IsString(args))
+                    return bad(e, p, "missing_required_parameter", "Missing required parameter: "
+                               "'messages[%u].tool_calls[%u].%s'.", idx, k, !id ? "id" : !name ?
+                               "function.name" : "function.arguments");
+                if (c.n < MAX_CALLS) {
+                    c.id[c.n] = id;
+                    c.name[c.n] = name;
+                    c.answered[c.n++] = 0;
+                }
+            }
+            continue;
+        }
+        if (!is_tool)
+            continue;
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m,
+                                                                               "tool_call_id"));
+        snprintf(p, sizeof p, "messages.[%u].tool_call_id", idx);
+        if (!id)
+            return bad(e, p, "missing_required_parameter", "Missing parameter 'tool_call_id': "
+                       "messages with role 'tool' must have a 'tool_call_id'.");
+        int i = calls_find(&c, id);
+        if (i < 0) {
+            snprintf(p, sizeof p, "messages.[%u].role", idx);
+            return bad(e, p, NULL, "Invalid parameter: messages with role 'tool' must be a "
+                       "response to a preceeding message with 'tool_calls'.");
+        }
+        c.answered[i] = 1;
+        struct mock_buf t = {0};
+        mock__content_text(cJSON_GetObjectItemCaseSensitive(m, "content"), &t);
+        mock__buf_add(&t, "", 1);
+        say_result(pre, c.name[i], t.oom ? "" : t.p, 0);
+        mock__buf_free(&t);
+        last_tool = 1;
+    }
+    if (!last_tool)
+        pre->len = 0;
+    return 0;
+}
+
+/* Anthropic history: tool_use blocks in an assistant turn, tool_result blocks in the next. The
+ * answered question is the last user turn with text besides its tool results. */
+static int messages_history(const cJSON *msgs, struct mock_buf *pre, struct mock_buf *question,
+                            struct perr *e)
+{
+    struct calls c = {0};
+    unsigned idx = 0;
+    int last_result = 0;
+    for (const cJSON *m = msgs->child; m; m = m->next, idx++) {
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        int user = role && !strcmp(role, "user");
+        struct calls prev = c;
+        c.n = 0;
+        pre->len = 0;
+        last_result = 0;
+        unsigned k = 0;
+        for (const cJSON *b = cJSON_IsArray(content) ? content->child : NULL; b; b = b->next, k++) {
+            const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "type"));
+            if (!type)
+                continue;
+            if (!user && !strcmp(type, "tool_use")) {
+                const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "id"));
+                const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b,
+                                                                                         "name"));
+                if (!id || !name || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(b, "input")))
+                    return bad(e, NULL, NULL, "messages.%u.content.%u.tool_use.%s: Field required",
+                               idx, k, !id ? "id" : !name ? "name" : "input");
+                if (c.n < MAX_CALLS) {
+                    c.id[c.n] = id;
+                    c.name[c.n] = name;
+                    c.answered[c.n++] = 0;
+                }
+            } else if (user && !strcmp(type, "tool_result")) {
+                const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b,
+                                                                                "tool_use_id"));
+                if (!id)
+                    return bad(e, NULL, NULL, "messages.%u.content.%u.tool_result.tool_use_id: "
+                               "Field required", idx, k);
+                int i = calls_find(&prev, id);
+                if (i < 0)
+                    return bad(e, NULL, NULL, "messages.%u.content.%u: unexpected `tool_use_id` "
+                               "found in `tool_result` blocks: %.60s. Each `tool_result` block "
+                               "must have a corresponding `tool_use` block in the previous "
+                               "message.", idx, k, id);
+                prev.answered[i] = 1;
+                struct mock_buf t = {0};
+                if (mock__content_text(cJSON_GetObjectItemCaseSensitive(b, "content"), &t) < 0) {
+                    mock__buf_free(&t);
+                    return bad(e, NULL, NULL, "messages.%u.content.%u.tool_result.content: Input "
+                               "should be a valid string or list of blocks", idx, k);
+                }
+                mock__buf_add(&t, "", 1);
+                say_result(pre, prev.name[i], t.oom ? "" : t.p,
+                           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "is_error")));
+                mock__buf_free(&t);
+                last_result = 1;
+            }
+        }
+        if (prev.n && calls_unanswered(&prev))
+            return bad(e, NULL, NULL, "messages.%u: `tool_use` ids were found without "
+                       "`tool_result` blocks immediately after: %.60s. Each `tool_use` block must "
+                       "have a corresponding `tool_result` block in the next message.", idx,
+                       calls_unanswered(&prev));
+        if (user) {
+            struct mock_buf t = {0};
+            mock__content_text(content, &t);
+            if (t.len) {
+                question->len = 0;
+                mock__buf_add(question, t.p, t.len);
+            }
+            mock__buf_free(&t);
+        }
+    }
+    if (c.n)
+        return bad(e, NULL, NULL, "messages.%u: the last message's `tool_use` blocks have no "
+                   "`tool_result`: the conversation must end with a user turn", idx - 1);
+    if (!last_result)
+        pre->len = 0;
+    return 0;
+}
+
+/* Responses input items: function_call, then function_call_output with the same call_id. */
+static int responses_history(const cJSON *input, struct mock_buf *pre, struct perr *e)
+{
+    struct calls c = {0};
+    unsigned idx = 0;
+    int last_output = 0;
+    for (const cJSON *it = cJSON_IsArray(input) ? input->child : NULL; it; it = it->next, idx++) {
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "type"));
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "call_id"));
+        char p[48];
+        last_output = 0;
+        if (type && !strcmp(type, "function_call")) {
+            const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "name"));
+            const char *miss = !id ? "call_id" : !name ? "name" :
+                !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "arguments")) ? "arguments"
+                                                                                  : NULL;
+            snprintf(p, sizeof p, "input[%u].%s", idx, miss ? miss : "");
+            if (miss)
+                return bad(e, p, "missing_required_parameter", "Missing required parameter: "
+                           "'%s'.", p);
+            if (c.n < MAX_CALLS) {
+                c.id[c.n] = id;
+                c.name[c.n++] = name;
+            }
+        } else if (type && !strcmp(type, "function_call_output")) {
+            snprintf(p, sizeof p, "input[%u].call_id", idx);
+            if (!id)
+                return bad(e, p, "missing_required_parameter", "Missing required parameter: "
+                           "'%s'.", p);
+            int i = calls_find(&c, id);
+            if (i < 0)
+                return bad(e, "input", NULL, "No tool call found for function call output with "
+                           "call_id %.60s.", id);
+            if (!last_output)
+                pre->len = 0;
+            struct mock_buf t = {0};
+            mock__content_text(cJSON_GetObjectItemCaseSensitive(it, "output"), &t);
+            mock__buf_add(&t, "", 1);
+            say_result(pre, c.name[i], t.oom ? "" : t.p, 0);
+            mock__buf_free(&t);
+            last_output = 1;
+        }
+        if (!last_output && !(type && !strcmp(type, "function_call")))
+            pre->len = 0;
+    }
+    if (!last_output)
+        pre->len = 0;
+    return 0;
+}
+
+/* "json" appears in the system text or some message (OpenAI's rule for json_object). */
+static int mentions_json(const struct req *r, const cJSON *msgs)
+{
+    if (mock__find_ci(r->system, "json", 0))
+        return 1;
+    for (const cJSON *m = cJSON_IsArray(msgs) ? msgs->child : NULL; m; m = m->next) {
+        struct mock_buf t = {0};
+        mock__content_text(cJSON_GetObjectItemCaseSensitive(m, "content"), &t);
+        mock__buf_add(&t, "", 1);
+        int yes = !t.oom && mock__find_ci(t.p, "json", 0);
+        mock__buf_free(&t);
+        if (yes)
+            return 1;
+    }
+    return cJSON_IsString(msgs) && mock__find_ci(msgs->valuestring, "json", 0);
+}
+
+static int is_auto(const cJSON *tc)
+{
+    if (!tc || cJSON_IsNull(tc))
+        return 1;
+    const char *t = cJSON_IsString(tc) ? tc->valuestring
+                                        : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tc,
+                                                                                        "type"));
+    return t && !strcmp(t, "auto");
+}
+
+static int choose(struct req *r, const cJSON *j, int after_result, struct perr *e)
+{
+    int oa = r->api == MOCK_API_OPENAI;
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(j, "tools");
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(j, "tool_choice");
+    if (!tools || cJSON_IsNull(tools)) {
+        if (oa && tc && !cJSON_IsNull(tc))
+            return bad(e, "tool_choice", "invalid_value", "Invalid value for 'tool_choice': "
+                       "'tool_choice' is only allowed when 'tools' are specified.");
+        return 0;
+    }
+    char *text = cJSON_PrintUnformatted(tools); /* tool definitions count as prompt tokens */
+    if (!text)
+        return -2;
+    r->prompt_tokens += mock_count_tokens(text, strlen(text));
+    cJSON_free(text);
+    cJSON none = {0};
+    none.type = cJSON_String;
+    none.valuestring = (char *)"none";
+    /* After a tool result the model answers, unless the request forces another call. */
+    const cJSON *choice = after_result && is_auto(tc) ? &none : tc;
+    char err[200];
+    int rc = mock_tool_choose(tools, choice, r->system, r->prompt, r->set.seed, &r->turn.call, err,
+                              sizeof err);
+    if (rc < 0) {
+        if (!strcmp(err, "out of memory"))
+            return -2;
+        const char *field = !strncmp(err, "tool_choice", 11) ? "tool_choice" : "tools";
+        return oa ? bad(e, field, "invalid_value", "Invalid '%s': %s", field, err)
+                  : bad(e, NULL, NULL, "%s", err);
+    }
+    if (rc == 1)
+        mock_tool_call_id(oa ? "call_" : "toolu_", r->set.seed, r->prompt, 0, r->turn.call_id,
+                          sizeof r->turn.call_id);
+    return 0;
+}
+
+static int structured(struct req *r, const cJSON *j, struct perr *e)
+{
+    int responses = r->route == MOCK_ROUTE_RESPONSES;
+    const cJSON *fmt;
+    if (responses) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
+        if (!text || cJSON_IsNull(text))
+            return 0;
+        if (!cJSON_IsObject(text))
+            return bad(e, "text", "invalid_type", "Invalid type for 'text': expected an object, "
+                       "but got %s instead.", mock__json_type(text));
+        fmt = cJSON_GetObjectItemCaseSensitive(text, "format");
+    } else {
+        fmt = cJSON_GetObjectItemCaseSensitive(j, "response_format");
+    }
+    if (!fmt || cJSON_IsNull(fmt))
+        return 0;
+    const char *field = responses ? "text.format" : "response_format";
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fmt, "type"));
+    if (type && !strcmp(type, "json_object") &&
+        !mentions_json(r, cJSON_GetObjectItemCaseSensitive(j, responses ? "input" : "messages")))
+        return bad(e, field, "invalid_value", "'%s' must contain the word 'json' in some form, to "
+                   "use '%s' of type 'json_object'.", responses ? "input" : "messages", field);
+    char err[200];
+    int rc = (responses ? mock_content_text_format : mock_content_response_format)(
+        fmt, r->system, r->prompt, r->set.seed, &r->turn.json, err, sizeof err);
+    if (rc < 0)
+        return !strcmp(err, "out of memory") ? -2 : bad(e, field, "invalid_value", "Invalid "
+                                                        "'%s': %s", field, err);
+    return 0;
+}
+
+int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e)
+{
+    struct mock_buf pre = {0}, question = {0};
+    int rc;
+    if (r->route == MOCK_ROUTE_RESPONSES)
+        rc = responses_history(cJSON_GetObjectItemCaseSensitive(j, "input"), &pre, e);
+    else if (r->api == MOCK_API_OPENAI)
+        rc = chat_history(cJSON_GetObjectItemCaseSensitive(j, "messages"), &pre, e);
+    else
+        rc = messages_history(cJSON_GetObjectItemCaseSensitive(j, "messages"), &pre, &question,
+                              e);
+    if (rc == 0 && (pre.oom || question.oom))
+        rc = -2;
+    if (rc == 0 && question.len) { /* Anthropic: the question, not the tool_result turn */
+        char *q = mock__buf_take(&question);
+        if (!q) {
+            rc = -2;
+        } else {
+            free(r->prompt);
+            r->prompt = q;
+        }
+    }
+    int after = rc == 0 && pre.len > 0;
+    if (rc == 0)
+        rc = choose(r, j, after, e);
+    if (rc == 0 && !r->turn.call.arguments)
+        rc = structured(r, j, e);
+    if (rc == 0 && after && !r->turn.call.arguments && !r->turn.json) {
+        r->turn.prefix = mock__buf_take(&pre);
+        if (!r->turn.prefix)
+            rc = -2;
+    }
+    mock__buf_free(&pre);
+    mock__buf_free(&question);
+    if (rc < 0)
+        mock__turn_free(&r->turn);
+    return rc;
+}
+
+static int set_text(struct req *r, const char *text, size_t len)
+{
+    char *p = malloc(len + 1);
+    if (!p)
+        return -1;
+    memcpy(p, text, len);
+    p[len] = '\0';
+    free(r->content.text);
+    r->content.text = p;
+    r->content.completion_tokens = mock_count_tokens(p, len);
+    return 1;
+}
+
+int mock__turn_content(struct req *r)
+{
+    struct mock_turn *t = &r->turn;
+    if (t->call.arguments)
+        return set_text(r, t->call.arguments, strlen(t->call.arguments));
+    if (t->json)
+        return set_text(r, t->json, strlen(t->json));
+    if (!t->prefix)
+        return 0;
+    struct mock_prompt pr;
+    mock_prompt_parse(r->system, r->prompt, &pr);
+    if (pr.intent == MOCK_INTENT_CHAT && !pr.wants_json) {
+        /* A plain question: what the tool said is the answer. */
+        struct mock_buf b = {0};
+        char *q = mock__clean_copy(r->prompt ? r->prompt : "", 200);
+        mock__buf_str(&b, t->prefix);
+        if (q && q[0])
+            mock__buf_fmt(&b, " That answers your question: \"%s\"", q);
+        free(q);
+        int rc = b.oom ? -1 : set_text(r, b.p, b.len);
+        mock__buf_free(&b);
+        return rc;
+    }
+    if (mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
+                              r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0)
+        return -1;
+    struct mock_buf b = {0};
+    mock__buf_str(&b, t->prefix);
+    mock__buf_str(&b, "\n\n");
+    mock__buf_str(&b, r->content.text ? r->content.text : "");
+    int rc = b.oom ? -1 : set_text(r, b.p, b.len);
+    mock__buf_free(&b);
+    return rc;
+}
+
+void mock__turn_free(struct mock_turn *t)
+{
+    mock_tool_call_free(&t->call);
+    cJSON_free(t->json);
+    free(t->prefix);
+    memset(t, 0, sizeof *t);
+}
