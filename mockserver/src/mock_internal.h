@@ -198,7 +198,8 @@ struct mock_reply {
 /* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */
 char *mock__proto_body(const struct mock_reply *r, size_t *len);
 /* An error body in the API's shape. type: OpenAI "type"/Anthropic error.type; param and code
- * may be NULL (OpenAI only). malloc'd or NULL. */
+ * may be NULL (OpenAI only; an Anthropic code "thread_..." goes into error.details.error_code,
+ * as message threads expect). malloc'd or NULL. */
 char *mock__proto_error(int api, const char *type, const char *message, const char *param,
                         const char *code, size_t *len);
 /* Streams: the frames are head frames, one per piece, then tail frames. */

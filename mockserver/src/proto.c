@@ -81,6 +81,11 @@ char *mock__proto_error(int api, const char *type, const char *message, const ch
         mock__buf_json_str(&b, type, strlen(type));
         mock__buf_str(&b, ",\"message\":");
         mock__buf_json_str(&b, message, strlen(message));
+        if (code && !strncmp(code, "thread_", 7)) { /* message threads read details.error_code */
+            mock__buf_str(&b, ",\"details\":{\"error_code\":");
+            mock__buf_json_str(&b, code, strlen(code));
+            mock__buf_str(&b, "}");
+        }
         mock__buf_str(&b, "}}");
     }
     return finish(&b, len);

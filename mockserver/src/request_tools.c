@@ -374,10 +374,32 @@ static int structured(struct req *r, const cJSON *j, struct perr *e)
     return 0;
 }
 
+/* Anthropic's message threads (the SDK's BetaMessageThread, which its toolRunner uses): the
+ * server would hold the history and a "continue" request send only the new turns. The mock keeps
+ * no state, so a continue is answered as a lost thread, and the SDK replays the whole history
+ * under {"type":"create"}, which is answered like any request. */
+static int thread(const cJSON *j, struct perr *e)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "thread");
+    if (!t || cJSON_IsNull(t))
+        return 0;
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
+    if (!type || (strcmp(type, "create") && strcmp(type, "continue")))
+        return bad(e, NULL, NULL, "thread.type: Input should be 'create' or 'continue'");
+    if (!strcmp(type, "continue"))
+        return bad(e, NULL, "thread_not_found", "thread: no thread holds previous_message_id "
+                   "%.60s (cx-mock keeps no threads: send the whole history)",
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t,
+                                                                 "previous_message_id")));
+    return 0;
+}
+
 int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e)
 {
     struct mock_buf pre = {0}, question = {0};
     int rc;
+    if (r->api == MOCK_API_ANTHROPIC && thread(j, e) < 0)
+        return -1;
     if (r->route == MOCK_ROUTE_RESPONSES)
         rc = responses_history(cJSON_GetObjectItemCaseSensitive(j, "input"), &pre, e);
     else if (r->api == MOCK_API_OPENAI)
