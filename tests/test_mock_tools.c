@@ -487,6 +487,37 @@ static void test_messages_tool_result(void **state) {
                   ",\"name\":\"nope\"}}", msg_tools);
 }
 
+static void test_messages_thread_and_tokens(void **state) {
+    (void)state;
+    struct t_resp r;
+    /* The mock keeps no message threads: a continue is a lost thread (error.details.error_code,
+     * which the SDK's thread replays on), a create is answered like any request. */
+    cJSON *j = json_of(&r, postf(srv, "/v1/messages", &r, "{\"model\":\"m\",\"max_tokens\":50,"
+                                 "\"thread\":{\"type\":\"continue\",\"previous_message_id\":"
+                                 "\"msg_1\"},\"messages\":[{\"role\":\"user\",\"content\":"
+                                 "\"hi\"}]}"), 400);
+    assert_string_equal(t_jstr(j, "error.details.error_code"), "thread_not_found");
+    cJSON_Delete(j);
+    j = json_of(&r, postf(srv, "/v1/messages", &r, "{\"model\":\"m\",\"max_tokens\":50,"
+                          "\"thread\":{\"type\":\"create\"},\"messages\":[{\"role\":\"user\","
+                          "\"content\":\"hi\"}]}"), 200);
+    assert_string_equal(t_jstr(j, "type"), "message");
+    cJSON_Delete(j);
+    /* Tool definitions count as input tokens; max_tokens does not cut a tool call. */
+    j = json_of(&r, postf(srv, "/v1/messages", &r, "{\"model\":\"m\",\"max_tokens\":2,"
+                          "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}", pkg_q),
+                200);
+    double plain = t_jnum(j, "usage.input_tokens");
+    cJSON_Delete(j);
+    j = json_of(&r, postf(srv, "/v1/messages", &r, "{\"model\":\"m\",\"max_tokens\":2,"
+                          "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"tools\":%s}",
+                          pkg_q, msg_tools), 200);
+    assert_true(t_jnum(j, "usage.input_tokens") > plain + 20);
+    assert_string_equal(t_jstr(j, "stop_reason"), "tool_use");
+    assert_valid(PKG_SCHEMA, t_jget(j, "content.0.input"));
+    cJSON_Delete(j);
+}
+
 /* ---- Responses ---- */
 
 static void test_responses_function_call(void **state) {
@@ -586,6 +617,7 @@ int main(void) {
         cmocka_unit_test(test_chat_response_format),
         cmocka_unit_test(test_messages_tool_use),
         cmocka_unit_test(test_messages_tool_result),
+        cmocka_unit_test(test_messages_thread_and_tokens),
         cmocka_unit_test(test_responses_function_call),
         cmocka_unit_test(test_responses_text_format),
     };
