@@ -1,8 +1,9 @@
 /*
  * test_mock_tools.c - tool calls and structured output over real HTTP on the three APIs that
  * have them: OpenAI chat (tools, tool_choice, tool_calls, role "tool" results, response_format),
- * Anthropic messages (tool_use blocks, tool_choice, tool_result turns) and the Responses API
- * (function_call items, function_call_output, text.format). Asserts the wire shapes the SDKs
+ * Anthropic messages (tool_use blocks, tool_choice, tool_result turns, output_config.format,
+ * message threads) and the Responses API (function_call items, function_call_output,
+ * text.format). Asserts the wire shapes the SDKs
  * parse, that streamed arguments reassemble to the non-streaming ones, that arguments repeat
  * for the same request and seed and validate against the tool's schema, and the 400s a bad
  * tools / tool_choice / response_format / tool turn gets in each API's error shape.
@@ -487,6 +488,31 @@ static void test_messages_tool_result(void **state) {
                   ",\"name\":\"nope\"}}", msg_tools);
 }
 
+static void test_messages_output_format(void **state) {
+    (void)state;
+    struct t_resp r;
+    /* output_config.format (and the beta's output_format): the text block is the document. */
+    for (int beta = 0; beta < 2; beta++) {
+        cJSON *j = json_of(&r, postf(srv, "/v1/messages", &r, "{\"model\":\"m\",\"max_tokens\":"
+                                     "900,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],"
+                                     "%s{\"type\":\"json_schema\",\"schema\":%s}%s}", pkg_q,
+                                     beta ? "\"output_format\":" : "\"output_config\":{\"format\":",
+                                     PKG_SCHEMA, beta ? "" : "}"), 200);
+        assert_string_equal(t_jstr(j, "stop_reason"), "end_turn");
+        cJSON *c = cJSON_Parse(t_jstr(j, "content.0.text"));
+        assert_non_null(c);
+        assert_valid(PKG_SCHEMA, c);
+        assert_string_equal(t_jstr(c, "package"), "nginx");
+        cJSON_Delete(c);
+        cJSON_Delete(j);
+    }
+    expect_an_400("output_config.format.schema", "{\"model\":\"m\",\"max_tokens\":5,"
+                  "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"output_config\":"
+                  "{\"format\":{\"type\":\"json_schema\"}}}");
+    expect_an_400("output_format.type", "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{"
+                  "\"role\":\"user\",\"content\":\"x\"}],\"output_format\":{\"type\":\"xml\"}}");
+}
+
 static void test_messages_thread_and_tokens(void **state) {
     (void)state;
     struct t_resp r;
@@ -617,6 +643,7 @@ int main(void) {
         cmocka_unit_test(test_chat_response_format),
         cmocka_unit_test(test_messages_tool_use),
         cmocka_unit_test(test_messages_tool_result),
+        cmocka_unit_test(test_messages_output_format),
         cmocka_unit_test(test_messages_thread_and_tokens),
         cmocka_unit_test(test_responses_function_call),
         cmocka_unit_test(test_responses_text_format),

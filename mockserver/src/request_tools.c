@@ -1,13 +1,13 @@
 /*
  * request_tools.c - the tool and structured-output side of a request on all three APIs: reads
- * tools and tool_choice (chat, messages, Responses), response_format (chat) and text.format
- * (Responses), checks the tool turns of the history the way the real APIs do (every OpenAI
- * "tool" message answers a tool_calls id of the assistant message before it, every Anthropic
- * tool_result block a tool_use block of the previous message, every Responses
- * function_call_output an earlier function_call, and no call is left unanswered), and decides
- * what the reply is: a tool call (content_tools.c picks the tool and its arguments), a JSON
- * document (content_schema.c), or text; after a tool result the text starts by reporting what
- * the tool returned and then answers the question the tool was called for.
+ * tools and tool_choice (chat, messages, Responses), response_format (chat), text.format
+ * (Responses) and output_config.format (messages), checks the tool turns of the history the way
+ * the real APIs do (every OpenAI "tool" message answers a tool_calls id of the assistant message
+ * before it, every Anthropic tool_result block a tool_use block of the previous message, every
+ * Responses function_call_output an earlier function_call, and no call is left unanswered), and
+ * decides what the reply is: a tool call (content_tools.c picks the tool and its arguments), a
+ * JSON document (content_schema.c), or text; after a tool result the text starts by reporting
+ * what the tool returned and then answers the question the tool was called for.
  *
  * It neither writes replies (proto_tools.c does) nor parses the rest of the body (request.c,
  * request_more.c).
@@ -342,9 +342,47 @@ static int choose(struct req *r, const cJSON *j, int after_result, struct perr *
     return 0;
 }
 
+/* Anthropic structured output: output_config.format (or the beta's output_format), always
+ * {"type":"json_schema","schema":S}; the text block is then a document valid against S. */
+static int anthropic_format(struct req *r, const cJSON *j, struct perr *e)
+{
+    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(j, "output_config");
+    const char *field = "output_config.format";
+    const cJSON *fmt = NULL;
+    if (oc && !cJSON_IsNull(oc)) {
+        if (!cJSON_IsObject(oc))
+            return bad(e, NULL, NULL, "output_config: Input should be a valid dictionary");
+        fmt = cJSON_GetObjectItemCaseSensitive(oc, "format");
+    }
+    if (!fmt || cJSON_IsNull(fmt)) {
+        fmt = cJSON_GetObjectItemCaseSensitive(j, "output_format");
+        field = "output_format";
+    }
+    if (!fmt || cJSON_IsNull(fmt))
+        return 0;
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fmt, "type"));
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(fmt, "schema");
+    if (!cJSON_IsObject(fmt))
+        return bad(e, NULL, NULL, "%s: Input should be a valid dictionary", field);
+    if (!type || strcmp(type, "json_schema"))
+        return bad(e, NULL, NULL, "%s.type: Input should be 'json_schema'", field);
+    if (!cJSON_IsObject(schema))
+        return bad(e, NULL, NULL, "%s.schema: Field required (a JSON schema object)", field);
+    cJSON *v = NULL;
+    char err[200];
+    if (mock_schema_generate(schema, r->system, r->prompt, r->set.seed, &v, err, sizeof err) < 0)
+        return !strcmp(err, "out of memory") ? -2 : bad(e, NULL, NULL, "%s.schema: %s", field,
+                                                        err);
+    r->turn.json = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    return r->turn.json ? 0 : -2;
+}
+
 static int structured(struct req *r, const cJSON *j, struct perr *e)
 {
     int responses = r->route == MOCK_ROUTE_RESPONSES;
+    if (r->api == MOCK_API_ANTHROPIC)
+        return anthropic_format(r, j, e);
     const cJSON *fmt;
     if (responses) {
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");

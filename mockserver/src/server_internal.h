@@ -177,7 +177,8 @@ int mock__check_stream(const cJSON *j, int oa, struct req *r, struct perr *e);
 int mock__parse_more(struct req *r, const cJSON *j, struct perr *e);
 
 /* ---- tools and structured output (request_tools.c) ---- */
-/* Reads tools, tool_choice and response_format (chat; text.format for Responses) and the tool
+/* Reads tools, tool_choice and the structured-output format (chat response_format, Responses
+ * text.format, messages output_config.format or output_format) and the tool
  * results at the end of the history (OpenAI "tool" messages, Anthropic tool_result blocks,
  * Responses function_call_output items), checks them, and decides r->turn. Runs after r->system
  * and r->prompt are set (it may replace r->prompt by the question a tool result answers). j is

@@ -12,6 +12,7 @@
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
+import { jsonSchemaOutputFormat } from '@anthropic-ai/sdk/helpers/json-schema';
 
 const base = process.env.MOCK_URL;
 const key = process.env.MOCK_KEY ?? 'sk-mock-test';
@@ -532,6 +533,20 @@ await check('anthropic: tool_result turn answered in text; orphan tool_result is
     assert(e instanceof Anthropic.BadRequestError, `got ${e?.constructor?.name}: ${e}`);
     assert(/tool_use_id/.test(e.message), e.message);
   }
+});
+
+await check('anthropic: messages.parse with output_config.format, and streamed', async () => {
+  const m = await anthropic.messages.parse({
+    model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }],
+    output_config: { format: jsonSchemaOutputFormat(PKG_SCHEMA) },
+  });
+  checkPkgArgs(m.parsed_output);
+  const stream = anthropic.messages.stream({
+    model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }],
+    output_config: { format: { type: 'json_schema', schema: PKG_SCHEMA } },
+  });
+  const final = await stream.finalMessage();
+  assert(JSON.stringify(JSON.parse(final.content[0].text)) === JSON.stringify(m.parsed_output), 'streamed document differs');
 });
 
 await check('anthropic: beta toolRunner runs the tool and ends in text', async () => {
