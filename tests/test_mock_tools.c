@@ -552,6 +552,9 @@ static void test_responses_function_call(void **state) {
     cJSON *j = json_of(&r, postf(srv, "/v1/responses", &r, "{\"model\":\"m\",\"input\":\"%s\","
                                  "\"tools\":%s}", pkg_q, resp_tools), 200);
     assert_string_equal(t_jstr(j, "status"), "completed");
+    /* tools and tool_choice echo the request's */
+    assert_string_equal(t_jstr(j, "tools.1.name"), "get_package_info");
+    assert_string_equal(t_jstr(j, "tool_choice"), "auto");
     assert_int_equal(cJSON_GetArraySize(t_jget(j, "output")), 1);
     assert_string_equal(t_jstr(j, "output.0.type"), "function_call");
     assert_string_equal(t_jstr(j, "output.0.name"), "get_package_info");
@@ -622,6 +625,7 @@ static void test_responses_text_format(void **state) {
     cJSON *j = json_of(&r, postf(srv, "/v1/responses", &r, "{\"model\":\"m\",\"input\":\"Install "
                                  "redis\",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":"
                                  "\"pkg\",\"strict\":true,\"schema\":%s}}}", PKG_SCHEMA), 200);
+    assert_string_equal(t_jstr(j, "text.format.name"), "pkg");
     cJSON *c = cJSON_Parse(t_jstr(j, "output.0.content.0.text"));
     assert_non_null(c);
     assert_valid(PKG_SCHEMA, c);

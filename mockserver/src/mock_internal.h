@@ -193,6 +193,8 @@ struct mock_reply {
      * pieces stream it. NULL = a text reply. */
     const char *tool_name;
     const char *tool_id;      /* "call_..." (OpenAI) or "toolu_..." (Anthropic) */
+    /* responses: the request's text, tool_choice and tools as compact JSON; NULL = defaults */
+    const char *echo_text, *echo_tool_choice, *echo_tools;
 };
 
 /* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */

@@ -129,9 +129,14 @@ void mock__proto_responses_obj(struct mock_buf *b, const struct mock_reply *r, i
         output_item(b, r);
     mock__buf_str(b, "],\"parallel_tool_calls\":true,\"previous_response_id\":null,"
                      "\"reasoning\":{\"effort\":null,\"summary\":null},\"service_tier\":"
-                     "\"default\",\"store\":true,\"temperature\":1.0,\"text\":{\"format\":"
-                     "{\"type\":\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":1.0,"
-                     "\"truncation\":\"disabled\",\"usage\":");
+                     "\"default\",\"store\":true,\"temperature\":1.0,\"text\":");
+    /* text, tool_choice and tools echo the request's, as the real API does. */
+    mock__buf_str(b, r->echo_text ? r->echo_text : "{\"format\":{\"type\":\"text\"}}");
+    mock__buf_str(b, ",\"tool_choice\":");
+    mock__buf_str(b, r->echo_tool_choice ? r->echo_tool_choice : "\"auto\"");
+    mock__buf_str(b, ",\"tools\":");
+    mock__buf_str(b, r->echo_tools ? r->echo_tools : "[]");
+    mock__buf_str(b, ",\"top_p\":1.0,\"truncation\":\"disabled\",\"usage\":");
     if (done)
         mock__buf_fmt(b, "{\"input_tokens\":%u,\"input_tokens_details\":{\"cached_tokens\":0},"
                       "\"output_tokens\":%u,\"output_tokens_details\":{\"reasoning_tokens\":0},"

@@ -466,6 +466,14 @@ int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e)
         if (!r->turn.prefix)
             rc = -2;
     }
+    if (rc == 0 && r->route == MOCK_ROUTE_RESPONSES) {
+        static const char *const keys[3] = {"text", "tool_choice", "tools"};
+        for (int i = 0; i < 3 && rc == 0; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+            if (v && !cJSON_IsNull(v) && !(r->turn.echo[i] = cJSON_PrintUnformatted(v)))
+                rc = -2;
+        }
+    }
     mock__buf_free(&pre);
     mock__buf_free(&question);
     if (rc < 0)
@@ -526,5 +534,7 @@ void mock__turn_free(struct mock_turn *t)
     mock_tool_call_free(&t->call);
     cJSON_free(t->json);
     free(t->prefix);
+    for (int i = 0; i < 3; i++)
+        cJSON_free(t->echo[i]);
     memset(t, 0, sizeof *t);
 }

@@ -39,6 +39,7 @@ struct mock_turn {
     char call_id[64];           /* "call_..." (OpenAI) or "toolu_..." (Anthropic) */
     char *json;                 /* structured output: the reply's text (cJSON_free) */
     char *prefix;               /* after a tool result: said before the answer (free) */
+    char *echo[3];              /* responses: text, tool_choice, tools as sent (cJSON_free) */
 };
 
 #define MOCK_LOG_MAX 10000 /* most entries request_log may keep */

@@ -251,6 +251,9 @@ static int prepare(struct req *r)
     rp->wire = wire_of(r->route);
     rp->max_tokens = r->max_tokens;
     rp->instructions = r->instructions;
+    rp->echo_text = r->turn.echo[0];
+    rp->echo_tool_choice = r->turn.echo[1];
+    rp->echo_tools = r->turn.echo[2];
     make_id(r);
     rp->model = r->model ? r->model : r->set.model;
     rp->text = text;
