@@ -616,6 +616,15 @@ static void test_responses_function_call(void **state) {
                   "\"function_call_output\",\"call_id\":\"call_x\",\"output\":\"r\"}]}");
     expect_oa_400("/v1/responses", "tools", "{\"model\":\"m\",\"input\":\"x\",\"tools\":"
                   "[{\"type\":\"function\"}]}");
+    /* A hosted tool beside the functions is accepted and never called. */
+    j = json_of(&r, postf(srv, "/v1/responses", &r, "{\"model\":\"m\",\"input\":\"%s\","
+                          "\"tool_choice\":\"required\",\"tools\":[{\"type\":\"web_search\"},"
+                          "{\"type\":\"function\",\"name\":\"get_package_info\",\"parameters\":"
+                          PKG_SCHEMA "}]}", pkg_q), 200);
+    assert_string_equal(t_jstr(j, "output.0.name"), "get_package_info");
+    cJSON_Delete(j);
+    expect_oa_400("/v1/responses", "tool_choice", "{\"model\":\"m\",\"input\":\"x\","
+                  "\"tool_choice\":\"required\",\"tools\":[{\"type\":\"web_search\"}]}");
     free(args);
 }
 

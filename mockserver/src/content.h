@@ -200,7 +200,9 @@ int mock_content_text_format(const cJSON *format, const char *system, const char
  *
  * tools is the request's array in any API's shape: OpenAI chat {"type":"function","function":
  * {"name","description","parameters"}}, Responses {"type":"function","name","description",
- * "parameters"} or Anthropic {"name","description","input_schema"} (a mix is accepted). tool_choice (borrowed, may be NULL = auto):
+ * "parameters"} or Anthropic {"name","description","input_schema"} (a mix is accepted); a tool
+ * whose type is neither "function" nor "custom" is a hosted one (web_search, bash_20250124...)
+ * and is never called. tool_choice (borrowed, may be NULL = auto):
  *   OpenAI:    "auto" | "none" | "required" | {"type":"function","function":{"name":N}}
  *   Anthropic: {"type":"auto"} | {"type":"any"} | {"type":"none"} | {"type":"tool","name":N}
  * auto calls the tool whose name or description words best match the prompt and calls none when

@@ -119,6 +119,14 @@ static int read_tool(const cJSON *t, int i, struct tool *out, char *err, size_t 
     return 0;
 }
 
+/* A hosted tool the server runs itself (Responses {"type":"web_search"}, Anthropic
+ * {"type":"web_search_20250305"}, ...): accepted as given, never called by the mock. */
+static int builtin(const cJSON *t) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    return cJSON_IsString(type) && strcmp(type->valuestring, "function") != 0 &&
+           strcmp(type->valuestring, "custom") != 0;
+}
+
 static const char *const weak_words[] = {"get", "set", "the", "and", "for", "tool", "with", "from",
                                          "that", "this", "into", "your", "when", "use", "list",
                                          "return", "returns", "given", "current", NULL};
@@ -189,7 +197,7 @@ static int read_choice(const cJSON *tc, int *mode, const char **name, char *err,
 int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *system,
                      const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
                      size_t errlen) {
-    int mode, n, best = -1, best_score = 0;
+    int mode, n, best = -1, best_score = 0, callable = 0;
     const char *want;
     struct tool chosen = {0};
     memset(out, 0, sizeof *out);
@@ -202,7 +210,9 @@ int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *s
     /* Every tool is read, so a broken one is reported even when another would be chosen. */
     for (int i = 0; i < n; i++) {
         struct tool t = {0};
+        if (builtin(cJSON_GetArrayItem(tools, i))) continue;
         if (read_tool(cJSON_GetArrayItem(tools, i), i, &t, err, errlen) < 0) return -1;
+        callable++;
         if (mode == CH_NAMED) {
             if (best < 0 && strcmp(t.name, want) == 0) best = i, chosen = t;
             continue;
@@ -212,9 +222,10 @@ int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *s
     }
     if (mode == CH_NAMED && best < 0)
         return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
-    if (mode == CH_REQUIRED && n == 0)
-        return terr(err, errlen, "tool_choice requires a tool but tools is empty");
-    if (mode == CH_NONE || n == 0 || (mode == CH_AUTO && best_score < 2)) return 0;
+    if (mode == CH_REQUIRED && callable == 0)
+        return terr(err, errlen, "tool_choice requires a tool but tools is empty%s",
+                    n > 0 ? " of function tools (only hosted ones)" : "");
+    if (mode == CH_NONE || callable == 0 || (mode == CH_AUTO && best_score < 2)) return 0;
 
     static const char empty_text[] = "{\"type\":\"object\"}";
     cJSON *empty = chosen.schema ? NULL : cJSON_Parse(empty_text);
