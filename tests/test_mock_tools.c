@@ -646,6 +646,128 @@ static void test_responses_text_format(void **state) {
     expect_oa_400("/v1/responses", "text", "{\"model\":\"m\",\"input\":\"x\",\"text\":1}");
 }
 
+/* ---- parallel calls ---- */
+
+static const char two_q[] = "What is the weather in Paris, and the package info for nginx?";
+
+/* Arguments of the calls in one SSE body, by index (chat deltas, messages blocks, Responses
+ * output items), and how many calls were named. */
+static int sse_calls(const struct t_sse *sse, int api, char acc[][512]) {
+    int named = 0;
+    for (size_t i = 0; i < sse->n; i++) {
+        if (strcmp(sse->ev[i].data, "[DONE]") == 0) continue;
+        cJSON *e = cJSON_Parse(sse->ev[i].data);
+        assert_non_null(e);
+        if (api == 0) {
+            const cJSON *tc = t_jget(e, "choices.0.delta.tool_calls.0");
+            if (tc) {
+                int k = (int)t_jnum(tc, "index");
+                assert_true(k >= 0 && k < 4);
+                if (t_jget(tc, "id")) {
+                    assert_int_equal(k, named); /* named in order, before its arguments */
+                    named++;
+                } else {
+                    assert_true(k < named);
+                    strcat(acc[k], t_jstr(tc, "function.arguments"));
+                }
+            }
+        } else if (api == 1) {
+            const char *ty = t_jstr(e, "type");
+            if (strcmp(ty, "content_block_start") == 0) {
+                assert_int_equal((int)t_jnum(e, "index"), named);
+                named++;
+            } else if (strcmp(ty, "content_block_delta") == 0) {
+                int k = (int)t_jnum(e, "index");
+                assert_int_equal(k, named - 1); /* blocks do not interleave */
+                strcat(acc[k], t_jstr(e, "delta.partial_json"));
+            }
+        } else {
+            assert_int_equal((int)t_jnum(e, "sequence_number"), (int)i);
+            const char *ty = t_jstr(e, "type");
+            if (strcmp(ty, "response.output_item.added") == 0) {
+                assert_int_equal((int)t_jnum(e, "output_index"), named);
+                named++;
+            } else if (strcmp(ty, "response.function_call_arguments.delta") == 0) {
+                strcat(acc[(int)t_jnum(e, "output_index")], t_jstr(e, "delta"));
+            }
+        }
+        cJSON_Delete(e);
+    }
+    return named;
+}
+
+static void test_parallel_calls(void **state) {
+    (void)state;
+    struct t_resp r;
+    static const char *const path[3] = {"/v1/chat/completions", "/v1/messages", "/v1/responses"};
+    static const char *const calls_at[3] = {"choices.0.message.tool_calls", "content", "output"};
+    for (int api = 0; api < 3; api++) {
+        const char *tools = api == 0 ? chat_tools : api == 1 ? msg_tools : resp_tools;
+        char pre[64];
+        snprintf(pre, sizeof pre, "%s", api == 1 ? "\"max_tokens\":100," : "");
+        char input[160];
+        snprintf(input, sizeof input, api == 2 ? "\"input\":\"%s\"" :
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]", two_q);
+        cJSON *j = json_of(&r, postf(srv, path[api], &r, "{\"model\":\"m\",%s%s,\"tools\":%s}", pre,
+                                     input, tools), 200);
+        const cJSON *calls = t_jget(j, calls_at[api]);
+        assert_int_equal(cJSON_GetArraySize(calls), 2);
+        char want[2][512];
+        for (int k = 0; k < 2; k++) {
+            const cJSON *c = cJSON_GetArrayItem(calls, k);
+            const char *name = t_jstr(c, api == 0 ? "function.name" : "name");
+            assert_string_equal(name, k == 0 ? "get_package_info" : "get_weather");
+            cJSON *a = api == 1 ? cJSON_Duplicate(t_jget(c, "input"), 1)
+                                : cJSON_Parse(t_jstr(c, api == 0 ? "function.arguments"
+                                                                 : "arguments"));
+            assert_valid(k == 0 ? PKG_SCHEMA : WEATHER_SCHEMA, a);
+            assert_string_equal(t_jstr(a, k == 0 ? "package" : "location"),
+                                k == 0 ? "nginx" : "Paris");
+            char *txt = cJSON_PrintUnformatted(a);
+            snprintf(want[k], sizeof want[k], "%s", txt);
+            cJSON_free(txt);
+            cJSON_Delete(a);
+        }
+        const char *id0 = t_jstr(calls, api == 2 ? "0.call_id" : "0.id");
+        assert_string_not_equal(id0, t_jstr(calls, api == 2 ? "1.call_id" : "1.id"));
+        cJSON_Delete(j);
+        /* Streamed: both calls, in order, each reassembled. */
+        struct t_sse sse;
+        sse_of(&r, postf(srv, path[api], &r, "{\"model\":\"m\",\"stream\":true,%s%s,\"tools\":%s}",
+                         pre, input, tools), &sse);
+        char acc[4][512] = {"", "", "", ""};
+        assert_int_equal(sse_calls(&sse, api, acc), 2);
+        assert_string_equal(acc[0], want[0]);
+        assert_string_equal(acc[1], want[1]);
+        t_sse_free(&sse);
+    }
+    /* Turned off, one call. */
+    cJSON *j = json_of(&r, postf(srv, "/v1/chat/completions", &r, "{\"model\":\"m\","
+                                 "\"parallel_tool_calls\":false,\"messages\":[{\"role\":\"user\","
+                                 "\"content\":\"%s\"}],\"tools\":%s}", two_q, chat_tools), 200);
+    assert_int_equal(cJSON_GetArraySize(t_jget(j, "choices.0.message.tool_calls")), 1);
+    cJSON_Delete(j);
+    j = json_of(&r, postf(srv, "/v1/messages", &r, "{\"model\":\"m\",\"max_tokens\":100,"
+                          "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"tools\":%s,"
+                          "\"tool_choice\":{\"type\":\"auto\",\"disable_parallel_tool_use\":true}}",
+                          two_q, msg_tools), 200);
+    assert_int_equal(cJSON_GetArraySize(t_jget(j, "content")), 1);
+    cJSON_Delete(j);
+    /* Both results answered in one text. */
+    j = json_of(&r, postf(srv, "/v1/chat/completions", &r, "{\"model\":\"m\",\"messages\":["
+                          "{\"role\":\"user\",\"content\":\"%s\"},{\"role\":\"assistant\","
+                          "\"content\":null,\"tool_calls\":[{\"id\":\"a\",\"type\":\"function\","
+                          "\"function\":{\"name\":\"get_package_info\",\"arguments\":\"{}\"}},"
+                          "{\"id\":\"b\",\"type\":\"function\",\"function\":{\"name\":"
+                          "\"get_weather\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\","
+                          "\"tool_call_id\":\"a\",\"content\":\"nginx 1.24\"},{\"role\":\"tool\","
+                          "\"tool_call_id\":\"b\",\"content\":\"18C\"}]}", two_q), 200);
+    const char *text = t_jstr(j, "choices.0.message.content");
+    assert_non_null(strstr(text, "get_package_info tool returned: nginx 1.24"));
+    assert_non_null(strstr(text, "get_weather tool returned: 18C"));
+    cJSON_Delete(j);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chat_tool_call),
@@ -660,6 +782,7 @@ int main(void) {
         cmocka_unit_test(test_messages_thread_and_tokens),
         cmocka_unit_test(test_responses_function_call),
         cmocka_unit_test(test_responses_text_format),
+        cmocka_unit_test(test_parallel_calls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -245,6 +245,20 @@ int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *s
                      const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
                      size_t errlen);
 
+/*
+ * Parallel tool calls: up to max (at most MOCK_TOOL_CALLS_MAX) calls into out[0..max), best match
+ * first. The best tool is called as mock_tool_choose would; with parallel (OpenAI
+ * parallel_tool_calls, not Anthropic disable_parallel_tool_use) each further tool whose name
+ * words the prompt also contains (3 points or more: "the weather in Paris and the package info
+ * of nginx") is called too, in score order. A named tool_choice calls that one alone. Returns the
+ * number of calls (0: reply in text) or -1 with err as above; on -1 nothing is left to free.
+ * Threads: any thread.
+ */
+#define MOCK_TOOL_CALLS_MAX 4
+int mock_tool_choose_n(const cJSON *tools, const cJSON *tool_choice, int parallel,
+                       const char *system, const char *prompt, uint64_t seed,
+                       struct mock_tool_call *out, size_t max, char *err, size_t errlen);
+
 /* Frees what mock_tool_choose put in c and zeroes it; accepts NULL. Threads: any thread. */
 void mock_tool_call_free(struct mock_tool_call *c);
 

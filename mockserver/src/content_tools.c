@@ -194,55 +194,89 @@ static int read_choice(const cJSON *tc, int *mode, const char **name, char *err,
     return 0;
 }
 
-int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *system,
-                     const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
-                     size_t errlen) {
-    int mode, n, best = -1, best_score = 0, callable = 0;
-    const char *want;
-    struct tool chosen = {0};
-    memset(out, 0, sizeof *out);
-    if (err != NULL && errlen > 0) err[0] = '\0';
-    if (prompt == NULL) prompt = "";
-    if (tools != NULL && !cJSON_IsArray(tools))
-        return terr(err, errlen, "tools: expected an array");
-    if (read_choice(tool_choice, &mode, &want, err, errlen) < 0) return -1;
-    n = cJSON_GetArraySize(tools);
-    /* Every tool is read, so a broken one is reported even when another would be chosen. */
-    for (int i = 0; i < n; i++) {
-        struct tool t = {0};
-        if (builtin(cJSON_GetArrayItem(tools, i))) continue;
-        if (read_tool(cJSON_GetArrayItem(tools, i), i, &t, err, errlen) < 0) return -1;
-        callable++;
-        if (mode == CH_NAMED) {
-            if (best < 0 && strcmp(t.name, want) == 0) best = i, chosen = t;
-            continue;
-        }
-        int sc = score_words(t.name, prompt, 3, 3) + score_words(t.description, prompt, 1, 5);
-        if (best < 0 || sc > best_score) best = i, best_score = sc, chosen = t;
-    }
-    if (mode == CH_NAMED && best < 0)
-        return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
-    if (mode == CH_REQUIRED && callable == 0)
-        return terr(err, errlen, "tool_choice requires a tool but tools is empty%s",
-                    n > 0 ? " of function tools (only hosted ones)" : "");
-    if (mode == CH_NONE || callable == 0 || (mode == CH_AUTO && best_score < 2)) return 0;
-
+/* The arguments of tool t (index i of the request) into *out. 0, or -1 with err filled. */
+static int make_call(const struct tool *t, int i, const char *system, const char *prompt,
+                     uint64_t seed, struct mock_tool_call *out, char *err, size_t errlen) {
     static const char empty_text[] = "{\"type\":\"object\"}";
-    cJSON *empty = chosen.schema ? NULL : cJSON_Parse(empty_text);
-    const cJSON *schema = chosen.schema ? chosen.schema : empty;
+    cJSON *empty = t->schema ? NULL : cJSON_Parse(empty_text);
+    const cJSON *schema = t->schema ? t->schema : empty;
     if (schema == NULL) return terr(err, errlen, "out of memory");
     char gerr[200];
-    uint64_t s = seed ^ mock__fnv1a64(chosen.name, strlen(chosen.name));
+    uint64_t s = seed ^ mock__fnv1a64(t->name, strlen(t->name));
     int rc = mock_schema_generate(schema, system, prompt, s, &out->input, gerr, sizeof gerr);
     cJSON_Delete(empty);
-    if (rc < 0) return terr(err, errlen, "tools[%d] (%s): %s", best, chosen.name, gerr);
+    if (rc < 0) return terr(err, errlen, "tools[%d] (%s): %s", i, t->name, gerr);
     out->arguments = cJSON_PrintUnformatted(out->input);
     if (out->arguments == NULL) {
         mock_tool_call_free(out);
         return terr(err, errlen, "out of memory");
     }
-    snprintf(out->name, sizeof out->name, "%s", chosen.name);
-    return 1;
+    snprintf(out->name, sizeof out->name, "%s", t->name);
+    return 0;
+}
+
+int mock_tool_choose_n(const cJSON *tools, const cJSON *tool_choice, int parallel,
+                       const char *system, const char *prompt, uint64_t seed,
+                       struct mock_tool_call *out, size_t max, char *err, size_t errlen) {
+    int mode, n, callable = 0, picked = 0;
+    const char *want;
+    struct tool chosen[MOCK_TOOL_CALLS_MAX];
+    int at[MOCK_TOOL_CALLS_MAX], score[MOCK_TOOL_CALLS_MAX];
+    if (max > MOCK_TOOL_CALLS_MAX) max = MOCK_TOOL_CALLS_MAX;
+    if (!parallel && max > 1) max = 1;
+    for (size_t k = 0; k < max; k++) memset(&out[k], 0, sizeof out[k]);
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (prompt == NULL) prompt = "";
+    if (tools != NULL && !cJSON_IsArray(tools))
+        return terr(err, errlen, "tools: expected an array");
+    if (read_choice(tool_choice, &mode, &want, err, errlen) < 0) return -1;
+    if (max == 0) return 0;
+    n = cJSON_GetArraySize(tools);
+    /* Every tool is read, so a broken one is reported even when another would be chosen. The
+     * best-scoring ones are kept in order (best first, the earlier tool on a tie). */
+    for (int i = 0; i < n; i++) {
+        struct tool t = {0};
+        if (builtin(cJSON_GetArrayItem(tools, i))) continue;
+        if (read_tool(cJSON_GetArrayItem(tools, i), i, &t, err, errlen) < 0) return -1;
+        callable++;
+        int sc;
+        if (mode == CH_NAMED) {
+            if (picked > 0 || strcmp(t.name, want) != 0) continue;
+            sc = 0;
+        } else {
+            sc = score_words(t.name, prompt, 3, 3) + score_words(t.description, prompt, 1, 5);
+        }
+        int pos = picked;
+        while (pos > 0 && score[pos - 1] < sc) pos--;
+        if ((size_t)pos >= max) continue;
+        if ((size_t)picked < max) picked++;
+        for (int k = picked - 1; k > pos; k--)
+            chosen[k] = chosen[k - 1], at[k] = at[k - 1], score[k] = score[k - 1];
+        chosen[pos] = t, at[pos] = i, score[pos] = sc;
+    }
+    if (mode == CH_NAMED && picked == 0)
+        return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
+    if (mode == CH_REQUIRED && callable == 0)
+        return terr(err, errlen, "tool_choice requires a tool but tools is empty%s",
+                    n > 0 ? " of function tools (only hosted ones)" : "");
+    if (mode == CH_NONE || callable == 0 || (mode == CH_AUTO && score[0] < 2)) return 0;
+    /* The best is called; further ones only when the prompt names them (a name word: 3). */
+    int calls = 1;
+    while (calls < picked && score[calls] >= 3) calls++;
+    for (int k = 0; k < calls; k++) {
+        if (make_call(&chosen[k], at[k], system, prompt, seed, &out[k], err, errlen) < 0) {
+            for (int q = 0; q < k; q++) mock_tool_call_free(&out[q]);
+            return -1;
+        }
+    }
+    return calls;
+}
+
+int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *system,
+                     const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
+                     size_t errlen) {
+    int rc = mock_tool_choose_n(tools, tool_choice, 0, system, prompt, seed, out, 1, err, errlen);
+    return rc > 0 ? 1 : rc;
 }
 
 void mock_tool_call_free(struct mock_tool_call *c) {

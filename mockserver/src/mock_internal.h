@@ -173,6 +173,8 @@ enum mock_api { MOCK_API_OPENAI, MOCK_API_ANTHROPIC }; /* error shapes and heade
 /* Reply shapes: chat.completion, Anthropic message, text_completion, response. */
 enum mock_wire { MOCK_WIRE_CHAT, MOCK_WIRE_MESSAGES, MOCK_WIRE_COMPLETIONS, MOCK_WIRE_RESPONSES };
 
+#define MOCK_REPLY_CALLS_MAX 4 /* parallel tool calls in one reply (content.h's MOCK_TOOL_CALLS_MAX) */
+
 /* What one reply says; every pointer is borrowed. */
 struct mock_reply {
     int api;                  /* enum mock_api */
@@ -189,10 +191,14 @@ struct mock_reply {
     long long created;        /* unix seconds */
     long long max_tokens;     /* as asked (responses echo max_output_tokens); 0 = not given */
     const char *instructions; /* responses: echoed; NULL = none */
-    /* A tool call instead of text (proto_tools.c): text is then the arguments' JSON, and the
-     * pieces stream it. NULL = a text reply. */
-    const char *tool_name;
-    const char *tool_id;      /* "call_..." (OpenAI) or "toolu_..." (Anthropic) */
+    /* Tool calls instead of text (proto_tools.c): text is then the calls' arguments (compact
+     * JSON) one after the other, call k's at text[call_off[k]..call_off[k+1]) streamed as pieces
+     * call_piece[k]..call_piece[k+1]-1. ncalls 0 = a text reply. */
+    unsigned ncalls;
+    const char *tool_name[MOCK_REPLY_CALLS_MAX];
+    const char *tool_id[MOCK_REPLY_CALLS_MAX]; /* "call_..." (OpenAI) or "toolu_..." */
+    size_t call_off[MOCK_REPLY_CALLS_MAX + 1];
+    unsigned call_piece[MOCK_REPLY_CALLS_MAX + 1];
     /* responses: the request's text, tool_choice and tools as compact JSON; NULL = defaults */
     const char *echo_text, *echo_tool_choice, *echo_tools;
 };
@@ -217,7 +223,7 @@ void mock__proto_responses_body(struct mock_buf *b, const struct mock_reply *r);
 void mock__proto_responses_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
                                  int corrupt);
 /* The tool-call forms of all three wires (proto_tools.c); proto.c dispatches there when
- * r->tool_name is set. */
+ * r->ncalls > 0. */
 void mock__proto_tool_body(struct mock_buf *b, const struct mock_reply *r);
 size_t mock__proto_tool_head_frames(const struct mock_reply *r);
 size_t mock__proto_tool_frame_count(const struct mock_reply *r);

@@ -24,7 +24,7 @@ static char *finish(struct mock_buf *b, size_t *len)
 char *mock__proto_body(const struct mock_reply *r, size_t *len)
 {
     struct mock_buf b = {0};
-    if (r->tool_name) {
+    if (r->ncalls) {
         mock__proto_tool_body(&b, r);
     } else if (r->wire == MOCK_WIRE_COMPLETIONS) {
         mock__proto_completions_body(&b, r);
@@ -93,7 +93,7 @@ char *mock__proto_error(int api, const char *type, const char *message, const ch
 
 size_t mock__proto_head_frames(const struct mock_reply *r)
 {
-    if (r->tool_name)
+    if (r->ncalls)
         return mock__proto_tool_head_frames(r);
     switch (r->wire) {
     case MOCK_WIRE_COMPLETIONS:
@@ -110,7 +110,7 @@ size_t mock__proto_head_frames(const struct mock_reply *r)
 size_t mock__proto_frame_count(const struct mock_reply *r)
 {
     size_t tail;
-    if (r->tool_name)
+    if (r->ncalls)
         return mock__proto_tool_frame_count(r);
     switch (r->wire) {
     case MOCK_WIRE_RESPONSES:
@@ -148,7 +148,7 @@ void mock__proto_piece(const struct mock_reply *r, size_t i, const char **p, siz
 
 void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt)
 {
-    if (r->tool_name) {
+    if (r->ncalls) {
         mock__proto_tool_frame(b, r, k, corrupt);
         return;
     }

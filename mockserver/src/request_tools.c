@@ -21,6 +21,8 @@
 #include "server_internal.h"
 
 #define MAX_CALLS 64   /* tool calls one assistant turn may make that we track */
+
+_Static_assert(MOCK_TOOL_CALLS_MAX == MOCK_REPLY_CALLS_MAX, "one limit for parallel calls");
 #define RESULT_MAX 300 /* bytes of a tool result quoted in the answer */
 
 static int bad(struct perr *e, const char *param, const char *code, const char *fmt, ...)
@@ -326,9 +328,14 @@ static int choose(struct req *r, const cJSON *j, int after_result, struct perr *
     none.valuestring = (char *)"none";
     /* After a tool result the model answers, unless the request forces another call. */
     const cJSON *choice = after_result && is_auto(tc) ? &none : tc;
+    /* Parallel calls unless parallel_tool_calls is false (OpenAI) or tool_choice has
+     * disable_parallel_tool_use (Anthropic). */
+    int parallel = oa ? !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "parallel_tool_calls"))
+                      : !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tc,
+                                                                 "disable_parallel_tool_use"));
     char err[200];
-    int rc = mock_tool_choose(tools, choice, r->system, r->prompt, r->set.seed, &r->turn.call, err,
-                              sizeof err);
+    int rc = mock_tool_choose_n(tools, choice, parallel, r->system, r->prompt, r->set.seed,
+                                r->turn.call, MOCK_TOOL_CALLS_MAX, err, sizeof err);
     if (rc < 0) {
         if (!strcmp(err, "out of memory"))
             return -2;
@@ -336,9 +343,10 @@ static int choose(struct req *r, const cJSON *j, int after_result, struct perr *
         return oa ? bad(e, field, "invalid_value", "Invalid '%s': %s", field, err)
                   : bad(e, NULL, NULL, "%s", err);
     }
-    if (rc == 1)
-        mock_tool_call_id(oa ? "call_" : "toolu_", r->set.seed, r->prompt, 0, r->turn.call_id,
-                          sizeof r->turn.call_id);
+    r->turn.ncalls = (unsigned)rc;
+    for (unsigned k = 0; k < r->turn.ncalls; k++)
+        mock_tool_call_id(oa ? "call_" : "toolu_", r->set.seed, r->prompt, k, r->turn.call_id[k],
+                          sizeof r->turn.call_id[k]);
     return 0;
 }
 
@@ -459,9 +467,9 @@ int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e)
     int after = rc == 0 && pre.len > 0;
     if (rc == 0)
         rc = choose(r, j, after, e);
-    if (rc == 0 && !r->turn.call.arguments)
+    if (rc == 0 && !r->turn.ncalls)
         rc = structured(r, j, e);
-    if (rc == 0 && after && !r->turn.call.arguments && !r->turn.json) {
+    if (rc == 0 && after && !r->turn.ncalls && !r->turn.json) {
         r->turn.prefix = mock__buf_take(&pre);
         if (!r->turn.prefix)
             rc = -2;
@@ -497,8 +505,16 @@ static int set_text(struct req *r, const char *text, size_t len)
 int mock__turn_content(struct req *r)
 {
     struct mock_turn *t = &r->turn;
-    if (t->call.arguments)
-        return set_text(r, t->call.arguments, strlen(t->call.arguments));
+    if (t->ncalls) {
+        struct mock_buf b = {0};
+        for (unsigned k = 0; k < t->ncalls; k++)
+            mock__buf_str(&b, t->call[k].arguments);
+        int rc = b.oom ? -1 : set_text(r, b.p ? b.p : "", b.len);
+        mock__buf_free(&b);
+        if (rc > 0) /* counted call by call, as mock__turn_split cuts them */
+            r->content.completion_tokens = (unsigned)mock__turn_split(r, NULL, 0, NULL);
+        return rc;
+    }
     if (t->json)
         return set_text(r, t->json, strlen(t->json));
     if (!t->prefix)
@@ -529,9 +545,38 @@ int mock__turn_content(struct req *r)
     return rc;
 }
 
+size_t mock__turn_split(const struct req *r, size_t *starts, size_t max, struct mock_reply *rp)
+{
+    size_t off = 0, n = 0;
+    for (unsigned k = 0; k < r->turn.ncalls; k++) {
+        const char *a = r->turn.call[k].arguments;
+        size_t len = strlen(a);
+        size_t room = starts && n < max ? max - n : 0;
+        size_t got = mock_content_split(a, len, starts ? starts + n : NULL, room);
+        if (starts)
+            for (size_t i = 0; i < got; i++)
+                starts[n + i] += off;
+        if (rp) {
+            rp->call_off[k] = off;
+            rp->call_piece[k] = (unsigned)n;
+            rp->tool_name[k] = r->turn.call[k].name;
+            rp->tool_id[k] = r->turn.call_id[k];
+        }
+        n += got;
+        off += len;
+    }
+    if (rp) {
+        rp->ncalls = r->turn.ncalls;
+        rp->call_off[r->turn.ncalls] = off;
+        rp->call_piece[r->turn.ncalls] = (unsigned)n;
+    }
+    return n;
+}
+
 void mock__turn_free(struct mock_turn *t)
 {
-    mock_tool_call_free(&t->call);
+    for (unsigned k = 0; k < MOCK_TOOL_CALLS_MAX; k++)
+        mock_tool_call_free(&t->call[k]);
     cJSON_free(t->json);
     free(t->prefix);
     for (int i = 0; i < 3; i++)

@@ -35,8 +35,9 @@ struct req;
 
 /* What a turn answers instead of generated text (request_tools.c); all zero = plain text. */
 struct mock_turn {
-    struct mock_tool_call call; /* call.arguments != NULL: the reply calls this tool */
-    char call_id[64];           /* "call_..." (OpenAI) or "toolu_..." (Anthropic) */
+    struct mock_tool_call call[MOCK_TOOL_CALLS_MAX]; /* ncalls > 0: the reply calls these */
+    unsigned ncalls;
+    char call_id[MOCK_TOOL_CALLS_MAX][40];         /* "call_..." (OpenAI) or "toolu_..." */
     char *json;                 /* structured output: the reply's text (cJSON_free) */
     char *prefix;               /* after a tool result: said before the answer (free) */
     char *echo[3];              /* responses: text, tool_choice, tools as sent (cJSON_free) */
@@ -189,6 +190,10 @@ int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e);
  * structured output, a tool result's prefix before the generated answer): 1 when it did, 0 for a
  * plain turn (nothing done), -1 when out of memory. */
 int mock__turn_content(struct req *r);
+/* Splits a tool-call turn's text (mock__turn_content's) into stream pieces call by call, so no
+ * piece spans two calls: fills starts (max entries) and the reply's call_off/call_piece. Returns
+ * the number of pieces. */
+size_t mock__turn_split(const struct req *r, size_t *starts, size_t max, struct mock_reply *rp);
 /* Frees r->turn; accepts a zeroed one. */
 void mock__turn_free(struct mock_turn *t);
 

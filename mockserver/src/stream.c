@@ -245,7 +245,8 @@ static int prepare(struct req *r)
     r->starts = malloc((n ? n : 1) * sizeof *r->starts);
     if (!r->starts)
         return -1;
-    n = mock_content_split(text, len, r->starts, n);
+    n = r->turn.ncalls ? mock__turn_split(r, r->starts, n, &r->reply)
+                       : mock_content_split(text, len, r->starts, n);
     struct mock_reply *rp = &r->reply;
     rp->api = r->api;
     rp->wire = wire_of(r->route);
@@ -260,9 +261,8 @@ static int prepare(struct req *r)
     rp->text_len = len;
     rp->starts = r->starts;
     rp->ntok = (unsigned)n;
-    if (r->turn.call.arguments) { /* a tool call is sent whole: max_tokens does not cut it */
-        rp->tool_name = r->turn.call.name;
-        rp->tool_id = r->turn.call_id;
+    if (r->turn.ncalls) {
+        /* tool calls are sent whole: max_tokens does not cut them (mock__turn_split set them) */
     } else if (r->max_tokens > 0 && (long long)n > r->max_tokens) {
         rp->ntok = (unsigned)r->max_tokens;
         rp->text_len = r->starts[rp->ntok];

@@ -549,6 +549,26 @@ await check('anthropic: messages.parse with output_config.format, and streamed',
   assert(JSON.stringify(JSON.parse(final.content[0].text)) === JSON.stringify(m.parsed_output), 'streamed document differs');
 });
 
+await check('both: parallel tool calls through the stream helpers', async () => {
+  const q = 'What is the weather in Paris, and the package info for nginx?';
+  const o = await openai.chat.completions.stream({ model: 'm', messages: [{ role: 'user', content: q }], tools: chatTools }).finalChatCompletion();
+  const calls = o.choices[0].message.tool_calls;
+  assert(calls.length === 2, `${calls.length} tool calls`);
+  assert(calls[0].function.name === 'get_package_info' && calls[1].function.name === 'get_weather', 'names');
+  checkPkgArgs(JSON.parse(calls[0].function.arguments));
+  assert(JSON.parse(calls[1].function.arguments).location === 'Paris', calls[1].function.arguments);
+  const a = await anthropic.messages.stream({
+    model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: q }],
+    tools: [...anthropicTools, { name: 'get_weather', description: 'Current weather for a city', input_schema: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } }],
+  }).finalMessage();
+  assert(a.content.length === 2 && a.content.every((b) => b.type === 'tool_use'), JSON.stringify(a.content));
+  checkPkgArgs(a.content[0].input);
+  assert(a.content[1].input.location === 'Paris', JSON.stringify(a.content[1].input));
+  const r = await openai.responses.stream({ model: 'm', input: q, tools: [...respTools, { type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } }] }).finalResponse();
+  assert(r.output.length === 2 && r.output[1].name === 'get_weather', JSON.stringify(r.output));
+  checkPkgArgs(JSON.parse(r.output[0].arguments));
+});
+
 await check('anthropic: beta toolRunner runs the tool and ends in text', async () => {
   const calls = [];
   const tool = betaTool({
