@@ -227,6 +227,9 @@ int mock_content_text_format(const cJSON *format, const char *system, const char
  *   Usage: completion/output tokens = mock_count_tokens(c.arguments).
  * After a turn that carries a tool result (OpenAI role "tool", Anthropic "tool_result" blocks)
  * the model should answer in text: pass tool_choice "none" (or skip this call) for that turn.
+ * Several calls in one reply (mock_tool_choose_n) are written call after call: tool_calls[k] /
+ * content block k / output item k, each streamed whole (named, then its argument pieces) before
+ * the next (proto_tools.c).
  */
 struct mock_tool_call {
     char name[128];  /* the tool's name */
