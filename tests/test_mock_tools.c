@@ -314,6 +314,11 @@ static void test_chat_errors(void **state) {
                   "\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"tool_calls\":[{\"id\":"
                   "\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
                   "\"{}\"}}]},{\"role\":\"user\",\"content\":\"y\"}]}");
+    /* ... also when the history ends there */
+    expect_oa_400("/v1/chat/completions", "messages", "{\"model\":\"m\",\"messages\":[{\"role\":"
+                  "\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"tool_calls\":[{\"id\":"
+                  "\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+                  "\"{}\"}}]}]}");
 }
 
 static void test_chat_response_format(void **state) {
@@ -614,6 +619,8 @@ static void test_responses_function_call(void **state) {
     cJSON_Delete(j);
     expect_oa_400("/v1/responses", "input", "{\"model\":\"m\",\"input\":[{\"type\":"
                   "\"function_call_output\",\"call_id\":\"call_x\",\"output\":\"r\"}]}");
+    expect_oa_400("/v1/responses", "input", "{\"model\":\"m\",\"input\":[{\"type\":"
+                  "\"function_call\",\"call_id\":\"c\",\"name\":\"f\",\"arguments\":\"{}\"}]}");
     expect_oa_400("/v1/responses", "tools", "{\"model\":\"m\",\"input\":\"x\",\"tools\":"
                   "[{\"type\":\"function\"}]}");
     /* A hosted tool beside the functions is accepted and never called. */
@@ -763,6 +770,17 @@ static void test_parallel_calls(void **state) {
                           "\"tool_call_id\":\"a\",\"content\":\"nginx 1.24\"},{\"role\":\"tool\","
                           "\"tool_call_id\":\"b\",\"content\":\"18C\"}]}", two_q), 200);
     const char *text = t_jstr(j, "choices.0.message.content");
+    assert_non_null(strstr(text, "get_package_info tool returned: nginx 1.24"));
+    assert_non_null(strstr(text, "get_weather tool returned: 18C"));
+    cJSON_Delete(j);
+    j = json_of(&r, postf(srv, "/v1/responses", &r, "{\"model\":\"m\",\"input\":[{\"role\":"
+                          "\"user\",\"content\":\"%s\"},{\"type\":\"function_call\",\"call_id\":"
+                          "\"a\",\"name\":\"get_package_info\",\"arguments\":\"{}\"},{\"type\":"
+                          "\"function_call\",\"call_id\":\"b\",\"name\":\"get_weather\","
+                          "\"arguments\":\"{}\"},{\"type\":\"function_call_output\",\"call_id\":"
+                          "\"a\",\"output\":\"nginx 1.24\"},{\"type\":\"function_call_output\","
+                          "\"call_id\":\"b\",\"output\":\"18C\"}]}", two_q), 200);
+    text = t_jstr(j, "output.0.content.0.text");
     assert_non_null(strstr(text, "get_package_info tool returned: nginx 1.24"));
     assert_non_null(strstr(text, "get_weather tool returned: 18C"));
     cJSON_Delete(j);

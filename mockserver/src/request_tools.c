@@ -69,7 +69,7 @@ static void say_result(struct mock_buf *pre, const char *name, const char *text,
     char *clean = mock__clean_copy(text ? text : "", RESULT_MAX);
     mock__buf_fmt(pre, "%sThe %s tool %s: %s%s", pre->len ? " " : "", name ? name : "",
                   failed ? "failed" : "returned", clean && clean[0] ? clean : "(nothing)",
-                  clean && strlen(clean) >= RESULT_MAX ? "..." : "");
+                  text && strlen(text) > RESULT_MAX ? "..." : "");
     mock__buf_str(pre, ".");
     free(clean);
 }
@@ -143,6 +143,11 @@ static int chat_history(const cJSON *msgs, struct mock_buf *pre, struct perr *e)
         mock__buf_free(&t);
         last_tool = 1;
     }
+    if (c.n && calls_unanswered(&c))
+        return bad(e, "messages", "invalid_value", "An assistant message with 'tool_calls' must "
+                   "be followed by tool messages responding to each 'tool_call_id'. The "
+                   "following tool_call_ids did not have response messages: %.60s",
+                   calls_unanswered(&c));
     if (!last_tool)
         pre->len = 0;
     return 0;
@@ -235,12 +240,12 @@ static int responses_history(const cJSON *input, struct mock_buf *pre, struct pe
 {
     struct calls c = {0};
     unsigned idx = 0;
-    int last_output = 0;
+    int prev_output = 0; /* the item before was a function_call_output */
     for (const cJSON *it = cJSON_IsArray(input) ? input->child : NULL; it; it = it->next, idx++) {
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "type"));
         const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "call_id"));
         char p[48];
-        last_output = 0;
+        int output = 0;
         if (type && !strcmp(type, "function_call")) {
             const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "name"));
             const char *miss = !id ? "call_id" : !name ? "name" :
@@ -252,7 +257,8 @@ static int responses_history(const cJSON *input, struct mock_buf *pre, struct pe
                            "'%s'.", p);
             if (c.n < MAX_CALLS) {
                 c.id[c.n] = id;
-                c.name[c.n++] = name;
+                c.name[c.n] = name;
+                c.answered[c.n++] = 0;
             }
         } else if (type && !strcmp(type, "function_call_output")) {
             snprintf(p, sizeof p, "input[%u].call_id", idx);
@@ -263,19 +269,23 @@ static int responses_history(const cJSON *input, struct mock_buf *pre, struct pe
             if (i < 0)
                 return bad(e, "input", NULL, "No tool call found for function call output with "
                            "call_id %.60s.", id);
-            if (!last_output)
-                pre->len = 0;
+            c.answered[i] = 1;
             struct mock_buf t = {0};
             mock__content_text(cJSON_GetObjectItemCaseSensitive(it, "output"), &t);
             mock__buf_add(&t, "", 1);
             say_result(pre, c.name[i], t.oom ? "" : t.p, 0);
             mock__buf_free(&t);
-            last_output = 1;
+            output = 1;
         }
-        if (!last_output && !(type && !strcmp(type, "function_call")))
+        /* The prefix reports the run of outputs that ends the input (calls may sit between). */
+        if (!output && !(type && !strcmp(type, "function_call")))
             pre->len = 0;
+        prev_output = output || (prev_output && type && !strcmp(type, "function_call"));
     }
-    if (!last_output)
+    if (calls_unanswered(&c))
+        return bad(e, "input", NULL, "No tool output found for function call %.60s.",
+                   calls_unanswered(&c));
+    if (!prev_output)
         pre->len = 0;
     return 0;
 }
