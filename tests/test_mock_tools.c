@@ -621,6 +621,12 @@ static void test_responses_function_call(void **state) {
                   "\"function_call_output\",\"call_id\":\"call_x\",\"output\":\"r\"}]}");
     expect_oa_400("/v1/responses", "input", "{\"model\":\"m\",\"input\":[{\"type\":"
                   "\"function_call\",\"call_id\":\"c\",\"name\":\"f\",\"arguments\":\"{}\"}]}");
+    /* Chained on a previous response (which held the call), the output alone is answered. */
+    j = json_of(&r, postf(srv, "/v1/responses", &r, "{\"model\":\"m\",\"previous_response_id\":"
+                          "\"resp_1\",\"input\":[{\"type\":\"function_call_output\",\"call_id\":"
+                          "\"call_x\",\"output\":\"nginx 1.24.0\"}]}"), 200);
+    assert_non_null(strstr(t_jstr(j, "output.0.content.0.text"), "The tool returned: nginx 1.24.0"));
+    cJSON_Delete(j);
     expect_oa_400("/v1/responses", "tools", "{\"model\":\"m\",\"input\":\"x\",\"tools\":"
                   "[{\"type\":\"function\"}]}");
     /* A hosted tool beside the functions is accepted and never called. */

@@ -67,7 +67,8 @@ static const char *calls_unanswered(const struct calls *c)
 static void say_result(struct mock_buf *pre, const char *name, const char *text, int failed)
 {
     char *clean = mock__clean_copy(text ? text : "", RESULT_MAX);
-    mock__buf_fmt(pre, "%sThe %s tool %s: %s%s", pre->len ? " " : "", name ? name : "",
+    mock__buf_fmt(pre, "%sThe %s%stool %s: %s%s", pre->len ? " " : "", name ? name : "",
+                  name ? " " : "",
                   failed ? "failed" : "returned", clean && clean[0] ? clean : "(nothing)",
                   text && strlen(text) > RESULT_MAX ? "..." : "");
     mock__buf_str(pre, ".");
@@ -236,7 +237,10 @@ static int messages_history(const cJSON *msgs, struct mock_buf *pre, struct mock
 }
 
 /* Responses input items: function_call, then function_call_output with the same call_id. */
-static int responses_history(const cJSON *input, struct mock_buf *pre, struct perr *e)
+/* With previous_response_id the calls were in an earlier response, which the mock does not keep:
+ * an output is then taken without its call (and reported without the tool's name). */
+static int responses_history(const cJSON *input, int chained, struct mock_buf *pre,
+                             struct perr *e)
 {
     struct calls c = {0};
     unsigned idx = 0;
@@ -266,14 +270,15 @@ static int responses_history(const cJSON *input, struct mock_buf *pre, struct pe
                 return bad(e, p, "missing_required_parameter", "Missing required parameter: "
                            "'%s'.", p);
             int i = calls_find(&c, id);
-            if (i < 0)
+            if (i < 0 && !chained)
                 return bad(e, "input", NULL, "No tool call found for function call output with "
                            "call_id %.60s.", id);
-            c.answered[i] = 1;
+            if (i >= 0)
+                c.answered[i] = 1;
             struct mock_buf t = {0};
             mock__content_text(cJSON_GetObjectItemCaseSensitive(it, "output"), &t);
             mock__buf_add(&t, "", 1);
-            say_result(pre, c.name[i], t.oom ? "" : t.p, 0);
+            say_result(pre, i >= 0 ? c.name[i] : NULL, t.oom ? "" : t.p, 0);
             mock__buf_free(&t);
             output = 1;
         }
@@ -457,7 +462,9 @@ int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e)
     if (r->api == MOCK_API_ANTHROPIC && thread(j, e) < 0)
         return -1;
     if (r->route == MOCK_ROUTE_RESPONSES)
-        rc = responses_history(cJSON_GetObjectItemCaseSensitive(j, "input"), &pre, e);
+        rc = responses_history(cJSON_GetObjectItemCaseSensitive(j, "input"),
+                               cJSON_IsString(cJSON_GetObjectItemCaseSensitive(
+                                   j, "previous_response_id")), &pre, e);
     else if (r->api == MOCK_API_OPENAI)
         rc = chat_history(cJSON_GetObjectItemCaseSensitive(j, "messages"), &pre, e);
     else
