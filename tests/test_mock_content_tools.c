@@ -252,6 +252,39 @@ static void test_argument_pieces(void **state) {
     cJSON_Delete(tools);
 }
 
+/* Parallel calls: the tools the prompt names, best first; off, capped, or named: one. */
+static void test_parallel_choice(void **state) {
+    (void)state;
+    cJSON *tools = parse(openai_tools);
+    struct mock_tool_call c[MOCK_TOOL_CALLS_MAX];
+    const char *q = "Install the packages nginx and git, then get the weather in Paris";
+    assert_int_equal(mock_tool_choose_n(tools, NULL, 1, NULL, q, 7, c, MOCK_TOOL_CALLS_MAX, NULL,
+                                        0), 2);
+    assert_string_equal(c[0].name, "install_packages");
+    assert_string_equal(c[1].name, "get_weather");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(c[1].input, "location")->valuestring,
+                        "Paris");
+    mock_tool_call_free(&c[0]);
+    mock_tool_call_free(&c[1]);
+    assert_int_equal(mock_tool_choose_n(tools, NULL, 0, NULL, q, 7, c, MOCK_TOOL_CALLS_MAX, NULL,
+                                        0), 1); /* parallel off */
+    mock_tool_call_free(&c[0]);
+    assert_int_equal(mock_tool_choose_n(tools, NULL, 1, NULL, q, 7, c, 1, NULL, 0), 1); /* max */
+    assert_string_equal(c[0].name, "install_packages");
+    mock_tool_call_free(&c[0]);
+    cJSON *named = parse("{\"type\":\"function\",\"function\":{\"name\":\"ping\"}}");
+    assert_int_equal(mock_tool_choose_n(tools, named, 1, NULL, q, 7, c, MOCK_TOOL_CALLS_MAX, NULL,
+                                        0), 1);
+    assert_string_equal(c[0].name, "ping");
+    mock_tool_call_free(&c[0]);
+    /* A prompt naming one tool's description words only: still one call. */
+    assert_int_equal(mock_tool_choose_n(tools, NULL, 1, NULL, "What's the weather in Paris?", 7,
+                                        c, MOCK_TOOL_CALLS_MAX, NULL, 0), 1);
+    mock_tool_call_free(&c[0]);
+    cJSON_Delete(named);
+    cJSON_Delete(tools);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_choice_modes),
@@ -259,6 +292,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic_and_ids),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_argument_pieces),
+        cmocka_unit_test(test_parallel_choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -187,12 +187,22 @@ int mock_content_response_format(const cJSON *response_format, const char *syste
                                  const char *prompt, uint64_t seed, char **out, char *err,
                                  size_t errlen);
 
+/*
+ * The same for the Responses API's text.format, whose json_schema form is flat:
+ * {"type":"json_schema","name":N,"schema":S,"strict":B} (schema required there). Errors name
+ * "text.format..." ("text.format.name: missing"). Threads: any thread.
+ */
+int mock_content_text_format(const cJSON *format, const char *system, const char *prompt,
+                             uint64_t seed, char **out, char *err, size_t errlen);
+
 /* ---------------------------------------------------------------------------------------------
  * Tool calls.
  *
- * tools is the request's array in either API's shape: OpenAI {"type":"function","function":
- * {"name","description","parameters"}} or Anthropic {"name","description","input_schema"} (a
- * mix is accepted). tool_choice (borrowed, may be NULL = auto):
+ * tools is the request's array in any API's shape: OpenAI chat {"type":"function","function":
+ * {"name","description","parameters"}}, Responses {"type":"function","name","description",
+ * "parameters"} or Anthropic {"name","description","input_schema"} (a mix is accepted); a tool
+ * whose type is neither "function" nor "custom" is a hosted one (web_search, bash_20250124...)
+ * and is never called. tool_choice (borrowed, may be NULL = auto):
  *   OpenAI:    "auto" | "none" | "required" | {"type":"function","function":{"name":N}}
  *   Anthropic: {"type":"auto"} | {"type":"any"} | {"type":"none"} | {"type":"tool","name":N}
  * auto calls the tool whose name or description words best match the prompt and calls none when
@@ -217,6 +227,9 @@ int mock_content_response_format(const cJSON *response_format, const char *syste
  *   Usage: completion/output tokens = mock_count_tokens(c.arguments).
  * After a turn that carries a tool result (OpenAI role "tool", Anthropic "tool_result" blocks)
  * the model should answer in text: pass tool_choice "none" (or skip this call) for that turn.
+ * Several calls in one reply (mock_tool_choose_n) are written call after call: tool_calls[k] /
+ * content block k / output item k, each streamed whole (named, then its argument pieces) before
+ * the next (proto_tools.c).
  */
 struct mock_tool_call {
     char name[128];  /* the tool's name */
@@ -234,6 +247,20 @@ struct mock_tool_call {
 int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *system,
                      const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
                      size_t errlen);
+
+/*
+ * Parallel tool calls: up to max (at most MOCK_TOOL_CALLS_MAX) calls into out[0..max), best match
+ * first. The best tool is called as mock_tool_choose would; with parallel (OpenAI
+ * parallel_tool_calls, not Anthropic disable_parallel_tool_use) each further tool whose name
+ * words the prompt also contains (3 points or more: "the weather in Paris and the package info
+ * of nginx") is called too, in score order. A named tool_choice calls that one alone. Returns the
+ * number of calls (0: reply in text) or -1 with err as above; on -1 nothing is left to free.
+ * Threads: any thread.
+ */
+#define MOCK_TOOL_CALLS_MAX 4
+int mock_tool_choose_n(const cJSON *tools, const cJSON *tool_choice, int parallel,
+                       const char *system, const char *prompt, uint64_t seed,
+                       struct mock_tool_call *out, size_t max, char *err, size_t errlen);
 
 /* Frees what mock_tool_choose put in c and zeroes it; accepts NULL. Threads: any thread. */
 void mock_tool_call_free(struct mock_tool_call *c);

@@ -36,6 +36,11 @@ const char *mock__find_ci(const char *hay, const char *needle, int at_word);
  * nothing is left. Threads: any thread. */
 void mock__package_name(const char *p, char name[MOCK_PKG_NAME_MAX + 1]);
 
+/* The package a prompt names without asking to install it ("info about nginx", "the package
+ * libfoo", "`mytool`"): the first known package name, else the word after "package", else the
+ * first quoted name. 1 with *out filled, or 0 (content_prompt.c). Threads: any thread. */
+int mock__prompt_mention(const char *prompt, struct mock_pkg_ref *out);
+
 /* The install plan object {"package", ["packages"], ["version"], "commands", "explanation"} for
  * the packages of pr (pr->n_pkgs > 0), exactly what the fenced block of a text reply holds.
  * r picks the wording; dangerous swaps the last command for a dangerous one. Returns a new tree

@@ -274,6 +274,26 @@ static void parse_natural(const char *prompt, struct mock_prompt *out) {
     }
 }
 
+int mock__prompt_mention(const char *prompt, struct mock_pkg_ref *out) {
+    const char *p = prompt ? prompt : "";
+    struct word w;
+    struct mock_pkg_ref after = {{0}, {0}}, quoted = {{0}, {0}};
+    int prev_pkg = 0;
+    while (next_word(&p, &w)) {
+        struct mock_pkg_ref ref;
+        int named = !IN(w.low, skip_words) && !IN(w.low, end_words) && as_package(&w, &ref);
+        if (named && IN(ref.name, known_pkgs)) {
+            *out = ref;
+            return 1;
+        }
+        if (named && prev_pkg && !after.name[0]) after = ref;
+        if (named && w.quoted && !quoted.name[0]) quoted = ref;
+        prev_pkg = strcmp(w.low, "package") == 0 || strcmp(w.low, "packages") == 0;
+    }
+    *out = after.name[0] ? after : quoted;
+    return out->name[0] != '\0';
+}
+
 void mock_prompt_parse(const char *system, const char *prompt, struct mock_prompt *out) {
     static const char *const legacy_install[2] = {"install package:", "analyze package "};
     const char *p;

@@ -41,6 +41,7 @@ struct gen {
     int failed;
     int retry;       /* regenerating an item for uniqueItems: no prompt preference */
     long pkg_index;  /* inside item i of a "packages" array of objects: i, else 0 */
+    struct mock_pkg_ref mention; /* no install asked: the package the prompt names, or "" */
 };
 
 static int gfail(struct gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -324,6 +325,7 @@ static void string_for(struct gen *g, const cJSON *s, const char *name, long ind
     if (name_is(name, pkg_names) || (strcasecmp(name, "name") == 0 && g->pr.n_pkgs > 0)) {
         size_t i = index < 0 ? (size_t)g->pkg_index : (size_t)index;
         if (i < g->pr.n_pkgs) v = g->pr.pkgs[i].name;
+        else if (g->pr.n_pkgs == 0 && i == 0 && g->mention.name[0]) v = g->mention.name;
         else if (g->pr.n_pkgs > 0) {
             snprintf(dst, cap, "%s-extra%zu", g->pr.pkgs[0].name, i);
             return;
@@ -730,6 +732,7 @@ int mock_schema_generate(const cJSON *schema, const char *system, const char *pr
     g.errlen = errlen;
     g.r = mock__content_r(seed, prompt);
     mock_prompt_parse(system, prompt, &g.pr);
+    if (g.pr.n_pkgs == 0) mock__prompt_mention(prompt, &g.mention);
     if (schema == NULL) return gfail(&g, "no schema");
     cJSON *v = gen_value(&g, schema, "", -1, mock__mix64(g.r ^ 0x5C4E3Aull), 0);
     cJSON_Delete(g.reply);

@@ -35,39 +35,53 @@ static int terr(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-int mock_content_response_format(const cJSON *rf, const char *system, const char *prompt,
-                                 uint64_t seed, char **out, char *err, size_t errlen) {
+/* response_format (chat, js nested under "json_schema") or text.format (Responses: flat), named
+ * field in errors. */
+static int structured(const cJSON *rf, int flat, const char *field, const char *system,
+                      const char *prompt, uint64_t seed, char **out, char *err, size_t errlen) {
     *out = NULL;
     if (err != NULL && errlen > 0) err[0] = '\0';
-    if (!cJSON_IsObject(rf)) return terr(err, errlen, "response_format: expected an object");
+    if (!cJSON_IsObject(rf)) return terr(err, errlen, "%s: expected an object", field);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
-    if (!cJSON_IsString(type)) return terr(err, errlen, "response_format.type: missing");
+    if (!cJSON_IsString(type)) return terr(err, errlen, "%s.type: missing", field);
     const char *t = type->valuestring;
+    const char *sub = flat ? "" : ".json_schema";
     const cJSON *schema = NULL;
     if (strcmp(t, "text") == 0) return 0;
     if (strcmp(t, "json_schema") == 0) {
-        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
-        if (!cJSON_IsObject(js)) return terr(err, errlen, "response_format.json_schema: missing");
+        const cJSON *js = flat ? rf : cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        if (!cJSON_IsObject(js)) return terr(err, errlen, "%s.json_schema: missing", field);
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
         if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
-            return terr(err, errlen, "response_format.json_schema.name: missing");
+            return terr(err, errlen, "%s%s.name: missing", field, sub);
         schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
         if (schema != NULL && !cJSON_IsObject(schema))
-            return terr(err, errlen, "response_format.json_schema.schema: expected an object");
+            return terr(err, errlen, "%s%s.schema: expected an object", field, sub);
+        if (flat && schema == NULL) return terr(err, errlen, "%s.schema: missing", field);
     } else if (strcmp(t, "json_object") != 0) {
-        return terr(err, errlen, "response_format.type: unknown \"%s\"", t);
+        return terr(err, errlen, "%s.type: unknown \"%s\"", field, t);
     }
     cJSON *v = NULL;
     if (schema != NULL) {
         char gerr[200];
         if (mock_schema_generate(schema, system, prompt, seed, &v, gerr, sizeof gerr) < 0)
-            return terr(err, errlen, "response_format.json_schema.schema: %s", gerr);
+            return terr(err, errlen, "%s%s.schema: %s", field, sub, gerr);
     } else if (mock_content_object(system, prompt, seed, &v) < 0) {
         return terr(err, errlen, "out of memory");
     }
     *out = cJSON_PrintUnformatted(v);
     cJSON_Delete(v);
     return *out ? 1 : terr(err, errlen, "out of memory");
+}
+
+int mock_content_response_format(const cJSON *rf, const char *system, const char *prompt,
+                                 uint64_t seed, char **out, char *err, size_t errlen) {
+    return structured(rf, 0, "response_format", system, prompt, seed, out, err, errlen);
+}
+
+int mock_content_text_format(const cJSON *format, const char *system, const char *prompt,
+                             uint64_t seed, char **out, char *err, size_t errlen) {
+    return structured(format, 1, "text.format", system, prompt, seed, out, err, errlen);
 }
 
 /* One tool of the request, in whichever shape it came. */
@@ -83,11 +97,14 @@ static int read_tool(const cJSON *t, int i, struct tool *out, char *err, size_t 
     int openai = cJSON_IsObject(fn) || (cJSON_IsString(type) && strcmp(type->valuestring,
                                                                        "function") == 0);
     if (!cJSON_IsObject(t)) return terr(err, errlen, "tools[%d]: expected an object", i);
-    if (openai && !cJSON_IsObject(fn))
+    /* The Responses API's function tools are flat: {"type":"function","name","parameters"}. */
+    int flat = openai && !cJSON_IsObject(fn) && cJSON_GetObjectItemCaseSensitive(t, "name");
+    if (openai && !cJSON_IsObject(fn) && !flat)
         return terr(err, errlen, "tools[%d]: missing function object", i);
+    if (flat) openai = 2;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(src, "name");
     if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
-        return terr(err, errlen, "tools[%d]: missing %s", i, openai ? "function.name" : "name");
+        return terr(err, errlen, "tools[%d]: missing %s", i, openai == 1 ? "function.name" : "name");
     if (strlen(name->valuestring) >= sizeof ((struct mock_tool_call *)0)->name)
         return terr(err, errlen, "tools[%d]: name longer than 127 bytes", i);
     const cJSON *desc = cJSON_GetObjectItemCaseSensitive(src, "description");
@@ -95,11 +112,19 @@ static int read_tool(const cJSON *t, int i, struct tool *out, char *err, size_t 
                                                                        : "input_schema");
     if (schema != NULL && !cJSON_IsObject(schema) && !cJSON_IsBool(schema))
         return terr(err, errlen, "tools[%d]: %s must be an object", i,
-                    openai ? "function.parameters" : "input_schema");
+                    openai == 1 ? "function.parameters" : openai ? "parameters" : "input_schema");
     out->name = name->valuestring;
     out->description = cJSON_IsString(desc) ? desc->valuestring : "";
     out->schema = schema;
     return 0;
+}
+
+/* A hosted tool the server runs itself (Responses {"type":"web_search"}, Anthropic
+ * {"type":"web_search_20250305"}, ...): accepted as given, never called by the mock. */
+static int builtin(const cJSON *t) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    return cJSON_IsString(type) && strcmp(type->valuestring, "function") != 0 &&
+           strcmp(type->valuestring, "custom") != 0;
 }
 
 static const char *const weak_words[] = {"get", "set", "the", "and", "for", "tool", "with", "from",
@@ -146,12 +171,15 @@ static int read_choice(const cJSON *tc, int *mode, const char **name, char *err,
         if (!cJSON_IsString(ty)) return terr(err, errlen, "tool_choice: missing type");
         t = ty->valuestring;
         if (strcmp(t, "function") == 0 || strcmp(t, "tool") == 0) {
+            /* Chat's {"type":"function","function":{"name"}}; Responses' and Anthropic's carry
+             * the name at the top. */
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
-            const cJSON *n = cJSON_GetObjectItemCaseSensitive(strcmp(t, "function") == 0 ? fn : tc,
-                                                              "name");
+            int nested = strcmp(t, "function") == 0 && cJSON_IsObject(fn);
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(nested ? fn : tc, "name");
             if (!cJSON_IsString(n))
                 return terr(err, errlen, "tool_choice: missing %s",
-                            strcmp(t, "function") == 0 ? "function.name" : "name");
+                            strcmp(t, "function") == 0 && !cJSON_GetObjectItemCaseSensitive(tc,
+                                "name") ? "function.name" : "name");
             *mode = CH_NAMED;
             *name = n->valuestring;
             return 0;
@@ -166,52 +194,89 @@ static int read_choice(const cJSON *tc, int *mode, const char **name, char *err,
     return 0;
 }
 
-int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *system,
-                     const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
-                     size_t errlen) {
-    int mode, n, best = -1, best_score = 0;
-    const char *want;
-    struct tool chosen = {0};
-    memset(out, 0, sizeof *out);
-    if (err != NULL && errlen > 0) err[0] = '\0';
-    if (prompt == NULL) prompt = "";
-    if (tools != NULL && !cJSON_IsArray(tools))
-        return terr(err, errlen, "tools: expected an array");
-    if (read_choice(tool_choice, &mode, &want, err, errlen) < 0) return -1;
-    n = cJSON_GetArraySize(tools);
-    /* Every tool is read, so a broken one is reported even when another would be chosen. */
-    for (int i = 0; i < n; i++) {
-        struct tool t = {0};
-        if (read_tool(cJSON_GetArrayItem(tools, i), i, &t, err, errlen) < 0) return -1;
-        if (mode == CH_NAMED) {
-            if (best < 0 && strcmp(t.name, want) == 0) best = i, chosen = t;
-            continue;
-        }
-        int sc = score_words(t.name, prompt, 3, 3) + score_words(t.description, prompt, 1, 5);
-        if (best < 0 || sc > best_score) best = i, best_score = sc, chosen = t;
-    }
-    if (mode == CH_NAMED && best < 0)
-        return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
-    if (mode == CH_REQUIRED && n == 0)
-        return terr(err, errlen, "tool_choice requires a tool but tools is empty");
-    if (mode == CH_NONE || n == 0 || (mode == CH_AUTO && best_score < 2)) return 0;
-
+/* The arguments of tool t (index i of the request) into *out. 0, or -1 with err filled. */
+static int make_call(const struct tool *t, int i, const char *system, const char *prompt,
+                     uint64_t seed, struct mock_tool_call *out, char *err, size_t errlen) {
     static const char empty_text[] = "{\"type\":\"object\"}";
-    cJSON *empty = chosen.schema ? NULL : cJSON_Parse(empty_text);
-    const cJSON *schema = chosen.schema ? chosen.schema : empty;
+    cJSON *empty = t->schema ? NULL : cJSON_Parse(empty_text);
+    const cJSON *schema = t->schema ? t->schema : empty;
     if (schema == NULL) return terr(err, errlen, "out of memory");
     char gerr[200];
-    uint64_t s = seed ^ mock__fnv1a64(chosen.name, strlen(chosen.name));
+    uint64_t s = seed ^ mock__fnv1a64(t->name, strlen(t->name));
     int rc = mock_schema_generate(schema, system, prompt, s, &out->input, gerr, sizeof gerr);
     cJSON_Delete(empty);
-    if (rc < 0) return terr(err, errlen, "tools[%d] (%s): %s", best, chosen.name, gerr);
+    if (rc < 0) return terr(err, errlen, "tools[%d] (%s): %s", i, t->name, gerr);
     out->arguments = cJSON_PrintUnformatted(out->input);
     if (out->arguments == NULL) {
         mock_tool_call_free(out);
         return terr(err, errlen, "out of memory");
     }
-    snprintf(out->name, sizeof out->name, "%s", chosen.name);
-    return 1;
+    snprintf(out->name, sizeof out->name, "%s", t->name);
+    return 0;
+}
+
+int mock_tool_choose_n(const cJSON *tools, const cJSON *tool_choice, int parallel,
+                       const char *system, const char *prompt, uint64_t seed,
+                       struct mock_tool_call *out, size_t max, char *err, size_t errlen) {
+    int mode, n, callable = 0, picked = 0;
+    const char *want;
+    struct tool chosen[MOCK_TOOL_CALLS_MAX];
+    int at[MOCK_TOOL_CALLS_MAX], score[MOCK_TOOL_CALLS_MAX];
+    if (max > MOCK_TOOL_CALLS_MAX) max = MOCK_TOOL_CALLS_MAX;
+    if (!parallel && max > 1) max = 1;
+    for (size_t k = 0; k < max; k++) memset(&out[k], 0, sizeof out[k]);
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (prompt == NULL) prompt = "";
+    if (tools != NULL && !cJSON_IsArray(tools))
+        return terr(err, errlen, "tools: expected an array");
+    if (read_choice(tool_choice, &mode, &want, err, errlen) < 0) return -1;
+    if (max == 0) return 0;
+    n = cJSON_GetArraySize(tools);
+    /* Every tool is read, so a broken one is reported even when another would be chosen. The
+     * best-scoring ones are kept in order (best first, the earlier tool on a tie). */
+    for (int i = 0; i < n; i++) {
+        struct tool t = {0};
+        if (builtin(cJSON_GetArrayItem(tools, i))) continue;
+        if (read_tool(cJSON_GetArrayItem(tools, i), i, &t, err, errlen) < 0) return -1;
+        callable++;
+        int sc;
+        if (mode == CH_NAMED) {
+            if (picked > 0 || strcmp(t.name, want) != 0) continue;
+            sc = 0;
+        } else {
+            sc = score_words(t.name, prompt, 3, 3) + score_words(t.description, prompt, 1, 5);
+        }
+        int pos = picked;
+        while (pos > 0 && score[pos - 1] < sc) pos--;
+        if ((size_t)pos >= max) continue;
+        if ((size_t)picked < max) picked++;
+        for (int k = picked - 1; k > pos; k--)
+            chosen[k] = chosen[k - 1], at[k] = at[k - 1], score[k] = score[k - 1];
+        chosen[pos] = t, at[pos] = i, score[pos] = sc;
+    }
+    if (mode == CH_NAMED && picked == 0)
+        return terr(err, errlen, "tool_choice: no tool named \"%s\"", want);
+    if (mode == CH_REQUIRED && callable == 0)
+        return terr(err, errlen, "tool_choice requires a tool but tools is empty%s",
+                    n > 0 ? " of function tools (only hosted ones)" : "");
+    if (mode == CH_NONE || callable == 0 || (mode == CH_AUTO && score[0] < 2)) return 0;
+    /* The best is called; further ones only when the prompt names them (a name word: 3). */
+    int calls = 1;
+    while (calls < picked && score[calls] >= 3) calls++;
+    for (int k = 0; k < calls; k++) {
+        if (make_call(&chosen[k], at[k], system, prompt, seed, &out[k], err, errlen) < 0) {
+            for (int q = 0; q < k; q++) mock_tool_call_free(&out[q]);
+            return -1;
+        }
+    }
+    return calls;
+}
+
+int mock_tool_choose(const cJSON *tools, const cJSON *tool_choice, const char *system,
+                     const char *prompt, uint64_t seed, struct mock_tool_call *out, char *err,
+                     size_t errlen) {
+    int rc = mock_tool_choose_n(tools, tool_choice, 0, system, prompt, seed, out, 1, err, errlen);
+    return rc > 0 ? 1 : rc;
 }
 
 void mock_tool_call_free(struct mock_tool_call *c) {

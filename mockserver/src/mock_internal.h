@@ -174,6 +174,8 @@ enum mock_api { MOCK_API_OPENAI, MOCK_API_ANTHROPIC }; /* error shapes and heade
 /* Reply shapes: chat.completion, Anthropic message, text_completion, response. */
 enum mock_wire { MOCK_WIRE_CHAT, MOCK_WIRE_MESSAGES, MOCK_WIRE_COMPLETIONS, MOCK_WIRE_RESPONSES };
 
+#define MOCK_REPLY_CALLS_MAX 4 /* parallel tool calls in one reply (content.h's MOCK_TOOL_CALLS_MAX) */
+
 /* What one reply says; every pointer is borrowed. */
 struct mock_reply {
     int api;                  /* enum mock_api */
@@ -192,6 +194,16 @@ struct mock_reply {
     const char *instructions; /* responses: echoed; NULL = none */
     int completion_set;       /* fixtures: usage reports completion_tokens, not ntok */
     unsigned completion_tokens;
+    /* Tool calls instead of text (proto_tools.c): text is then the calls' arguments (compact
+     * JSON) one after the other, call k's at text[call_off[k]..call_off[k+1]) streamed as pieces
+     * call_piece[k]..call_piece[k+1]-1. ncalls 0 = a text reply. */
+    unsigned ncalls;
+    const char *tool_name[MOCK_REPLY_CALLS_MAX];
+    const char *tool_id[MOCK_REPLY_CALLS_MAX]; /* "call_..." (OpenAI) or "toolu_..." */
+    size_t call_off[MOCK_REPLY_CALLS_MAX + 1];
+    unsigned call_piece[MOCK_REPLY_CALLS_MAX + 1];
+    /* responses: the request's text, tool_choice and tools as compact JSON; NULL = defaults */
+    const char *echo_text, *echo_tool_choice, *echo_tools;
 };
 /* The completion tokens a reply's usage reports. */
 static inline unsigned mock__reply_ctok(const struct mock_reply *r)
@@ -202,7 +214,8 @@ static inline unsigned mock__reply_ctok(const struct mock_reply *r)
 /* Non-streaming body (malloc'd, *len set) or NULL on out of memory. */
 char *mock__proto_body(const struct mock_reply *r, size_t *len);
 /* An error body in the API's shape. type: OpenAI "type"/Anthropic error.type; param and code
- * may be NULL (OpenAI only). malloc'd or NULL. */
+ * may be NULL (OpenAI only; an Anthropic code "thread_..." goes into error.details.error_code,
+ * as message threads expect). malloc'd or NULL. */
 char *mock__proto_error(int api, const char *type, const char *message, const char *param,
                         const char *code, size_t *len);
 /* Streams: the frames are head frames, one per piece, then tail frames. */
@@ -217,6 +230,17 @@ void mock__proto_completions_frame(struct mock_buf *b, const struct mock_reply *
 void mock__proto_responses_body(struct mock_buf *b, const struct mock_reply *r);
 void mock__proto_responses_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
                                  int corrupt);
+/* The tool-call forms of all three wires (proto_tools.c); proto.c dispatches there when
+ * r->ncalls > 0. */
+void mock__proto_tool_body(struct mock_buf *b, const struct mock_reply *r);
+size_t mock__proto_tool_head_frames(const struct mock_reply *r);
+size_t mock__proto_tool_frame_count(const struct mock_reply *r);
+void mock__proto_tool_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt);
+/* Pieces of the Responses wire shared with proto_tools.c: the response object (output_item: the
+ * finished output item's writer, called when done) and an event's opening. */
+void mock__proto_responses_obj(struct mock_buf *b, const struct mock_reply *r, int done,
+                               void (*output_item)(struct mock_buf *, const struct mock_reply *));
+void mock__proto_event_start(struct mock_buf *b, const char *type, size_t k);
 /* Piece i of the reply text. */
 void mock__proto_piece(const struct mock_reply *r, size_t i, const char **p, size_t *n);
 

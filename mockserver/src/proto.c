@@ -24,7 +24,9 @@ static char *finish(struct mock_buf *b, size_t *len)
 char *mock__proto_body(const struct mock_reply *r, size_t *len)
 {
     struct mock_buf b = {0};
-    if (r->wire == MOCK_WIRE_COMPLETIONS) {
+    if (r->ncalls) {
+        mock__proto_tool_body(&b, r);
+    } else if (r->wire == MOCK_WIRE_COMPLETIONS) {
         mock__proto_completions_body(&b, r);
     } else if (r->wire == MOCK_WIRE_RESPONSES) {
         mock__proto_responses_body(&b, r);
@@ -80,6 +82,11 @@ char *mock__proto_error(int api, const char *type, const char *message, const ch
         mock__buf_json_str(&b, type, strlen(type));
         mock__buf_str(&b, ",\"message\":");
         mock__buf_json_str(&b, message, strlen(message));
+        if (code && !strncmp(code, "thread_", 7)) { /* message threads read details.error_code */
+            mock__buf_str(&b, ",\"details\":{\"error_code\":");
+            mock__buf_json_str(&b, code, strlen(code));
+            mock__buf_str(&b, "}");
+        }
         mock__buf_str(&b, "}}");
     }
     return finish(&b, len);
@@ -87,6 +94,8 @@ char *mock__proto_error(int api, const char *type, const char *message, const ch
 
 size_t mock__proto_head_frames(const struct mock_reply *r)
 {
+    if (r->ncalls)
+        return mock__proto_tool_head_frames(r);
     switch (r->wire) {
     case MOCK_WIRE_COMPLETIONS:
         return 0;
@@ -102,6 +111,8 @@ size_t mock__proto_head_frames(const struct mock_reply *r)
 size_t mock__proto_frame_count(const struct mock_reply *r)
 {
     size_t tail;
+    if (r->ncalls)
+        return mock__proto_tool_frame_count(r);
     switch (r->wire) {
     case MOCK_WIRE_RESPONSES:
         tail = 4; /* output_text.done, content_part.done, output_item.done, completed */
@@ -138,6 +149,10 @@ void mock__proto_piece(const struct mock_reply *r, size_t i, const char **p, siz
 
 void mock__proto_frame(struct mock_buf *b, const struct mock_reply *r, size_t k, int corrupt)
 {
+    if (r->ncalls) {
+        mock__proto_tool_frame(b, r, k, corrupt);
+        return;
+    }
     if (r->wire == MOCK_WIRE_COMPLETIONS) {
         mock__proto_completions_frame(b, r, k, corrupt);
         return;

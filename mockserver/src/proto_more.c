@@ -100,8 +100,14 @@ static void message_item(struct mock_buf *b, const struct mock_reply *r, int don
     mock__buf_str(b, "]}");
 }
 
+static void message_done(struct mock_buf *b, const struct mock_reply *r)
+{
+    message_item(b, r, 1);
+}
+
 /* The response object; done: final (output, usage), else as first created. */
-static void response_obj(struct mock_buf *b, const struct mock_reply *r, int done)
+void mock__proto_responses_obj(struct mock_buf *b, const struct mock_reply *r, int done,
+                               void (*output_item)(struct mock_buf *, const struct mock_reply *))
 {
     const char *status = !done ? "in_progress" : r->hit_max_tokens ? "incomplete" : "completed";
     mock__buf_fmt(b, "{\"id\":\"%s\",\"object\":\"response\",\"created_at\":%lld,"
@@ -121,12 +127,17 @@ static void response_obj(struct mock_buf *b, const struct mock_reply *r, int don
     mock__buf_json_str(b, r->model, strlen(r->model));
     mock__buf_str(b, ",\"output\":[");
     if (done)
-        message_item(b, r, 1);
+        output_item(b, r);
     mock__buf_str(b, "],\"parallel_tool_calls\":true,\"previous_response_id\":null,"
                      "\"reasoning\":{\"effort\":null,\"summary\":null},\"service_tier\":"
-                     "\"default\",\"store\":true,\"temperature\":1.0,\"text\":{\"format\":"
-                     "{\"type\":\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":1.0,"
-                     "\"truncation\":\"disabled\",\"usage\":");
+                     "\"default\",\"store\":true,\"temperature\":1.0,\"text\":");
+    /* text, tool_choice and tools echo the request's, as the real API does. */
+    mock__buf_str(b, r->echo_text ? r->echo_text : "{\"format\":{\"type\":\"text\"}}");
+    mock__buf_str(b, ",\"tool_choice\":");
+    mock__buf_str(b, r->echo_tool_choice ? r->echo_tool_choice : "\"auto\"");
+    mock__buf_str(b, ",\"tools\":");
+    mock__buf_str(b, r->echo_tools ? r->echo_tools : "[]");
+    mock__buf_str(b, ",\"top_p\":1.0,\"truncation\":\"disabled\",\"usage\":");
     if (done)
         mock__buf_fmt(b, "{\"input_tokens\":%u,\"input_tokens_details\":{\"cached_tokens\":0},"
                       "\"output_tokens\":%u,\"output_tokens_details\":{\"reasoning_tokens\":0},"
@@ -139,11 +150,11 @@ static void response_obj(struct mock_buf *b, const struct mock_reply *r, int don
 
 void mock__proto_responses_body(struct mock_buf *b, const struct mock_reply *r)
 {
-    response_obj(b, r, 1);
+    mock__proto_responses_obj(b, r, 1, message_done);
 }
 
 /* "event: T\ndata: {"type":"T","sequence_number":k," -- the caller writes the rest. */
-static void event_start(struct mock_buf *b, const char *type, size_t k)
+void mock__proto_event_start(struct mock_buf *b, const char *type, size_t k)
 {
     mock__buf_fmt(b, "event: %s\ndata: {\"type\":\"%s\",\"sequence_number\":%zu,", type, type, k);
 }
@@ -162,48 +173,48 @@ void mock__proto_responses_frame(struct mock_buf *b, const struct mock_reply *r,
     const char *p;
     size_t n;
     if (k == 0 || k == 1) {
-        event_start(b, k == 0 ? "response.created" : "response.in_progress", k);
+        mock__proto_event_start(b, k == 0 ? "response.created" : "response.in_progress", k);
         mock__buf_str(b, "\"response\":");
-        response_obj(b, r, 0);
+        mock__proto_responses_obj(b, r, 0, message_done);
         mock__buf_str(b, "}\n\n");
     } else if (k == 2) {
-        event_start(b, "response.output_item.added", k);
+        mock__proto_event_start(b, "response.output_item.added", k);
         mock__buf_str(b, "\"output_index\":0,\"item\":");
         message_item(b, r, 0);
         mock__buf_str(b, "}\n\n");
     } else if (k == 3) {
-        event_start(b, "response.content_part.added", k);
+        mock__proto_event_start(b, "response.content_part.added", k);
         item_ref(b, r, 1);
         mock__buf_str(b, ",\"part\":{\"type\":\"output_text\",\"text\":\"\",\"annotations\":[],"
                          "\"logprobs\":[]}}\n\n");
     } else if (k < head + r->ntok) {
         mock__proto_piece(r, k - head, &p, &n);
-        event_start(b, "response.output_text.delta", k);
+        mock__proto_event_start(b, "response.output_text.delta", k);
         item_ref(b, r, 1);
         mock__buf_str(b, ",\"delta\":");
         mock__buf_json_str(b, p, n);
         mock__buf_str(b, corrupt ? "\n\n" : ",\"logprobs\":[]}\n\n");
     } else if (k == head + r->ntok) {
-        event_start(b, "response.output_text.done", k);
+        mock__proto_event_start(b, "response.output_text.done", k);
         item_ref(b, r, 1);
         mock__buf_str(b, ",\"text\":");
         mock__buf_json_str(b, r->text, r->text_len);
         mock__buf_str(b, ",\"logprobs\":[]}\n\n");
     } else if (k == head + r->ntok + 1) {
-        event_start(b, "response.content_part.done", k);
+        mock__proto_event_start(b, "response.content_part.done", k);
         item_ref(b, r, 1);
         mock__buf_str(b, ",\"part\":");
         output_text_part(b, r);
         mock__buf_str(b, "}\n\n");
     } else if (k == head + r->ntok + 2) {
-        event_start(b, "response.output_item.done", k);
+        mock__proto_event_start(b, "response.output_item.done", k);
         mock__buf_str(b, "\"output_index\":0,\"item\":");
         message_item(b, r, 1);
         mock__buf_str(b, "}\n\n");
     } else {
-        event_start(b, r->hit_max_tokens ? "response.incomplete" : "response.completed", k);
+        mock__proto_event_start(b, r->hit_max_tokens ? "response.incomplete" : "response.completed", k);
         mock__buf_str(b, "\"response\":");
-        response_obj(b, r, 1);
+        mock__proto_responses_obj(b, r, 1, message_done);
         mock__buf_str(b, "}\n\n");
     }
 }

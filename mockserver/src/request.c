@@ -304,6 +304,8 @@ int mock__parse_api(struct req *r, struct perr *e)
     r->system = mock__buf_take(&sys);
     r->prompt = mock__buf_take(&prompt);
     rc = (r->model && r->system && r->prompt) ? 0 : -2;
+    if (rc == 0)
+        rc = mock__parse_tools(r, j, e);
 out:
     mock__buf_free(&sys);
     mock__buf_free(&prompt);

@@ -197,6 +197,8 @@ static int parse_responses(struct req *r, const cJSON *j, struct perr *e)
     r->system = mock__buf_take(&sys);
     r->prompt = mock__buf_take(&prompt);
     rc = r->system && r->prompt ? 0 : -2;
+    if (rc == 0)
+        rc = mock__parse_tools(r, j, e);
     goto out;
 oom:
     rc = -2;

@@ -286,6 +286,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(r->system);
     free(r->prompt);
     free(r->instructions);
+    mock__turn_free(&r->turn);
     free(r);
 }
 

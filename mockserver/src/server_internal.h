@@ -36,6 +36,16 @@ struct mock_fixtures;
 struct mock_fx_reply;
 struct mock_fx_state;
 
+/* What a turn answers instead of generated text (request_tools.c); all zero = plain text. */
+struct mock_turn {
+    struct mock_tool_call call[MOCK_TOOL_CALLS_MAX]; /* ncalls > 0: the reply calls these */
+    unsigned ncalls;
+    char call_id[MOCK_TOOL_CALLS_MAX][40];         /* "call_..." (OpenAI) or "toolu_..." */
+    char *json;                 /* structured output: the reply's text (cJSON_free) */
+    char *prefix;               /* after a tool result: said before the answer (free) */
+    char *echo[3];              /* responses: text, tool_choice, tools as sent (cJSON_free) */
+};
+
 #define MOCK_LOG_MAX 10000 /* most entries request_log may keep */
 struct mock_log {
     pthread_mutex_t mu;
@@ -88,6 +98,7 @@ struct req {
     long long max_tokens;
     char *model, *system, *prompt;
     char *instructions;         /* responses: echoed back */
+    struct mock_turn turn;      /* tools and structured output (request_tools.c) */
     unsigned prompt_tokens;
     unsigned running_at_admit;
     /* reply */
@@ -175,6 +186,25 @@ int mock__check_stream(const cJSON *j, int oa, struct req *r, struct perr *e);
 /* The completions, responses and embeddings bodies (request_more.c): fills r like
  * mock__parse_api (embeddings: the whole reply into r->pbody). j is borrowed. */
 int mock__parse_more(struct req *r, const cJSON *j, struct perr *e);
+
+/* ---- tools and structured output (request_tools.c) ---- */
+/* Reads tools, tool_choice and the structured-output format (chat response_format, Responses
+ * text.format, messages output_config.format or output_format) and the tool
+ * results at the end of the history (OpenAI "tool" messages, Anthropic tool_result blocks,
+ * Responses function_call_output items), checks them, and decides r->turn. Runs after r->system
+ * and r->prompt are set (it may replace r->prompt by the question a tool result answers). j is
+ * the request body, borrowed. 0, -1 (bad request: e filled) or -2 (out of memory). */
+int mock__parse_tools(struct req *r, const cJSON *j, struct perr *e);
+/* Fills r->content for a turn that is not plain generated text (a tool call's arguments,
+ * structured output, a tool result's prefix before the generated answer): 1 when it did, 0 for a
+ * plain turn (nothing done), -1 when out of memory. */
+int mock__turn_content(struct req *r);
+/* Splits a tool-call turn's text (mock__turn_content's) into stream pieces call by call, so no
+ * piece spans two calls: fills starts (max entries) and the reply's call_off/call_piece. Returns
+ * the number of pieces. */
+size_t mock__turn_split(const struct req *r, size_t *starts, size_t max, struct mock_reply *rp);
+/* Frees r->turn; accepts a zeroed one. */
+void mock__turn_free(struct mock_turn *t);
 
 /* ---- admission and faults (admission.c) ---- */
 /* Caller holds srv->mu. */

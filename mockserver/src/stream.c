@@ -238,8 +238,14 @@ static int prepare(struct req *r)
         return -1;
     if (fx == 2)
         return 0;
-    if (!fx && mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
-                                     r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0)
+    int turn = 0;
+    if (fx == 1)
+        r->turn.ncalls = 0; /* a fixture's text replaces any tool call the turn asked for */
+    else
+        turn = mock__turn_content(r); /* a tool call, structured output, a tool result */
+    if (turn < 0 || (!fx && turn == 0 &&
+                     mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
+                                           r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0))
         return -1;
     free(r->system);
     free(r->prompt);
@@ -251,19 +257,25 @@ static int prepare(struct req *r)
     r->starts = malloc((n ? n : 1) * sizeof *r->starts);
     if (!r->starts)
         return -1;
-    n = mock_content_split(text, len, r->starts, n);
+    n = r->turn.ncalls ? mock__turn_split(r, r->starts, n, &r->reply)
+                       : mock_content_split(text, len, r->starts, n);
     struct mock_reply *rp = &r->reply;
     rp->api = r->api;
     rp->wire = wire_of(r->route);
     rp->max_tokens = r->max_tokens;
     rp->instructions = r->instructions;
+    rp->echo_text = r->turn.echo[0];
+    rp->echo_tool_choice = r->turn.echo[1];
+    rp->echo_tools = r->turn.echo[2];
     make_id(r);
     rp->model = r->model ? r->model : r->set.model;
     rp->text = text;
     rp->text_len = len;
     rp->starts = r->starts;
     rp->ntok = (unsigned)n;
-    if (r->max_tokens > 0 && (long long)n > r->max_tokens) {
+    if (r->turn.ncalls) {
+        /* tool calls are sent whole: max_tokens does not cut them (mock__turn_split set them) */
+    } else if (r->max_tokens > 0 && (long long)n > r->max_tokens) {
         rp->ntok = (unsigned)r->max_tokens;
         rp->text_len = r->starts[rp->ntok];
         rp->hit_max_tokens = 1;

@@ -3,12 +3,16 @@
 // streaming calls on both APIs (text, usage, event order), the model list, typed errors for
 // injected faults, the SDKs' own retries honouring the mock's retry-after headers, 401s, the
 // OpenAI embeddings, legacy completions and Responses APIs (streaming and not, through the SDK's
-// own helpers), and what the mock's request log recorded of an SDK call.
+// own helpers), tool calls and structured output on chat, Responses and messages (the SDKs'
+// stream helpers reassembling arguments, their parse helpers, and their tool-running loops
+// sending results back), and what the mock's request log recorded of an SDK call.
 //
 // Usage: MOCK_URL=http://127.0.0.1:PORT MOCK_KEY=sk-... node sdk_check.mjs
 // Prints one line per check and a closing "N passed, N failed"; exits 1 on any failure.
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
+import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
+import { jsonSchemaOutputFormat } from '@anthropic-ai/sdk/helpers/json-schema';
 
 const base = process.env.MOCK_URL;
 const key = process.env.MOCK_KEY ?? 'sk-mock-test';
@@ -351,6 +355,231 @@ await check('openai: responses raw stream events in order; max_output_tokens giv
     'response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.incomplete'];
   assert(JSON.stringify(types) === JSON.stringify(want), `events ${types.join(',')}`);
   assert(last.response.incomplete_details.reason === 'max_output_tokens', 'incomplete reason');
+});
+
+// ---- tools and structured output ----
+
+const PKG_SCHEMA = {
+  type: 'object',
+  properties: { package: { type: 'string' }, include_deps: { type: 'boolean' } },
+  required: ['package', 'include_deps'],
+  additionalProperties: false,
+};
+const PKG_Q = 'What is the package info for nginx?';
+const chatTools = [
+  { type: 'function', function: { name: 'get_weather', description: 'Current weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'], additionalProperties: false }, strict: true } },
+  { type: 'function', function: { name: 'get_package_info', description: 'Look up a Debian package', parameters: PKG_SCHEMA, strict: true } },
+];
+const anthropicTools = [{ name: 'get_package_info', description: 'Look up a Debian package', input_schema: PKG_SCHEMA }];
+const respTools = [{ type: 'function', name: 'get_package_info', description: 'Look up a Debian package', parameters: PKG_SCHEMA, strict: true }];
+
+function checkPkgArgs(args) {
+  assert(args && typeof args === 'object', `arguments ${JSON.stringify(args)}`);
+  assert(args.package === 'nginx', `package ${args.package}`);
+  assert(typeof args.include_deps === 'boolean', 'include_deps');
+  assert(Object.keys(args).sort().join() === 'include_deps,package', `keys ${Object.keys(args)}`);
+}
+
+let chatArgs;
+
+await check('openai: chat tools -> tool_calls (finish_reason tool_calls, schema-valid arguments)', async () => {
+  const r = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PKG_Q }], tools: chatTools });
+  const c = r.choices[0];
+  assert(c.finish_reason === 'tool_calls', `finish_reason ${c.finish_reason}`);
+  assert(c.message.content === null, 'content not null');
+  const tc = c.message.tool_calls[0];
+  assert(tc.type === 'function' && tc.function.name === 'get_package_info' && tc.id.startsWith('call_'), JSON.stringify(tc));
+  chatArgs = tc.function.arguments;
+  checkPkgArgs(JSON.parse(chatArgs));
+  const again = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PKG_Q }], tools: chatTools });
+  assert(again.choices[0].message.tool_calls[0].function.arguments === chatArgs, 'same request, different arguments');
+});
+
+await check('openai: chat.completions.stream helper reassembles tool call arguments', async () => {
+  const stream = openai.chat.completions.stream({ model: 'm', messages: [{ role: 'user', content: PKG_Q }], tools: chatTools });
+  let deltas = 0;
+  let parsed = null;
+  stream.on('tool_calls.function.arguments.delta', () => deltas++);
+  stream.on('tool_calls.function.arguments.done', (ev) => { parsed = ev.parsed_arguments; });
+  const final = await stream.finalChatCompletion();
+  const tc = final.choices[0].message.tool_calls[0];
+  assert(final.choices[0].finish_reason === 'tool_calls', `finish_reason ${final.choices[0].finish_reason}`);
+  assert(deltas > 3, `only ${deltas} argument deltas`);
+  assert(tc.function.name === 'get_package_info', `name ${tc.function.name}`);
+  assert(tc.function.arguments === chatArgs, `streamed ${tc.function.arguments} vs ${chatArgs}`);
+  checkPkgArgs(parsed); // the SDK parsed the strict tool's arguments itself
+});
+
+await check('openai: chat.completions.runTools runs the tool and gets a final answer', async () => {
+  const calls = [];
+  const runner = openai.chat.completions.runTools({
+    model: 'm',
+    messages: [{ role: 'user', content: PKG_Q }],
+    tools: [{
+      type: 'function',
+      function: {
+        name: 'get_package_info', description: 'Look up a Debian package', parameters: PKG_SCHEMA, parse: JSON.parse,
+        function: (args) => { calls.push(args); return { name: args.package, version: '1.24.0' }; },
+      },
+    }],
+  });
+  const text = await runner.finalContent();
+  assert(calls.length === 1, `tool ran ${calls.length} times`);
+  checkPkgArgs(calls[0]);
+  assert(text.includes('1.24.0') && text.includes('get_package_info'), `final ${text}`);
+  assert(runner.messages.some((m) => m.role === 'tool'), 'no tool message sent');
+});
+
+await check('openai: chat.completions.parse with response_format json_schema', async () => {
+  const schema = { type: 'object', properties: { package: { type: 'string' }, commands: { type: 'array', items: { type: 'string' }, minItems: 1 }, risk: { type: 'string', enum: ['low', 'high'] } }, required: ['package', 'commands', 'risk'], additionalProperties: false };
+  const r = await openai.chat.completions.parse({
+    model: 'm', messages: [{ role: 'user', content: 'Install redis' }],
+    response_format: { type: 'json_schema', json_schema: { name: 'plan', schema, strict: true } },
+  });
+  const p = r.choices[0].message.parsed;
+  assert(p && p.package === 'redis', `parsed ${JSON.stringify(p)}`);
+  assert(Array.isArray(p.commands) && p.commands.length >= 1 && p.commands.every((c) => typeof c === 'string'), 'commands');
+  assert(['low', 'high'].includes(p.risk), `risk ${p.risk}`);
+  const stream = openai.chat.completions.stream({
+    model: 'm', messages: [{ role: 'user', content: 'Install redis' }],
+    response_format: { type: 'json_schema', json_schema: { name: 'plan', schema, strict: true } },
+  });
+  const final = await stream.finalChatCompletion(); // parsed stays null without a zod format
+  assert(JSON.stringify(JSON.parse(final.choices[0].message.content)) === JSON.stringify(p), 'streamed document differs');
+});
+
+await check('openai: BadRequestError naming tool_choice / response_format', async () => {
+  for (const [body, param] of [
+    [{ tools: chatTools, tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice'],
+    [{ tools: [{ type: 'function', function: { description: 'no name' } }] }, 'tools'],
+    [{ response_format: { type: 'json_object' } }, 'response_format'],
+  ]) {
+    try {
+      await openai.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, { maxRetries: 0 });
+      throw new Error('no error raised');
+    } catch (e) {
+      assert(e instanceof OpenAI.BadRequestError, `got ${e?.constructor?.name}: ${e}`);
+      assert(e.param === param, `param ${e.param} (want ${param}): ${e.message}`);
+    }
+  }
+});
+
+await check('openai: responses function_call (create, stream helper, function_call_output)', async () => {
+  const r = await openai.responses.create({ model: 'm', input: PKG_Q, tools: respTools });
+  const fc = r.output[0];
+  assert(fc.type === 'function_call' && fc.name === 'get_package_info', JSON.stringify(fc));
+  checkPkgArgs(JSON.parse(fc.arguments));
+  const stream = openai.responses.stream({ model: 'm', input: PKG_Q, tools: respTools });
+  let acc = '';
+  stream.on('response.function_call_arguments.delta', (ev) => { acc += ev.delta; });
+  const final = await stream.finalResponse();
+  assert(acc === fc.arguments, `streamed ${acc}`);
+  assert(final.output[0].arguments === fc.arguments && final.output[0].call_id === fc.call_id, 'final item differs');
+  const next = await openai.responses.create({
+    model: 'm', tools: respTools,
+    input: [{ role: 'user', content: PKG_Q }, fc, { type: 'function_call_output', call_id: fc.call_id, output: 'nginx 1.24.0' }],
+  });
+  assert(next.output_text.includes('nginx 1.24.0'), `answer ${next.output_text}`);
+});
+
+await check('openai: responses.parse with text.format json_schema', async () => {
+  const r = await openai.responses.parse({
+    model: 'm', input: PKG_Q, text: { format: { type: 'json_schema', name: 'pkg', schema: PKG_SCHEMA, strict: true } },
+  });
+  checkPkgArgs(r.output_parsed);
+});
+
+let anthropicInput;
+
+await check('anthropic: messages.create tools -> tool_use (stop_reason tool_use)', async () => {
+  const m = await anthropic.messages.create({ model: 'claude-3-5-haiku-latest', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }], tools: anthropicTools });
+  assert(m.stop_reason === 'tool_use', `stop_reason ${m.stop_reason}`);
+  const b = m.content[0];
+  assert(b.type === 'tool_use' && b.name === 'get_package_info' && b.id.startsWith('toolu_'), JSON.stringify(b));
+  checkPkgArgs(b.input);
+  anthropicInput = b.input;
+});
+
+await check('anthropic: messages.stream finalMessage with tool_use input (input_json_delta)', async () => {
+  const stream = anthropic.messages.stream({ model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }], tools: anthropicTools, tool_choice: { type: 'tool', name: 'get_package_info' } });
+  let pieces = 0;
+  stream.on('inputJson', () => pieces++);
+  const final = await stream.finalMessage();
+  assert(final.stop_reason === 'tool_use', `stop_reason ${final.stop_reason}`);
+  assert(pieces > 3, `only ${pieces} input_json_delta pieces`);
+  assert(JSON.stringify(final.content[0].input) === JSON.stringify(anthropicInput), `input ${JSON.stringify(final.content[0].input)}`);
+});
+
+await check('anthropic: tool_result turn answered in text; orphan tool_result is a 400', async () => {
+  const first = await anthropic.messages.create({ model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }], tools: anthropicTools });
+  const use = first.content[0];
+  const m = await anthropic.messages.create({
+    model: 'm', max_tokens: 1024, tools: anthropicTools,
+    messages: [
+      { role: 'user', content: PKG_Q },
+      { role: 'assistant', content: first.content },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'nginx 1.24.0' }] },
+    ],
+  });
+  assert(m.stop_reason === 'end_turn' && m.content[0].type === 'text', `stop ${m.stop_reason}`);
+  assert(m.content[0].text.includes('nginx 1.24.0'), `answer ${m.content[0].text}`);
+  try {
+    await anthropic.messages.create({
+      model: 'm', max_tokens: 10,
+      messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_x', content: 'r' }] }],
+    }, { maxRetries: 0 });
+    throw new Error('no error raised');
+  } catch (e) {
+    assert(e instanceof Anthropic.BadRequestError, `got ${e?.constructor?.name}: ${e}`);
+    assert(/tool_use_id/.test(e.message), e.message);
+  }
+});
+
+await check('anthropic: messages.parse with output_config.format, and streamed', async () => {
+  const m = await anthropic.messages.parse({
+    model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }],
+    output_config: { format: jsonSchemaOutputFormat(PKG_SCHEMA) },
+  });
+  checkPkgArgs(m.parsed_output);
+  const stream = anthropic.messages.stream({
+    model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }],
+    output_config: { format: { type: 'json_schema', schema: PKG_SCHEMA } },
+  });
+  const final = await stream.finalMessage();
+  assert(JSON.stringify(JSON.parse(final.content[0].text)) === JSON.stringify(m.parsed_output), 'streamed document differs');
+});
+
+await check('both: parallel tool calls through the stream helpers', async () => {
+  const q = 'What is the weather in Paris, and the package info for nginx?';
+  const o = await openai.chat.completions.stream({ model: 'm', messages: [{ role: 'user', content: q }], tools: chatTools }).finalChatCompletion();
+  const calls = o.choices[0].message.tool_calls;
+  assert(calls.length === 2, `${calls.length} tool calls`);
+  assert(calls[0].function.name === 'get_package_info' && calls[1].function.name === 'get_weather', 'names');
+  checkPkgArgs(JSON.parse(calls[0].function.arguments));
+  assert(JSON.parse(calls[1].function.arguments).location === 'Paris', calls[1].function.arguments);
+  const a = await anthropic.messages.stream({
+    model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: q }],
+    tools: [...anthropicTools, { name: 'get_weather', description: 'Current weather for a city', input_schema: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } }],
+  }).finalMessage();
+  assert(a.content.length === 2 && a.content.every((b) => b.type === 'tool_use'), JSON.stringify(a.content));
+  checkPkgArgs(a.content[0].input);
+  assert(a.content[1].input.location === 'Paris', JSON.stringify(a.content[1].input));
+  const r = await openai.responses.stream({ model: 'm', input: q, tools: [...respTools, { type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } }] }).finalResponse();
+  assert(r.output.length === 2 && r.output[1].name === 'get_weather', JSON.stringify(r.output));
+  checkPkgArgs(JSON.parse(r.output[0].arguments));
+});
+
+await check('anthropic: beta toolRunner runs the tool and ends in text', async () => {
+  const calls = [];
+  const tool = betaTool({
+    name: 'get_package_info', description: 'Look up a Debian package', inputSchema: PKG_SCHEMA,
+    run: (args) => { calls.push(args); return `${args.package} 1.24.0`; },
+  });
+  const final = await anthropic.beta.messages.toolRunner({ model: 'm', max_tokens: 1024, messages: [{ role: 'user', content: PKG_Q }], tools: [tool] });
+  assert(calls.length === 1, `tool ran ${calls.length} times`);
+  checkPkgArgs(calls[0]);
+  assert(final.stop_reason === 'end_turn', `stop_reason ${final.stop_reason}`);
+  assert(final.content[0].text.includes('nginx 1.24.0'), `final ${final.content[0].text}`);
 });
 
 await check('request log: the SDK call as sent, key redacted', async () => {
