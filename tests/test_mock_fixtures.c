@@ -332,11 +332,14 @@ static const char *const TOOLS =
     " {\"name\": \"two-calls\", \"match\": {\"user\": \"weather and package\"},\n"
     "  \"reply\": {\"tool_calls\": [\n"
     "    {\"name\": \"get_weather\", \"id\": \"call_fixture1\",\n"
-    "     \"arguments\": {\"location\": \"Paris\", \"unit\": \"celsius\", \"note\": \"a \\\"quoted\\\" word\"}},\n"
-    "    {\"name\": \"get_package_info\", \"arguments\": {\"package\": \"nginx\", \"include_deps\": true,\n"
-    "     \"limit\": 3, \"tags\": [\"web\", \"proxy\"]}}],\n"
+    "     \"arguments\": {\"location\": \"Paris\", \"unit\": \"celsius\",\n"
+    "                   \"note\": \"a \\\"quoted\\\" word\"}},\n"
+    "    {\"name\": \"get_package_info\",\n"
+    "     \"arguments\": {\"package\": \"nginx\", \"include_deps\": true, \"limit\": 3,\n"
+    "                   \"tags\": [\"web\", \"proxy\"]}}],\n"
     "   \"usage\": {\"prompt_tokens\": 5, \"completion_tokens\": 7}}},\n"
-    " {\"name\": \"text-wins\", \"match\": {\"model\": \"text-wins\"}, \"reply\": {\"text\": \"No tool today.\"}},\n"
+    " {\"name\": \"text-wins\", \"match\": {\"model\": \"text-wins\"},\n"
+    "  \"reply\": {\"text\": \"No tool today.\"}},\n"
     " {\"name\": \"override\", \"match\": {\"model\": \"override\"},\n"
     "  \"reply\": {\"tool_calls\": [{\"name\": \"get_weather\"}]}}\n"
     "]}\n";
@@ -624,8 +627,8 @@ static void test_bad_files(void **state)
                (const char *const[]){"rules[0].reply.text", NULL});
     expect_bad(dir, "[{\"reply\": {\"text\": \"x\", \"tool_calls\": [{\"name\": \"f\"}]}}]",
                (const char *const[]){"rules[0].reply", "cannot be combined with text", NULL});
-    expect_bad(dir, "[{\"reply\": {\"tool_calls\": [{\"name\": \"f\"}, {\"name\": \"g\"}, {\"name\": "
-               "\"h\"}, {\"name\": \"i\"}, {\"name\": \"j\"}]}}]",
+    expect_bad(dir, "[{\"reply\": {\"tool_calls\": [{\"name\": \"f\"}, {\"name\": \"g\"}, "
+               "{\"name\": \"h\"}, {\"name\": \"i\"}, {\"name\": \"j\"}]}}]",
                (const char *const[]){"rules[0].reply.tool_calls", "at most 4", NULL});
     expect_bad(dir, "[{\"reply\": {\"tool_calls\": [{\"name\": \"f\", \"id\": \"a\\\"b\"}]}}]",
                (const char *const[]){"rules[0].reply.tool_calls[0].id", NULL});

@@ -2,8 +2,9 @@
  * fixtures_match.c - what the fixtures do to one API request: the first rule (in file order)
  * whose matchers all hold gives the reply, the rule's call counter picks the reply of a
  * sequence, and the reply's latency, retry-after, fault, error, text or tool calls and usage
- * are applied at the request's hooks (admission, prepare, answer). An unmatched request goes on to generated
- * content, or in strict mode gets a 404 in its route's error shape naming the closest rule.
+ * are applied at the request's hooks (admission, prepare, answer). An unmatched request goes
+ * on to generated content, or in strict mode gets a 404 in its route's error shape naming the
+ * closest rule.
  * Also the redaction of secrets that recordings and the body matcher share. Loading is
  * fixtures.c's; sending recorded answers replay.c's.
  *
