@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "t_mock_calls.h"
 #include "t_mock_http.h"
 
 static struct mock_server *start_fx(const char *path, int strict, const char *config)
@@ -344,97 +345,8 @@ static const char *const TOOLS =
     "  \"reply\": {\"tool_calls\": [{\"name\": \"get_weather\"}]}}\n"
     "]}\n";
 
-/* What one reply calls: names, ids and arguments (streamed: the pieces joined), the finish
- * reason and the completion tokens its usage reports. */
-struct calls {
-    int n;
-    char name[4][64], id[4][64], args[4][512], finish[32];
-    double ctok;
-};
-
-static void add_call(struct calls *c, int k, const char *name, const char *id)
-{
-    assert_int_equal(k, c->n); /* named in order, each once */
-    assert_true(k < 4);
-    snprintf(c->name[k], sizeof c->name[k], "%s", name);
-    snprintf(c->id[k], sizeof c->id[k], "%s", id);
-    c->n++;
-}
-
-static void append_args(struct calls *c, int k, const char *piece)
-{
-    assert_true(k >= 0 && k < c->n);
-    strncat(c->args[k], piece, sizeof c->args[k] - strlen(c->args[k]) - 1);
-}
-
-/* api 0: chat, 1: messages, 2: Responses. */
-static void calls_of_body(int api, cJSON *j, struct calls *c)
-{
-    static const char *const at[3] = {"choices.0.message.tool_calls", "content", "output"};
-    int k = 0;
-    const cJSON *items = t_jget(j, at[api]);
-    for (const cJSON *it = items ? items->child : NULL; it; it = it->next) {
-        const char *type = t_jget(it, "type") ? t_jstr(it, "type") : "";
-        if (api && strcmp(type, api == 1 ? "tool_use" : "function_call"))
-            continue; /* a text block or message item */
-        add_call(c, k, t_jstr(it, api == 0 ? "function.name" : "name"),
-                 t_jstr(it, api == 2 ? "call_id" : "id"));
-        if (api == 1) {
-            char *in = cJSON_PrintUnformatted(t_jget(it, "input"));
-            append_args(c, k, in);
-            cJSON_free(in);
-        } else {
-            append_args(c, k, t_jstr(it, api == 0 ? "function.arguments" : "arguments"));
-        }
-        k++;
-    }
-    snprintf(c->finish, sizeof c->finish, "%s",
-             t_jstr(j, api == 0 ? "choices.0.finish_reason" : api == 1 ? "stop_reason" : "status"));
-    c->ctok = t_jnum(j, api == 0 ? "usage.completion_tokens" : "usage.output_tokens");
-}
-
-static void calls_of_stream(int api, const struct t_sse *sse, struct calls *c)
-{
-    for (size_t i = 0; i < sse->n; i++) {
-        if (!strcmp(sse->ev[i].data, "[DONE]"))
-            continue;
-        cJSON *e = cJSON_Parse(sse->ev[i].data);
-        assert_non_null(e);
-        const char *ty = api ? t_jstr(e, "type") : "";
-        const cJSON *tc = api == 0 ? t_jget(e, "choices.0.delta.tool_calls.0") : NULL;
-        const cJSON *fr = api == 0 ? t_jget(e, "choices.0.finish_reason") : NULL;
-        if (tc && t_jget(tc, "id"))
-            add_call(c, (int)t_jnum(tc, "index"), t_jstr(tc, "function.name"), t_jstr(tc, "id"));
-        else if (tc)
-            append_args(c, (int)t_jnum(tc, "index"), t_jstr(tc, "function.arguments"));
-        if (cJSON_IsString(fr))
-            snprintf(c->finish, sizeof c->finish, "%s", fr->valuestring);
-        if (api == 0 && cJSON_IsObject(t_jget(e, "usage")))
-            c->ctok = t_jnum(e, "usage.completion_tokens");
-        if (api == 1 && !strcmp(ty, "content_block_start")) {
-            assert_string_equal(t_jstr(e, "content_block.type"), "tool_use");
-            add_call(c, (int)t_jnum(e, "index"), t_jstr(e, "content_block.name"),
-                     t_jstr(e, "content_block.id"));
-        } else if (api == 1 && !strcmp(ty, "content_block_delta")) {
-            append_args(c, (int)t_jnum(e, "index"), t_jstr(e, "delta.partial_json"));
-        } else if (api == 1 && !strcmp(ty, "message_delta")) {
-            snprintf(c->finish, sizeof c->finish, "%s", t_jstr(e, "delta.stop_reason"));
-            c->ctok = t_jnum(e, "usage.output_tokens");
-        } else if (api == 2 && !strcmp(ty, "response.output_item.added")) {
-            add_call(c, (int)t_jnum(e, "output_index"), t_jstr(e, "item.name"),
-                     t_jstr(e, "item.call_id"));
-        } else if (api == 2 && !strcmp(ty, "response.function_call_arguments.delta")) {
-            append_args(c, (int)t_jnum(e, "output_index"), t_jstr(e, "delta"));
-        } else if (api == 2 && !strcmp(ty, "response.completed")) {
-            snprintf(c->finish, sizeof c->finish, "%s", t_jstr(e, "response.status"));
-            c->ctok = t_jnum(e, "response.usage.output_tokens");
-        }
-        cJSON_Delete(e);
-    }
-}
-
 static void tool_reply(struct mock_server *s, int api, int stream, const char *model,
-                       const char *user, const char *tools, struct calls *c)
+                       const char *user, const char *tools, struct t_calls *c)
 {
     static const char *const path[3] = {"/v1/chat/completions", "/v1/messages", "/v1/responses"};
     char body[2048];
@@ -452,16 +364,14 @@ static void tool_reply(struct mock_server *s, int api, int stream, const char *m
     long st = t_http(mock_server_url(s), path[api], "POST", body, api == 1 ? t_msg_hdrs() : NULL,
                      0, &r);
     if (st != 200) fail_msg("%s: %ld %.300s", path[api], st, r.body.p);
-    memset(c, 0, sizeof *c);
-    c->ctok = -1;
     if (stream) {
         struct t_sse sse;
         t_sse_parse(r.body.p, r.body.len, &sse);
-        calls_of_stream(api, &sse, c);
+        t_calls_of_stream(api, &sse, c);
         t_sse_free(&sse);
     } else {
         cJSON *j = t_json(&r);
-        calls_of_body(api, j, c);
+        t_calls_of_body(api, j, c);
         cJSON_Delete(j);
     }
     t_resp_free(&r);
@@ -484,7 +394,7 @@ static void test_tool_call_replies(void **state)
     for (int api = 0; api < 3; api++) {
         char id1[64] = "";
         for (int stream = 0; stream < 2; stream++) {
-            struct calls c;
+            struct t_calls c;
             tool_reply(s, api, stream, "m", "weather and package", NULL, &c);
             if (c.n != 2) fail_msg("api %d stream %d: %d calls", api, stream, c.n);
             assert_string_equal(c.name[0], "get_weather");
@@ -510,7 +420,7 @@ static void test_tool_call_replies(void **state)
         "[\"package\"]}}}]";
     const char *q = "What is the package info for nginx?";
     for (int stream = 0; stream < 2; stream++) {
-        struct calls c;
+        struct t_calls c;
         tool_reply(s, 0, stream, "m", q, pkg_tools, &c);
         assert_int_equal(c.n, 1);
         assert_string_equal(c.name[0], "get_package_info");
