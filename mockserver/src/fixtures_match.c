@@ -305,9 +305,6 @@ int mock__fx_route(struct req *r, enum MHD_Result *res)
     const struct mock_fx_reply *p = &ru->replies[k];
     r->fx = f; /* the reference is dropped in the completion callback */
     r->fxr = p;
-    apply_timing(r, p);
-    if (p->fault > 0)
-        atomic_fetch_add_explicit(&r->srv->stats.faults[p->fault], 1, RLX);
     if (p->tool_calls && r->route == MOCK_ROUTE_COMPLETIONS) {
         char m[300];
         snprintf(m, sizeof m, "Fixture rules[%zu]%s%s%s replies with tool_calls, which "
@@ -318,6 +315,9 @@ int mock__fx_route(struct req *r, enum MHD_Result *res)
                                 -1);
         return 1;
     }
+    apply_timing(r, p);
+    if (p->fault > 0)
+        atomic_fetch_add_explicit(&r->srv->stats.faults[p->fault], 1, RLX);
     if (p->err_status) {
         double retry = p->retry_after_ms;
         if (retry < 0 && (p->err_status == 429 || p->err_status == 503 || p->err_status == 529))
