@@ -1,10 +1,12 @@
 /*
  * test_mock_fixtures.c - the mock server's fixtures over real HTTP: rules matched in order, each
  * matcher (route, model, model_regex, system, user, user_regex, turns), replies in every API's
- * wire shape (streaming and not) with their usage and latency, faults and API errors from a
- * fixture, sequences (the last reply repeats, or they cycle), strict misses answered 404 in the
- * route's error shape naming the closest rule, bad files refused naming file, rule and field
- * (the old fixtures kept), the admin routes, and reloads racing concurrent requests.
+ * wire shape (streaming and not) with their usage and latency, tool calls from a fixture on
+ * chat, messages and Responses (streamed arguments reassembled; a fixture's text replaces a
+ * call), faults and API errors from a fixture, sequences (the last reply repeats, or they
+ * cycle), strict misses answered 404 in the route's error shape naming the closest rule, bad
+ * files refused naming file, rule and field (the old fixtures kept), the admin routes, and
+ * reloads racing concurrent requests.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "t_mock_calls.h"
 #include "t_mock_http.h"
 
 static struct mock_server *start_fx(const char *path, int strict, const char *config)
@@ -202,8 +205,6 @@ static const char *const SHAPES =
     " {\"match\": {\"user\": \"drop\"}, \"reply\": {\"fault\": \"reset\"}},\n"
     " {\"match\": {\"user\": \"teapot\"}, \"reply\": {\"error\": {\"status\": 422,\n"
     "   \"type\": \"unprocessable\", \"message\": \"nope\", \"code\": \"bad_thing\"}}},\n"
-    " {\"match\": {\"user\": \"tool\"}, \"reply\": {\"text\": \"t\",\n"
-    "   \"tool_calls\": [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]}},\n"
     " {\"match\": {}, \"reply\": {\"text\": \"Hello from the fixture.\"}}\n"
     "]}\n";
 
@@ -325,6 +326,135 @@ static void test_wire_shapes(void **state)
     free(dir);
 }
 
+/* ---- tool calls ---- */
+
+static const char *const TOOLS =
+    "{\"rules\": [\n"
+    " {\"name\": \"two-calls\", \"match\": {\"user\": \"weather and package\"},\n"
+    "  \"reply\": {\"tool_calls\": [\n"
+    "    {\"name\": \"get_weather\", \"id\": \"call_fixture1\",\n"
+    "     \"arguments\": {\"location\": \"Paris\", \"unit\": \"celsius\",\n"
+    "                   \"note\": \"a \\\"quoted\\\" word\"}},\n"
+    "    {\"name\": \"get_package_info\",\n"
+    "     \"arguments\": {\"package\": \"nginx\", \"include_deps\": true, \"limit\": 3,\n"
+    "                   \"tags\": [\"web\", \"proxy\"]}}],\n"
+    "   \"usage\": {\"prompt_tokens\": 5, \"completion_tokens\": 7}}},\n"
+    " {\"name\": \"text-wins\", \"match\": {\"model\": \"text-wins\"},\n"
+    "  \"reply\": {\"text\": \"No tool today.\"}},\n"
+    " {\"name\": \"override\", \"match\": {\"model\": \"override\"},\n"
+    "  \"reply\": {\"tool_calls\": [{\"name\": \"get_weather\"}]}}\n"
+    "]}\n";
+
+static void tool_reply(struct mock_server *s, int api, int stream, const char *model,
+                       const char *user, const char *tools, struct t_calls *c)
+{
+    static const char *const path[3] = {"/v1/chat/completions", "/v1/messages", "/v1/responses"};
+    char body[2048];
+    if (api == 2)
+        snprintf(body, sizeof body, "{\"model\":\"%s\",\"stream\":%s,\"input\":\"%s\"%s%s}",
+                 model, stream ? "true" : "false", user, tools ? ",\"tools\":" : "",
+                 tools ? tools : "");
+    else
+        snprintf(body, sizeof body, "{\"model\":\"%s\",\"max_tokens\":300,\"stream\":%s%s,"
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]%s%s}", model,
+                 stream ? "true" : "false", stream && api == 0 ? ",\"stream_options\":"
+                 "{\"include_usage\":true}" : "", user, tools ? ",\"tools\":" : "",
+                 tools ? tools : "");
+    struct t_resp r;
+    long st = t_http(mock_server_url(s), path[api], "POST", body, api == 1 ? t_msg_hdrs() : NULL,
+                     0, &r);
+    if (st != 200) fail_msg("%s: %ld %.300s", path[api], st, r.body.p);
+    if (stream) {
+        struct t_sse sse;
+        t_sse_parse(r.body.p, r.body.len, &sse);
+        t_calls_of_stream(api, &sse, c);
+        t_sse_free(&sse);
+    } else {
+        cJSON *j = t_json(&r);
+        t_calls_of_body(api, j, c);
+        cJSON_Delete(j);
+    }
+    t_resp_free(&r);
+}
+
+static void test_tool_call_replies(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir("fx");
+    char *path = write_tmp(dir, "tools.json", TOOLS);
+    struct mock_server *s = start_fx(path, 0, "time_scale = 0.01\n");
+    /* The fixture's arguments as compact JSON: what every route must send. */
+    cJSON *fx = cJSON_Parse(TOOLS);
+    char *want[2];
+    for (int k = 0; k < 2; k++)
+        want[k] = cJSON_PrintUnformatted(t_jget(fx, k ? "rules.0.reply.tool_calls.1.arguments"
+                                                      : "rules.0.reply.tool_calls.0.arguments"));
+    cJSON_Delete(fx);
+    static const char *const finish[3] = {"tool_calls", "tool_use", "completed"};
+    for (int api = 0; api < 3; api++) {
+        char id1[64] = "";
+        for (int stream = 0; stream < 2; stream++) {
+            struct t_calls c;
+            tool_reply(s, api, stream, "m", "weather and package", NULL, &c);
+            if (c.n != 2) fail_msg("api %d stream %d: %d calls", api, stream, c.n);
+            assert_string_equal(c.name[0], "get_weather");
+            assert_string_equal(c.name[1], "get_package_info");
+            assert_string_equal(c.args[0], want[0]);
+            assert_string_equal(c.args[1], want[1]);
+            assert_string_equal(c.id[0], "call_fixture1"); /* the fixture's id, verbatim */
+            /* no id given: one made as for a generated call, the same streamed or not */
+            assert_int_equal(strncmp(c.id[1], api == 1 ? "toolu_" : "call_", api == 1 ? 6 : 5),
+                             0);
+            if (stream)
+                assert_string_equal(c.id[1], id1);
+            snprintf(id1, sizeof id1, "%s", c.id[1]);
+            assert_string_equal(c.finish, finish[api]);
+            assert_int_equal((int)c.ctok, 7); /* the fixture's usage */
+        }
+    }
+    /* A fixture's tool calls replace the call the request's tools lead to; its text replaces
+     * any call (without the fixture the same request calls get_package_info). */
+    static const char pkg_tools[] =
+        "[{\"type\":\"function\",\"function\":{\"name\":\"get_package_info\",\"parameters\":"
+        "{\"type\":\"object\",\"properties\":{\"package\":{\"type\":\"string\"}},\"required\":"
+        "[\"package\"]}}}]";
+    const char *q = "What is the package info for nginx?";
+    for (int stream = 0; stream < 2; stream++) {
+        struct t_calls c;
+        tool_reply(s, 0, stream, "m", q, pkg_tools, &c);
+        assert_int_equal(c.n, 1);
+        assert_string_equal(c.name[0], "get_package_info");
+        tool_reply(s, 0, stream, "override", q, pkg_tools, &c);
+        assert_int_equal(c.n, 1);
+        assert_string_equal(c.name[0], "get_weather");
+        assert_string_equal(c.args[0], "{}"); /* no arguments given */
+        assert_string_equal(c.finish, "tool_calls");
+        tool_reply(s, 0, stream, "text-wins", q, pkg_tools, &c);
+        assert_int_equal(c.n, 0);
+        assert_string_equal(c.finish, "stop");
+    }
+    long st;
+    char *t = chat_text(s, "text-wins", NULL, q, &st);
+    assert_string_equal(t, "No tool today.");
+    free(t);
+    /* The legacy completions API has no tool calls: a clear 400 naming the rule. */
+    struct t_resp r;
+    assert_int_equal(t_http(mock_server_url(s), "/v1/completions", "POST",
+                            "{\"model\":\"m\",\"prompt\":\"weather and package\"}", NULL, 0, &r),
+                     400);
+    cJSON *j = t_json(&r);
+    assert_string_equal(t_jstr(j, "error.code"), "fixture_unsupported");
+    assert_non_null(strstr(t_jstr(j, "error.message"), "rules[0] \"two-calls\""));
+    cJSON_Delete(j);
+    t_resp_free(&r);
+    for (int k = 0; k < 2; k++)
+        cJSON_free(want[k]);
+    mock_server_stop(s);
+    free(path);
+    t_rmrf(dir);
+    free(dir);
+}
+
 static void test_strict_miss(void **state)
 {
     (void)state;
@@ -405,6 +535,18 @@ static void test_bad_files(void **state)
                (const char *const[]){"rules[0].after", NULL});
     expect_bad(dir, "[{\"match\": {\"route\": \"embeddings\"}, \"reply\": {\"text\": \"x\"}}]",
                (const char *const[]){"rules[0].reply.text", NULL});
+    expect_bad(dir, "[{\"reply\": {\"text\": \"x\", \"tool_calls\": [{\"name\": \"f\"}]}}]",
+               (const char *const[]){"rules[0].reply", "cannot be combined with text", NULL});
+    expect_bad(dir, "[{\"reply\": {\"tool_calls\": [{\"name\": \"f\"}, {\"name\": \"g\"}, "
+               "{\"name\": \"h\"}, {\"name\": \"i\"}, {\"name\": \"j\"}]}}]",
+               (const char *const[]){"rules[0].reply.tool_calls", "at most 4", NULL});
+    expect_bad(dir, "[{\"reply\": {\"tool_calls\": [{\"name\": \"f\", \"id\": \"a\\\"b\"}]}}]",
+               (const char *const[]){"rules[0].reply.tool_calls[0].id", NULL});
+    expect_bad(dir, "[{\"reply\": {\"tool_calls\": [{\"name\": \"f\", \"arguments\": [1]}]}}]",
+               (const char *const[]){"rules[0].reply.tool_calls[0].arguments", NULL});
+    expect_bad(dir, "[{\"match\": {\"route\": \"completions\"}, \"reply\": {\"tool_calls\": "
+               "[{\"name\": \"f\"}]}}]",
+               (const char *const[]){"rules[0].reply.tool_calls", "no tool calls", NULL});
 
     /* A failed reload keeps the old fixtures (API and admin route). */
     char *good = write_tmp(dir, "good.json", RULES);
@@ -526,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_order_and_matchers),
         cmocka_unit_test(test_sequences),
         cmocka_unit_test(test_wire_shapes),
+        cmocka_unit_test(test_tool_call_replies),
         cmocka_unit_test(test_strict_miss),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_reload_under_load),

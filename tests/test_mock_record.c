@@ -5,7 +5,8 @@
  * answers pass through unchanged (non-streaming and streaming, OpenAI and Anthropic, an
  * upstream error too), the key reaches the upstream but is in no file, streams are recorded
  * frame by frame with their gaps and replayed frame for frame no faster than recorded, an
- * unrecorded body is a strict miss, and an unreachable upstream is a 502 in the API's shape.
+ * unrecorded body is a strict miss, an unreachable upstream is a 502 in the API's shape, and
+ * tool-call answers (chat, messages, Responses; streamed and not) replay with the same calls.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "t_mock_calls.h"
 #include "t_mock_http.h"
 
 #define UP_TTFT 30.0 /* ms, as in the upstream's config below */
@@ -438,6 +440,118 @@ static void test_record_concurrent(void **state)
     free(dir);
 }
 
+/* ---- tool calls ---- */
+
+#define TOOL_SCHEMA(p) "{\"type\":\"object\",\"properties\":{\"" p "\":{\"type\":\"string\"}}," \
+                       "\"required\":[\"" p "\"]}"
+static const char *const rec_tools[3] = {
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":"
+    TOOL_SCHEMA("location") "}},{\"type\":\"function\",\"function\":{\"name\":"
+    "\"get_package_info\",\"parameters\":" TOOL_SCHEMA("package") "}}]",
+    "[{\"name\":\"get_weather\",\"input_schema\":" TOOL_SCHEMA("location") "},"
+    "{\"name\":\"get_package_info\",\"input_schema\":" TOOL_SCHEMA("package") "}]",
+    "[{\"type\":\"function\",\"name\":\"get_weather\",\"parameters\":" TOOL_SCHEMA("location")
+    "},{\"type\":\"function\",\"name\":\"get_package_info\",\"parameters\":"
+    TOOL_SCHEMA("package") "}]"};
+
+/* A tool-call request (two calls: both tools are named) on api 0 chat, 1 messages, 2 Responses,
+ * with the key; returns the response (t_resp_free) with its calls parsed into c. */
+static struct t_resp tool_call(struct mock_server *s, int api, int stream, struct t_calls *c)
+{
+    static const char *const path[3] = {"/v1/chat/completions", "/v1/messages", "/v1/responses"};
+    static const char q[] = "What is the weather in Paris, and the package info for nginx?";
+    char body[2048];
+    if (api == 2)
+        snprintf(body, sizeof body, "{\"model\":\"m\",\"stream\":%s,\"input\":\"%s\","
+                 "\"tools\":%s}", stream ? "true" : "false", q, rec_tools[api]);
+    else
+        snprintf(body, sizeof body, "{\"model\":\"m\",\"max_tokens\":300,\"stream\":%s,"
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"tools\":%s}",
+                 stream ? "true" : "false", q, rec_tools[api]);
+    char auth[96];
+    snprintf(auth, sizeof auth, api == 1 ? "x-api-key: %s" : "Authorization: Bearer %s", KEY);
+    const char *hdrs[3] = {auth, api == 1 ? "anthropic-version: 2023-06-01" : NULL, NULL};
+    struct t_resp r;
+    long st = t_http(mock_server_url(s), path[api], "POST", body, hdrs, 0, &r);
+    if (st != 200) fail_msg("%s: %ld %.300s", path[api], st, r.body.p);
+    if (stream) {
+        struct t_sse sse;
+        t_sse_parse(r.body.p, r.body.len, &sse);
+        t_calls_of_stream(api, &sse, c);
+        t_sse_free(&sse);
+    } else {
+        cJSON *j = t_json(&r);
+        t_calls_of_body(api, j, c);
+        cJSON_Delete(j);
+    }
+    return r;
+}
+
+/* A streamed tool-call answer recorded from an upstream cx-mock replays with the same calls:
+ * the frames are stored and sent verbatim, so what the client reassembles is the same. */
+static void test_record_tool_calls(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir("rec");
+    struct mock_options o;
+    mock_options_init(&o);
+    o.config_text = "latency = 5ms\nitl = 1ms\n";
+    o.required_key = KEY;
+    struct mock_server *up = start(&o);
+    mock_options_init(&o);
+    o.record_dir = dir;
+    o.upstream = mock_server_url(up);
+    struct mock_server *rec = start(&o);
+    struct t_calls want[3], got;
+    struct t_resp recorded[3][2];
+    for (int api = 0; api < 3; api++) {
+        struct t_resp direct = tool_call(up, api, 0, &want[api]);
+        t_resp_free(&direct);
+        assert_int_equal(want[api].n, 2); /* the upstream's own, non-streaming */
+        for (int stream = 0; stream < 2; stream++) {
+            recorded[api][stream] = tool_call(rec, api, stream, &got);
+            assert_int_equal(got.n, 2);
+            for (int k = 0; k < 2; k++) {
+                assert_string_equal(got.name[k], want[api].name[k]);
+                assert_string_equal(got.args[k], want[api].args[k]);
+                assert_string_equal(got.id[k], want[api].id[k]);
+            }
+        }
+    }
+    mock_server_stop(rec);
+    mock_server_stop(up);
+    int nfiles;
+    char *all = dir_text(dir, &nfiles);
+    assert_int_equal(nfiles, 6);
+    assert_null(strstr(all, KEY));
+    free(all);
+
+    mock_options_init(&o);
+    o.replay_dir = dir;
+    o.strict = 1;
+    struct mock_server *rp = start(&o);
+    for (int api = 0; api < 3; api++)
+        for (int stream = 0; stream < 2; stream++) {
+            struct t_resp r = tool_call(rp, api, stream, &got);
+            /* byte for byte what the recording client got, so the same calls */
+            assert_int_equal(r.body.len, recorded[api][stream].body.len);
+            assert_memory_equal(r.body.p, recorded[api][stream].body.p, r.body.len);
+            assert_int_equal(got.n, 2);
+            for (int k = 0; k < 2; k++) {
+                assert_string_equal(got.name[k], want[api].name[k]);
+                assert_string_equal(got.args[k], want[api].args[k]);
+                assert_string_equal(got.id[k], want[api].id[k]);
+            }
+            assert_string_equal(got.finish, api == 0 ? "tool_calls" : api == 1 ? "tool_use"
+                                                                             : "completed");
+            t_resp_free(&r);
+            t_resp_free(&recorded[api][stream]);
+        }
+    mock_server_stop(rp);
+    t_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_upstream_down),
         cmocka_unit_test(test_stop_mid_transfer),
         cmocka_unit_test(test_record_concurrent),
+        cmocka_unit_test(test_record_tool_calls),
     };
     return cmocka_run_group_tests(tests, t_mock_group_setup, t_mock_group_teardown);
 }

@@ -1,38 +1,15 @@
 /*
- * test_mock_tools.c - tool calls and structured output over real HTTP on the three APIs that
- * have them: OpenAI chat (tools, tool_choice, tool_calls, role "tool" results, response_format),
- * Anthropic messages (tool_use blocks, tool_choice, tool_result turns, output_config.format,
- * message threads) and the Responses API (function_call items, function_call_output,
- * text.format). Asserts the wire shapes the SDKs
- * parse, that streamed arguments reassemble to the non-streaming ones, that arguments repeat
- * for the same request and seed and validate against the tool's schema, and the 400s a bad
- * tools / tool_choice / response_format / tool turn gets in each API's error shape.
+ * test_mock_tools.c - tool calls over real HTTP on the three APIs that have them: OpenAI chat
+ * (tools, tool_choice, tool_calls, role "tool" results), Anthropic messages (tool_use blocks,
+ * tool_choice, tool_result turns, message threads) and the Responses API (function_call items,
+ * function_call_output), one call or parallel calls. Asserts the wire shapes the SDKs parse,
+ * that streamed arguments reassemble to the non-streaming ones, that arguments repeat for the
+ * same request and seed and validate against the tool's schema, and the 400s a bad tools /
+ * tool_choice / response_format / tool turn gets in each API's error shape. Structured output
+ * is test_mock_structured.c's.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "t_mock_tools.h"
 
-#include "../mockserver/src/content.h"
-#include "t_mock_http.h"
-
-static struct mock_server *srv;
-
-static int setup(void **state) {
-    if (t_mock_group_setup(state) != 0) return -1;
-    srv = t_mock_start(NULL, 7);
-    return 0;
-}
-
-static int teardown(void **state) {
-    mock_server_stop(srv);
-    return t_mock_group_teardown(state);
-}
-
-#define PKG_SCHEMA                                                                                \
-    "{\"type\":\"object\",\"properties\":{\"package\":{\"type\":\"string\"},\"include_deps\":"  \
-    "{\"type\":\"boolean\"},\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":20}},"     \
-    "\"required\":[\"package\",\"include_deps\",\"limit\"],\"additionalProperties\":false}"
 #define WEATHER_SCHEMA                                                                            \
     "{\"type\":\"object\",\"properties\":{\"location\":{\"type\":\"string\"},\"unit\":"          \
     "{\"type\":\"string\",\"enum\":[\"celsius\",\"fahrenheit\"]}},\"required\":[\"location\","   \
@@ -52,52 +29,6 @@ static const char resp_tools[] =
     "city\",\"parameters\":" WEATHER_SCHEMA "},{\"type\":\"function\",\"name\":"
     "\"get_package_info\",\"description\":\"Look up a Debian package\",\"parameters\":"
     PKG_SCHEMA ",\"strict\":true}]";
-
-static const char pkg_q[] = "What is the package info for nginx?";
-
-/* POSTs body (printf-formatted) to path; the messages route gets its version header. */
-static long postf(struct mock_server *s, const char *path, struct t_resp *r, const char *fmt,
-                  ...) __attribute__((format(printf, 4, 5)));
-static long postf(struct mock_server *s, const char *path, struct t_resp *r, const char *fmt,
-                  ...) {
-    char *body = malloc(16384);
-    assert_non_null(body);
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(body, 16384, fmt, ap);
-    va_end(ap);
-    assert_true(n > 0 && n < 16384);
-    long st = t_http(mock_server_url(s), path, "POST", body,
-                     strstr(path, "messages") ? t_msg_hdrs() : NULL, 0, r);
-    free(body);
-    return st;
-}
-
-static cJSON *json_of(struct t_resp *r, long st, long want) {
-    if (st != want) fail_msg("status %ld (want %ld): %.400s", st, want, r->body.p);
-    cJSON *j = t_json(r);
-    t_resp_free(r);
-    return j;
-}
-
-/* The schema a tool's arguments must satisfy, and the check. */
-static void assert_valid(const char *schema_text, const cJSON *value) {
-    cJSON *schema = cJSON_Parse(schema_text);
-    char err[200] = "";
-    assert_non_null(schema);
-    if (mock_schema_validate(schema, value, err, sizeof err) != 0) {
-        char *v = cJSON_PrintUnformatted(value);
-        fail_msg("%s does not validate: %s", v, err);
-    }
-    cJSON_Delete(schema);
-}
-
-/* The concatenated data of one SSE body's events, read by fn. */
-static void sse_of(struct t_resp *r, long st, struct t_sse *sse) {
-    if (st != 200) fail_msg("status %ld: %.300s", st, r->body.p);
-    t_sse_parse(r->body.p, r->body.len, sse);
-    t_resp_free(r);
-}
 
 /* ---- OpenAI chat ---- */
 
@@ -263,24 +194,6 @@ static void test_chat_tool_result(void **state) {
     cJSON_Delete(j);
 }
 
-/* The OpenAI error's param (and that the message says something). */
-static void expect_oa_400(const char *path, const char *param, const char *fmt, ...) {
-    char body[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
-    va_end(ap);
-    struct t_resp r;
-    long st = t_http(mock_server_url(srv), path, "POST", body, NULL, 0, &r);
-    cJSON *j = json_of(&r, st, 400);
-    assert_string_equal(t_jstr(j, "error.type"), "invalid_request_error");
-    if (strcmp(t_jstr(j, "error.param"), param) != 0)
-        fail_msg("param %s (want %s): %s", t_jstr(j, "error.param"), param,
-                 t_jstr(j, "error.message"));
-    assert_true(strlen(t_jstr(j, "error.message")) > 10);
-    cJSON_Delete(j);
-}
-
 static void test_chat_errors(void **state) {
     (void)state;
     const char *u = "[{\"role\":\"user\",\"content\":\"hi json\"}]";
@@ -319,55 +232,6 @@ static void test_chat_errors(void **state) {
                   "\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"tool_calls\":[{\"id\":"
                   "\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
                   "\"{}\"}}]}]}");
-}
-
-static void test_chat_response_format(void **state) {
-    (void)state;
-    static const char schema[] =
-        "{\"type\":\"object\",\"properties\":{\"package\":{\"type\":\"string\"},\"commands\":"
-        "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},\"risk\":{\"type\":"
-        "\"string\",\"enum\":[\"low\",\"high\"]}},\"required\":[\"package\",\"commands\","
-        "\"risk\"],\"additionalProperties\":false}";
-    struct t_resp r;
-    cJSON *j = json_of(&r, postf(srv, "/v1/chat/completions", &r, "{\"model\":\"m\",\"messages\":"
-                                 "[{\"role\":\"user\",\"content\":\"Install redis\"}],"
-                                 "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
-                                 "{\"name\":\"plan\",\"strict\":true,\"schema\":%s}}}", schema),
-                       200);
-    assert_string_equal(t_jstr(j, "choices.0.finish_reason"), "stop");
-    cJSON *c = cJSON_Parse(t_jstr(j, "choices.0.message.content"));
-    assert_non_null(c);
-    assert_valid(schema, c);
-    assert_string_equal(t_jstr(c, "package"), "redis");
-    cJSON_Delete(c);
-    cJSON_Delete(j);
-    /* Streamed, the pieces join to a document that validates too. */
-    struct t_sse sse;
-    sse_of(&r, postf(srv, "/v1/chat/completions", &r, "{\"model\":\"m\",\"stream\":true,"
-                     "\"messages\":[{\"role\":\"user\",\"content\":\"Install redis\"}],"
-                     "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":"
-                     "\"plan\",\"schema\":%s}}}", schema), &sse);
-    char acc[8192] = "";
-    for (size_t i = 0; i + 1 < sse.n; i++) {
-        cJSON *k = cJSON_Parse(sse.ev[i].data);
-        const cJSON *d = t_jget(k, "choices.0.delta.content");
-        if (cJSON_IsString(d)) strcat(acc, d->valuestring);
-        cJSON_Delete(k);
-    }
-    c = cJSON_Parse(acc);
-    assert_non_null(c);
-    assert_valid(schema, c);
-    cJSON_Delete(c);
-    t_sse_free(&sse);
-    /* json_object: some JSON object */
-    j = json_of(&r, postf(srv, "/v1/chat/completions", &r, "{\"model\":\"m\",\"messages\":[{"
-                          "\"role\":\"system\",\"content\":\"Answer in JSON.\"},{\"role\":"
-                          "\"user\",\"content\":\"Install redis\"}],\"response_format\":{"
-                          "\"type\":\"json_object\"}}"), 200);
-    c = cJSON_Parse(t_jstr(j, "choices.0.message.content"));
-    assert_true(cJSON_IsObject(c));
-    cJSON_Delete(c);
-    cJSON_Delete(j);
 }
 
 /* ---- Anthropic messages ---- */
@@ -446,22 +310,6 @@ static void test_messages_tool_use(void **state) {
     cJSON_Delete(j);
 }
 
-static void expect_an_400(const char *want, const char *fmt, ...) {
-    char body[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
-    va_end(ap);
-    struct t_resp r;
-    long st = t_http(mock_server_url(srv), "/v1/messages", "POST", body, t_msg_hdrs(), 0, &r);
-    cJSON *j = json_of(&r, st, 400);
-    assert_string_equal(t_jstr(j, "type"), "error");
-    assert_string_equal(t_jstr(j, "error.type"), "invalid_request_error");
-    if (!strstr(t_jstr(j, "error.message"), want))
-        fail_msg("message %s lacks %s", t_jstr(j, "error.message"), want);
-    cJSON_Delete(j);
-}
-
 static void test_messages_tool_result(void **state) {
     (void)state;
     struct t_resp r;
@@ -491,31 +339,6 @@ static void test_messages_tool_result(void **state) {
     expect_an_400("tool_choice", "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":"
                   "\"user\",\"content\":\"x\"}],\"tools\":%s,\"tool_choice\":{\"type\":\"tool\""
                   ",\"name\":\"nope\"}}", msg_tools);
-}
-
-static void test_messages_output_format(void **state) {
-    (void)state;
-    struct t_resp r;
-    /* output_config.format (and the beta's output_format): the text block is the document. */
-    for (int beta = 0; beta < 2; beta++) {
-        cJSON *j = json_of(&r, postf(srv, "/v1/messages", &r, "{\"model\":\"m\",\"max_tokens\":"
-                                     "900,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],"
-                                     "%s{\"type\":\"json_schema\",\"schema\":%s}%s}", pkg_q,
-                                     beta ? "\"output_format\":" : "\"output_config\":{\"format\":",
-                                     PKG_SCHEMA, beta ? "" : "}"), 200);
-        assert_string_equal(t_jstr(j, "stop_reason"), "end_turn");
-        cJSON *c = cJSON_Parse(t_jstr(j, "content.0.text"));
-        assert_non_null(c);
-        assert_valid(PKG_SCHEMA, c);
-        assert_string_equal(t_jstr(c, "package"), "nginx");
-        cJSON_Delete(c);
-        cJSON_Delete(j);
-    }
-    expect_an_400("output_config.format.schema", "{\"model\":\"m\",\"max_tokens\":5,"
-                  "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"output_config\":"
-                  "{\"format\":{\"type\":\"json_schema\"}}}");
-    expect_an_400("output_format.type", "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{"
-                  "\"role\":\"user\",\"content\":\"x\"}],\"output_format\":{\"type\":\"xml\"}}");
 }
 
 static void test_messages_thread_and_tokens(void **state) {
@@ -639,24 +462,6 @@ static void test_responses_function_call(void **state) {
     expect_oa_400("/v1/responses", "tool_choice", "{\"model\":\"m\",\"input\":\"x\","
                   "\"tool_choice\":\"required\",\"tools\":[{\"type\":\"web_search\"}]}");
     free(args);
-}
-
-static void test_responses_text_format(void **state) {
-    (void)state;
-    struct t_resp r;
-    cJSON *j = json_of(&r, postf(srv, "/v1/responses", &r, "{\"model\":\"m\",\"input\":\"Install "
-                                 "redis\",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":"
-                                 "\"pkg\",\"strict\":true,\"schema\":%s}}}", PKG_SCHEMA), 200);
-    assert_string_equal(t_jstr(j, "text.format.name"), "pkg");
-    cJSON *c = cJSON_Parse(t_jstr(j, "output.0.content.0.text"));
-    assert_non_null(c);
-    assert_valid(PKG_SCHEMA, c);
-    assert_string_equal(t_jstr(c, "package"), "redis");
-    cJSON_Delete(c);
-    cJSON_Delete(j);
-    expect_oa_400("/v1/responses", "text.format", "{\"model\":\"m\",\"input\":\"x\",\"text\":"
-                  "{\"format\":{\"type\":\"json_schema\",\"schema\":{}}}}");
-    expect_oa_400("/v1/responses", "text", "{\"model\":\"m\",\"input\":\"x\",\"text\":1}");
 }
 
 /* ---- parallel calls ---- */
@@ -799,13 +604,10 @@ int main(void) {
         cmocka_unit_test(test_chat_tool_choice),
         cmocka_unit_test(test_chat_tool_result),
         cmocka_unit_test(test_chat_errors),
-        cmocka_unit_test(test_chat_response_format),
         cmocka_unit_test(test_messages_tool_use),
         cmocka_unit_test(test_messages_tool_result),
-        cmocka_unit_test(test_messages_output_format),
         cmocka_unit_test(test_messages_thread_and_tokens),
         cmocka_unit_test(test_responses_function_call),
-        cmocka_unit_test(test_responses_text_format),
         cmocka_unit_test(test_parallel_calls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

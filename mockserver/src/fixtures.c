@@ -244,12 +244,29 @@ static int parse_recorded(const struct ctx *c, const cJSON *j, const char *where
     return 0;
 }
 
-static int parse_tool_calls(const struct ctx *c, const cJSON *v, const char *where,
+/* A call id goes into the wire's JSON as it is: letters, digits, '_' and '-' only. */
+static int id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof ((struct mock_turn *)0)->call_id[0])
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static int parse_tool_calls(const struct ctx *c, const cJSON *v, const char *where, int route,
                             struct mock_fx_reply *p)
 {
     char f[96];
+    if (route == MOCK_ROUTE_EMBEDDINGS || route == MOCK_ROUTE_COMPLETIONS)
+        return fail(c, where, "a %s reply has no tool calls", mock__route_names[route]);
     if (!cJSON_IsArray(v) || !v->child)
         return fail(c, where, "expected a non-empty array of {\"name\", \"arguments\"}");
+    if (cJSON_GetArraySize(v) > MOCK_TOOL_CALLS_MAX)
+        return fail(c, where, "at most %d tool calls in one reply", MOCK_TOOL_CALLS_MAX);
     size_t i = 0;
     for (const cJSON *t = v->child; t; t = t->next, i++) {
         static const char *const tk[] = {"name", "arguments", "id", NULL};
@@ -258,14 +275,24 @@ static int parse_tool_calls(const struct ctx *c, const cJSON *v, const char *whe
             return fail(c, f, "expected an object");
         if (only(c, t, f, tk) < 0)
             return -1;
-        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(t, "name"))) {
-            FIELD(f, "%s[%zu].name", where, i);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
+        FIELD(f, "%s[%zu].name", where, i);
+        if (!cJSON_IsString(name))
             return fail(c, f, "expected a string");
-        }
+        if (!name->valuestring[0] ||
+            strlen(name->valuestring) >= sizeof ((struct mock_tool_call *)0)->name)
+            return fail(c, f, "expected 1 to %zu bytes",
+                        sizeof ((struct mock_tool_call *)0)->name - 1);
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(t, "arguments");
         if (a && !cJSON_IsObject(a)) {
             FIELD(f, "%s[%zu].arguments", where, i);
             return fail(c, f, "expected an object");
+        }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
+        if (id && !(cJSON_IsString(id) && id_ok(id->valuestring))) {
+            FIELD(f, "%s[%zu].id", where, i);
+            return fail(c, f, "expected 1 to %zu letters, digits, '_' or '-'",
+                        sizeof ((struct mock_turn *)0)->call_id[0] - 1);
         }
     }
     p->tool_calls = cJSON_Duplicate(v, 1);
@@ -368,14 +395,21 @@ static int parse_reply(const struct ctx *c, const cJSON *j, const char *where, i
         return -1;
     FIELD(f, "%s.tool_calls", where);
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "tool_calls")) &&
-        parse_tool_calls(c, v, f, p) < 0)
+        parse_tool_calls(c, v, f, route, p) < 0)
         return -1;
     FIELD(f, "%s.recorded", where);
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "recorded")) && parse_recorded(c, v, f, p) < 0)
         return -1;
-    if (p->err_status && (p->fault > 0 || p->raw || p->text)) {
+    if (p->err_status && (p->fault > 0 || p->raw || p->text || p->tool_calls)) {
         FIELD(f, "%s", where);
-        return fail(c, f, "\"error\" cannot be combined with text, fault or recorded");
+        return fail(c, f, "\"error\" cannot be combined with text, tool_calls, fault or "
+                    "recorded");
+    }
+    /* The tool-call writers send calls or text, not both (proto_tools.c). */
+    if (p->tool_calls && (p->text || p->raw)) {
+        FIELD(f, "%s", where);
+        return fail(c, f, "\"tool_calls\" cannot be combined with %s (a reply is text or "
+                    "tool calls)", p->text ? "text" : "recorded");
     }
     return 0;
 }

@@ -58,7 +58,8 @@ struct mock_fx_reply {
     double retry_after_ms;    /* < 0: the retry_after setting */
     unsigned err_status;      /* an API error answered at once; 0 none */
     char *err_type, *err_message, *err_code;
-    cJSON *tool_calls;        /* parsed and kept for the tool-call writers; not yet emitted */
+    cJSON *tool_calls;        /* [{"name", "arguments", "id"}] (checked), sent as the reply's
+                                 tool calls; NULL: none */
     struct mock_fx_raw *raw;  /* a recorded answer; NULL for a written fixture */
 };
 
@@ -130,7 +131,9 @@ void mock__fx_free(struct mock_server *s);      /* after MHD_stop_daemon */
  * result), 0 to go on (r->fxr set when a fixture matched). */
 int mock__fx_route(struct req *r, enum MHD_Result *res);
 /* prepare() (stream.c): 2 = a recorded or error answer (nothing to generate), 1 = r->content
- * filled from the fixture's text, 0 = generate, -1 = out of memory. */
+ * filled from the fixture's text, 3 = r->turn.call[] filled from the fixture's tool_calls (they
+ * replace any call the request's tools led to; mock__turn_content makes the text), 0 =
+ * generate, -1 = out of memory. */
 int mock__fx_text(struct req *r);
 /* prepare(): the fixture's usage into r->reply. */
 void mock__fx_usage(struct req *r);

@@ -1,9 +1,10 @@
 /*
  * fixtures_match.c - what the fixtures do to one API request: the first rule (in file order)
  * whose matchers all hold gives the reply, the rule's call counter picks the reply of a
- * sequence, and the reply's latency, retry-after, fault, error, text and usage are applied at
- * the request's hooks (admission, prepare, answer). An unmatched request goes on to generated
- * content, or in strict mode gets a 404 in its route's error shape naming the closest rule.
+ * sequence, and the reply's latency, retry-after, fault, error, text or tool calls and usage
+ * are applied at the request's hooks (admission, prepare, answer). An unmatched request goes
+ * on to generated content, or in strict mode gets a 404 in its route's error shape naming the
+ * closest rule.
  * Also the redaction of secrets that recordings and the body matcher share. Loading is
  * fixtures.c's; sending recorded answers replay.c's.
  *
@@ -304,6 +305,16 @@ int mock__fx_route(struct req *r, enum MHD_Result *res)
     const struct mock_fx_reply *p = &ru->replies[k];
     r->fx = f; /* the reference is dropped in the completion callback */
     r->fxr = p;
+    if (p->tool_calls && r->route == MOCK_ROUTE_COMPLETIONS) {
+        char m[300];
+        snprintf(m, sizeof m, "Fixture rules[%zu]%s%s%s replies with tool_calls, which "
+                 "/v1/completions has no shape for (give the rule \"match\": {\"route\": ...}).",
+                 (size_t)(hit - f->rules), ru->name[0] ? " \"" : "", ru->name,
+                 ru->name[0] ? "\"" : "");
+        *res = mock__send_error(r, 400, "invalid_request_error", m, NULL, "fixture_unsupported",
+                                -1);
+        return 1;
+    }
     apply_timing(r, p);
     if (p->fault > 0)
         atomic_fetch_add_explicit(&r->srv->stats.faults[p->fault], 1, RLX);
@@ -318,6 +329,39 @@ int mock__fx_route(struct req *r, enum MHD_Result *res)
     return 0;
 }
 
+/* The fixture's tool calls into r->turn, replacing what the request's tools chose: name,
+ * arguments (compact JSON; {} when not given), and the fixture's id or one made as for a
+ * generated call. 0 or -1 (out of memory; r->turn then holds no calls). */
+static int fx_calls(struct req *r, const cJSON *calls)
+{
+    struct mock_turn *t = &r->turn;
+    for (unsigned k = 0; k < MOCK_TOOL_CALLS_MAX; k++)
+        mock_tool_call_free(&t->call[k]);
+    t->ncalls = 0;
+    unsigned k = 0;
+    for (const cJSON *c = calls->child; c && k < MOCK_TOOL_CALLS_MAX; c = c->next, k++) {
+        struct mock_tool_call *tc = &t->call[k];
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(c, "arguments");
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "id"));
+        snprintf(tc->name, sizeof tc->name, "%s",
+                 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "name")));
+        tc->input = a ? cJSON_Duplicate(a, 1) : cJSON_CreateObject();
+        tc->arguments = tc->input ? cJSON_PrintUnformatted(tc->input) : NULL;
+        if (!tc->arguments) {
+            for (unsigned q = 0; q <= k; q++)
+                mock_tool_call_free(&t->call[q]);
+            return -1;
+        }
+        if (id)
+            snprintf(t->call_id[k], sizeof t->call_id[k], "%s", id);
+        else
+            mock_tool_call_id(r->api == MOCK_API_OPENAI ? "call_" : "toolu_", r->set.seed,
+                              r->prompt, k, t->call_id[k], sizeof t->call_id[k]);
+    }
+    t->ncalls = k;
+    return 0;
+}
+
 int mock__fx_text(struct req *r)
 {
     const struct mock_fx_reply *p = r->fxr;
@@ -325,6 +369,8 @@ int mock__fx_text(struct req *r)
         return 0;
     if (p->raw || p->err_status)
         return 2;
+    if (p->tool_calls)
+        return fx_calls(r, p->tool_calls) < 0 ? -1 : 3;
     if (!p->text)
         return 0;
     size_t len = strlen(p->text);

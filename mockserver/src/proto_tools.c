@@ -76,8 +76,8 @@ static void chat_body(struct mock_buf *b, const struct mock_reply *r)
     }
     mock__buf_fmt(b, "],\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],"
                   "\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,\"total_tokens\":%u},"
-                  "\"system_fingerprint\":\"fp_mock\"}", r->prompt_tokens, r->ntok,
-                  r->prompt_tokens + r->ntok);
+                  "\"system_fingerprint\":\"fp_mock\"}", r->prompt_tokens, mock__reply_ctok(r),
+                  r->prompt_tokens + mock__reply_ctok(r));
 }
 
 /* The chunk naming call k (the first also carries the role). */
@@ -123,8 +123,8 @@ static void chat_frame(struct mock_buf *b, const struct mock_reply *r, size_t k,
     } else if (r->include_usage && k == 2 + (size_t)r->ntok) {
         chat_chunk_start(b, r);
         mock__buf_fmt(b, "],\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,"
-                      "\"total_tokens\":%u}}\n\n", r->prompt_tokens, r->ntok,
-                      r->prompt_tokens + r->ntok);
+                      "\"total_tokens\":%u}}\n\n", r->prompt_tokens, mock__reply_ctok(r),
+                      r->prompt_tokens + mock__reply_ctok(r));
     } else {
         mock__buf_str(b, "data: [DONE]\n\n");
     }
@@ -157,7 +157,7 @@ static void messages_body(struct mock_buf *b, const struct mock_reply *r)
     mock__buf_fmt(b, "],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,\"usage\":"
                   "{\"input_tokens\":%u,\"cache_creation_input_tokens\":0,"
                   "\"cache_read_input_tokens\":0,\"output_tokens\":%u}}", r->prompt_tokens,
-                  r->ntok);
+                  mock__reply_ctok(r));
 }
 
 static void block_start(struct mock_buf *b, const struct mock_reply *r, unsigned k)
@@ -207,7 +207,7 @@ static void messages_frame(struct mock_buf *b, const struct mock_reply *r, size_
     } else if (k == 4 + (size_t)r->ntok) {
         mock__buf_fmt(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
                       "{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":"
-                      "{\"output_tokens\":%u}}\n\n", r->ntok);
+                      "{\"output_tokens\":%u}}\n\n", mock__reply_ctok(r));
     } else {
         mock__buf_str(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     }

@@ -233,7 +233,7 @@ static int prepare(struct req *r)
         make_id(r);
         return 0;
     }
-    int fx = mock__fx_text(r); /* fixtures: their text, or a recorded answer */
+    int fx = mock__fx_text(r); /* fixtures: their text or tool calls, or a recorded answer */
     if (fx < 0)
         return -1;
     if (fx == 2)
@@ -241,8 +241,8 @@ static int prepare(struct req *r)
     int turn = 0;
     if (fx == 1)
         r->turn.ncalls = 0; /* a fixture's text replaces any tool call the turn asked for */
-    else
-        turn = mock__turn_content(r); /* a tool call, structured output, a tool result */
+    else /* a tool call (the fixture's when fx == 3), structured output, a tool result */
+        turn = mock__turn_content(r);
     if (turn < 0 || (!fx && turn == 0 &&
                      mock_content_generate(r->system, r->prompt, r->set.seed, r->set.pad_to,
                                            r->fault == MOCK_FAULT_DANGEROUS, &r->content) < 0))
