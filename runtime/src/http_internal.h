@@ -51,6 +51,7 @@ struct cx_http_xfer {
     int curl_rc;                /* CURLcode of the transfer */
     int abort_reason;           /* CX__ABORT_* */
     int performed;              /* 1 once the bytes moved (or the attempt ended) */
+    long connects;              /* new connections the transfer opened (CURLINFO_NUM_CONNECTS) */
     uint64_t started_ns;
     char errbuf[CURL_ERROR_SIZE];
 

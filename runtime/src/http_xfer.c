@@ -28,6 +28,7 @@
 #include <curl/curl.h>
 
 #include "cx/clock.h"
+#include "cx_testing.h"
 #include "http_internal.h"
 
 /* ---- global init ---- */
@@ -271,6 +272,7 @@ int cx__http_xfer_attach(struct cx_http_xfer *x, CURL *easy) {
     x->curl_rc = CURLE_OK;
     x->abort_reason = CX__ABORT_NONE;
     x->performed = 0;
+    x->connects = 0;
     x->errbuf[0] = '\0';
     x->started_ns = cx_now_ns();
 
@@ -307,6 +309,10 @@ int cx__http_xfer_attach(struct cx_http_xfer *x, CURL *easy) {
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_VERBOSE, 0L); /* never: verbose output would print the key header */
     SET(CURLOPT_PRIVATE, (void *)x);
+    if (cx__slow_on && cx__slow.no_conn_reuse) { /* bench-only (slowdown.c) */
+        SET(CURLOPT_FRESH_CONNECT, 1L);
+        SET(CURLOPT_FORBID_REUSE, 1L);
+    }
 #undef SET
     if (c == CURLE_OUT_OF_MEMORY) return CX_ENOMEM;
     return c == CURLE_OK ? 0 : CX_EIO;
@@ -315,6 +321,8 @@ int cx__http_xfer_attach(struct cx_http_xfer *x, CURL *easy) {
 void cx__http_xfer_ended(struct cx_http_xfer *x, CURL *easy, CURLcode rc) {
     long st = 0;
     if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &st) == CURLE_OK) x->status = st;
+    long nc = 0;
+    x->connects = curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &nc) == CURLE_OK ? nc : 0;
     x->curl_rc = (int)rc;
     x->performed = 1;
 }
