@@ -5,6 +5,7 @@
     gate_stats.py check-baseline BASELINE --cores N --latency-ms L --cpu-ms C --time-scale S
                   [--sizes LIST] [--profile P]
     gate_stats.py sweep-baseline BASELINE RUN.json... [--tolerance F] [--markdown FILE]
+    gate_stats.py sensitivity DIR
 
 wall: DIR holds one JSON file per trial, named wall-SIDE-ROUND-TRIAL.json (SIDE base or head),
 each a bench_gate_wall object ({"figures": {NAME: {"value", "better", "kind", "unit"}}}) or a
@@ -23,6 +24,8 @@ and head were run alternately, so slow spells of a shared machine fall on both s
   so a figure flagged once by a noisy spell and cleared on its re-run holds.
 check-baseline: exit 4 unless the committed sweep baseline was made with this run's cores,
   latency, CPU per answer, time scale (and sizes, profile when given), before anything is run.
+sensitivity: for an A/A run (base and head the same code), the smallest slowdown of each wall
+  figure the test flags, found by making head's measured trials that much worse.
 sweep-baseline: the fallback without --base: each size's speedup (median over the RUN files)
   against the baseline's, flagged below (1 - tolerance) x baseline (default 0.10).
 
@@ -106,7 +109,7 @@ def load_figures(path):
     raise ValueError(f"{path}: neither a bench_gate_wall nor a bench_sweep result")
 
 
-NAME = re.compile(r"wall-(base|head)-(\d+)-(\d+)\.json$")
+NAME = re.compile(r"wall-(base|head)-(\d+)-(s?\d+)\.json$")
 
 
 def collect(d):
@@ -361,6 +364,30 @@ def cmd_sweep_baseline(args):
     return status
 
 
+def cmd_sensitivity(args):
+    """From an A/A run (the same code on both sides): the smallest slowdown of each wall figure
+    the test would flag, found by making head's measured trials worse by x and judging again.
+    The noise is the machine's, measured; only the slowdown is synthetic."""
+    if not args or not os.path.isdir(args[0]):
+        return usage("sensitivity needs the directory of an A/A run's trials")
+    rounds, meta = collect(args[0])
+    steps = [0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50, 1.0, 2.0, 5.0]
+    r = rounds[min(rounds)]
+    for name in sorted(r["head"]):
+        f = meta[name]
+        if name not in r["base"] or f.get("kind") == "count":
+            continue
+        found = None
+        for x in steps:
+            lower = f.get("better", "lower") == "lower"
+            h = [v * (1 + x) if lower else v / (1 + x) for v in r["head"][name]]
+            if judge(r["base"][name], h, f, 0.01, 0.10)[0] == "flagged":
+                found = x
+                break
+        print(f"{name:28s} {'>' + str(int(steps[-1] * 100)) + ' %' if found is None else f'{found * 100:.0f} %'}")
+    return 0
+
+
 def usage(msg):
     print(f"gate_stats: {msg}", file=sys.stderr)
     print("\n".join(__doc__.strip().splitlines()[2:6]), file=sys.stderr)
@@ -380,6 +407,8 @@ def main(argv):
         return cmd_check_baseline(args)
     if cmd == "sweep-baseline":
         return cmd_sweep_baseline(args)
+    if cmd == "sensitivity":
+        return cmd_sensitivity(args)
     return usage(f"unknown command '{cmd}'")
 
 
