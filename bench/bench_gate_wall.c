@@ -432,7 +432,8 @@ int main(int argc, char **argv) {
             size_t known = 0;
             for (size_t f = 0; f < N_FIGURES; f++) known += selected(only, k_figures[f].name);
             if (known == 0) {
-                fprintf(stderr, "bench_gate_wall: --only '%s' names no figure (see --list)\n", only);
+                fprintf(stderr, "bench_gate_wall: --only '%s' names no figure (see --list)\n",
+                        only);
                 return 2;
             }
         } else if (strcmp(argv[i], "--slow") == 0 && i + 1 < argc) {
@@ -447,7 +448,8 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: bench_gate_wall [--only NAME,...] [--slow SLOWDOWN] | --list\n");
+            fprintf(stderr,
+                    "usage: bench_gate_wall [--only NAME,...] [--slow SLOWDOWN] | --list\n");
             return 2;
         }
     }
