@@ -21,6 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <valgrind/callgrind.h>
 
@@ -331,6 +335,68 @@ static void w_router(long iters) {
     mock_server_stop(m);
 }
 
+/* The mock alone: one keep-alive connection, one pre-built chat request written and its reply
+ * read to the end per step, by plain socket calls, so nearly all that is counted is the mock's
+ * handling (libmicrohttpd, routing, the content generator, the request log); the router
+ * workload counts both sides through curl. */
+static const char k_chat_body[] =
+    "{\"model\":\"gpt-4o\",\"max_tokens\":256,\"messages\":["
+    "{\"role\":\"system\",\"content\":\"You are a Linux package expert.\"},"
+    "{\"role\":\"user\",\"content\":\"Install package: nginx\"}]}";
+
+static size_t read_reply(int fd, char *buf, size_t cap) {
+    size_t got = 0, need = 0;
+    for (;;) {
+        if (got + 1 >= cap) die("mock", "reply larger than the buffer");
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r <= 0) die("mock", "connection closed mid-reply");
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (need == 0) {
+            char *eoh = strstr(buf, "\r\n\r\n");
+            if (eoh == NULL) continue;
+            char *cl = strstr(buf, "Content-Length: ");
+            if (cl == NULL) cl = strstr(buf, "content-length: ");
+            if (cl == NULL || cl > eoh) die("mock", "reply without Content-Length");
+            need = (size_t)(eoh + 4 - buf) + strtoul(cl + 16, NULL, 10);
+        }
+        if (got >= need) return got;
+    }
+}
+
+static void w_mock(long iters) {
+    char base[128];
+    struct mock_server *m = mock_up(base, sizeof base);
+    const char *colon = strrchr(mock_server_url(m), ':');
+    if (colon == NULL) die("mock", "no port in the server's URL");
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        die("mock", "cannot connect");
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                      sizeof k_chat_body - 1);
+    char *req = pinned(head, (size_t)hn + sizeof k_chat_body);
+    memcpy(req + hn, k_chat_body, sizeof k_chat_body);
+    size_t req_len = (size_t)hn + sizeof k_chat_body - 1;
+    char *buf = pinned("", 65536);
+    for (long i = -1; i < iters; i++) { /* one warm-up request outside the count */
+        if (i == 0) begin();
+        if (write(fd, req, req_len) != (ssize_t)req_len) die("mock", "short write");
+        read_reply(fd, buf, 65536);
+        if (strncmp(buf, "HTTP/1.1 200", 12) != 0) die("mock", "reply status is not 200");
+    }
+    end();
+    close(fd);
+    free(req);
+    free(buf);
+    mock_server_stop(m);
+}
+
 /* scripts/gate --selftest's known slowdown: the measured loop does `extra_per_1000` more steps
  * per 1,000 than it counts (1000: 2x; 50: 5 %), so the per-step cost it reports rises by
  * exactly that factor and the gate must flag it. 0 outside the self-test. */
@@ -355,6 +421,7 @@ static const struct workload k_workloads[] = {
     {"limiter", w_limiter, 200000, "uncontended limiter acquire"},
     {"executor", w_executor, 2000, "submit-to-completion of 10 empty tasks, 1 worker"},
     {"router", w_router, 100, "one router call against the in-process mock (both sides)"},
+    {"mock", w_mock, 100, "the mock's handling of one chat request (raw socket client)"},
 };
 #define N_WORKLOADS (sizeof k_workloads / sizeof k_workloads[0])
 

@@ -58,6 +58,7 @@
 #include "cx/embed.h"
 #include "cache_internal.h"
 #include "cx_internal.h"
+#include "cx_testing.h"
 
 static _Thread_local int tls_shard = -1;
 
@@ -419,6 +420,7 @@ int cx_cache_get(struct cx_cache *c, const struct cx_cache_key *k, char **comman
     if (commands_json == NULL) return cx__err(ei, CX_EINVAL, "cx_cache_get: commands_json is NULL");
     int rc = check_key(k, "cx_cache_get", ei);
     if (rc < 0) return rc;
+    if (cx__slow_on) cx__slow_cache_lookup(); /* bench-only (slowdown.c) */
     uint64_t now = cx_now_ns();
     maybe_refresh(c, now);
     ensure_gen(c);

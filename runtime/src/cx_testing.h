@@ -72,6 +72,28 @@ typedef void (*cx__http_timing_fn)(double first_s, double total_s, void *ud);
  * transfer is in flight. */
 void cx__http_set_timing_hook(cx__http_timing_fn fn, void *ud);
 
+/* ---- benchmark-only slowdowns (slowdown.c) ---- */
+
+/* Known regressions that scripts/gate --selftest switches on, each where a real one would sit,
+ * to prove the gate flags it on the figure it moves. All 0 (off) by default; off, each hot path
+ * pays one load and a predicted branch on cx__slow_on (scripts/icount checks the counts). */
+#define CX__HAVE_SLOWDOWNS 1 /* bench_gate_wall builds without them against older trees */
+struct cx__slowdowns {
+    unsigned cache_lock_us;    /* every cx_cache_get holds one global mutex this long first */
+    unsigned limiter_extra_us; /* every limiter acquire sleeps this long first */
+    unsigned validate_times;   /* cx_validate_commands validates this many times (0, 1: once) */
+    int no_conn_reuse;         /* every HTTP transfer opens a fresh connection and closes it */
+    int gil_never_yields;      /* the emulated GIL's holder ignores drop requests */
+    int executor_one_worker;   /* executors start one worker whatever `threads` says */
+};
+/* Sets (s != NULL) or clears (NULL) the slowdowns. Threads: only while no other thread uses
+ * the runtime (at start-up, before the objects it slows are made). */
+void cx__set_slowdowns(const struct cx__slowdowns *s);
+extern int cx__slow_on;                /* any slowdown set; read by the hot paths */
+extern struct cx__slowdowns cx__slow;  /* the settings; read only when cx__slow_on */
+void cx__slow_cache_lookup(void);      /* cache.c calls it when cx__slow_on */
+void cx__slow_limiter_acquire(void);   /* limiter.c calls it when cx__slow_on */
+
 #ifdef __cplusplus
 }
 #endif

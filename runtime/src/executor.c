@@ -69,6 +69,7 @@
 #include "cx/clock.h"
 #include "cx/gil.h"
 #include "cx_internal.h"
+#include "cx_testing.h"
 
 #define EXECUTOR_DEFAULT_THREADS 10
 #define EXECUTOR_MAX_THREADS 1024
@@ -361,6 +362,7 @@ int cx_executor_new(const struct cx_executor_options *o, struct cx_executor **ou
     if (ex == NULL) return cx__err(ei, CX_ENOMEM, "executor: out of memory");
     ex->mode = o->mode;
     ex->nworkers = o->mode == CX_MODE_SERIAL ? 1 : o->threads;
+    if (cx__slow_on && cx__slow.executor_one_worker) ex->nworkers = 1; /* bench-only */
     int rc = CX_ENOMEM;
     int inited = 0, started = 0;
     if (cx__mutex_init(&ex->mu) < 0) goto fail;

@@ -21,6 +21,7 @@
 
 #include "cx/clock.h"
 #include "cx_internal.h"
+#include "cx_testing.h"
 
 struct cx_gil {
     struct cx__mutex mu;
@@ -150,6 +151,7 @@ void cx_gil_checkpoint(void) {
     struct cx_gil *g = tls_gil;
     if (g == NULL || !tls_held) return;
     if (!atomic_load_explicit(&g->drop_request, memory_order_relaxed)) return;
+    if (cx__slow_on && cx__slow.gil_never_yields) return; /* bench-only (slowdown.c) */
     atomic_fetch_add_explicit(&g->forced_switches, 1, memory_order_relaxed);
     drop(g);
     take(g);

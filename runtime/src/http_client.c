@@ -15,6 +15,7 @@
 
 #include "cx/clock.h"
 #include "cx/gil.h"
+#include "cx_testing.h"
 #include "http_internal.h"
 
 /* ---- the thread-local client ---- */
@@ -34,6 +35,7 @@ struct cx_http_client {
     long maxconn;
     atomic_uint_fast64_t handles;
     atomic_uint_fast64_t transfers;
+    atomic_uint_fast64_t connects;
 };
 
 void cx_http_client_options_init(struct cx_http_client_options *o) {
@@ -110,6 +112,7 @@ int cx_http_client_new(const struct cx_http_client_options *opts, struct cx_http
     }
     atomic_init(&c->handles, 0);
     atomic_init(&c->transfers, 0);
+    atomic_init(&c->connects, 0);
     *out = c;
     return 0;
 nomem:
@@ -197,6 +200,7 @@ int cx_http_client_perform(struct cx_http_client *c, struct cx_http_xfer *x, str
     /* Drop the pointers into x so the idle handle does not refer to freed memory. */
     curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, NULL);
     atomic_fetch_add(&c->transfers, 1);
+    atomic_fetch_add(&c->connects, (uint_fast64_t)(x->connects > 0 ? x->connects : 0));
     return 0;
 }
 
@@ -218,4 +222,5 @@ void cx_http_client_stats(struct cx_http_client *c, struct cx_http_client_stats 
     if (c == NULL) return;
     out->handles_created = atomic_load(&c->handles);
     out->transfers = atomic_load(&c->transfers);
+    out->connects = atomic_load(&c->connects);
 }

@@ -51,6 +51,7 @@ struct cx_http_xfer {
     int curl_rc;                /* CURLcode of the transfer */
     int abort_reason;           /* CX__ABORT_* */
     int performed;              /* 1 once the bytes moved (or the attempt ended) */
+    long connects;              /* new connections the transfer opened (CURLINFO_NUM_CONNECTS) */
     uint64_t started_ns;
     uint64_t first_body_ns;     /* when the first body byte arrived (0: none yet) */
     char errbuf[CURL_ERROR_SIZE];

@@ -274,6 +274,7 @@ int cx__http_xfer_attach(struct cx_http_xfer *x, CURL *easy) {
     x->curl_rc = CURLE_OK;
     x->abort_reason = CX__ABORT_NONE;
     x->performed = 0;
+    x->connects = 0;
     x->errbuf[0] = '\0';
     x->started_ns = cx_now_ns();
     x->first_body_ns = 0;
@@ -311,6 +312,10 @@ int cx__http_xfer_attach(struct cx_http_xfer *x, CURL *easy) {
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_VERBOSE, 0L); /* never: verbose output would print the key header */
     SET(CURLOPT_PRIVATE, (void *)x);
+    if (cx__slow_on && cx__slow.no_conn_reuse) { /* bench-only (slowdown.c) */
+        SET(CURLOPT_FRESH_CONNECT, 1L);
+        SET(CURLOPT_FORBID_REUSE, 1L);
+    }
 #undef SET
     if (c == CURLE_OUT_OF_MEMORY) return CX_ENOMEM;
     return c == CURLE_OK ? 0 : CX_EIO;
@@ -337,6 +342,8 @@ void cx__http_xfer_ended(struct cx_http_xfer *x, CURL *easy, CURLcode rc) {
         fn(first, x->started_ns > 0 ? cx_elapsed_s(x->started_ns, now) : -1,
            atomic_load(&timing_ud));
     }
+    long nc = 0;
+    x->connects = curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &nc) == CURLE_OK ? nc : 0;
     x->curl_rc = (int)rc;
     x->performed = 1;
 }

@@ -33,6 +33,7 @@
 
 #include "cx/clock.h"
 #include "cx_internal.h"
+#include "cx_testing.h"
 
 /* Relative times are kept below this so that tat + n*T stays finite and converts to a uint64
  * deadline (CX_DEADLINE_NONE) instead of overflowing: a pause "forever" lands here. */
@@ -43,6 +44,7 @@
 struct cx_limiter {
     double rate;           /* tokens per second, as given */
     double burst;          /* capacity, as given */
+    double max_n;          /* burst, or NaN when a bench-only slowdown is on (see bad_n) */
     double interval;       /* T: nanoseconds per token */
     double tolerance;      /* burst * T: how far tat may run ahead of now */
     uint64_t origin;       /* cx_now_ns() at creation; relative times count from here */
@@ -74,6 +76,7 @@ int cx_limiter_new(double rate, double burst, struct cx_limiter **out, struct cx
     }
     l->rate = rate;
     l->burst = burst;
+    l->max_n = cx__slow_on && cx__slow.limiter_extra_us ? NAN : burst;
     l->interval = interval;
     l->tolerance = tolerance;
     l->origin = cx_now_ns();
@@ -95,7 +98,13 @@ void cx_limiter_free(struct cx_limiter *l) {
 double cx_limiter_rate(const struct cx_limiter *l) { return l ? l->rate : 0; }
 double cx_limiter_burst(const struct cx_limiter *l) { return l ? l->burst : 0; }
 
-static int bad_n(const struct cx_limiter *l, double n) { return !(n >= 0) || !(n <= l->burst); }
+/* The check every acquire makes. max_n is NaN under the bench-only limiter slowdown
+ * (slowdown.c), so every call takes the rare branch, where out_of_range tells a real error
+ * from the slowdown: the common path costs nothing more for it. */
+static int bad_n(const struct cx_limiter *l, double n) { return !(n >= 0) || !(n <= l->max_n); }
+static int out_of_range(const struct cx_limiter *l, double n) {
+    return !(n >= 0) || !(n <= l->burst);
+}
 
 /* Relative time of an absolute reading (clock readings never precede origin). */
 static double rel_of(const struct cx_limiter *l, uint64_t abs) {
@@ -144,7 +153,7 @@ static void adjust_locked(struct cx_limiter *l, double delta, double now) {
 }
 
 int cx_limiter_try_acquire(struct cx_limiter *l, double n) {
-    if (l == NULL || bad_n(l, n)) return CX_EINVAL;
+    if (l == NULL || (bad_n(l, n) && out_of_range(l, n))) return CX_EINVAL;
     cx__mutex_lock(&l->mu);
     double now = rel_of(l, cx_now_ns());
     double new_tat, grant;
@@ -159,7 +168,7 @@ int cx_limiter_try_acquire(struct cx_limiter *l, double n) {
 }
 
 int cx_limiter_reserve(struct cx_limiter *l, double n, uint64_t *wait_ns) {
-    if (l == NULL || wait_ns == NULL || bad_n(l, n)) return CX_EINVAL;
+    if (l == NULL || wait_ns == NULL || (bad_n(l, n) && out_of_range(l, n))) return CX_EINVAL;
     cx__mutex_lock(&l->mu);
     uint64_t now_abs = cx_now_ns();
     double new_tat, grant;
@@ -172,7 +181,11 @@ int cx_limiter_reserve(struct cx_limiter *l, double n, uint64_t *wait_ns) {
 }
 
 int cx_limiter_acquire_until(struct cx_limiter *l, double n, uint64_t deadline) {
-    if (l == NULL || bad_n(l, n)) return CX_EINVAL;
+    if (l == NULL) return CX_EINVAL;
+    if (bad_n(l, n)) {
+        if (out_of_range(l, n)) return CX_EINVAL;
+        cx__slow_limiter_acquire(); /* bench-only (slowdown.c) */
+    }
     cx__mutex_lock(&l->mu);
     uint64_t now_abs = cx_now_ns();
     double now = rel_of(l, now_abs);

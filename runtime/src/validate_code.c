@@ -15,6 +15,7 @@
  * code is refused, because what it does cannot be known without running it. Code that only
  * computes and prints passes. This is a list of names, not a parser: it errs on refusing.
  */
+#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,41 +38,75 @@ static const char *find_ci(const char *s, size_t n, const char *pat) {
     return NULL;
 }
 
+static const char k_devnet[] =
+    "opens a network connection through /dev/tcp or /dev/udp, the usual way of a reverse shell";
+
 int cx__vd_check_content(struct vctx *v, const char *s, size_t n) {
+#define M(p, why) {p, sizeof p - 1, why}
     static const struct {
-        const char *pat, *why;
+        const char *pat;
+        size_t len;
+        const char *why;
     } marks[] = {
-        {"allow-unauthenticated", "turns off apt's signature checks (--allow-unauthenticated)"},
-        {"allowunauthenticated", "turns off apt's signature checks (AllowUnauthenticated)"},
-        {"--force-yes", "turns off apt's safety checks (--force-yes)"},
-        {"allow-insecure-repositories", "lets apt use unsigned repositories"},
-        {"allowinsecurerepositories", "lets apt use unsigned repositories"},
-        {"allowdowngradetoinsecurerepositories", "lets apt use unsigned repositories"},
-        {"trusted=yes", "marks an apt repository as trusted without a signature ([trusted=yes])"},
-        {"trusted=true", "marks an apt repository as trusted without a signature"},
-        {"trusted=1", "marks an apt repository as trusted without a signature"},
-        {"allow-insecure=yes", "lets apt use an unsigned repository ([allow-insecure=yes])"},
-        {"allow-weak=yes", "lets apt accept weak repository signatures ([allow-weak=yes])"},
-        {"allow-downgrade-to-insecure=yes", "lets apt use an unsigned repository"},
-        {"trusted: yes", "marks an apt repository as trusted without a signature (Trusted: yes)"},
-        {"--nogpgcheck", "turns off package signature checks (--nogpgcheck)"},
-        {"--no-gpg-checks", "turns off package signature checks (--no-gpg-checks)"},
-        {"gpgcheck=0", "turns off package signature checks (gpgcheck=0)"},
-        {"--allow-remove-essential", "lets apt remove packages the system needs"},
-        {"--force-remove-essential", "lets dpkg remove packages the system needs"},
-        {"--force-all", "turns off every dpkg safety check (--force-all)"},
-        {"permitrootlogin yes", "allows root to log in over SSH"},
-        {"permitemptypasswords yes", "allows SSH logins without a password"},
-        {"pam_permit.so", "lets anyone log in through PAM (pam_permit)"},
-        {"selinux=disabled", "turns SELinux off"},
-        {"selinux=permissive", "turns SELinux enforcement off"},
+        M("allow-unauthenticated", "turns off apt's signature checks (--allow-unauthenticated)"),
+        M("allowunauthenticated", "turns off apt's signature checks (AllowUnauthenticated)"),
+        M("--force-yes", "turns off apt's safety checks (--force-yes)"),
+        M("allow-insecure-repositories", "lets apt use unsigned repositories"),
+        M("allowinsecurerepositories", "lets apt use unsigned repositories"),
+        M("allowdowngradetoinsecurerepositories", "lets apt use unsigned repositories"),
+        M("trusted=yes", "marks an apt repository as trusted without a signature ([trusted=yes])"),
+        M("trusted=true", "marks an apt repository as trusted without a signature"),
+        M("trusted=1", "marks an apt repository as trusted without a signature"),
+        M("allow-insecure=yes", "lets apt use an unsigned repository ([allow-insecure=yes])"),
+        M("allow-weak=yes", "lets apt accept weak repository signatures ([allow-weak=yes])"),
+        M("allow-downgrade-to-insecure=yes", "lets apt use an unsigned repository"),
+        M("trusted: yes", "marks an apt repository as trusted without a signature (Trusted: yes)"),
+        M("--nogpgcheck", "turns off package signature checks (--nogpgcheck)"),
+        M("--no-gpg-checks", "turns off package signature checks (--no-gpg-checks)"),
+        M("gpgcheck=0", "turns off package signature checks (gpgcheck=0)"),
+        M("--allow-remove-essential", "lets apt remove packages the system needs"),
+        M("--force-remove-essential", "lets dpkg remove packages the system needs"),
+        M("--force-all", "turns off every dpkg safety check (--force-all)"),
+        M("permitrootlogin yes", "allows root to log in over SSH"),
+        M("permitemptypasswords yes", "allows SSH logins without a password"),
+        M("pam_permit.so", "lets anyone log in through PAM (pam_permit)"),
+        M("selinux=disabled", "turns SELinux off"),
+        M("selinux=permissive", "turns SELinux enforcement off"),
+        M("/dev/tcp/", k_devnet),
+        M("/dev/udp/", k_devnet),
     };
-    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
-        if (find_ci(s, n, marks[i].pat)) return cx__vd_reject(v, "%s", marks[i].why);
-    if (find_ci(s, n, "/dev/tcp/") || find_ci(s, n, "/dev/udp/"))
-        return cx__vd_reject(v, "opens a network connection through /dev/tcp or /dev/udp, the "
-                                "usual way of a reverse shell");
-    return 0;
+#undef M
+    enum { N_MARKS = sizeof marks / sizeof marks[0], MIN_LEN = 9 /* "trusted=1", "/dev/tcp/" */ };
+    /* One pass over the text, not one per pattern: this runs on every word of every command,
+     * and most positions start no pattern. When several match, the first in the table names
+     * the reason, as a scan pattern by pattern would. */
+    static const char first[] = "a-tgps/"; /* the patterns' first characters */
+#ifndef NDEBUG
+    for (size_t p = 0; p < N_MARKS; p++)
+        assert(strchr(first, marks[p].pat[0]) != NULL && marks[p].len >= MIN_LEN);
+#endif
+    if (n < MIN_LEN) return 0;
+    size_t best = N_MARKS;
+    for (size_t i = 0; i + MIN_LEN <= n; i++) {
+        char c0 = s[i];
+        if (c0 >= 'A' && c0 <= 'Z') c0 = (char)(c0 + 32);
+        size_t f = 0;
+        while (f < sizeof first - 1 && first[f] != c0) f++;
+        if (f == sizeof first - 1) continue;
+        for (size_t p = 0; p < best; p++) {
+            size_t m = marks[p].len;
+            if (marks[p].pat[0] != c0 || i + m > n) continue;
+            size_t k = 1;
+            while (k < m) {
+                char c = s[i + k];
+                if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+                if (c != marks[p].pat[k]) break;
+                k++;
+            }
+            if (k == m) best = p;
+        }
+    }
+    return best < N_MARKS ? cx__vd_reject(v, "%s", marks[best].why) : 0;
 }
 
 /* Calls that run a shell command; the argument is checked when it is one string literal. */

@@ -255,11 +255,14 @@ CX_API int cx_http_client_perform(struct cx_http_client *c, struct cx_http_xfer 
 CX_API int cx_http_client_complete(struct cx_http_client *c, const struct cx_http_request *req,
                                    struct cx_http_result *out, struct cx_errinfo *ei);
 
-/* Counters: easy handles created (one per thread that used the client) and transfers performed.
- * Threads: any thread. */
+/* Counters: easy handles created (one per thread that used the client), transfers performed
+ * and the new connections they opened (a transfer that reused a kept-alive connection opened
+ * none; bench_gate_wall's connection-reuse figure). Threads: any thread. */
+#define CX_HTTP_CLIENT_STATS_CONNECTS 1 /* the connects field exists (older trees lack it) */
 struct cx_http_client_stats {
     uint64_t handles_created;
     uint64_t transfers;
+    uint64_t connects;
 };
 CX_API void cx_http_client_stats(struct cx_http_client *c, struct cx_http_client_stats *out);
 
