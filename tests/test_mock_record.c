@@ -111,9 +111,11 @@ static void call(struct mock_server *s, struct exchange *x, const char *key, str
     char auth[128];
     const char *hdrs[3] = {NULL, NULL, NULL};
     if (x->anthropic) {
-        snprintf(auth, sizeof auth, "x-api-key: %s", key);
         hdrs[0] = "anthropic-version: 2023-06-01";
-        hdrs[1] = key ? auth : NULL;
+        if (key) {
+            snprintf(auth, sizeof auth, "x-api-key: %s", key);
+            hdrs[1] = auth;
+        }
     } else if (key) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
         hdrs[0] = auth;
