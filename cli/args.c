@@ -40,6 +40,10 @@ void cx_cli_usage(FILE *f)
         "  --api openai|anthropic   wire format (default: anthropic with an Anthropic key,\n"
         "                        else openai)\n"
         "  --model NAME          model name sent to the API\n"
+        "  --redis URL           fleet mode: share rate limits and cache with other cx processes\n"
+        "                        through this Redis (redis://[:pw@]host[:port][/db]; default:\n"
+        "                        CORTEX_REDIS_URL). Unreachable, wrong password or no Lua is\n"
+        "                        error 1 unless CORTEX_REDIS_OPTIONAL=1\n"
         "  --data-dir DIR        where cortex.db (cache and history) lives (default:\n"
         "                        CORTEX_DATA_DIR, $XDG_DATA_HOME/cortex, ~/.local/share/cortex)\n"
         "  --no-cache            neither read nor write the response cache\n"
@@ -239,6 +243,11 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
             if (*val == '\0')
                 USAGE("--base-url: empty URL");
             a->base_url = val;
+        } else if (strcmp(name, "--redis") == 0) {
+            NEED_VALUE();
+            if (*val == '\0')
+                USAGE("--redis: empty URL");
+            a->redis_url = val;
         } else if (strcmp(name, "--api") == 0) {
             NEED_VALUE();
             if (strcasecmp(val, "openai") == 0)

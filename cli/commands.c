@@ -73,12 +73,23 @@ static int fail(struct ctx *c, int code, const char *fmt, ...)
 
 /* ---- set-up: configuration, data directory, the LLM endpoint ---- */
 
+/* The environment, with --redis standing in for CORTEX_REDIS_URL. */
+static const char *config_get(const char *name, void *ud)
+{
+    const struct ctx *c = ud;
+    if (c->a.redis_url != NULL && strcmp(name, "CORTEX_REDIS_URL") == 0)
+        return c->a.redis_url;
+    return getenv(name);
+}
+
 static int load_config(struct ctx *c)
 {
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    if (cx_config_load_env(&c->cfg, &ei) < 0)
-        return fail(c, CX_EXIT_ERROR, "configuration: %s", ei.msg);
+    if (cx_config_load(&c->cfg, config_get, c, &ei) < 0)
+        return fail(c, CX_EXIT_ERROR, "configuration%s: %s",
+                    c->a.redis_url && strstr(ei.msg, "CORTEX_REDIS_URL") ? " (--redis)" : "",
+                    ei.msg);
     c->cfg_loaded = 1;
     return 0;
 }
@@ -132,6 +143,15 @@ static int prepare_llm(struct ctx *c)
     return 0;
 }
 
+/* Fleet mode: says once on stderr when Redis went down (and the limits and cache fell back to
+ * this process) or came back. Not silenced by --quiet: limits changed. */
+static void fleet_notice(struct ctx *c)
+{
+    char msg[512];
+    if (c->p != NULL && cx_pipeline_fleet_notice(c->p, msg, sizeof msg))
+        fprintf(c->err, "cx: %s\n", msg);
+}
+
 static int open_pipeline(struct ctx *c)
 {
     struct cx_pipeline_options po;
@@ -162,6 +182,7 @@ static int open_pipeline(struct ctx *c)
     int rc = cx_pipeline_new(&po, &c->p, &ei);
     if (rc < 0)
         return fail(c, CX_EXIT_ERROR, "%s", ei.msg[0] ? ei.msg : cx_strerror(rc));
+    fleet_notice(c);
     return 0;
 }
 
@@ -226,6 +247,19 @@ static int emit_json(struct ctx *c, cJSON *o, int code)
     if (o == NULL)
         return fail(c, CX_EXIT_ERROR, "out of memory building the JSON output");
     cJSON_AddNumberToObject(o, "exit_code", code);
+    struct cx_fleet_stats fs;
+    cx_pipeline_fleet_stats(c->p, &fs);
+    if (fs.configured) { /* fleet mode: what the shared Redis tier did in this run */
+        cJSON *f = cJSON_AddObjectToObject(o, "fleet");
+        cJSON_AddBoolToObject(f, "redis_up", fs.up);
+        cJSON_AddNumberToObject(f, "cache_hits", (double)fs.cache_hits);
+        cJSON_AddNumberToObject(f, "cache_puts", (double)fs.cache_puts);
+        cJSON_AddNumberToObject(f, "flights_waited", (double)fs.flights_waited);
+        cJSON_AddNumberToObject(f, "takeovers", (double)fs.takeovers);
+        cJSON_AddNumberToObject(f, "outages", (double)fs.outages);
+        cJSON_AddNumberToObject(f, "limiter_fallbacks", (double)fs.limiter_fallbacks);
+        cJSON_AddNumberToObject(f, "alone", (double)fs.alone);
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (s == NULL)
@@ -279,6 +313,8 @@ static int install_json(struct ctx *c, const struct cx_install_report *r, int co
         cJSON_AddStringToObject(e, "name", it->subject);
         cJSON_AddStringToObject(e, "status", item_status(it));
         cJSON_AddBoolToObject(e, "from_cache", it->from_cache);
+        if (it->cache_tier)
+            cJSON_AddStringToObject(e, "cache_tier", it->cache_tier); /* local or fleet */
         cJSON_AddItemToObject(e, "commands", json_strv(it->commands, it->n_commands));
         if (it->text)
             cJSON_AddStringToObject(e, "explanation", it->text);
@@ -423,6 +459,8 @@ static int fanout_json(struct ctx *c, const struct cx_fanout_report *r, const ch
         cJSON_AddStringToObject(e, key, it->subject);
         cJSON_AddStringToObject(e, "status", item_status(it));
         cJSON_AddBoolToObject(e, "from_cache", it->from_cache);
+        if (it->cache_tier)
+            cJSON_AddStringToObject(e, "cache_tier", it->cache_tier); /* local or fleet */
         if (it->details)
             cJSON_AddStringToObject(e, "details", it->details);
         if (it->text)
@@ -779,6 +817,7 @@ int cx_cli_main(int argc, char **argv, FILE *out, FILE *err)
         cJSON_AddStringToObject(o, "error", c.last_err[0] ? c.last_err : "failed");
         rc = emit_json(&c, o, rc);
     }
+    fleet_notice(&c);
     cx_pipeline_free(c.p);
     mock_server_stop(c.mock);
     if (c.cfg_loaded)

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cx/clock.h"
+#include "cx/gil.h"
 #include "cx/limiter.h"
 #include "cx_internal.h"
 #include "fleet.h"
@@ -125,8 +126,9 @@ const char cx__script_pause[] = LUA_PRELUDE
 
 struct local_rl {
     struct cx__ratelimit base;
-    struct cx_limiter *req;
+    struct cx_limiter *req; /* NULL: no request limit (a wrapped router without a limiter) */
     struct cx_limiter *tok; /* NULL when tpm is 0 */
+    int borrowed;           /* 1: req and tok belong to the caller of cx__ratelimit_wrap */
 };
 
 static int local_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_wait_ns,
@@ -141,7 +143,7 @@ static int local_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
         extra = take - cx_limiter_burst(l->tok);
         take = cx_limiter_burst(l->tok);
     }
-    cx_limiter_reserve(l->req, 1, &w1);
+    if (l->req != NULL) cx_limiter_reserve(l->req, 1, &w1);
     if (l->tok != NULL) {
         cx_limiter_reserve(l->tok, take, &w2);
         if (extra > 0) cx_limiter_adjust(l->tok, extra);
@@ -149,7 +151,7 @@ static int local_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
     uint64_t w = w1 > w2 ? w1 : w2;
     *wait_ns = w;
     if (w > max_wait_ns) {
-        cx_limiter_adjust(l->req, -1);
+        if (l->req != NULL) cx_limiter_adjust(l->req, -1);
         if (l->tok != NULL) cx_limiter_adjust(l->tok, -tokens);
         return CX_ETIMEDOUT;
     }
@@ -161,7 +163,7 @@ static int local_adjust(struct cx__ratelimit *rl, double requests, double tokens
     struct local_rl *l = (struct local_rl *)rl;
     if (!isfinite(requests) || !isfinite(tokens))
         return cx__err(ei, CX_EINVAL, "rate limit: adjust needs finite numbers");
-    if (requests != 0) cx_limiter_adjust(l->req, requests);
+    if (requests != 0 && l->req != NULL) cx_limiter_adjust(l->req, requests);
     if (tokens != 0 && l->tok != NULL) cx_limiter_adjust(l->tok, tokens);
     return 0;
 }
@@ -169,19 +171,22 @@ static int local_adjust(struct cx__ratelimit *rl, double requests, double tokens
 static int local_pause(struct cx__ratelimit *rl, uint64_t deadline, struct cx_errinfo *ei) {
     (void)ei;
     struct local_rl *l = (struct local_rl *)rl;
-    cx_limiter_pause_until(l->req, deadline);
+    if (l->req != NULL) cx_limiter_pause_until(l->req, deadline);
     if (l->tok != NULL) cx_limiter_pause_until(l->tok, deadline);
     return 0;
 }
 
 static uint64_t local_paused_until(struct cx__ratelimit *rl) {
-    return cx_limiter_paused_until(((struct local_rl *)rl)->req);
+    struct local_rl *l = (struct local_rl *)rl;
+    return cx_limiter_paused_until(l->req != NULL ? l->req : l->tok);
 }
 
 static void local_free(struct cx__ratelimit *rl) {
     struct local_rl *l = (struct local_rl *)rl;
-    cx_limiter_free(l->req);
-    cx_limiter_free(l->tok);
+    if (!l->borrowed) {
+        cx_limiter_free(l->req);
+        cx_limiter_free(l->tok);
+    }
     cx__free(l);
 }
 
@@ -201,6 +206,20 @@ static int local_new(double rps, double burst, double tpm, struct local_rl **out
         return rc;
     }
     *out = l;
+    return 0;
+}
+
+int cx__ratelimit_wrap(struct cx_limiter *req, struct cx_limiter *tok, struct cx__ratelimit **out,
+                       struct cx_errinfo *ei) {
+    if (out == NULL) return cx__err(ei, CX_EINVAL, "cx__ratelimit_wrap: NULL argument");
+    struct local_rl *l = cx__calloc(1, sizeof *l);
+    if (l == NULL) return cx__err(ei, CX_ENOMEM, "out of memory creating a rate limit");
+    l->base.ops = &local_ops;
+    l->base.kind = "local";
+    l->req = req;
+    l->tok = tok;
+    l->borrowed = 1;
+    *out = &l->base;
     return 0;
 }
 
@@ -487,7 +506,11 @@ int cx__ratelimit_acquire(struct cx__ratelimit *rl, double tokens, uint64_t dead
         return cx__err(ei, CX_ETIMEDOUT, "rate limit: the grant would come %.3f s from now, "
                        "after the deadline", (double)wait / 1e9);
     if (rc < 0) return rc;
-    if (wait > 0) cx_sleep_ns(wait);
+    if (wait > 0) { /* the emulated GIL is released while we sleep, as for any wait */
+        cx_gil_io_begin();
+        cx_sleep_ns(wait);
+        cx_gil_io_end();
+    }
     return 0;
 }
 

@@ -84,6 +84,16 @@ void cx__ratelimit_options_init(struct cx__ratelimit_options *o);
 int cx__ratelimit_open(const struct cx__ratelimit_options *o, struct cx__fleet *fleet,
                        struct cx__ratelimit **out, struct cx_errinfo *ei);
 
+/*
+ * The local implementation over limiters the caller keeps: req, the request bucket, and tok, the
+ * tokens-per-minute bucket (both borrowed, must outlive rl; either may be NULL for no such
+ * limit): the router's own limits when no fleet is configured. Errors: CX_EINVAL, CX_ENOMEM.
+ * Threads: any thread.
+ */
+struct cx_limiter;
+int cx__ratelimit_wrap(struct cx_limiter *req, struct cx_limiter *tok, struct cx__ratelimit **out,
+                       struct cx_errinfo *ei);
+
 static inline int cx__ratelimit_reserve(struct cx__ratelimit *rl, double tokens,
                                         uint64_t max_wait_ns, uint64_t *wait_ns,
                                         struct cx_errinfo *ei) {
@@ -111,6 +121,14 @@ static inline void cx__ratelimit_free(struct cx__ratelimit *rl) {
  */
 int cx__ratelimit_acquire(struct cx__ratelimit *rl, double tokens, uint64_t deadline,
                           struct cx_errinfo *ei);
+
+/*
+ * Makes router r reserve through rl (borrowed: must outlive r; NULL: back to the router's own
+ * local limits). The pipeline hands its fleet limit over here right after cx_router_new.
+ * Threads: before the router's first call only (router.c).
+ */
+struct cx_router;
+void cx__router_use_ratelimit(struct cx_router *r, struct cx__ratelimit *rl);
 
 /* Calls served by the local fallback because Redis could not answer (0 for local). */
 uint64_t cx__ratelimit_fallbacks(struct cx__ratelimit *rl);
