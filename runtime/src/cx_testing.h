@@ -57,6 +57,11 @@ struct cx__bench_work {
  * Threads: any thread, not while a run is in progress on p. */
 void cx__pipeline_set_bench_work(struct cx_pipeline *p, const struct cx__bench_work *w);
 
+/* Fleet mode: the pipeline's fleet rate limit (NULL without CORTEX_REDIS_URL), borrowed, for
+ * bench_fleet's round-trip figures (cx__ratelimit_rtt). Threads: any thread. */
+struct cx__ratelimit;
+struct cx__ratelimit *cx__pipeline_fleet_limit(struct cx_pipeline *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,7 @@
 #include "fleet.h"
 
 #define PROVIDER_MAX 64
+#define RTT_BUCKETS 2000
 
 /* ---- the scripts ---- */
 
@@ -239,6 +240,9 @@ struct fleet_rl {
     _Atomic(uint64_t) redis_horizon;   /* latest grant (monotonic) Redis gave this process */
     _Atomic(uint64_t) local_horizon;   /* latest grant the fallback gave */
     _Atomic int on_fallback;           /* 1 from the first fallback until Redis answers again */
+    /* Round-trip times of the reserve script (cx__ratelimit_rtt): 1 µs buckets below 1 ms, then
+     * 1 ms buckets up to 1 s (the last bucket holds everything slower). */
+    _Atomic(uint64_t) rtt[RTT_BUCKETS];
 };
 
 static void raise_to(_Atomic(uint64_t) *a, uint64_t v) {
@@ -307,8 +311,14 @@ static int fleet_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
     const char *args[6] = {f->req_T, f->req_tol, f->tok_T, f->tok_tol, n, maxw};
     redisReply *r;
     struct cx_errinfo local;
+    uint64_t t0 = cx_now_ns();
     int rc = cx__fleet_eval(f->fleet, CX__SCRIPT_RESERVE, cx_deadline_after_ns(f->op_timeout_ns),
                             3, keys, 6, args, &r, &local);
+    if (rc == 0) {
+        uint64_t us = (cx_now_ns() - t0) / 1000;
+        size_t b = us < 1000 ? (size_t)us : 1000 + (size_t)(us / 1000);
+        atomic_fetch_add(&f->rtt[b < RTT_BUCKETS ? b : RTT_BUCKETS - 1], 1);
+    }
     if (is_outage(rc)) {
         atomic_fetch_add(&f->fallbacks, 1);
         enter_fallback(f);
@@ -512,6 +522,30 @@ int cx__ratelimit_acquire(struct cx__ratelimit *rl, double tokens, uint64_t dead
         cx_gil_io_end();
     }
     return 0;
+}
+
+void cx__ratelimit_rtt(struct cx__ratelimit *rl, uint64_t *n, double *p50_us, double *p99_us) {
+    *n = 0;
+    *p50_us = *p99_us = 0;
+    if (rl == NULL || rl->ops != &fleet_ops) return;
+    struct fleet_rl *f = (struct fleet_rl *)rl;
+    uint64_t total = 0, c[RTT_BUCKETS];
+    for (size_t i = 0; i < RTT_BUCKETS; i++) total += c[i] = atomic_load(&f->rtt[i]);
+    *n = total;
+    uint64_t run = 0;
+    int have50 = 0;
+    for (size_t i = 0; i < RTT_BUCKETS && total > 0; i++) {
+        run += c[i];
+        double us = i < 1000 ? (double)i : (double)(i - 1000) * 1000.0;
+        if (!have50 && run * 2 >= total) {
+            *p50_us = us;
+            have50 = 1;
+        }
+        if (run * 100 >= total * 99) {
+            *p99_us = us;
+            break;
+        }
+    }
 }
 
 uint64_t cx__ratelimit_fallbacks(struct cx__ratelimit *rl) {

@@ -130,6 +130,11 @@ int cx__ratelimit_acquire(struct cx__ratelimit *rl, double tokens, uint64_t dead
 struct cx_router;
 void cx__router_use_ratelimit(struct cx_router *r, struct cx__ratelimit *rl);
 
+/* The fleet implementation's reserve round trips (answered ones): how many, and their median
+ * and 99th percentile in µs (1 µs resolution below 1 ms, 1 ms above). Zeros for local.
+ * Threads: any thread. */
+void cx__ratelimit_rtt(struct cx__ratelimit *rl, uint64_t *n, double *p50_us, double *p99_us);
+
 /* Calls served by the local fallback because Redis could not answer (0 for local). */
 uint64_t cx__ratelimit_fallbacks(struct cx__ratelimit *rl);
 

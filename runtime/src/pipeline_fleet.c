@@ -304,6 +304,11 @@ void cx__pfleet_abandon(struct query *qu)
 
 /* ---- the public view ---- */
 
+struct cx__ratelimit *cx__pipeline_fleet_limit(struct cx_pipeline *p)
+{
+    return p ? p->frl : NULL;
+}
+
 void cx_pipeline_fleet_stats(struct cx_pipeline *p, struct cx_fleet_stats *out)
 {
     if (out == NULL)
