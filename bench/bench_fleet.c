@@ -20,7 +20,7 @@
  * failed query, counted, not retried.
  *
  * Usage: bench_fleet [--procs 8] [--threads 32] [--rps 40] [--seconds 20] [--latency-ms 20]
- *                    [--unique N (default rps * seconds)] [--quick] [--no-outage]
+ *                    [--unique N (default 4 * rps * seconds)] [--quick] [--no-outage]
  *   --quick: 4 processes x 8 threads, 20 requests/s, 8 s (a loaded machine's smoke run).
  * Starts its own redis-server (unix socket, temporary directory) and its own mock (a forked
  * process). Not a test: nothing passes or fails; the machine may be shared, so the load average
@@ -441,7 +441,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (g_unique == 0)
-        g_unique = (long)(g_rps * g_secs);
+        g_unique = (long)(4 * g_rps * g_secs);
     signal(SIGPIPE, SIG_IGN);
     snprintf(g_dir, sizeof g_dir, "%s/cx-bench-fleet-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");

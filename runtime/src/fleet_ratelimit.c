@@ -237,6 +237,7 @@ struct fleet_rl {
     _Atomic(uint64_t) fallbacks;
     /* Hand-over between the tiers (see "Switching tiers" above fleet_reserve). */
     double local_rps;                  /* the fallback's request rate */
+    double local_burst;                /* the fallback's burst: this process's share */
     _Atomic(uint64_t) redis_horizon;   /* latest grant (monotonic) Redis gave this process */
     _Atomic(uint64_t) local_horizon;   /* latest grant the fallback gave */
     _Atomic int on_fallback;           /* 1 from the first fallback until Redis answers again */
@@ -273,7 +274,9 @@ static int reply_ints(const redisReply *r, long long *a, long long *b) {
  *     the latest grant Redis gave it; a process that never reached Redis starts with its share
  *     of the burst (burst / fleet_size), as a fresh local limiter would;
  *   - back to Redis, at the first call it answers again: the requests the fallback has granted
- *     into the future ((local horizon - now) * local rate) are charged to the shared bucket.
+ *     into the future ((local horizon - now) * local rate) are charged to the shared bucket,
+ *     and its share of the burst (burst / fleet_size) with them, since a restarted Redis has
+ *     forgotten the buckets and would otherwise grant a whole burst the provider does not have.
  * Each process hands over only what it granted, so the charges add up across the fleet.
  */
 static void enter_fallback(struct fleet_rl *f) {
@@ -292,8 +295,12 @@ static int fleet_adjust(struct cx__ratelimit *rl, double requests, double tokens
 static void leave_fallback(struct fleet_rl *f) {
     if (!atomic_exchange(&f->on_fallback, 0)) return;
     uint64_t now = cx_now_ns(), horizon = atomic_load(&f->local_horizon);
-    if (horizon <= now) return;
-    double debt = (double)(horizon - now) / 1e9 * f->local_rps;
+    double debt = horizon > now ? (double)(horizon - now) / 1e9 * f->local_rps : 0;
+    /* Plus this process's share of the burst: a restarted Redis has forgotten the buckets and
+     * would hand the fleet a full burst at once, while the provider's bucket was kept busy
+     * by the fallbacks (bench_fleet saw those as 429s). Over the fleet the shares add up to one
+     * burst, so the shared bucket restarts about empty, as the provider's is. */
+    debt += f->local_burst;
     if (debt > 0) fleet_adjust(&f->base, debt, 0, NULL);
 }
 
@@ -488,6 +495,7 @@ int cx__ratelimit_open(const struct cx__ratelimit_options *o, struct cx__fleet *
     atomic_init(&f->local_horizon, 0);
     atomic_init(&f->on_fallback, 0);
     f->local_rps = o->rps / (double)o->fleet_size;
+    f->local_burst = o->burst / (double)o->fleet_size;
     double n = (double)o->fleet_size;
     rc = local_new(o->rps / n, o->burst / n, o->tpm / n, &f->fallback, ei);
     if (rc < 0) {

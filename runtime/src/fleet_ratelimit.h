@@ -24,8 +24,9 @@
  * implementation serves the call from a local limiter at quota / fleet_size, and counts it in
  * `fallbacks`; the fleet's notice (cx__fleet_notice) says so once per outage. Pauses are applied
  * to that local limiter too, so a pause in force is kept through an outage. At each switch a
- * process hands its own debt to the other tier (its grants still in the future: see "Switching
- * tiers" in fleet_ratelimit.c), so the two queues are not admitted at once. A foreign or corrupt
+ * process hands its own debt to the other tier (its grants still in the future, and on the way
+ * back its share of the burst: see "Switching tiers" in fleet_ratelimit.c), so the two queues
+ * are not admitted at once. A foreign or corrupt
  * value under one of the keys is CX_ECORRUPT naming the key (nothing is taken); it is not papered
  * over by the fallback, since Redis itself is fine and the operator must fix the key.
  *

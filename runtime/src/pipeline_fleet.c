@@ -41,6 +41,10 @@ int cx__pfleet_open(struct cx_pipeline *p, const struct cx_config *cfg, double r
     if (cfg->redis_prefix != NULL)
         fo.prefix = cfg->redis_prefix;
     fo.optional = cfg->redis_optional;
+    /* Reconnect attempts are cheap (a refused connection fails at once) and, after an outage,
+     * the processes still in their backoff keep using quota / fleet_size locally while those
+     * already back use the shared bucket: a short cap keeps that overlap short. */
+    fo.backoff_max_ms = 250;
     int rc = cx__fleet_open(&fo, &p->fleet, ei);
     if (rc < 0)
         return rc;
