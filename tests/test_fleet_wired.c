@@ -360,26 +360,12 @@ static void test_fleet_single_flight(void **state)
 static void test_dead_leader_takeover(void **state)
 {
     struct fx *f = *state;
+    /* A fresh process (fork + exec of this test with --leader-child): no threads inherited. */
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        char url[256];
-        struct mock_server *slow = t_mock_start("latency = 60s\n", 1.0, url, sizeof url);
-        if (slow == NULL)
-            _exit(3);
-        struct popts po;
-        popts_init(&po, url, f->rs.url, NULL);
-        po.prefix = "wired-dead";
-        po.request_timeout_ms = "1500";
-        struct cx_pipeline *p = NULL;
-        if (open_pipeline(&po, &p, NULL) < 0)
-            _exit(4);
-        struct cx_install_report *r = NULL;
-        struct cx_run_options ro;
-        cx_run_options_init(&ro);
-        const char *pkgs[1] = {"docker"};
-        (void)cx_pipeline_install(p, pkgs, 1, &ro, &r, NULL);
-        _exit(5); /* not reached: killed while it waits */
+        execl("/proc/self/exe", "test_fleet_wired", "--leader-child", f->rs.url, (char *)NULL);
+        _exit(127);
     }
     wait_key(&f->rs, "wired-dead:l:*");
     kill(pid, SIGKILL);
@@ -600,8 +586,33 @@ static void test_corrupt_keys(void **state)
     cx_pipeline_free(p);
 }
 
-int main(void)
+/* The second process of test_dead_leader_takeover: leads the flight for "docker" against a mock
+ * that never answers in time, until the test kills it. */
+static int leader_child(const char *redis_url)
 {
+    char url[256];
+    struct mock_server *slow = t_mock_start("latency = 60s\n", 1.0, url, sizeof url);
+    if (slow == NULL)
+        return 3;
+    struct popts po;
+    popts_init(&po, url, redis_url, NULL);
+    po.prefix = "wired-dead";
+    po.request_timeout_ms = "1500";
+    struct cx_pipeline *p = NULL;
+    if (open_pipeline(&po, &p, NULL) < 0)
+        return 4;
+    struct cx_install_report *r = NULL;
+    struct cx_run_options ro;
+    cx_run_options_init(&ro);
+    const char *pkgs[1] = {"docker"};
+    (void)cx_pipeline_install(p, pkgs, 1, &ro, &r, NULL);
+    return 5; /* not reached: killed while it waits */
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--leader-child") == 0)
+        return leader_child(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_limit_shared),
         cmocka_unit_test(test_pause_shared),

@@ -13,7 +13,10 @@
  *                install is parsed here and used only if its "package" field or one of its
  *                commands names the requested package (prompts that differ in one token embed
  *                close together); it then skips to QS_VALIDATE, else it is a miss. A miss goes
- *                to QS_SUBMIT.
+ *                to QS_FLEET in fleet mode, else to QS_SUBMIT.
+ *   QS_FLEET     (pipeline_fleet.c) the shared tier and fleet single flight: a hit goes to
+ *                QS_PARSE; leading (or Redis down) goes to QS_SUBMIT; another process leading
+ *                parks the task on the poller thread (suspended, no worker held).
  *   QS_SUBMIT    thread-local design: cx_router_complete blocks this worker (WAIT: sleeps and
  *                curl, GIL released by the router). Hybrid design: cx_task_suspend, then
  *                cx_router_submit, and the task returns CX_EAGAIN: the worker is free, the I/O
@@ -24,7 +27,9 @@
  *   QS_VALIDATE  cx_validate_commands: a rejection ends the query with the reasons (and nothing
  *                is cached).
  *   QS_PUT       a fresh, accepted answer is queued for the cache writer (asynchronous: the
- *                run waits for the commit at its end, on the caller's thread, without a GIL).
+ *                run waits for the commit at its end, on the caller's thread, without a GIL)
+ *                and, in fleet mode, written to Redis (one round trip, GIL released; a leader's
+ *                lock is released with it). A shared hit is copied into the local cache.
  *   QS_FILL      the item's commands and text.
  * Per query: at most one suspend/resume cycle and exactly one parse, in both designs (a refused
  * similar hit adds one parse for the LLM's answer).

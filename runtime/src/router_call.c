@@ -28,6 +28,13 @@
  * inside it). ANSWERED decodes the wire format (cx_http_xfer_finish), corrects the token
  * charge, records a Retry-After pause, and picks: done, another attempt (BACKOFF with full
  * jitter, never sooner than Retry-After), the next provider, or failure with the attempt log.
+ *
+ * Limits go through one interface, r->rl (fleet_ratelimit.h): the local cx_limiters, or in fleet
+ * mode the GCRA buckets in Redis. A fleet reservation is one Redis round trip (bounded by its
+ * op timeout, the emulated GIL released) made where ACQUIRE runs: on the submitting thread, or on
+ * the I/O thread for a retry after a backoff timer. A Retry-After pause goes to the whole fleet
+ * through the same interface; other processes meet it at their next reservation (their waits
+ * move later), while this router's own SEND check also holds what it had already reserved.
  */
 #include <math.h>
 #include <string.h>

@@ -26,6 +26,11 @@
  *   worker          LOOKUP    cx_cache_get under the router's endpoint name for the query
  *                             (cx_router_endpoint); a hit skips to PARSE (a similarity hit for
  *                             an install must name the requested package, else it is a miss).
+ *   worker          FLEET     (fleet mode, after a local miss) the shared Redis tier and fleet
+ *                             single flight: another process's answer is a hit (cache_tier
+ *                             "fleet"); if another process is asking, the task suspends and the
+ *                             pipeline's poller thread resumes it with the answer (or as the
+ *                             new leader when that process died); else this query leads.
  *   worker          SUBMIT    thread-local design: cx_router_complete; this worker drives the
  *                             router's call itself and BLOCKS in its waits and its curl
  *                             transfer (GIL released). Hybrid design: cx_task_suspend +
@@ -36,7 +41,8 @@
  *                             flight; then ONE cx_task_resume with the raw answer or a typed
  *                             error (never inside the submit call).
  *   worker          ANSWERED -> PARSE (once) -> VALIDATE -> PUT (queued for the cache writer,
- *                             never waited for here) -> FILL the report item.
+ *                             never waited for here; in fleet mode also one Redis write, which
+ *                             ends this query's flight) -> FILL the report item.
  *   caller thread   after the batch: waits (GIL released) for the run's cache writes to
  *                   commit, merges the plans, the apt step, the history row.
  * Per query: at most one suspend/resume cycle and one parse; in gil mode every parse and
