@@ -44,6 +44,10 @@ void cx_cli_usage(FILE *f)
         "                        OPENAI_API_KEY, then KIMI_API_KEY for openai; ANTHROPIC_API_KEY\n"
         "                        for anthropic; CORTEX_-prefixed names win)\n"
         "  --model NAME          model name sent to the API\n"
+        "  --redis URL           fleet mode: share rate limits and cache with other cx processes\n"
+        "                        through this Redis (redis://[:pw@]host[:port][/db]; default:\n"
+        "                        CORTEX_REDIS_URL). Unreachable, wrong password or no Lua is\n"
+        "                        error 1 unless CORTEX_REDIS_OPTIONAL=1\n"
         "  --data-dir DIR        where cortex.db (cache and history) lives (default:\n"
         "                        CORTEX_DATA_DIR, $XDG_DATA_HOME/cortex, ~/.local/share/cortex)\n"
         "  --no-history          record nothing (with --no-cache, cortex.db is not opened)\n"
@@ -247,6 +251,11 @@ int cx_cli_parse_args(int argc, char **argv, struct cx_cli_args *a, char *msg, s
             if (*val == '\0')
                 USAGE("--base-url: empty URL");
             a->base_url = val;
+        } else if (strcmp(name, "--redis") == 0) {
+            NEED_VALUE();
+            if (*val == '\0')
+                USAGE("--redis: empty URL");
+            a->redis_url = val;
         } else if (strcmp(name, "--api") == 0) {
             NEED_VALUE();
             if (strcasecmp(val, "openai") == 0)

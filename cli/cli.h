@@ -52,6 +52,7 @@ struct cx_cli_args {
     int have_io;               /* --io thread|hybrid|auto */
     enum cx_io_design io;
     const char *base_url;      /* --base-url URL */
+    const char *redis_url;     /* --redis URL (overrides CORTEX_REDIS_URL): fleet mode */
     enum cx_provider api;      /* --api openai|anthropic (CX_PROVIDER_AUTO: not given) */
     const char *api_key_env;   /* --api-key-env NAME: the key is in $NAME */
     const char *model;         /* --model NAME */

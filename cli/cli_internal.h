@@ -50,6 +50,8 @@ void cx__cli_note(struct ctx *c, const char *fmt, ...) __attribute__((format(pri
 int cx__cli_fail(struct ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Each returns 0 or a CX_EXIT_* code after printing why. */
 int cx__cli_load_config(struct ctx *c);
+/* Fleet mode: prints the pipeline's pending fleet notice (Redis lost or back), if any. */
+void cx__cli_fleet_notice(struct ctx *c);
 int cx__cli_data_dir(struct ctx *c);
 int cx__cli_llm(struct ctx *c);
 int cx__cli_pipeline(struct ctx *c);

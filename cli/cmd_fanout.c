@@ -34,6 +34,8 @@ static int fanout_json(struct ctx *c, const struct cx_fanout_report *r, const ch
         cJSON_AddStringToObject(e, key, it->subject);
         cJSON_AddStringToObject(e, "status", cx__cli_item_status(it));
         cJSON_AddBoolToObject(e, "from_cache", it->from_cache);
+        if (it->cache_tier)
+            cJSON_AddStringToObject(e, "cache_tier", it->cache_tier); /* local or fleet */
         if (it->details)
             cJSON_AddStringToObject(e, "details", it->details);
         if (it->text)

@@ -58,6 +58,8 @@ static int install_json(struct ctx *c, const struct cx_install_report *r, int co
         cJSON_AddStringToObject(e, "name", it->subject);
         cJSON_AddStringToObject(e, "status", cx__cli_item_status(it));
         cJSON_AddBoolToObject(e, "from_cache", it->from_cache);
+        if (it->cache_tier)
+            cJSON_AddStringToObject(e, "cache_tier", it->cache_tier); /* local or fleet */
         cJSON_AddItemToObject(e, "commands", cx__cli_json_strv(it->commands, it->n_commands));
         if (it->text)
             cJSON_AddStringToObject(e, "explanation", it->text);

@@ -73,6 +73,7 @@ int cx_cli_main(int argc, char **argv, FILE *out, FILE *err)
         cJSON_AddStringToObject(o, "error", c.last_err[0] ? c.last_err : "failed");
         rc = cx__cli_emit_json(&c, o, rc);
     }
+    cx__cli_fleet_notice(&c);
     cx__cli_read_only_done(&c);
     cx_pipeline_free(c.p);
     mock_server_stop(c.mock);

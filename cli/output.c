@@ -100,6 +100,19 @@ int cx__cli_emit_json(struct ctx *c, cJSON *o, int code)
     if (o == NULL)
         return cx__cli_fail(c, CX_EXIT_ERROR, "out of memory building the JSON output");
     cJSON_AddNumberToObject(o, "exit_code", code);
+    struct cx_fleet_stats fs;
+    cx_pipeline_fleet_stats(c->p, &fs);
+    if (fs.configured) { /* fleet mode: what the shared Redis tier did in this run */
+        cJSON *f = cJSON_AddObjectToObject(o, "fleet");
+        cJSON_AddBoolToObject(f, "redis_up", fs.up);
+        cJSON_AddNumberToObject(f, "cache_hits", (double)fs.cache_hits);
+        cJSON_AddNumberToObject(f, "cache_puts", (double)fs.cache_puts);
+        cJSON_AddNumberToObject(f, "flights_waited", (double)fs.flights_waited);
+        cJSON_AddNumberToObject(f, "takeovers", (double)fs.takeovers);
+        cJSON_AddNumberToObject(f, "outages", (double)fs.outages);
+        cJSON_AddNumberToObject(f, "limiter_fallbacks", (double)fs.limiter_fallbacks);
+        cJSON_AddNumberToObject(f, "alone", (double)fs.alone);
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (s == NULL)

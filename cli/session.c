@@ -53,12 +53,24 @@ int cx__cli_fail(struct ctx *c, int code, const char *fmt, ...)
 
 /* ---- set-up: configuration, data directory, the LLM endpoint ---- */
 
+/* The environment, with --redis standing in for CORTEX_REDIS_URL. */
+static const char *config_get(const char *name, void *ud)
+{
+    const struct ctx *c = ud;
+    if (c->a.redis_url != NULL && strcmp(name, "CORTEX_REDIS_URL") == 0)
+        return c->a.redis_url;
+    return getenv(name);
+}
+
 int cx__cli_load_config(struct ctx *c)
 {
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    if (cx_config_load_env(&c->cfg, &ei) < 0)
-        return cx__cli_fail(c, CX_EXIT_ERROR, "configuration: %s", ei.msg);
+    if (cx_config_load(&c->cfg, config_get, c, &ei) < 0)
+        return cx__cli_fail(c, CX_EXIT_ERROR, "configuration%s: %s",
+                            c->a.redis_url && strstr(ei.msg, "CORTEX_REDIS_URL") ? " (--redis)"
+                                                                                : "",
+                            ei.msg);
     c->cfg_loaded = 1;
     return 0;
 }
@@ -253,6 +265,19 @@ int cx__cli_pipeline(struct ctx *c)
     c->cfg.rate_limit_rps = saved_rps;
     if (rc < 0)
         return cx__cli_fail(c, CX_EXIT_ERROR, "%s", ei.msg[0] ? ei.msg : cx_strerror(rc));
+    cx__cli_fleet_notice(c);
     return 0;
+}
+
+/* Fleet mode: says once on stderr when Redis went down (and the limits and cache fell back to
+ * this process) or came back. Not silenced by --quiet: limits changed. */
+void cx__cli_fleet_notice(struct ctx *c)
+{
+    char msg[512];
+    if (c->p == NULL || !cx_pipeline_fleet_notice(c->p, msg, sizeof msg))
+        return;
+    fflush(c->out); /* a whole line after what stdout holds, as cx__cli_note does */
+    fprintf(c->err, "cx: %s\n", msg);
+    fflush(c->err);
 }
 

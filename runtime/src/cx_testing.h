@@ -94,6 +94,11 @@ extern struct cx__slowdowns cx__slow;  /* the settings; read only when cx__slow_
 void cx__slow_cache_lookup(void);      /* cache.c calls it when cx__slow_on */
 void cx__slow_limiter_acquire(void);   /* limiter.c calls it when cx__slow_on */
 
+/* Fleet mode: the pipeline's fleet rate limit (NULL without CORTEX_REDIS_URL), borrowed, for
+ * bench_fleet's round-trip figures (cx__ratelimit_rtt). Threads: any thread. */
+struct cx__ratelimit;
+struct cx__ratelimit *cx__pipeline_fleet_limit(struct cx_pipeline *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 #include <sys/time.h>
 
 #include "cx/clock.h"
+#include "cx/gil.h"
 #include "cx_internal.h"
 
 #define PREFIX_MAX 64
@@ -357,8 +358,8 @@ static void checkin(struct cx__fleet *f, struct slot *s, const char *broken) {
     if (dead) redisFree(dead);
 }
 
-int cx__fleet_command(struct cx__fleet *f, uint64_t deadline, int argc, const char **argv,
-                      const size_t *lens, struct redisReply **out, struct cx_errinfo *ei) {
+static int command(struct cx__fleet *f, uint64_t deadline, int argc, const char **argv,
+                   const size_t *lens, struct redisReply **out, struct cx_errinfo *ei) {
     if (f == NULL || argv == NULL || argc < 1 || out == NULL)
         return cx__err(ei, CX_EINVAL, "cx__fleet_command: bad arguments");
     *out = NULL;
@@ -394,6 +395,17 @@ int cx__fleet_command(struct cx__fleet *f, uint64_t deadline, int argc, const ch
     atomic_fetch_add(&f->n_commands, 1);
     *out = r;
     return 0;
+}
+
+/* Every round trip (and any connection attempt it makes) runs with the emulated GIL released, as
+ * any other blocking I/O does: a caller in gil mode does not hold up the other threads while it
+ * waits for Redis. */
+int cx__fleet_command(struct cx__fleet *f, uint64_t deadline, int argc, const char **argv,
+                      const size_t *lens, struct redisReply **out, struct cx_errinfo *ei) {
+    cx_gil_io_begin();
+    int rc = command(f, deadline, argc, argv, lens, out, ei);
+    cx_gil_io_end();
+    return rc;
 }
 
 int cx__fleet_eval(struct cx__fleet *f, enum cx__fleet_script sc, uint64_t deadline, int nkeys,

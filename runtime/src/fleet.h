@@ -3,8 +3,9 @@
  * parsing of its URL. The limiter backend (fleet_ratelimit.h) and the shared cache with its
  * fleet-wide single flight (fleet_cache.h) run their commands through this.
  *
- * Not public yet: the router and the pipeline wire it in later (issue 9 after issue 7); the
- * internal interfaces are what they will call.
+ * Internal: the pipeline opens it from the configuration (pipeline_fleet.c) and hands the fleet
+ * limit to the router (cx__router_use_ratelimit); users see it through cx_pipeline_fleet_stats
+ * and cx_pipeline_fleet_notice (cx/pipeline.h).
  *
  * URL forms (CORTEX_REDIS_URL):
  *     redis://[[user]:password@]host[:port][/db]   port 6379 and db 0 by default; host may be

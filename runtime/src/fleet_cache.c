@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cx/clock.h"
+#include "cx/gil.h"
 #include "cx_internal.h"
 #include "fleet.h"
 
@@ -258,65 +259,88 @@ static void new_token(char out[33]) {
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
-int cx__shared_cache_flight(struct cx__shared_cache *c, const struct cx_cache_key *k,
-                            uint64_t deadline, enum cx__flight_role *role,
-                            struct cx__flight *fl, char **value, struct cx_errinfo *ei) {
+int cx__shared_cache_flight_poll(struct cx__shared_cache *c, const struct cx_cache_key *k,
+                                 uint64_t deadline, int first, enum cx__flight_role *role,
+                                 struct cx__flight *fl, char **value, long long *left_ms,
+                                 struct cx_errinfo *ei) {
     if (c == NULL || role == NULL || fl == NULL || value == NULL)
         return cx__err(ei, CX_EINVAL, "shared cache: NULL argument");
     *value = NULL;
+    if (left_ms) *left_ms = 0;
     int rc = check_key(k, ei);
     if (rc < 0) return rc;
-    if ((rc = digest(k, fl->digest, ei)) < 0) return rc;
-    new_token(fl->token);
+    if (first) {
+        if ((rc = digest(k, fl->digest, ei)) < 0) return rc;
+        new_token(fl->token);
+    }
     char vkey[KEY_MAX + 65], lkey[KEY_MAX + 65];
     snprintf(vkey, sizeof vkey, "%s%s", c->value_prefix, fl->digest);
     snprintf(lkey, sizeof lkey, "%s%s", c->lock_prefix, fl->digest);
     const char *keys[3] = {vkey, lkey, c->key_lru};
     const char *args[3] = {fl->token, c->lease, fl->digest};
+    redisReply *r;
+    rc = cx__fleet_eval(c->fleet, CX__SCRIPT_FLIGHT, op_deadline(c, deadline), 3, keys, 3, args,
+                        &r, ei);
+    if (rc < 0) return outage(c, rc);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+        cx__fleet_reply_free(r);
+        return cx__err(ei, CX_EPROTO, "shared cache: unexpected reply shape from the flight "
+                       "script");
+    }
+    long long what = r->element[0]->integer;
+    if (what == 1 && r->elements == 2) {
+        rc = take_value(r->element[1], value, ei);
+        cx__fleet_reply_free(r);
+        if (rc < 0) return rc;
+        atomic_fetch_add(&c->hits, 1);
+        if (!first) atomic_fetch_add(&c->waited, 1);
+        *role = CX__FLIGHT_HIT;
+        return 0;
+    }
+    if (what == 2) {
+        cx__fleet_reply_free(r);
+        atomic_fetch_add(&c->leaders, 1);
+        if (!first) atomic_fetch_add(&c->takeovers, 1);
+        *role = CX__FLIGHT_LEADER;
+        return 0;
+    }
+    long long left = r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER
+                         ? r->element[1]->integer : 0;
+    cx__fleet_reply_free(r);
+    if (left_ms) *left_ms = left < 0 ? 0 : left;
+    *role = CX__FLIGHT_WAIT;
+    return 0;
+}
+
+uint64_t cx__shared_cache_next_poll_ns(uint64_t *backoff, long long left_ms, uint64_t deadline) {
+    uint64_t nap = *backoff;
+    uint64_t lease_left = (uint64_t)(left_ms < 0 ? 0 : left_ms) * CX_NSEC_PER_MSEC +
+                          CX_NSEC_PER_MSEC;
+    uint64_t remaining = cx_deadline_remaining_ns(deadline);
+    if (nap > lease_left) nap = lease_left;
+    if (nap > remaining) nap = remaining;
+    *backoff = *backoff * 2 > 100 * CX_NSEC_PER_MSEC ? 100 * CX_NSEC_PER_MSEC : *backoff * 2;
+    return nap;
+}
+
+int cx__shared_cache_flight(struct cx__shared_cache *c, const struct cx_cache_key *k,
+                            uint64_t deadline, enum cx__flight_role *role,
+                            struct cx__flight *fl, char **value, struct cx_errinfo *ei) {
     uint64_t backoff = 2 * CX_NSEC_PER_MSEC;
     for (int polls = 0;; polls++) {
-        redisReply *r;
-        rc = cx__fleet_eval(c->fleet, CX__SCRIPT_FLIGHT, op_deadline(c, deadline), 3, keys, 3,
-                            args, &r, ei);
-        if (rc < 0) return outage(c, rc);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-            r->element[0]->type != REDIS_REPLY_INTEGER) {
-            cx__fleet_reply_free(r);
-            return cx__err(ei, CX_EPROTO, "shared cache: unexpected reply shape from the flight "
-                           "script");
-        }
-        long long what = r->element[0]->integer;
-        if (what == 1 && r->elements == 2) {
-            rc = take_value(r->element[1], value, ei);
-            cx__fleet_reply_free(r);
-            if (rc < 0) return rc;
-            atomic_fetch_add(&c->hits, 1);
-            if (polls > 0) atomic_fetch_add(&c->waited, 1);
-            *role = CX__FLIGHT_HIT;
-            return 0;
-        }
-        if (what == 2) {
-            cx__fleet_reply_free(r);
-            atomic_fetch_add(&c->leaders, 1);
-            if (polls > 0) atomic_fetch_add(&c->takeovers, 1);
-            *role = CX__FLIGHT_LEADER;
-            return 0;
-        }
-        long long left_ms = r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER
-                                ? r->element[1]->integer : 0;
-        cx__fleet_reply_free(r);
-        uint64_t remaining = cx_deadline_remaining_ns(deadline);
-        if (remaining == 0)
+        long long left_ms = 0;
+        int rc = cx__shared_cache_flight_poll(c, k, deadline, polls == 0, role, fl, value,
+                                              &left_ms, ei);
+        if (rc < 0 || *role != CX__FLIGHT_WAIT) return rc;
+        if (cx_deadline_remaining_ns(deadline) == 0)
             return cx__err(ei, CX_ETIMEDOUT, "shared cache: deadline passed while another "
                            "process was asking upstream for the same query");
         /* Sleep the backoff, but no longer than the lease left (+1 ms) or the deadline. */
-        uint64_t nap = backoff;
-        uint64_t lease_left = (uint64_t)(left_ms < 0 ? 0 : left_ms) * CX_NSEC_PER_MSEC +
-                              CX_NSEC_PER_MSEC;
-        if (nap > lease_left) nap = lease_left;
-        if (nap > remaining) nap = remaining;
+        uint64_t nap = cx__shared_cache_next_poll_ns(&backoff, left_ms, deadline);
+        cx_gil_io_begin(); /* a wait: the emulated GIL is released meanwhile */
         cx_sleep_ns(nap);
-        backoff = backoff * 2 > 100 * CX_NSEC_PER_MSEC ? 100 * CX_NSEC_PER_MSEC : backoff * 2;
+        cx_gil_io_end();
     }
 }
 

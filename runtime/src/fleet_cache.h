@@ -67,7 +67,7 @@ int cx__shared_cache_get(struct cx__shared_cache *c, const struct cx_cache_key *
 int cx__shared_cache_put(struct cx__shared_cache *c, const struct cx_cache_key *k,
                          const char *value, struct cx_errinfo *ei);
 
-enum cx__flight_role { CX__FLIGHT_HIT = 1, CX__FLIGHT_LEADER = 2 };
+enum cx__flight_role { CX__FLIGHT_WAIT = 0, CX__FLIGHT_HIT = 1, CX__FLIGHT_LEADER = 2 };
 
 /* A flight in progress: filled by cx__shared_cache_flight for a leader. */
 struct cx__flight {
@@ -86,6 +86,23 @@ struct cx__flight {
 int cx__shared_cache_flight(struct cx__shared_cache *c, const struct cx_cache_key *k,
                             uint64_t deadline, enum cx__flight_role *role,
                             struct cx__flight *fl, char **value, struct cx_errinfo *ei);
+
+/*
+ * One poll of the flight script, never sleeping: what cx__shared_cache_flight repeats, for a
+ * caller that waits by its own means (the pipeline's fleet poller thread). first = 1 on the first
+ * poll of a flight (fills fl's digest and token); 0 on later polls with the same fl. On 0, *role
+ * is HIT (*value returned), LEADER, or CX__FLIGHT_WAIT: another process leads, with *left_ms
+ * (may be NULL) of its lease left. Errors as cx__shared_cache_flight, but never CX_ETIMEDOUT for
+ * waiting (only when Redis did not answer by min(deadline, op_timeout_ms)).
+ */
+int cx__shared_cache_flight_poll(struct cx__shared_cache *c, const struct cx_cache_key *k,
+                                 uint64_t deadline, int first, enum cx__flight_role *role,
+                                 struct cx__flight *fl, char **value, long long *left_ms,
+                                 struct cx_errinfo *ei);
+
+/* How long to wait before the next poll: *backoff (doubling from 2 ms to 100 ms, updated), but
+ * no longer than the lease left plus 1 ms or the time to the deadline. */
+uint64_t cx__shared_cache_next_poll_ns(uint64_t *backoff, long long left_ms, uint64_t deadline);
 
 /* Ends a leader's flight: puts value (NULL: the call failed, put nothing) and releases the lock
  * if it is still this flight's. Returns 0 or put's errors (the lock is released anyway when

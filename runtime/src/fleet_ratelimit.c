@@ -21,11 +21,13 @@
 #include <string.h>
 
 #include "cx/clock.h"
+#include "cx/gil.h"
 #include "cx/limiter.h"
 #include "cx_internal.h"
 #include "fleet.h"
 
 #define PROVIDER_MAX 64
+#define RTT_BUCKETS 2000
 
 /* ---- the scripts ---- */
 
@@ -125,8 +127,9 @@ const char cx__script_pause[] = LUA_PRELUDE
 
 struct local_rl {
     struct cx__ratelimit base;
-    struct cx_limiter *req;
+    struct cx_limiter *req; /* NULL: no request limit (a wrapped router without a limiter) */
     struct cx_limiter *tok; /* NULL when tpm is 0 */
+    int borrowed;           /* 1: req and tok belong to the caller of cx__ratelimit_wrap */
 };
 
 static int local_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_wait_ns,
@@ -141,7 +144,7 @@ static int local_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
         extra = take - cx_limiter_burst(l->tok);
         take = cx_limiter_burst(l->tok);
     }
-    cx_limiter_reserve(l->req, 1, &w1);
+    if (l->req != NULL) cx_limiter_reserve(l->req, 1, &w1);
     if (l->tok != NULL) {
         cx_limiter_reserve(l->tok, take, &w2);
         if (extra > 0) cx_limiter_adjust(l->tok, extra);
@@ -149,7 +152,7 @@ static int local_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
     uint64_t w = w1 > w2 ? w1 : w2;
     *wait_ns = w;
     if (w > max_wait_ns) {
-        cx_limiter_adjust(l->req, -1);
+        if (l->req != NULL) cx_limiter_adjust(l->req, -1);
         if (l->tok != NULL) cx_limiter_adjust(l->tok, -tokens);
         return CX_ETIMEDOUT;
     }
@@ -161,7 +164,7 @@ static int local_adjust(struct cx__ratelimit *rl, double requests, double tokens
     struct local_rl *l = (struct local_rl *)rl;
     if (!isfinite(requests) || !isfinite(tokens))
         return cx__err(ei, CX_EINVAL, "rate limit: adjust needs finite numbers");
-    if (requests != 0) cx_limiter_adjust(l->req, requests);
+    if (requests != 0 && l->req != NULL) cx_limiter_adjust(l->req, requests);
     if (tokens != 0 && l->tok != NULL) cx_limiter_adjust(l->tok, tokens);
     return 0;
 }
@@ -169,19 +172,22 @@ static int local_adjust(struct cx__ratelimit *rl, double requests, double tokens
 static int local_pause(struct cx__ratelimit *rl, uint64_t deadline, struct cx_errinfo *ei) {
     (void)ei;
     struct local_rl *l = (struct local_rl *)rl;
-    cx_limiter_pause_until(l->req, deadline);
+    if (l->req != NULL) cx_limiter_pause_until(l->req, deadline);
     if (l->tok != NULL) cx_limiter_pause_until(l->tok, deadline);
     return 0;
 }
 
 static uint64_t local_paused_until(struct cx__ratelimit *rl) {
-    return cx_limiter_paused_until(((struct local_rl *)rl)->req);
+    struct local_rl *l = (struct local_rl *)rl;
+    return cx_limiter_paused_until(l->req != NULL ? l->req : l->tok);
 }
 
 static void local_free(struct cx__ratelimit *rl) {
     struct local_rl *l = (struct local_rl *)rl;
-    cx_limiter_free(l->req);
-    cx_limiter_free(l->tok);
+    if (!l->borrowed) {
+        cx_limiter_free(l->req);
+        cx_limiter_free(l->tok);
+    }
     cx__free(l);
 }
 
@@ -204,6 +210,20 @@ static int local_new(double rps, double burst, double tpm, struct local_rl **out
     return 0;
 }
 
+int cx__ratelimit_wrap(struct cx_limiter *req, struct cx_limiter *tok, struct cx__ratelimit **out,
+                       struct cx_errinfo *ei) {
+    if (out == NULL) return cx__err(ei, CX_EINVAL, "cx__ratelimit_wrap: NULL argument");
+    struct local_rl *l = cx__calloc(1, sizeof *l);
+    if (l == NULL) return cx__err(ei, CX_ENOMEM, "out of memory creating a rate limit");
+    l->base.ops = &local_ops;
+    l->base.kind = "local";
+    l->req = req;
+    l->tok = tok;
+    l->borrowed = 1;
+    *out = &l->base;
+    return 0;
+}
+
 /* ---- fleet ---- */
 
 struct fleet_rl {
@@ -217,9 +237,13 @@ struct fleet_rl {
     _Atomic(uint64_t) fallbacks;
     /* Hand-over between the tiers (see "Switching tiers" above fleet_reserve). */
     double local_rps;                  /* the fallback's request rate */
+    double local_burst;                /* the fallback's burst: this process's share */
     _Atomic(uint64_t) redis_horizon;   /* latest grant (monotonic) Redis gave this process */
     _Atomic(uint64_t) local_horizon;   /* latest grant the fallback gave */
     _Atomic int on_fallback;           /* 1 from the first fallback until Redis answers again */
+    /* Round-trip times of the reserve script (cx__ratelimit_rtt): 1 µs buckets below 1 ms, then
+     * 1 ms buckets up to 1 s (the last bucket holds everything slower). */
+    _Atomic(uint64_t) rtt[RTT_BUCKETS];
 };
 
 static void raise_to(_Atomic(uint64_t) *a, uint64_t v) {
@@ -250,7 +274,9 @@ static int reply_ints(const redisReply *r, long long *a, long long *b) {
  *     the latest grant Redis gave it; a process that never reached Redis starts with its share
  *     of the burst (burst / fleet_size), as a fresh local limiter would;
  *   - back to Redis, at the first call it answers again: the requests the fallback has granted
- *     into the future ((local horizon - now) * local rate) are charged to the shared bucket.
+ *     into the future ((local horizon - now) * local rate) are charged to the shared bucket,
+ *     and its share of the burst (burst / fleet_size) with them, since a restarted Redis has
+ *     forgotten the buckets and would otherwise grant a whole burst the provider does not have.
  * Each process hands over only what it granted, so the charges add up across the fleet.
  */
 static void enter_fallback(struct fleet_rl *f) {
@@ -269,8 +295,12 @@ static int fleet_adjust(struct cx__ratelimit *rl, double requests, double tokens
 static void leave_fallback(struct fleet_rl *f) {
     if (!atomic_exchange(&f->on_fallback, 0)) return;
     uint64_t now = cx_now_ns(), horizon = atomic_load(&f->local_horizon);
-    if (horizon <= now) return;
-    double debt = (double)(horizon - now) / 1e9 * f->local_rps;
+    double debt = horizon > now ? (double)(horizon - now) / 1e9 * f->local_rps : 0;
+    /* Plus this process's share of the burst: a restarted Redis has forgotten the buckets and
+     * would hand the fleet a full burst at once, while the provider's bucket was kept busy
+     * by the fallbacks (bench_fleet saw those as 429s). Over the fleet the shares add up to one
+     * burst, so the shared bucket restarts about empty, as the provider's is. */
+    debt += f->local_burst;
     if (debt > 0) fleet_adjust(&f->base, debt, 0, NULL);
 }
 
@@ -288,8 +318,14 @@ static int fleet_reserve(struct cx__ratelimit *rl, double tokens, uint64_t max_w
     const char *args[6] = {f->req_T, f->req_tol, f->tok_T, f->tok_tol, n, maxw};
     redisReply *r;
     struct cx_errinfo local;
+    uint64_t t0 = cx_now_ns();
     int rc = cx__fleet_eval(f->fleet, CX__SCRIPT_RESERVE, cx_deadline_after_ns(f->op_timeout_ns),
                             3, keys, 6, args, &r, &local);
+    if (rc == 0) {
+        uint64_t us = (cx_now_ns() - t0) / 1000;
+        size_t b = us < 1000 ? (size_t)us : 1000 + (size_t)(us / 1000);
+        atomic_fetch_add(&f->rtt[b < RTT_BUCKETS ? b : RTT_BUCKETS - 1], 1);
+    }
     if (is_outage(rc)) {
         atomic_fetch_add(&f->fallbacks, 1);
         enter_fallback(f);
@@ -459,6 +495,7 @@ int cx__ratelimit_open(const struct cx__ratelimit_options *o, struct cx__fleet *
     atomic_init(&f->local_horizon, 0);
     atomic_init(&f->on_fallback, 0);
     f->local_rps = o->rps / (double)o->fleet_size;
+    f->local_burst = o->burst / (double)o->fleet_size;
     double n = (double)o->fleet_size;
     rc = local_new(o->rps / n, o->burst / n, o->tpm / n, &f->fallback, ei);
     if (rc < 0) {
@@ -487,8 +524,36 @@ int cx__ratelimit_acquire(struct cx__ratelimit *rl, double tokens, uint64_t dead
         return cx__err(ei, CX_ETIMEDOUT, "rate limit: the grant would come %.3f s from now, "
                        "after the deadline", (double)wait / 1e9);
     if (rc < 0) return rc;
-    if (wait > 0) cx_sleep_ns(wait);
+    if (wait > 0) { /* the emulated GIL is released while we sleep, as for any wait */
+        cx_gil_io_begin();
+        cx_sleep_ns(wait);
+        cx_gil_io_end();
+    }
     return 0;
+}
+
+void cx__ratelimit_rtt(struct cx__ratelimit *rl, uint64_t *n, double *p50_us, double *p99_us) {
+    *n = 0;
+    *p50_us = *p99_us = 0;
+    if (rl == NULL || rl->ops != &fleet_ops) return;
+    struct fleet_rl *f = (struct fleet_rl *)rl;
+    uint64_t total = 0, c[RTT_BUCKETS];
+    for (size_t i = 0; i < RTT_BUCKETS; i++) total += c[i] = atomic_load(&f->rtt[i]);
+    *n = total;
+    uint64_t run = 0;
+    int have50 = 0;
+    for (size_t i = 0; i < RTT_BUCKETS && total > 0; i++) {
+        run += c[i];
+        double us = i < 1000 ? (double)i : (double)(i - 1000) * 1000.0;
+        if (!have50 && run * 2 >= total) {
+            *p50_us = us;
+            have50 = 1;
+        }
+        if (run * 100 >= total * 99) {
+            *p99_us = us;
+            break;
+        }
+    }
 }
 
 uint64_t cx__ratelimit_fallbacks(struct cx__ratelimit *rl) {

@@ -24,8 +24,9 @@
  * implementation serves the call from a local limiter at quota / fleet_size, and counts it in
  * `fallbacks`; the fleet's notice (cx__fleet_notice) says so once per outage. Pauses are applied
  * to that local limiter too, so a pause in force is kept through an outage. At each switch a
- * process hands its own debt to the other tier (its grants still in the future: see "Switching
- * tiers" in fleet_ratelimit.c), so the two queues are not admitted at once. A foreign or corrupt
+ * process hands its own debt to the other tier (its grants still in the future, and on the way
+ * back its share of the burst: see "Switching tiers" in fleet_ratelimit.c), so the two queues
+ * are not admitted at once. A foreign or corrupt
  * value under one of the keys is CX_ECORRUPT naming the key (nothing is taken); it is not papered
  * over by the fallback, since Redis itself is fine and the operator must fix the key.
  *
@@ -84,6 +85,16 @@ void cx__ratelimit_options_init(struct cx__ratelimit_options *o);
 int cx__ratelimit_open(const struct cx__ratelimit_options *o, struct cx__fleet *fleet,
                        struct cx__ratelimit **out, struct cx_errinfo *ei);
 
+/*
+ * The local implementation over limiters the caller keeps: req, the request bucket, and tok, the
+ * tokens-per-minute bucket (both borrowed, must outlive rl; either may be NULL for no such
+ * limit): the router's own limits when no fleet is configured. Errors: CX_EINVAL, CX_ENOMEM.
+ * Threads: any thread.
+ */
+struct cx_limiter;
+int cx__ratelimit_wrap(struct cx_limiter *req, struct cx_limiter *tok, struct cx__ratelimit **out,
+                       struct cx_errinfo *ei);
+
 static inline int cx__ratelimit_reserve(struct cx__ratelimit *rl, double tokens,
                                         uint64_t max_wait_ns, uint64_t *wait_ns,
                                         struct cx_errinfo *ei) {
@@ -111,6 +122,19 @@ static inline void cx__ratelimit_free(struct cx__ratelimit *rl) {
  */
 int cx__ratelimit_acquire(struct cx__ratelimit *rl, double tokens, uint64_t deadline,
                           struct cx_errinfo *ei);
+
+/*
+ * Makes router r reserve through rl (borrowed: must outlive r; NULL: back to the router's own
+ * local limits). The pipeline hands its fleet limit over here right after cx_router_new.
+ * Threads: before the router's first call only (router.c).
+ */
+struct cx_router;
+void cx__router_use_ratelimit(struct cx_router *r, struct cx__ratelimit *rl);
+
+/* The fleet implementation's reserve round trips (answered ones): how many, and their median
+ * and 99th percentile in µs (1 µs resolution below 1 ms, 1 ms above). Zeros for local.
+ * Threads: any thread. */
+void cx__ratelimit_rtt(struct cx__ratelimit *rl, uint64_t *n, double *p50_us, double *p99_us);
 
 /* Calls served by the local fallback because Redis could not answer (0 for local). */
 uint64_t cx__ratelimit_fallbacks(struct cx__ratelimit *rl);

@@ -33,6 +33,7 @@
 #include "cx/hw.h"
 #include "cx/ioloop.h"
 #include "cx/limiter.h"
+#include "fleet_ratelimit.h"
 #include "cx/plan.h"
 #include "cx/validate.h"
 #include "pipeline_internal.h"
@@ -252,6 +253,11 @@ int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **ou
     rc = cx_router_new(&ropt, &p->router, ei);
     if (rc < 0)
         goto fail;
+    rc = cx__pfleet_open(p, cfg, rps, burst, o->use_cache, ei);
+    if (rc < 0)
+        goto fail;
+    if (p->frl != NULL)
+        cx__router_use_ratelimit(p->router, p->frl);
     *out = p;
     return 0;
 fail:
@@ -264,6 +270,7 @@ void cx_pipeline_free(struct cx_pipeline *p)
     if (p == NULL)
         return;
     cx_router_free(p->router);
+    cx__pfleet_free(p);
     cx_ioloop_free(p->loop);
     cx_cache_free(p->cache);
     cx_pool_free(p->pool);

@@ -4,7 +4,9 @@
  *                     apt step and the history row;
  *   pipeline_query.c  one query as a state machine (enum qstate, one step function);
  *   pipeline_run.c    a run: the executor per run, the I/O design and pool size, the fan-out,
- *                     waiting for the run's cache writes.
+ *                     waiting for the run's cache writes;
+ *   pipeline_fleet.c  fleet mode: the Redis connection, the fleet rate limit, the shared cache
+ *                     tier, fleet-wide single flight and its poller thread.
  */
 #ifndef CX_PIPELINE_INTERNAL_H
 #define CX_PIPELINE_INTERNAL_H
@@ -17,6 +19,7 @@
 #include "cx/router.h"
 #include "cx_internal.h"
 #include "cx_testing.h"
+#include "fleet_cache.h"
 
 struct cJSON;
 
@@ -36,6 +39,17 @@ struct cx_pipeline {
     struct cx__bench_work bench; /* cx__pipeline_set_bench_work; read by runs only */
     struct cx__mutex mu;
     double cpu_share;         /* guarded by mu: measured on the last run, < 0 before any */
+    /* fleet mode (pipeline_fleet.c): all NULL / 0 without CORTEX_REDIS_URL */
+    struct cx__fleet *fleet;
+    struct cx__ratelimit *frl;       /* the router reserves through it */
+    struct cx__shared_cache *shared; /* NULL with use_cache 0 */
+    struct cx__mutex fleet_mu;
+    pthread_cond_t fleet_cond;
+    int fleet_mu_ok, fleet_cond_ok, poller_started;
+    pthread_t poller;
+    struct query *waiting;           /* guarded by fleet_mu: parked on another process's leader */
+    int poller_stop;                 /* guarded by fleet_mu */
+    atomic_uint_fast64_t n_fleet_hits, n_fleet_puts, n_fleet_waits, n_fleet_alone;
     /* cx__pipeline_counts */
     atomic_uint_fast64_t n_queries, n_parses, n_validations, n_cpu_no_gil, n_suspends, n_resumes,
         n_submits, n_puts, n_in_submit, n_cpu_step_ns;
@@ -46,6 +60,7 @@ enum qkind { Q_INSTALL, Q_DIAGNOSE, Q_HW };
 /* Where a query is (pipeline_query.c has the walk-through). */
 enum qstate {
     QS_LOOKUP,    /* look the prompt up in the cache (a similar install hit is checked here) */
+    QS_FLEET,     /* a local miss: the fleet's shared tier and single flight (fleet mode only) */
     QS_SUBMIT,    /* hand it to the router: block (thread-local) or suspend (hybrid) */
     QS_ANSWERED,  /* the router's one reply is in: take the raw answer, or fail */
     QS_PARSE,     /* parse the answer, once */
@@ -73,6 +88,12 @@ struct query {
     double limiter_wait_s;        /* the router's answer: time waited for the request limiter */
     uint64_t t_submit;            /* when it was handed to the router (its wait starts then) */
     int skip;                     /* 1: no query (a failed hardware probe); item->status is set */
+    /* fleet mode */
+    struct cx__flight flight;     /* this query's flight (digest, lock token) */
+    int fleet_leader;             /* 1: holds the fleet lock until its answer is put */
+    int fleet_hit;                /* 1: answered from the shared tier */
+    uint64_t backoff_ns, next_poll; /* parked: the poller's schedule for it */
+    struct query *fleet_next;     /* guarded by fleet_mu while parked */
 };
 
 struct run {
@@ -101,6 +122,19 @@ int cx__query_skip(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *re
 /* Records a failure in the query's item; returns rc. */
 int cx__query_fail(struct query *qu, int rc, const char *msg);
 void cx__item_clear(struct cx_item *it);
+/* Runs the query from its current state until it is done or suspended (CX_EAGAIN). */
+int cx__query_step(struct cx_task_ctx *ctx, struct query *qu);
+
+/* pipeline_fleet.c */
+struct cx__fleet;
+struct cx__ratelimit;
+int cx__pfleet_open(struct cx_pipeline *p, const struct cx_config *cfg, double rps, double burst,
+                    int use_cache, struct cx_errinfo *ei);
+void cx__pfleet_free(struct cx_pipeline *p);
+int cx__pfleet_lookup(struct cx_task_ctx *ctx, struct query *qu);
+void cx__pfleet_put(struct query *qu, const struct cx_cache_key *k);
+void cx__pfleet_abandon(struct query *qu);
+void *cx__pfleet_poller(void *arg);
 
 /* pipeline_run.c */
 int cx__run_setup(struct run *run, struct cx_pipeline *p, enum qkind kind,

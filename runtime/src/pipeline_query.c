@@ -13,7 +13,10 @@
  *                install is parsed here and used only if its "package" field or one of its
  *                commands names the requested package (prompts that differ in one token embed
  *                close together); it then skips to QS_VALIDATE, else it is a miss. A miss goes
- *                to QS_SUBMIT.
+ *                to QS_FLEET in fleet mode, else to QS_SUBMIT.
+ *   QS_FLEET     (pipeline_fleet.c) the shared tier and fleet single flight: a hit goes to
+ *                QS_PARSE; leading (or Redis down) goes to QS_SUBMIT; another process leading
+ *                parks the task on the poller thread (suspended, no worker held).
  *   QS_SUBMIT    thread-local design: cx_router_complete blocks this worker (WAIT: sleeps and
  *                curl, GIL released by the router). Hybrid design: cx_task_suspend, then
  *                cx_router_submit, and the task returns CX_EAGAIN: the worker is free, the I/O
@@ -24,7 +27,9 @@
  *   QS_VALIDATE  cx_validate_commands: a rejection ends the query with the reasons (and nothing
  *                is cached).
  *   QS_PUT       a fresh, accepted answer is queued for the cache writer (asynchronous: the
- *                run waits for the commit at its end, on the caller's thread, without a GIL).
+ *                run waits for the commit at its end, on the caller's thread, without a GIL)
+ *                and, in fleet mode, written to Redis (one round trip, GIL released; a leader's
+ *                lock is released with it). A shared hit is copied into the local cache.
  *   QS_FILL      the item's commands and text.
  * Per query: at most one suspend/resume cycle and exactly one parse, in both designs (a refused
  * similar hit adds one parse for the LLM's answer).
@@ -165,8 +170,10 @@ static int step_lookup(struct query *qu)
 {
     struct run *run = qu->run;
     struct cx_pipeline *p = run->p;
+    /* After a local miss: the fleet's shared tier when there is one, else the LLM. */
+    enum qstate miss = p->shared != NULL && qu->q.prompt[0] != '\0' ? QS_FLEET : QS_SUBMIT;
     if (p->cache == NULL || qu->q.prompt[0] == '\0') {
-        qu->st = QS_SUBMIT;
+        qu->st = miss;
         return 0;
     }
     const char *ep, *model;
@@ -182,11 +189,12 @@ static int step_lookup(struct query *qu)
     if (rc == CX_ENOMEM)
         return cx__query_fail(qu, rc, "out of memory");
     if (rc < 0) { /* a miss (or a lookup error: the LLM is asked) */
-        qu->st = QS_SUBMIT;
+        qu->st = miss;
         return 0;
     }
     qu->content = json; /* returned by the cache: cx_free == cx__free */
     qu->item->from_cache = 1;
+    qu->item->cache_tier = "local";
     qu->t_cpu = cx_now_ns();
     if (!similar || run->kind != Q_INSTALL) {
         qu->st = QS_PARSE;
@@ -202,7 +210,8 @@ static int step_lookup(struct query *qu)
     cx__free(qu->content);
     qu->content = NULL;
     qu->item->from_cache = 0;
-    qu->st = QS_SUBMIT;
+    qu->item->cache_tier = NULL;
+    qu->st = miss;
     return 0;
 }
 
@@ -322,19 +331,23 @@ static int put_async(struct cx_cache *c, const struct cx_cache_key *k, const cha
     return rc;
 }
 
+/* Writes through both tiers: a fresh answer goes to the local cache and the fleet's shared
+ * tier; a shared hit is copied into the local cache (read-through); a local hit goes nowhere. */
 static int step_put(struct query *qu)
 {
     struct cx_pipeline *p = qu->run->p;
     qu->st = QS_FILL;
-    if (p->cache == NULL || qu->item->from_cache || qu->q.prompt[0] == '\0' ||
+    if ((qu->item->from_cache && !qu->fleet_hit) || qu->q.prompt[0] == '\0' ||
         qu->content[0] == '\0')
         return 0;
     const char *ep, *model;
     if (cx_router_provider_endpoint(p->router, qu->prov, &ep, &model) < 0)
         return 0;
     struct cx_cache_key k = {ep, model, qu->q.system ? qu->q.system : "", qu->q.prompt};
-    if (put_async(p->cache, &k, qu->content, qu->run) == 0)
+    if (p->cache != NULL && put_async(p->cache, &k, qu->content, qu->run) == 0)
         atomic_fetch_add(&p->n_puts, 1);
+    if (!qu->fleet_hit)
+        cx__pfleet_put(qu, &k);
     return 0;
 }
 
@@ -368,13 +381,17 @@ static int step_fill(struct query *qu)
 
 /* The step function: runs the query from its current state until it is done (returns the
  * item's status) or suspended (CX_EAGAIN). */
-static int query_step(struct cx_task_ctx *ctx, struct query *qu)
+int cx__query_step(struct cx_task_ctx *ctx, struct query *qu)
 {
     for (;;) {
         int rc = 0;
         switch (qu->st) {
         case QS_LOOKUP:
             rc = step_lookup(qu);
+            break;
+        case QS_FLEET:
+            if (cx__pfleet_lookup(ctx, qu) == CX_EAGAIN)
+                return CX_EAGAIN;
             break;
         case QS_SUBMIT:
             if (step_submit(ctx, qu) == CX_EAGAIN)
@@ -396,6 +413,8 @@ static int query_step(struct cx_task_ctx *ctx, struct query *qu)
             rc = step_fill(qu);
             break;
         case QS_DONE:
+            if (qu->fleet_leader) /* led the fleet's flight but put nothing: let go */
+                cx__pfleet_abandon(qu);
             return qu->item->status;
         }
         (void)rc; /* a failing step has moved the query to QS_DONE */
@@ -408,7 +427,7 @@ int cx__query_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *re
     struct query *qu = arg;
     atomic_fetch_add(&qu->run->p->n_queries, 1);
     qu->st = QS_LOOKUP;
-    return query_step(ctx, qu);
+    return cx__query_step(ctx, qu);
 }
 
 /* The router's one completion of a hybrid query: a continuation of its task, on a worker. */
@@ -420,7 +439,7 @@ static int task_resumed(struct cx_task_ctx *ctx, void *arg, struct cx_task_resul
     atomic_fetch_add(&p->n_resumes, 1);
     if (tls_in_submit)
         atomic_fetch_add(&p->n_in_submit, 1);
-    return query_step(ctx, qu);
+    return cx__query_step(ctx, qu);
 }
 
 int cx__query_skip(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *res)

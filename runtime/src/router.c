@@ -155,4 +155,8 @@ size_t cx__router_sf_waiting(struct cx_router *r) {
 
 struct cx_limiter *cx__router_token_limiter(struct cx_router *r) { return r->tok; }
 
+void cx__router_use_ratelimit(struct cx_router *r, struct cx__ratelimit *rl) {
+    r->rl = rl != NULL ? rl : r->own_rl;
+}
+
 uint64_t cx__router_paused_sends(struct cx_router *r) { return atomic_load(&r->paused_sends); }

@@ -28,6 +28,13 @@
  * inside it). ANSWERED decodes the wire format (cx_http_xfer_finish), corrects the token
  * charge, records a Retry-After pause, and picks: done, another attempt (BACKOFF with full
  * jitter, never sooner than Retry-After), the next provider, or failure with the attempt log.
+ *
+ * Limits go through one interface, r->rl (fleet_ratelimit.h): the local cx_limiters, or in fleet
+ * mode the GCRA buckets in Redis. A fleet reservation is one Redis round trip (bounded by its
+ * op timeout, the emulated GIL released) made where ACQUIRE runs: on the submitting thread, or on
+ * the I/O thread for a retry after a backoff timer. A Retry-After pause goes to the whole fleet
+ * through the same interface; other processes meet it at their next reservation (their waits
+ * move later), while this router's own SEND check also holds what it had already reserved.
  */
 #include <math.h>
 #include <string.h>
@@ -63,7 +70,7 @@ static double token_estimate(struct call *c) {
     size_t bytes = strlen(c->q.prompt) + (c->q.system ? strlen(c->q.system) : 0);
     double out = c->r->exp_out < c->q.max_tokens ? c->r->exp_out : c->q.max_tokens;
     double est = (double)((bytes + 3) / 4) + out;
-    double burst = cx_limiter_burst(c->r->tok);
+    double burst = cx_limiter_burst(c->r->tok); /* the tokens per minute (0 without a bucket) */
     return est > burst ? burst : est;
 }
 
@@ -138,8 +145,8 @@ static int call_make_xfer(struct call *c) {
 /* Gives back what an attempt that will not be sent holds. */
 static void refund(struct call *c) {
     struct cx_router *r = c->r;
-    if (r->limiter && c->req_taken) (void)cx_limiter_adjust(r->limiter, -1);
-    if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
+    if (c->req_taken || c->tok_charged > 0)
+        (void)cx__ratelimit_adjust(r->rl, c->req_taken ? -1 : 0, -c->tok_charged, NULL);
     c->req_taken = 0;
     c->tok_charged = 0;
 }
@@ -167,7 +174,7 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
         int64_t in = hr.prompt_tokens > 0 ? hr.prompt_tokens : 0;
         int64_t out = hr.completion_tokens > 0 ? hr.completion_tokens : 0;
         if (r->tok && (hr.prompt_tokens >= 0 || hr.completion_tokens >= 0))
-            (void)cx_limiter_adjust(r->tok, (double)(in + out) - c->tok_charged);
+            (void)cx__ratelimit_adjust(r->rl, 0, (double)(in + out) - c->tok_charged, NULL);
         c->tok_charged = 0;
         double cost = ((double)in * p->pin + (double)out * p->pout) / 1e6;
         atomic_fetch_add(&p->successes, 1);
@@ -195,7 +202,7 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
     }
 
     atomic_fetch_add(&p->failures, 1);
-    if (r->tok && c->tok_charged > 0) (void)cx_limiter_adjust(r->tok, -c->tok_charged);
+    if (r->tok && c->tok_charged > 0) (void)cx__ratelimit_adjust(r->rl, 0, -c->tok_charged, NULL);
     c->tok_charged = 0;
     double ra = hr.retry_after_s;
     log_attempt(c, prov, rc, hr.status, (rc == CX_ERATELIMIT || rc == CX_EOVERLOADED || rc == CX_ESERVER) ? ra : -1);
@@ -209,8 +216,7 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
     }
     if (ra >= 0 && (rc == CX_ERATELIMIT || rc == CX_EOVERLOADED || rc == CX_ESERVER)) {
         uint64_t until = cx_deadline_after_ns((uint64_t)(ra * 1e9));
-        if (r->limiter) cx_limiter_pause_until(r->limiter, until);
-        if (r->tok) cx_limiter_pause_until(r->tok, until);
+        (void)cx__ratelimit_pause_until(r->rl, until, NULL); /* the whole fleet, with one */
         uint64_t cur = atomic_load(&r->paused_until);
         while (cur < until && !atomic_compare_exchange_weak(&r->paused_until, &cur, until)) {
         }
@@ -245,19 +251,16 @@ static int call_after(struct call *c, uint64_t *wait_ns) {
 static enum call_act step_acquire(struct call *c) {
     struct cx_router *r = c->r;
     if (canceled(c)) return cx__call_fail(c, CX_ECANCELED, "canceled"), ACT_DONE;
-    uint64_t now = cx_now_ns(), wait = 0, w;
-    if (r->limiter) {
-        (void)cx_limiter_reserve(r->limiter, 1, &w);
-        c->req_taken = 1;
-        c->limit_wait_ns += w;
-        if (w > wait) wait = w;
-    }
-    if (r->tok) {
-        double est = token_estimate(c);
-        (void)cx_limiter_reserve(r->tok, est, &w);
-        c->tok_charged = est;
-        if (w > wait) wait = w;
-    }
+    uint64_t wait = 0;
+    double est = r->tok ? token_estimate(c) : 0;
+    struct cx_errinfo ei;
+    int rc = cx__ratelimit_reserve(r->rl, est, UINT64_MAX, &wait, &ei);
+    if (rc < 0) /* a fleet limit whose keys hold something foreign: the message names the key */
+        return cx__call_fail(c, rc, ei.msg), ACT_DONE;
+    c->req_taken = 1;
+    c->tok_charged = est;
+    c->limit_wait_ns += wait; /* cx --json's limiter_wait_s */
+    uint64_t now = cx_now_ns();
     if (c->q.deadline != CX_DEADLINE_NONE && now + wait >= c->q.deadline) {
         refund(c);
         cx__call_fail(c, CX_ETIMEDOUT, "the deadline would pass waiting for the rate limiter");

@@ -18,6 +18,7 @@
 #include "cx/executor.h"
 #include "cx/http.h"
 #include "cx_internal.h"
+#include "fleet_ratelimit.h"
 
 struct prov {
     int configured;
@@ -49,6 +50,11 @@ struct cx_router {
     int fallback;
     struct cx_limiter *limiter;
     struct cx_limiter *tok; /* owned */
+    /* What every call reserves through (fleet_ratelimit.h): own_rl, the local implementation
+     * over limiter and tok, unless cx__router_use_ratelimit gave a fleet one (borrowed). Set
+     * before the first call, read-only afterwards. */
+    struct cx__ratelimit *rl;
+    struct cx__ratelimit *own_rl;
     int exp_out;
     int max_attempts;
     uint64_t base_ns, cap_ns;

@@ -253,6 +253,9 @@ int cx_router_new(const struct cx_router_options *o, struct cx_router **out, str
         rc = cx_limiter_new(o->tokens_per_minute / 60.0, o->tokens_per_minute, &r->tok, ei);
         if (rc < 0) goto fail;
     }
+    rc = cx__ratelimit_wrap(r->limiter, r->tok, &r->own_rl, ei);
+    if (rc < 0) goto fail;
+    r->rl = r->own_rl;
     rc = cx_http_client_new(NULL, &r->client, ei);
     if (rc < 0) goto fail;
     *out = r;
@@ -271,6 +274,7 @@ void cx_router_free(struct cx_router *r) {
         cx__free(r->p[i].cache_name);
         cx__free(r->p[i].label);
     }
+    cx__ratelimit_free(r->own_rl);
     cx_limiter_free(r->tok);
     cx_http_client_free(r->client);
     cx__mutex_destroy(&r->sf_mu);

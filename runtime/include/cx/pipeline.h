@@ -26,6 +26,11 @@
  *   worker          LOOKUP    cx_cache_get under the router's endpoint name for the query
  *                             (cx_router_endpoint); a hit skips to PARSE (a similarity hit for
  *                             an install must name the requested package, else it is a miss).
+ *   worker          FLEET     (fleet mode, after a local miss) the shared Redis tier and fleet
+ *                             single flight: another process's answer is a hit (cache_tier
+ *                             "fleet"); if another process is asking, the task suspends and the
+ *                             pipeline's poller thread resumes it with the answer (or as the
+ *                             new leader when that process died); else this query leads.
  *   worker          SUBMIT    thread-local design: cx_router_complete; this worker drives the
  *                             router's call itself and BLOCKS in its waits and its curl
  *                             transfer (GIL released). Hybrid design: cx_task_suspend +
@@ -36,7 +41,8 @@
  *                             flight; then ONE cx_task_resume with the raw answer or a typed
  *                             error (never inside the submit call).
  *   worker          ANSWERED -> PARSE (once) -> VALIDATE -> PUT (queued for the cache writer,
- *                             never waited for here) -> FILL the report item.
+ *                             never waited for here; in fleet mode also one Redis write, which
+ *                             ends this query's flight) -> FILL the report item.
  *   caller thread   after the batch: waits (GIL released) for the run's cache writes to
  *                   commit, merges the plans, the apt step, the history row.
  * Per query: at most one suspend/resume cycle and one parse; in gil mode every parse and
@@ -177,6 +183,8 @@ struct cx_item {
     size_t n_advice;
     char *details;       /* hwcheck: what the probe found ("8 cores, ..."); NULL otherwise */
     double latency_s;    /* the query's wall time */
+    const char *cache_tier; /* from_cache: "local" (this machine's SQLite cache) or "fleet" (the
+                               shared Redis tier: another process's answer); NULL otherwise */
 };
 
 struct cx_install_report {
@@ -226,7 +234,12 @@ struct cx_pool;
  * the cache, the rate limiter, the I/O loop and the router. Nothing is sent yet.
  * o: borrowed. *out: returned, free with cx_pipeline_free.
  * Errors: CX_EINVAL (bad option, named), CX_ENOPROVIDER (no key, no base URL), the pool's errors
- * naming the database path (CX_EPERM, CX_ECORRUPT...), CX_ENOMEM, CX_EIO.
+ * naming the database path (CX_EPERM, CX_ECORRUPT...), CX_ENOMEM, CX_EIO; with
+ * config->redis_url (fleet mode) and config->redis_optional 0: CX_ECONN (refused, unreachable),
+ * CX_EAUTH (password refused or required), CX_ENOTSUP (the server runs no Lua scripts),
+ * CX_ECONFIG (no such database), each message naming CORTEX_REDIS_URL or CORTEX_REDIS_PASSWORD.
+ * With redis_optional 1 those start the fleet down (local limits at quota / fleet_size and the
+ * local cache) and it reconnects with backoff; cx_pipeline_fleet_notice says so.
  * Threads: any thread.
  */
 CX_API int cx_pipeline_new(const struct cx_pipeline_options *o, struct cx_pipeline **out,
@@ -278,6 +291,34 @@ CX_API struct cx_pool *cx_pipeline_pool(struct cx_pipeline *p);
  * that tells its user when a run waits on it (cx_limiter_tokens < 0: requests queue for
  * tokens). Borrowed: valid until cx_pipeline_free. Threads: any thread. */
 CX_API struct cx_limiter *cx_pipeline_limiter(struct cx_pipeline *p);
+
+/* Fleet mode (CORTEX_REDIS_URL): what the shared Redis tier did for this pipeline so far. */
+struct cx_fleet_stats {
+    int configured;              /* 0: no fleet (every other field 0) */
+    int up;                      /* Redis answered the last command */
+    uint64_t outages;            /* up -> down transitions (a start that failed counts) */
+    uint64_t reconnects;         /* down -> up transitions */
+    uint64_t commands;           /* Redis commands answered */
+    uint64_t corrupt;            /* replies naming a foreign value under one of our keys */
+    uint64_t limiter_fallbacks;  /* rate-limit calls served locally at quota / CORTEX_FLEET_SIZE */
+    uint64_t cache_hits;         /* queries answered by the shared tier (another process's answer) */
+    uint64_t cache_puts;         /* answers written to the shared tier */
+    uint64_t flights_led;        /* queries that took the fleet-wide single-flight lock */
+    uint64_t flights_waited;     /* queries that waited for another process's identical query */
+    uint64_t takeovers;          /* waits that ended by leading (the other leader died or gave up) */
+    uint64_t alone;              /* queries that asked upstream alone because Redis was down */
+};
+/* A snapshot (zeroed without a fleet). Threads: any thread. */
+CX_API void cx_pipeline_fleet_stats(struct cx_pipeline *p, struct cx_fleet_stats *out);
+
+/*
+ * Once per change of the fleet's state (Redis went down, or came back), writes a one-line
+ * message into buf (n bytes) and returns 1, e.g. "Redis at redis://:***@h:6379/0
+ * (CORTEX_REDIS_URL) is unreachable (Connection refused); falling back to local limits and
+ * cache"; returns 0 when nothing changed since the last call (or without a fleet). The library
+ * never prints: the caller (the `cx` command) shows it. Threads: any thread.
+ */
+CX_API int cx_pipeline_fleet_notice(struct cx_pipeline *p, char *buf, size_t n);
 
 /* The database file name the `cx` command keeps in its data directory (db_path's usual name). */
 #define CX_DB_FILE "cortex.db"
