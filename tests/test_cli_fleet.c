@@ -314,8 +314,9 @@ static uint64_t api_requests(struct mock_server *m)
 }
 
 /* Redis killed in the middle of a run (after the first query reached the LLM, with 15 still to
- * send two at a time (--io thread), each at least 50 ms): every package is still answered, each asked once,
- * exit 0; the notice is printed once; --json's fleet object says redis_up false. */
+ * send two at a time (--io thread), each at least 50 ms): every package is still answered,
+ * each asked once, exit 0; the notice is printed once; --json's fleet object says redis_up
+ * false. */
 static void test_killed_mid_run(void **state)
 {
     struct fx *f = *state;
