@@ -66,11 +66,12 @@ int cx__cli_load_config(struct ctx *c)
 {
     struct cx_errinfo ei;
     memset(&ei, 0, sizeof ei);
-    if (cx_config_load(&c->cfg, config_get, c, &ei) < 0)
-        return cx__cli_fail(c, CX_EXIT_ERROR, "configuration%s: %s",
-                            c->a.redis_url && strstr(ei.msg, "CORTEX_REDIS_URL") ? " (--redis)"
-                                                                                : "",
-                            ei.msg);
+    if (cx_config_load(&c->cfg, config_get, c, &ei) < 0) {
+        /* A bad --redis value is a bad command line (exit 2), as a bad --base-url is. */
+        int from_arg = c->a.redis_url && strstr(ei.msg, "CORTEX_REDIS_URL") != NULL;
+        return cx__cli_fail(c, from_arg ? CX_EXIT_USAGE : CX_EXIT_ERROR, "configuration%s: %s",
+                            from_arg ? " (--redis)" : "", ei.msg);
+    }
     c->cfg_loaded = 1;
     return 0;
 }
