@@ -265,7 +265,9 @@ int cx__cli_pipeline(struct ctx *c)
     c->cfg.anthropic_api_key = saved_anthropic;
     c->cfg.rate_limit_rps = saved_rps;
     if (rc < 0)
-        return cx__cli_fail(c, CX_EXIT_ERROR, "%s", ei.msg[0] ? ei.msg : cx_strerror(rc));
+        return cx__cli_fail(c, CX_EXIT_ERROR, "%s%s", ei.msg[0] ? ei.msg : cx_strerror(rc),
+                            c->a.redis_url && strstr(ei.msg, "CORTEX_REDIS") ? " (from --redis)"
+                                                                             : "");
     cx__cli_fleet_notice(c);
     return 0;
 }

@@ -115,6 +115,7 @@ static void test_refused(void **state)
     if (rc != CX_EXIT_ERROR || strstr(f->err, "CORTEX_REDIS_URL") == NULL)
         fail_msg("refused %s: exit %d, expected 1 naming CORTEX_REDIS_URL: %s", url, rc, f->err);
     assert_non_null(strstr(f->err, url + 8)); /* the address it tried */
+    assert_non_null(strstr(f->err, "(from --redis)")); /* where the setting came from */
     assert_null(strstr(f->out, "apt-get install"));
 
     setenv("CORTEX_REDIS_OPTIONAL", "1", 1);
