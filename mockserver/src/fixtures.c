@@ -309,7 +309,7 @@ static int parse_error(const struct ctx *c, const cJSON *e, const char *where,
         return fail(c, where, "expected an object {\"status\", \"type\", \"message\"}");
     if (only(c, e, where, known) < 0)
         return -1;
-    long long st;
+    long long st = 0; /* set by count(); initialised for -O2 -Wmaybe-uninitialized */
     FIELD(f, "%s.status", where);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "status");
     if (!v)
@@ -486,7 +486,7 @@ static int parse_rule(const struct ctx *c, const cJSON *j, struct mock_fx_rule *
             parse_text_matcher(c, m, "user", &r->user) < 0)
             return -1;
         if ((v = cJSON_GetObjectItemCaseSensitive(m, "turns"))) {
-            long long t;
+            long long t = 0; /* set by count(); see above */
             if (count(c, v, "match.turns", 100000, &t) < 0)
                 return -1;
             r->turns = (int)t;
