@@ -16,7 +16,9 @@
 #    worker running the handler after the resume), and e2e. It also reads, from
 #    /proc/PID/task/*/schedstat, how long the server's threads and wrk's waited on a run queue
 #    while runnable against the CPU they used: on a shared machine that wait, not the server,
-#    is what the tail is made of. A stall probe (bench_mock_conc --stall-probe) runs beside it
+#    is what the tail is made of. It also prints the server's CPU time and context switches per
+#    request over that window and, where perf can read the kernel's syscall tracepoints, its
+#    syscalls per request: what a request costs, which the machine's stalls change little. A stall probe (bench_mock_conc --stall-probe) runs beside it
 #    and reports how far its 1 ms sleeps overran: stalls of the machine itself. Targets at 1,000 connections and 100 ms: server p99 error
 #    < 5 ms, wrk p99 < 110 ms.
 #
@@ -151,10 +153,26 @@ sched_ns() {
     cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{c += $1; w += $2} END {print c + 0, w + 0}'
 }
 
+# Context switches (voluntary + involuntary) summed over a process's threads.
+ctxsw() {
+    cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches:/ {n += $2} END {print n + 0}' || true
+}
+
+# Requests the server has counted so far (/stats "requests").
+requests() {
+    curl -s "http://127.0.0.1:$PORT/stats" | sed -n 's/^{"uptime_s":[0-9.]*,"requests":\([0-9]*\).*/\1/p' || true
+}
+
 # One histogram field (ms) of the server's /stats JSON, whose histogram objects hold no braces.
 hist_ms() {
     sed -n "s/.*\"$2\":{[^}]*\"$3\":\([0-9.]*\).*/\1/p" "$1"
 }
+
+PERF_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_enter_write
+use_perf=0
+if command -v perf >/dev/null && perf stat -e "$PERF_EVENTS" -- true >/dev/null 2>&1; then
+    use_perf=1
+fi
 
 if [[ "${SKIP_SUST:-0}" != 1 ]] && [[ "${SKIP_WRK:-0}" != 1 ]]; then
     for n in $SUST_CONNS; do
@@ -169,9 +187,21 @@ if [[ "${SKIP_SUST:-0}" != 1 ]] && [[ "${SKIP_WRK:-0}" != 1 ]]; then
         sleep 1
         s0=$(sched_ns "$PID")
         w0=$(sched_ns "$wpid")
-        sleep $((SUST_DURATION > 2 ? SUST_DURATION - 2 : 1))
+        x0=$(ctxsw "$PID")
+        q0=$(requests)
+        win=$((SUST_DURATION > 2 ? SUST_DURATION - 2 : 1))
+        # Syscalls of the server over the window from the kernel's tracepoints, where perf may
+        # read them (no slowdown, unlike strace); otherwise a plain sleep.
+        if [[ "$use_perf" == 1 ]]; then
+            perf stat -x, -o "$TMP/perf.csv" -p "$PID" -e "$PERF_EVENTS" -- sleep "$win" \
+                2>/dev/null || sleep "$win"
+        else
+            sleep "$win"
+        fi
         s1=$(sched_ns "$PID")
         w1=$(sched_ns "$wpid")
+        x1=$(ctxsw "$PID")
+        q1=$(requests)
         wait "$wpid" || true
         wait "$ppid" || true
         cat "$TMP/wrk.out"
@@ -188,6 +218,17 @@ if [[ "${SKIP_SUST:-0}" != 1 ]] && [[ "${SKIP_WRK:-0}" != 1 ]]; then
             "$(hist_ms "$st" timer_late p99)" "$(hist_ms "$st" resume p50)" \
             "$(hist_ms "$st" resume p99)" "$(hist_ms "$st" e2e p99)")
         sched=$(echo "$s0 $s1 $w0 $w1" | awk '{printf "server cpu %.2fs runq wait %.2fs, wrk cpu %.2fs runq wait %.2fs (%ds)", ($3-$1)/1e9, ($4-$2)/1e9, ($7-$5)/1e9, ($8-$6)/1e9, '"$((SUST_DURATION > 2 ? SUST_DURATION - 2 : 1))"'}')
+        # What a request costs the server, whatever the machine's stalls: CPU time and context
+        # switches of all its threads over the window, per request counted in that window.
+        # s0 and s1 are "cpu wait" pairs: fields 1-4, then x0 x1 (5, 6), q0 q1 (7, 8).
+        perreq=$(echo "$s0 $s1 $x0 $x1 ${q0:-0} ${q1:-0}" | awk '{n = $8 - $7; if (n > 0) printf "server per request: cpu %.1f us, context switches %.3f (%d requests)", ($3-$1)/1e3/n, ($6-$5)/n, n; else print "server per request: no requests counted"}')
+        sched="$sched; $perreq"
+        if [[ "$use_perf" == 1 && -s "$TMP/perf.csv" ]]; then
+            sys=$(awk -F, -v n=$((${q1:-0} - ${q0:-0})) '
+                $3 ~ /sys_enter/ { name = $3; sub(/.*sys_enter_?/, "", name); v[name] = $1 }
+                END { if (n > 0) printf "syscalls %.2f (epoll_ctl %.2f epoll_wait %.2f futex %.2f write %.2f)", v[""] / n, v["epoll_ctl"] / n, v["epoll_wait"] / n, v["futex"] / n, v["write"] / n }' "$TMP/perf.csv")
+            sched="$sched, $sys"
+        fi
         stall=$(cat "$TMP/stall.out")
         echo "$line"
         echo "$sched"

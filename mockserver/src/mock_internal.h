@@ -155,13 +155,17 @@ char *mock__stats_json(struct mock_stats *st, unsigned running, unsigned queued)
 char *mock__stats_prometheus(struct mock_stats *st, unsigned running, unsigned queued);
 void mock__stats_counts(struct mock_stats *st, struct mock_counts *out);
 
-/* ---- timer thread (timer.c): resumes suspended connections when due ---- */
+/* ---- timer (timer.c): resumes suspended connections when due ---- */
 struct mock_timer;
 typedef void (*mock_timer_fn)(void *arg);
 int mock__timer_new(struct mock_timer **out);
-/* Runs fn(arg) on the timer thread at deadline_ns (monotonic). 0, or -1 (out of memory, or
- * the timer is stopping: the caller then runs fn itself). */
+/* Runs fn(arg) at deadline_ns (monotonic), on the timer thread or, when it is busy, on the
+ * adding thread inside a later mock__timer_run_due. 0, or -1 (out of memory, or the timer is
+ * stopping: the caller then runs fn itself). */
 int mock__timer_add(struct mock_timer *t, uint64_t deadline_ns, mock_timer_fn fn, void *arg);
+/* Runs the due entries this thread added (a worker's own connections), here and now; cheap
+ * when none is due. Called from libmicrohttpd callbacks, never with a server lock held. */
+void mock__timer_run_due(struct mock_timer *t);
 /* Stop path: from now on mock__timer_add fails; joins the thread, then runs every pending
  * entry on the caller. Idempotent. */
 void mock__timer_flush_and_close(struct mock_timer *t);

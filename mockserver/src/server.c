@@ -10,7 +10,9 @@
  * DESIGN
  * - Threads: libmicrohttpd runs `threads` epoll workers (MHD_USE_EPOLL_INTERNAL_THREAD with a
  *   thread pool); every callback below runs on one of them. One timer thread (timer.c) resumes
- *   suspended connections. No thread ever sleeps for a request.
+ *   suspended connections; a busy worker resumes its own due connections itself at the start
+ *   of its callbacks (mock__timer_run_due), so under load a reply falls due without waking the
+ *   timer thread or the worker. No thread ever sleeps for a request.
  * - A delayed request: the access handler computes its deadline, calls MHD_suspend_connection
  *   and only then gives the timer the deadline (so the resume can never come before the
  *   suspend); the timer calls MHD_resume_connection, MHD calls the handler again, which answers.
@@ -167,6 +169,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     struct mock_server *s = cls;
     struct req *r = *con_cls;
     (void)version;
+    mock__timer_run_due(s->timer); /* this worker's due resumes, without waking anyone */
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r)
@@ -241,6 +244,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     mock__server_thread = 1;
     struct mock_server *s = cls;
     struct req *r = *con_cls;
+    mock__timer_run_due(s->timer);
     mock__watch_phase(c, WATCH_HEADERS); /* keep-alive: the next request's headers */
     if (!r)
         return;
