@@ -27,6 +27,7 @@
  * is printed before and after.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
@@ -106,6 +107,9 @@ static int mock_start(void)
     int cmd[2], ans[2];
     if (pipe(cmd) < 0 || pipe(ans) < 0)
         return -1;
+    for (int i = 0; i < 2; i++) /* not into redis-server, which is exec'd later */
+        if (fcntl(cmd[i], F_SETFD, FD_CLOEXEC) < 0 || fcntl(ans[i], F_SETFD, FD_CLOEXEC) < 0)
+            return -1;
     g_mock = fork();
     if (g_mock < 0)
         return -1;
@@ -473,6 +477,11 @@ int main(int argc, char **argv)
         run("fleet, redis-server killed at 1/3 and restarted at 2/3", 1, prefix, 1);
     }
     loadavg("after");
+    fflush(stdout);
+    /* 'q', not only EOF: redis-server, (re)started after the mock, holds a copy of the pipe's
+     * write end, so closing ours alone never ended the mock's read loop. */
+    if (write(g_mock_cmd, "q", 1) != 1)
+        fprintf(stderr, "bench_fleet: could not tell the mock to stop\n");
     close(g_mock_cmd);
     waitpid(g_mock, NULL, 0);
     if (g_redis > 0) {
