@@ -366,18 +366,19 @@ int sweep_run_cells(struct sweep *s)
         struct samples ttft[N_COLS], lat[N_COLS];
         memset(ttft, 0, sizeof ttft);
         memset(lat, 0, sizeof lat);
-        /* Warm-up per column: the workers' first connections and the statements. */
+        /* Warm-up per column: the workers' first connections and the statements. With the
+         * trials' CPU per answer: the auto design sizes its pool from the CPU share the runs
+         * before measured, and a warm-up without it taught the first trial one worker. */
         for (int col = 0; col < N_COLS; col++) {
             if (!sweep_cell_wanted(s, row, col))
                 continue;
-            set_work(s, col, 0, 0, 0);
+            set_work(s, col, 0, cpu_top, 0);
             struct cx_install_report *rep = NULL;
             if (run_batch(s, col, n, NULL, &rep) < 0) {
                 failed = 1;
                 continue;
             }
             cx_install_report_free(rep);
-            set_work(s, col, 0, cpu_top, 0);
         }
         /* Trials outer, columns inner: a trial is one run of every column, so a change in the
          * machine's load hits all columns of that trial alike. */
