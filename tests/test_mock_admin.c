@@ -76,6 +76,14 @@ static void test_request_log(void **state) {
     assert_string_equal(t_jstr(e2, "headers.Authorization"), "[redacted]");
     assert_string_equal(t_jstr(e2, "headers.x-api-key"), "[redacted]");
     assert_string_equal(t_jstr(e2, "headers.X-Session-Token"), "[redacted]");
+    /* Bodies are rendered when the log is first read and kept so: a second read is the same. */
+    text = cJSON_PrintUnformatted(j);
+    cJSON *again = requests_log(s, NULL);
+    char *text2 = cJSON_PrintUnformatted(again);
+    assert_string_equal(text2, text);
+    cJSON_free(text2);
+    cJSON_free(text);
+    cJSON_Delete(again);
     cJSON_Delete(j);
 
     j = requests_log(s, "?limit=1");

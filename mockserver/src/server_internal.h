@@ -47,9 +47,17 @@ struct mock_turn {
 };
 
 #define MOCK_LOG_MAX 10000 /* most entries request_log may keep */
+/* One logged request: its JSON object in text, except that while body_raw is set the bytes at
+ * [body_off, body_off + body_len) are the body as received, rendered (embedded as JSON, or as a
+ * string) only when GET /admin/requests reads the entry, so the request path never parses it. */
+struct mock_log_ent {
+    size_t len, body_off, body_len;
+    int body_raw;
+    char text[];               /* len bytes and a NUL */
+};
 struct mock_log {
     pthread_mutex_t mu;
-    char **ring;               /* guarded by mu: MOCK_LOG_MAX slots, n used from head */
+    struct mock_log_ent **ring; /* guarded by mu: MOCK_LOG_MAX slots, n used from head */
     size_t head, n;            /* guarded by mu */
     uint64_t seq, dropped;     /* guarded by mu */
 };
@@ -115,6 +123,7 @@ struct req {
     int end_now;
     struct req *qnext;          /* guarded by srv->mu while queued */
     struct mock_buf logb;       /* the request log entry being built (reqlog.c) */
+    size_t logb_body, logb_body_len; /* where in logb the raw body lies (reqlog.c) */
     /* fixtures (fixtures.h): the set fxr points into is held by fx until completion */
     struct mock_fixtures *fx;
     const struct mock_fx_reply *fxr; /* the reply to give; NULL: generated */
