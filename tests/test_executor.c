@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "t_executor.h"
 #include "t_util.h"
 
 #include "cx/clock.h"
@@ -20,17 +21,6 @@
 #include "cx/gil.h"
 #include "cqueue.h" /* internal: the completion queues themselves */
 
-static struct cx_executor *make(enum cx_exec_mode mode, int threads) {
-    struct cx_executor_options o;
-    cx_executor_options_init(&o);
-    o.mode = mode;
-    o.threads = threads;
-    struct cx_executor *ex = NULL;
-    struct cx_errinfo ei;
-    assert_int_equal(cx_executor_new(&o, &ex, &ei), 0);
-    assert_non_null(ex);
-    return ex;
-}
 
 /* ---- options and construction ---- */
 
@@ -67,7 +57,7 @@ static void test_options(void **state) {
     assert_int_equal(cx_executor_mode(ex), CX_MODE_SERIAL);
     assert_null(cx_executor_gil(ex));
     cx_executor_free(ex);
-    ex = make(CX_MODE_GIL, 3);
+    ex = t_executor_make(CX_MODE_GIL, 3);
     assert_int_equal(cx_executor_threads(ex), 3);
     assert_non_null(cx_executor_gil(ex));
     cx_executor_free(ex);
@@ -85,7 +75,7 @@ static int noop_task(struct cx_task_ctx *ctx, void *arg, struct cx_task_result *
 
 static void test_submit_errors(void **state) {
     (void)state;
-    struct cx_executor *ex = make(CX_MODE_FREE, 2);
+    struct cx_executor *ex = t_executor_make(CX_MODE_FREE, 2);
     struct cx_batch *b = NULL;
     struct cx_task t[2] = {{noop_task, NULL}, {NULL, NULL}};
     assert_int_equal(cx_executor_submit(ex, t, 2, &b), CX_EINVAL);
@@ -154,7 +144,7 @@ static void test_exactly_once_with_stealing(void **state) {
         args[i] = (struct once_arg){&o, i};
         tasks[i] = (struct cx_task){once_task, &args[i]};
     }
-    struct cx_executor *ex = make(CX_MODE_FREE, 4);
+    struct cx_executor *ex = t_executor_make(CX_MODE_FREE, 4);
     struct cx_batch *b;
     assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
     assert_int_equal(atomic_load(&o.blocker_timed_out), 0);
@@ -204,7 +194,7 @@ static void test_failures_isolated(void **state) {
     enum { N = 30 };
     struct cx_task tasks[N];
     for (size_t i = 0; i < N; i++) tasks[i] = (struct cx_task){maybe_fail, (void *)(uintptr_t)i};
-    struct cx_executor *ex = make(CX_MODE_FREE, 3);
+    struct cx_executor *ex = t_executor_make(CX_MODE_FREE, 3);
     struct cx_batch *b;
     assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
     struct cx_task_result *res = cx_batch_results(b);
@@ -253,7 +243,7 @@ static void test_completion_order(void **state) {
     struct order o;
     t_latch_init(&o.main_saw_fast);
     struct cx_task tasks[2] = {{slow_task, &o}, {noop_task, NULL}};
-    struct cx_executor *ex = make(CX_MODE_FREE, 2);
+    struct cx_executor *ex = t_executor_make(CX_MODE_FREE, 2);
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, tasks, 2, &b), 0);
     struct cx_task_result *r;
@@ -302,7 +292,7 @@ static void test_progress(void **state) {
     enum { N = 200 };
     struct cx_task tasks[N];
     for (int i = 0; i < N; i++) tasks[i] = (struct cx_task){tiny_work, NULL};
-    struct cx_executor *ex = make(CX_MODE_FREE, 4);
+    struct cx_executor *ex = t_executor_make(CX_MODE_FREE, 4);
     struct prog p = {.caller = pthread_self()};
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
@@ -350,7 +340,7 @@ static void test_cancel(void **state) {
     struct cx_task tasks[N];
     tasks[0] = (struct cx_task){gated_task, &g};
     for (int i = 1; i < N; i++) tasks[i] = (struct cx_task){noop_task, NULL};
-    struct cx_executor *ex = make(CX_MODE_SERIAL, 1); /* task 0 blocks the only worker */
+    struct cx_executor *ex = t_executor_make(CX_MODE_SERIAL, 1); /* task 0 blocks the only worker */
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
     assert_true(t_latch_wait(&g.started, 1, t_deadline_ms(10000)));
@@ -410,7 +400,7 @@ static void test_free_while_running(void **state) {
     tasks[0] = (struct cx_task){wait_cancel_task, &g};
     for (int i = 1; i < N; i++) tasks[i] = (struct cx_task){noop_task, NULL};
 
-    struct cx_executor *ex = make(CX_MODE_SERIAL, 1);
+    struct cx_executor *ex = t_executor_make(CX_MODE_SERIAL, 1);
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, tasks, N, &b), 0);
     assert_true(t_latch_wait(&g.started, 1, t_deadline_ms(10000)));
@@ -552,7 +542,7 @@ static void run_suspending(enum cx_exec_mode mode, int threads, int n) {
         if (!reqs[i].self_resume) want_resumes += reqs[i].rounds_left;
         tasks[i] = (struct cx_task){io_task, &reqs[i]};
     }
-    struct cx_executor *ex = make(mode, threads);
+    struct cx_executor *ex = t_executor_make(mode, threads);
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, tasks, (size_t)n, &b), 0);
     assert_int_equal(cx_batch_wait(b, t_deadline_ms(30000), NULL, NULL), 0);
@@ -618,7 +608,7 @@ static void test_suspended_then_cancelled(void **state) {
     struct susp_cancel s = {0};
     t_latch_init(&s.suspended);
     struct cx_task t[3] = {{sc_task, &s}, {noop_task, NULL}, {noop_task, NULL}};
-    struct cx_executor *ex = make(CX_MODE_SERIAL, 1);
+    struct cx_executor *ex = t_executor_make(CX_MODE_SERIAL, 1);
     struct cx_batch *b;
     assert_int_equal(cx_executor_submit(ex, t, 3, &b), 0);
     assert_true(t_latch_wait(&s.suspended, 1, t_deadline_ms(10000)));

@@ -13,23 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "t_executor.h"
 #include "t_util.h"
 
 #include "cx/clock.h"
 #include "cx/executor.h"
 #include "cx/gil.h"
 
-static struct cx_executor *make(enum cx_exec_mode mode, int threads) {
-    struct cx_executor_options o;
-    cx_executor_options_init(&o);
-    o.mode = mode;
-    o.threads = threads;
-    struct cx_executor *ex = NULL;
-    struct cx_errinfo ei;
-    assert_int_equal(cx_executor_new(&o, &ex, &ei), 0);
-    assert_non_null(ex);
-    return ex;
-}
 
 
 /* ---- modes ---- */
@@ -70,7 +60,7 @@ static void test_serial_order(void **state) {
         args[i].id = i;
         tasks[i] = (struct cx_task){serial_task, &args[i]};
     }
-    struct cx_executor *ex = make(CX_MODE_SERIAL, 8);
+    struct cx_executor *ex = t_executor_make(CX_MODE_SERIAL, 8);
     struct cx_batch *b1, *b2;
     assert_int_equal(cx_executor_submit(ex, tasks, 20, &b1), 0);
     assert_int_equal(cx_executor_submit(ex, tasks + 20, 20, &b2), 0);
@@ -173,7 +163,7 @@ static void test_free_mode_parallel(void **state) {
     struct t_latch l;
     t_latch_init(&l);
     struct cx_task tasks[2] = {{meet_task, &l}, {meet_task, &l}};
-    struct cx_executor *ex = make(CX_MODE_FREE, 2);
+    struct cx_executor *ex = t_executor_make(CX_MODE_FREE, 2);
     struct cx_batch *b;
     assert_int_equal(cx_executor_run(ex, tasks, 2, NULL, NULL, &b), 0);
     struct cx_batch_stats st;
@@ -209,7 +199,7 @@ static void test_modes_same_results(void **state) {
     enum cx_exec_mode modes[3] = {CX_MODE_SERIAL, CX_MODE_GIL, CX_MODE_FREE};
     struct cx_task_result ref[N];
     for (int m = 0; m < 3; m++) {
-        struct cx_executor *ex = make(modes[m], 4);
+        struct cx_executor *ex = t_executor_make(modes[m], 4);
         struct cx_batch *b;
         assert_int_equal(cx_executor_run(ex, tasks, N, NULL, NULL, &b), 0);
         struct cx_task_result *res = cx_batch_results(b);
@@ -264,7 +254,7 @@ static void *submitter(void *p) {
 
 static void test_concurrent_batches(void **state) {
     (void)state;
-    struct cx_executor *ex = make(CX_MODE_FREE, 3);
+    struct cx_executor *ex = t_executor_make(CX_MODE_FREE, 3);
     enum { T = 4 };
     pthread_t th[T];
     struct sub_arg a[T];
